@@ -1,0 +1,429 @@
+//! Copies: the copy policy, copy accounting, and the kernels that gather any strided layout
+//! into a fresh row-major buffer (memcpy for contiguous runs, cache-blocked tiles otherwise,
+//! two threads for large arrays, huge-page-backed destinations).
+
+use std::cell::Cell;
+use std::fmt;
+use std::sync::OnceLock;
+
+use crate::layout::{row_major_strides, simplify};
+
+/// When a conversion may copy, mirroring the Array API `copy=` argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum CopyPolicy {
+    /// Never copy; a conversion that needs one fails with [`Error::NeedsCopy`](crate::Error::NeedsCopy)
+    /// (`copy=False`).
+    Never,
+    /// Copy only when the result cannot share memory with the source (`copy=None`).
+    #[default]
+    IfNeeded,
+    /// Always copy, even when sharing would work (`copy=True`).
+    Always,
+}
+
+/// Why ferry copied (or would have to copy) data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CopyReason {
+    /// Memory moved between a device and the host.
+    DeviceTransfer,
+    /// The layout had to become row-major.
+    NonContiguous,
+    /// The dtype changed (an explicit cast).
+    Cast,
+    /// The caller asked for a copy ([`CopyPolicy::Always`]).
+    Forced,
+    /// The data pointer was not aligned for the element type.
+    Misaligned,
+    /// The target framework cannot wrap foreign memory, so the data was copied into its storage.
+    FrameworkStorage,
+}
+
+impl fmt::Display for CopyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CopyReason::DeviceTransfer => "device transfer",
+            CopyReason::NonContiguous => "non-contiguous layout",
+            CopyReason::Cast => "dtype cast",
+            CopyReason::Forced => "copy forced by policy",
+            CopyReason::Misaligned => "misaligned data",
+            CopyReason::FrameworkStorage => "framework cannot wrap foreign memory",
+        })
+    }
+}
+
+/// One copy ferry made: how many bytes and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CopyRecord {
+    /// Bytes written.
+    pub bytes: u64,
+    /// Why.
+    pub reason: CopyReason,
+}
+
+/// Copies ferry made on one thread, as counted by [`copy_totals`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct CopyTotals {
+    /// Number of copies.
+    pub copies: u64,
+    /// Bytes written by them.
+    pub bytes: u64,
+}
+
+impl CopyTotals {
+    /// What was copied between `earlier` and `self`.
+    pub fn since(self, earlier: CopyTotals) -> CopyTotals {
+        CopyTotals {
+            copies: self.copies - earlier.copies,
+            bytes: self.bytes - earlier.bytes,
+        }
+    }
+}
+
+thread_local! {
+    static LEDGER: Cell<CopyTotals> = const { Cell::new(CopyTotals { copies: 0, bytes: 0 }) };
+}
+
+/// Every copy ferry (core and adapters) has made on the calling thread so far.
+///
+/// Take a snapshot before a conversion and compare after it to prove it made no copy:
+/// ```
+/// let before = ferry_core::copy_totals();
+/// let a = ferry_core::HostArray::from_vec(vec![2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+/// let _view = a.view::<f32>().unwrap();
+/// assert_eq!(ferry_core::copy_totals().since(before).copies, 0);
+/// ```
+pub fn copy_totals() -> CopyTotals {
+    LEDGER.with(Cell::get)
+}
+
+/// Counts a copy in the calling thread's ledger and returns its record. Adapters call this for
+/// every copy they make (device transfers, framework storage).
+pub fn record_copy(bytes: u64, reason: CopyReason) -> CopyRecord {
+    LEDGER.with(|l| {
+        let t = l.get();
+        l.set(CopyTotals {
+            copies: t.copies + 1,
+            bytes: t.bytes + bytes,
+        });
+    });
+    CopyRecord { bytes, reason }
+}
+
+/// Bytes above which a copy is split over threads (a spawn costs tens of microseconds).
+const PARALLEL_MIN_BYTES: usize = 4 << 20;
+/// Bytes above which a fresh destination asks the kernel for transparent huge pages.
+const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
+const HUGE_PAGE: usize = 2 << 20;
+
+fn worker_threads() -> usize {
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8)
+    })
+}
+
+/// A `Vec<T>` with room for `n` elements and length 0, whose pages the kernel is asked to back
+/// with transparent huge pages when large (a fresh buffer is otherwise page-fault bound).
+pub(crate) fn alloc_uninit<T>(n: usize) -> Vec<T> {
+    let v: Vec<T> = Vec::with_capacity(n);
+    let bytes = n.saturating_mul(size_of::<T>());
+    if cfg!(target_os = "linux") && bytes >= HUGE_PAGE_MIN_BYTES {
+        let start = v.as_ptr() as usize;
+        let lo = start.next_multiple_of(HUGE_PAGE);
+        let hi = (start + bytes) / HUGE_PAGE * HUGE_PAGE;
+        if hi > lo {
+            // SAFETY: [lo, hi) lies inside the allocation just made; MADV_HUGEPAGE only changes
+            // how pages are backed, never their contents, and a failure leaves memory as it was.
+            unsafe {
+                libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    v
+}
+
+/// A raw address that may cross into a scoped worker thread.
+#[derive(Clone, Copy)]
+struct Addr(usize);
+
+/// Gathers the elements of a strided layout into `dst` in row-major order.
+///
+/// # Safety
+///
+/// - `src` points at the element of index `[0, .., 0]`, and every element reachable from it
+///   through `shape` and `strides` (in elements of `elem_size` bytes) is readable.
+/// - `dst` is valid for writes of `product(shape) * elem_size` bytes and does not overlap the
+///   source elements.
+pub(crate) unsafe fn gather(
+    src: *const u8,
+    shape: &[usize],
+    strides: &[isize],
+    elem_size: usize,
+    dst: *mut u8,
+) {
+    let s = simplify(shape, strides);
+    let n: usize = s.shape.iter().product();
+    if n == 0 || shape.contains(&0) {
+        return;
+    }
+    let bytes = n * elem_size;
+    let threads = worker_threads().min(bytes / PARALLEL_MIN_BYTES * 2).max(1);
+    if threads < 2 || s.shape.is_empty() || s.shape[0] < 2 {
+        // SAFETY: forwarded contract.
+        unsafe { gather_serial(src, &s.shape, &s.strides, elem_size, dst) };
+        return;
+    }
+    let dst_stride0 = s.shape[1..].iter().product::<usize>() * elem_size;
+    let len0 = s.shape[0];
+    let chunk = len0.div_ceil(threads);
+    let (src_addr, dst_addr) = (Addr(src as usize), Addr(dst as usize));
+    std::thread::scope(|scope| {
+        for start in (0..len0).step_by(chunk) {
+            let end = (start + chunk).min(len0);
+            let mut sub_shape = s.shape.clone();
+            sub_shape[0] = end - start;
+            let strides = &s.strides;
+            scope.spawn(move || {
+                let src = src_addr.0 as *const u8;
+                let dst = dst_addr.0 as *mut u8;
+                // SAFETY: each worker reads a disjoint range of axis 0 of the source (still inside
+                // the caller's readable elements) and writes the matching disjoint rows of `dst`.
+                unsafe {
+                    let sub_src = src.offset(start as isize * strides[0] * elem_size as isize);
+                    let sub_dst = dst.add(start * dst_stride0);
+                    gather_serial(sub_src, &sub_shape, strides, elem_size, sub_dst);
+                }
+            });
+        }
+    });
+}
+
+/// # Safety
+/// As [`gather`]; `shape` has no zero-length axis.
+unsafe fn gather_serial(
+    src: *const u8,
+    shape: &[usize],
+    strides: &[isize],
+    elem_size: usize,
+    dst: *mut u8,
+) {
+    // SAFETY: forwarded contract (all arms); each typed kernel reads and writes unaligned.
+    unsafe {
+        match elem_size {
+            1 => gather_typed::<u8>(src, shape, strides, dst),
+            2 => gather_typed::<u16>(src, shape, strides, dst),
+            4 => gather_typed::<u32>(src, shape, strides, dst),
+            8 => gather_typed::<u64>(src, shape, strides, dst),
+            16 => gather_typed::<[u64; 2]>(src, shape, strides, dst),
+            _ => gather_bytes(src, shape, strides, elem_size, dst),
+        }
+    }
+}
+
+/// Calls `f(src_offset, dst_offset)` (in elements) for every multi-index over `axes`, each axis
+/// given as (length, source stride, destination stride).
+fn for_each_outer(axes: &[(usize, isize, isize)], mut f: impl FnMut(isize, isize)) {
+    let mut index = vec![0usize; axes.len()];
+    let (mut s, mut d) = (0isize, 0isize);
+    loop {
+        f(s, d);
+        let mut axis = axes.len();
+        loop {
+            if axis == 0 {
+                return;
+            }
+            axis -= 1;
+            let (len, ss, ds) = axes[axis];
+            index[axis] += 1;
+            s += ss;
+            d += ds;
+            if index[axis] < len {
+                break;
+            }
+            s -= ss * len as isize;
+            d -= ds * len as isize;
+            index[axis] = 0;
+        }
+    }
+}
+
+/// Tile edge of the blocked transpose: powers of two above 32 suffer cache-set conflicts at
+/// large row strides, 8 is too small to amortise the loop.
+const TILE: usize = 32;
+
+/// # Safety
+/// As [`gather`], with `elem_size == size_of::<T>()` and no zero-length axis.
+unsafe fn gather_typed<T: Copy>(src: *const u8, shape: &[usize], strides: &[isize], dst: *mut u8) {
+    let src = src.cast::<T>();
+    let dst = dst.cast::<T>();
+    let ndim = shape.len();
+    if ndim == 0 {
+        // SAFETY: one element is readable at `src` and writable at `dst`.
+        unsafe { dst.write_unaligned(src.read_unaligned()) };
+        return;
+    }
+    let dst_strides = row_major_strides(shape).expect("element count was bounded by the caller");
+    let last = ndim - 1;
+    let (n_last, s_last) = (shape[last], strides[last]);
+    // The non-last axis whose source stride is smallest: tiling it against the last axis keeps
+    // both reads and writes within a few cache lines per tile.
+    let tile_axis = (0..last)
+        .min_by_key(|&a| strides[a].unsigned_abs())
+        .filter(|&a| s_last != 1 && strides[a].unsigned_abs() < s_last.unsigned_abs());
+    match tile_axis {
+        None if s_last == 1 => {
+            let outer: Vec<_> = (0..last)
+                .map(|a| (shape[a], strides[a], dst_strides[a]))
+                .collect();
+            for_each_outer(&outer, |so, d| {
+                // SAFETY: a contiguous run of `n_last` readable source elements and writable,
+                // non-overlapping destination elements.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        src.offset(so).cast::<u8>(),
+                        dst.offset(d).cast::<u8>(),
+                        n_last * size_of::<T>(),
+                    )
+                };
+            });
+        }
+        None => {
+            let outer: Vec<_> = (0..last)
+                .map(|a| (shape[a], strides[a], dst_strides[a]))
+                .collect();
+            for_each_outer(&outer, |so, d| {
+                for i in 0..n_last {
+                    // SAFETY: index `i` of the last axis is inside the caller's layout.
+                    unsafe {
+                        let v = src.offset(so + i as isize * s_last).read_unaligned();
+                        dst.offset(d + i as isize).write_unaligned(v);
+                    }
+                }
+            });
+        }
+        Some(k) => {
+            let outer: Vec<_> = (0..last)
+                .filter(|&a| a != k)
+                .map(|a| (shape[a], strides[a], dst_strides[a]))
+                .collect();
+            let (n_k, s_k, d_k) = (shape[k], strides[k], dst_strides[k]);
+            for_each_outer(&outer, |so, d| {
+                for kb in (0..n_k).step_by(TILE) {
+                    let ke = (kb + TILE).min(n_k);
+                    for lb in (0..n_last).step_by(TILE) {
+                        let le = (lb + TILE).min(n_last);
+                        for kk in kb..ke {
+                            let s_row = so + kk as isize * s_k;
+                            let d_row = d + kk as isize * d_k;
+                            for l in lb..le {
+                                // SAFETY: (kk, l) is inside the caller's layout on both sides.
+                                unsafe {
+                                    let v =
+                                        src.offset(s_row + l as isize * s_last).read_unaligned();
+                                    dst.offset(d_row + l as isize).write_unaligned(v);
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// # Safety
+/// As [`gather`], for element sizes without a typed kernel.
+unsafe fn gather_bytes(
+    src: *const u8,
+    shape: &[usize],
+    strides: &[isize],
+    elem_size: usize,
+    dst: *mut u8,
+) {
+    let dst_strides = row_major_strides(shape).expect("element count was bounded by the caller");
+    let axes: Vec<_> = shape
+        .iter()
+        .zip(strides)
+        .zip(&dst_strides)
+        .map(|((&n, &s), &d)| (n, s, d))
+        .collect();
+    let es = elem_size as isize;
+    for_each_outer(&axes, |so, d| {
+        // SAFETY: one element at each of these element offsets is inside the caller's layout.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.offset(so * es), dst.offset(d * es), elem_size)
+        };
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(src: &[u32], shape: &[usize], strides: &[isize], base: isize) -> Vec<u32> {
+        let mut out = Vec::new();
+        let n: usize = shape.iter().product();
+        for flat in 0..n {
+            let mut rem = flat;
+            let mut off = base;
+            for a in (0..shape.len()).rev() {
+                off += (rem % shape[a]) as isize * strides[a];
+                rem /= shape[a];
+            }
+            out.push(src[off as usize]);
+        }
+        out
+    }
+
+    fn check(shape: &[usize], strides: &[isize], base: isize, len: usize) {
+        let src: Vec<u32> = (0..len as u32).collect();
+        let n: usize = shape.iter().product();
+        let mut dst = vec![0u32; n];
+        // SAFETY: the test layouts stay inside `src`, and `dst` holds n elements.
+        unsafe {
+            gather(
+                src.as_ptr().offset(base).cast(),
+                shape,
+                strides,
+                4,
+                dst.as_mut_ptr().cast(),
+            );
+        }
+        assert_eq!(
+            dst,
+            reference(&src, shape, strides, base),
+            "shape {shape:?} strides {strides:?}"
+        );
+    }
+
+    #[test]
+    fn kernels_match_plain_indexing() {
+        check(&[3, 5], &[5, 1], 0, 15);
+        check(&[5, 3], &[1, 5], 0, 15);
+        check(&[70, 45], &[1, 70], 0, 70 * 45);
+        check(&[4, 70, 45], &[1, 4, 280], 0, 4 * 70 * 45);
+        check(&[3, 5], &[-5, -1], 14, 15);
+        check(&[3, 5], &[0, 1], 0, 5);
+        check(&[], &[], 3, 5);
+        check(&[2, 3], &[2, 0], 0, 4);
+    }
+
+    #[test]
+    fn large_copies_split_over_threads() {
+        let (r, c) = (1024, 1200);
+        check(&[c, r], &[1, c as isize], 0, r * c);
+        check(&[r * c], &[1], 0, r * c);
+    }
+
+    #[test]
+    fn odd_element_sizes_use_the_byte_kernel() {
+        let src: Vec<u8> = (0..36).collect();
+        let mut dst = vec![0u8; 36];
+        // SAFETY: a 3x4 layout of 3-byte elements, transposed, inside `src`.
+        unsafe { gather(src.as_ptr(), &[4, 3], &[1, 4], 3, dst.as_mut_ptr()) };
+        assert_eq!(&dst[..6], &[0, 1, 2, 12, 13, 14]);
+    }
+}

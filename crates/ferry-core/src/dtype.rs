@@ -1,0 +1,392 @@
+//! Element types: the runtime [`DType`] tag, DLPack dtype descriptors, and the [`Element`] trait
+//! that ties a Rust type to its tag for typed access.
+
+use std::fmt;
+
+use half::{bf16, f16};
+use num_complex::{Complex32, Complex64};
+
+/// A DLPack data-type descriptor kept as raw integers, so unknown codes are representable and
+/// never undefined behaviour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DTypeDesc {
+    /// DLPack type code (`kDLInt` = 0, `kDLUInt` = 1, `kDLFloat` = 2, `kDLBfloat` = 4, ...).
+    pub code: u8,
+    /// Bits per lane.
+    pub bits: u8,
+    /// Vector lanes; 1 for scalars.
+    pub lanes: u16,
+}
+
+impl DTypeDesc {
+    /// DLPack `kDLInt`.
+    pub const INT: u8 = 0;
+    /// DLPack `kDLUInt`.
+    pub const UINT: u8 = 1;
+    /// DLPack `kDLFloat`.
+    pub const FLOAT: u8 = 2;
+    /// DLPack `kDLOpaqueHandle`.
+    pub const OPAQUE_HANDLE: u8 = 3;
+    /// DLPack `kDLBfloat`.
+    pub const BFLOAT: u8 = 4;
+    /// DLPack `kDLComplex`.
+    pub const COMPLEX: u8 = 5;
+    /// DLPack `kDLBool`.
+    pub const BOOL: u8 = 6;
+
+    /// Total bits of one element (`bits * lanes`).
+    pub fn total_bits(self) -> u32 {
+        u32::from(self.bits) * u32::from(self.lanes)
+    }
+}
+
+impl fmt::Display for DTypeDesc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dtype = DType::from_desc(*self);
+        if dtype.is_typed() {
+            return fmt::Display::fmt(&dtype, f);
+        }
+        let name = match self.code {
+            0 => "int",
+            1 => "uint",
+            2 => "float",
+            3 => "opaque",
+            4 => "bfloat",
+            5 => "complex",
+            6 => "bool",
+            7..=14 => "float8",
+            15 | 16 => "float6",
+            17 => "float4",
+            18 => "bcomplex",
+            _ => "code",
+        };
+        write!(f, "{name} (code {}, {} bits", self.code, self.bits)?;
+        if self.lanes != 1 {
+            write!(f, ", {} lanes", self.lanes)?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// The element type of a [`HostArray`](crate::HostArray).
+///
+/// Every variant but [`DType::Raw`] has a Rust type ([`Element`]) and can be viewed typed.
+/// `Raw` carries any other DLPack dtype (fp8/fp6/fp4, vector lanes, opaque handles) as bytes
+/// with its descriptor: it can be exported, imported and copied, never viewed typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DType {
+    /// `bool`, one byte per element holding 0 or 1.
+    Bool,
+    /// `u8`
+    U8,
+    /// `u16`
+    U16,
+    /// `u32`
+    U32,
+    /// `u64`
+    U64,
+    /// `i8`
+    I8,
+    /// `i16`
+    I16,
+    /// `i32`
+    I32,
+    /// `i64`
+    I64,
+    /// IEEE half precision ([`half::f16`]).
+    F16,
+    /// bfloat16 ([`half::bf16`]).
+    BF16,
+    /// `f32`
+    F32,
+    /// `f64`
+    F64,
+    /// Two `f32`s ([`num_complex::Complex32`]).
+    C64,
+    /// Two `f64`s ([`num_complex::Complex64`]).
+    C128,
+    /// A DLPack dtype with no typed view in ferry, kept with its descriptor.
+    Raw(DTypeDesc),
+}
+
+impl DType {
+    /// Every dtype that has a typed view, in a fixed order (handy for tests).
+    pub const TYPED: [DType; 15] = [
+        DType::Bool,
+        DType::U8,
+        DType::U16,
+        DType::U32,
+        DType::U64,
+        DType::I8,
+        DType::I16,
+        DType::I32,
+        DType::I64,
+        DType::F16,
+        DType::BF16,
+        DType::F32,
+        DType::F64,
+        DType::C64,
+        DType::C128,
+    ];
+
+    /// The DLPack descriptor of this dtype.
+    pub fn desc(self) -> DTypeDesc {
+        let (code, bits) = match self {
+            DType::Bool => (DTypeDesc::BOOL, 8),
+            DType::U8 => (DTypeDesc::UINT, 8),
+            DType::U16 => (DTypeDesc::UINT, 16),
+            DType::U32 => (DTypeDesc::UINT, 32),
+            DType::U64 => (DTypeDesc::UINT, 64),
+            DType::I8 => (DTypeDesc::INT, 8),
+            DType::I16 => (DTypeDesc::INT, 16),
+            DType::I32 => (DTypeDesc::INT, 32),
+            DType::I64 => (DTypeDesc::INT, 64),
+            DType::F16 => (DTypeDesc::FLOAT, 16),
+            DType::BF16 => (DTypeDesc::BFLOAT, 16),
+            DType::F32 => (DTypeDesc::FLOAT, 32),
+            DType::F64 => (DTypeDesc::FLOAT, 64),
+            DType::C64 => (DTypeDesc::COMPLEX, 64),
+            DType::C128 => (DTypeDesc::COMPLEX, 128),
+            DType::Raw(d) => return d,
+        };
+        DTypeDesc {
+            code,
+            bits,
+            lanes: 1,
+        }
+    }
+
+    /// The dtype a DLPack descriptor names: a typed variant when ferry has one, else `Raw`.
+    pub fn from_desc(desc: DTypeDesc) -> DType {
+        if desc.lanes != 1 {
+            return DType::Raw(desc);
+        }
+        match (desc.code, desc.bits) {
+            (DTypeDesc::BOOL, 8) => DType::Bool,
+            (DTypeDesc::UINT, 8) => DType::U8,
+            (DTypeDesc::UINT, 16) => DType::U16,
+            (DTypeDesc::UINT, 32) => DType::U32,
+            (DTypeDesc::UINT, 64) => DType::U64,
+            (DTypeDesc::INT, 8) => DType::I8,
+            (DTypeDesc::INT, 16) => DType::I16,
+            (DTypeDesc::INT, 32) => DType::I32,
+            (DTypeDesc::INT, 64) => DType::I64,
+            (DTypeDesc::FLOAT, 16) => DType::F16,
+            (DTypeDesc::BFLOAT, 16) => DType::BF16,
+            (DTypeDesc::FLOAT, 32) => DType::F32,
+            (DTypeDesc::FLOAT, 64) => DType::F64,
+            (DTypeDesc::COMPLEX, 64) => DType::C64,
+            (DTypeDesc::COMPLEX, 128) => DType::C128,
+            _ => DType::Raw(desc),
+        }
+    }
+
+    /// Bytes per element, or `None` for packed sub-byte dtypes (fp4, fp6) whose elements do
+    /// not start on byte boundaries.
+    pub fn size_in_bytes(self) -> Option<usize> {
+        let bits = self.desc().total_bits();
+        (bits > 0 && bits.is_multiple_of(8)).then_some(bits as usize / 8)
+    }
+
+    /// Whether this dtype has a Rust element type (everything but [`DType::Raw`]).
+    pub fn is_typed(self) -> bool {
+        !matches!(self, DType::Raw(_))
+    }
+
+    /// Whether this is a complex dtype.
+    pub fn is_complex(self) -> bool {
+        matches!(self, DType::C64 | DType::C128)
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            DType::Bool => "bool",
+            DType::U8 => "u8",
+            DType::U16 => "u16",
+            DType::U32 => "u32",
+            DType::U64 => "u64",
+            DType::I8 => "i8",
+            DType::I16 => "i16",
+            DType::I32 => "i32",
+            DType::I64 => "i64",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+            DType::C64 => "complex64",
+            DType::C128 => "complex128",
+            DType::Raw(d) => return write!(f, "raw {d}"),
+        };
+        f.write_str(name)
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A Rust type that a [`HostArray`](crate::HostArray) can be viewed as.
+///
+/// Sealed: implemented for the element types of [`DType`]'s typed variants only.
+///
+/// # Safety
+///
+/// Implementors promise that `DTYPE.size_in_bytes() == Some(size_of::<Self>())` and that every
+/// bit pattern of that size is a valid value, except where [`Element::NEEDS_VALIDATION`] is true
+/// (then [`Element::is_valid_byte`] says which single bytes are valid).
+pub unsafe trait Element:
+    Copy + Send + Sync + fmt::Debug + PartialEq + 'static + sealed::Sealed
+{
+    /// The runtime tag of this type.
+    const DTYPE: DType;
+    /// Whether some bit patterns are invalid (only `bool`).
+    const NEEDS_VALIDATION: bool = false;
+    /// For one-byte types that need validation: whether `byte` is a valid value.
+    fn is_valid_byte(byte: u8) -> bool {
+        let _ = byte;
+        true
+    }
+}
+
+macro_rules! element {
+    ($($t:ty => $d:ident),* $(,)?) => {$(
+        impl sealed::Sealed for $t {}
+        // SAFETY: the sizes match DType::size_in_bytes for $d, and every bit pattern of these
+        // plain numeric types is a valid value.
+        unsafe impl Element for $t {
+            const DTYPE: DType = DType::$d;
+        }
+    )*};
+}
+
+element!(
+    u8 => U8, u16 => U16, u32 => U32, u64 => U64,
+    i8 => I8, i16 => I16, i32 => I32, i64 => I64,
+    f16 => F16, bf16 => BF16, f32 => F32, f64 => F64,
+    Complex32 => C64, Complex64 => C128,
+);
+
+impl sealed::Sealed for bool {}
+// SAFETY: bool is one byte, matching DType::Bool; only 0 and 1 are valid, which
+// NEEDS_VALIDATION makes every typed access check before a `&bool` is formed.
+unsafe impl Element for bool {
+    const DTYPE: DType = DType::Bool;
+    const NEEDS_VALIDATION: bool = true;
+    fn is_valid_byte(byte: u8) -> bool {
+        byte <= 1
+    }
+}
+
+/// Calls `$body` with the type alias `$T` bound to the Rust type of a typed `DType`; evaluates
+/// `$raw` for [`DType::Raw`].
+#[macro_export]
+#[doc(hidden)]
+macro_rules! dispatch_dtype {
+    ($dtype:expr, $T:ident => $body:expr, raw => $raw:expr) => {
+        match $dtype {
+            $crate::DType::Bool => {
+                type $T = bool;
+                $body
+            }
+            $crate::DType::U8 => {
+                type $T = u8;
+                $body
+            }
+            $crate::DType::U16 => {
+                type $T = u16;
+                $body
+            }
+            $crate::DType::U32 => {
+                type $T = u32;
+                $body
+            }
+            $crate::DType::U64 => {
+                type $T = u64;
+                $body
+            }
+            $crate::DType::I8 => {
+                type $T = i8;
+                $body
+            }
+            $crate::DType::I16 => {
+                type $T = i16;
+                $body
+            }
+            $crate::DType::I32 => {
+                type $T = i32;
+                $body
+            }
+            $crate::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            $crate::DType::F16 => {
+                type $T = $crate::half::f16;
+                $body
+            }
+            $crate::DType::BF16 => {
+                type $T = $crate::half::bf16;
+                $body
+            }
+            $crate::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::DType::C64 => {
+                type $T = $crate::num_complex::Complex32;
+                $body
+            }
+            $crate::DType::C128 => {
+                type $T = $crate::num_complex::Complex64;
+                $body
+            }
+            $crate::DType::Raw(_) => $raw,
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn desc_round_trips_for_every_typed_dtype() {
+        for dt in DType::TYPED {
+            assert_eq!(DType::from_desc(dt.desc()), dt);
+            let size = dispatch_dtype!(dt, T => std::mem::size_of::<T>(), raw => 0);
+            assert_eq!(dt.size_in_bytes(), Some(size), "{dt}");
+        }
+    }
+
+    #[test]
+    fn unknown_descriptors_stay_raw() {
+        let fp8 = DTypeDesc {
+            code: 10,
+            bits: 8,
+            lanes: 1,
+        };
+        assert_eq!(DType::from_desc(fp8), DType::Raw(fp8));
+        assert_eq!(DType::Raw(fp8).size_in_bytes(), Some(1));
+        let fp4 = DTypeDesc {
+            code: 17,
+            bits: 4,
+            lanes: 1,
+        };
+        assert_eq!(DType::Raw(fp4).size_in_bytes(), None);
+        let f32x4 = DTypeDesc {
+            code: 2,
+            bits: 32,
+            lanes: 4,
+        };
+        assert_eq!(DType::from_desc(f32x4), DType::Raw(f32x4));
+        assert_eq!(DType::Raw(f32x4).size_in_bytes(), Some(16));
+        assert_eq!(DType::Raw(fp8).to_string(), "raw float8 (code 10, 8 bits)");
+    }
+}

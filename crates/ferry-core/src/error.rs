@@ -1,0 +1,181 @@
+//! The one error type of `ferry-core`: every refusal names what was wrong (shape, strides,
+//! dtype, device) and what to do instead.
+
+use crate::copy::CopyReason;
+use crate::{DType, Device};
+
+/// Result alias for `ferry-core`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when describing, viewing, copying or exchanging host arrays.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A typed access asked for another element type than the array holds.
+    #[error(
+        "dtype {found} cannot be viewed as {wanted}; call cast::<{wanted}>() for an explicit conversion"
+    )]
+    DtypeMismatch {
+        /// The array's dtype.
+        found: DType,
+        /// The dtype that was asked for.
+        wanted: DType,
+    },
+    /// The dtype is carried as raw bytes only (fp8/fp6/fp4, vector lanes, opaque handles).
+    #[error(
+        "dtype {dtype} has no typed view in ferry; it is carried as raw bytes (export it over DLPack or cast it in its framework first)"
+    )]
+    NoTypedView {
+        /// The raw dtype.
+        dtype: DType,
+    },
+    /// A bool array holds a byte other than 0 or 1.
+    #[error(
+        "bool array of shape {shape:?} holds byte {value} at flat position {position}; only 0 and 1 are valid bools (view it as u8 instead)"
+    )]
+    InvalidBool {
+        /// Shape of the array.
+        shape: Vec<usize>,
+        /// Position in logical (row-major) order.
+        position: usize,
+        /// The offending byte.
+        value: u8,
+    },
+    /// The data pointer is not aligned for the element type.
+    #[error(
+        "data at address {address:#x} is not aligned to {align} bytes for {dtype}; copy it with to_contiguous(CopyPolicy::Always) first"
+    )]
+    Misaligned {
+        /// The array's dtype.
+        dtype: DType,
+        /// The first element's address.
+        address: usize,
+        /// Alignment the element type needs.
+        align: usize,
+    },
+    /// A copy was needed but the copy policy forbids it.
+    #[error(
+        "a copy is needed ({reason}) for shape {shape:?}, strides {strides:?}, dtype {dtype}, but the copy policy is Never"
+    )]
+    NeedsCopy {
+        /// Why the copy is needed.
+        reason: CopyReason,
+        /// Shape of the source.
+        shape: Vec<usize>,
+        /// Strides of the source, in elements.
+        strides: Vec<isize>,
+        /// Dtype of the source.
+        dtype: DType,
+    },
+    /// A mutable view was asked of memory that must not be written through ferry.
+    #[error(
+        "array of shape {shape:?} on {device} cannot be viewed mutably: {reason}; take an owned copy with to_array() instead"
+    )]
+    NotWritable {
+        /// Why it is not writable.
+        reason: &'static str,
+        /// Shape of the array.
+        shape: Vec<usize>,
+        /// Where the memory lives.
+        device: Device,
+    },
+    /// Memory that the CPU cannot read was handed to a host-only operation.
+    #[error(
+        "tensor of shape {shape:?}, dtype {dtype} lives on {device}, which the host cannot read; copy it to host through its framework adapter (built with feature `cuda` for CUDA)"
+    )]
+    NotHostMemory {
+        /// Where the memory lives.
+        device: Device,
+        /// Shape of the tensor.
+        shape: Vec<usize>,
+        /// Dtype of the tensor.
+        dtype: DType,
+    },
+    /// A shape and strides whose extent does not fit the address space.
+    #[error(
+        "shape {shape:?} with strides {strides:?} (elements of {itemsize_bits} bits) overflows the address space"
+    )]
+    LayoutOverflow {
+        /// The shape as given.
+        shape: Vec<i64>,
+        /// The strides as given, in elements.
+        strides: Vec<i64>,
+        /// Bits per element.
+        itemsize_bits: u32,
+    },
+    /// A shape that does not match the number of elements given.
+    #[error("shape {shape:?} holds {expected} elements but {found} were given")]
+    ShapeMismatch {
+        /// The shape asked for.
+        shape: Vec<usize>,
+        /// Elements that shape holds.
+        expected: usize,
+        /// Elements given.
+        found: usize,
+    },
+    /// A layout ferry cannot describe for this dtype.
+    #[error(
+        "layout shape {shape:?}, strides {strides:?} is not supported for dtype {dtype}: {reason}"
+    )]
+    UnsupportedLayout {
+        /// Shape of the array.
+        shape: Vec<usize>,
+        /// Strides of the array, in elements.
+        strides: Vec<isize>,
+        /// Dtype of the array.
+        dtype: DType,
+        /// What is not supported.
+        reason: &'static str,
+    },
+    /// A cast that would lose information silently.
+    #[error("cast from {from} to {to} is not supported: {hint}")]
+    UnsupportedCast {
+        /// Source dtype.
+        from: DType,
+        /// Target dtype.
+        to: DType,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// A DLPack tensor of a major version this crate does not speak; only its deleter was called.
+    #[error(
+        "dlpack version {major}.{minor} is not supported (ferry speaks 1.x); the tensor was released unread, ask the producer for a 1.x tensor"
+    )]
+    UnsupportedDlpackVersion {
+        /// Producer's major version.
+        major: u32,
+        /// Producer's minor version.
+        minor: u32,
+    },
+    /// DLPack metadata that breaks the protocol; the tensor was released through its deleter.
+    #[error("invalid dlpack tensor: {reason}")]
+    InvalidDlpack {
+        /// What was wrong, with the offending values.
+        reason: String,
+    },
+    /// A capability this build does not have.
+    #[error("{capability} is not available in this build: {hint}")]
+    NotCompiled {
+        /// What was asked for.
+        capability: &'static str,
+        /// How to get it.
+        hint: &'static str,
+    },
+    /// A framework's own error, wrapped by an adapter.
+    #[error("{backend} failed")]
+    Backend {
+        /// Which framework.
+        backend: &'static str,
+        /// The framework's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Error {
+    pub(crate) fn invalid_dlpack(reason: impl Into<String>) -> Error {
+        Error::InvalidDlpack {
+            reason: reason.into(),
+        }
+    }
+}
