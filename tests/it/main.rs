@@ -1,6 +1,9 @@
 //! The one integration test binary: the core conformance suite (layouts × dtypes, DLPack both
 //! ways, hostile input, deleters, properties) and, per enabled backend, the backend suite.
 
+mod backends;
+#[cfg(feature = "candle")]
+mod candle;
 mod core_layouts;
 mod dlpack_import;
 mod properties;

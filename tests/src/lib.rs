@@ -1,5 +1,8 @@
 //! Fixtures shared by the `it` test binary: layouts over real buffers, a plain-indexing reference,
-//! and a counting DLPack producer whose deleter calls are observable.
+//! a counting DLPack producer, and the backend-generic conformance suite with one small
+//! [`backends::SuiteBackend`] implementation per framework.
 
+pub mod backends;
 pub mod fixtures;
 pub mod producer;
+pub mod suite;

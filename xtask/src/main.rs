@@ -40,6 +40,11 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+fn root_target() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
 fn parse_cases(args: &[String]) -> Result<u32> {
     match args.iter().position(|a| a == "--cases") {
         Some(i) => args
@@ -134,13 +139,23 @@ fn ci() -> Result<()> {
         run(cmd.args(["--", "-D", "warnings"]))?;
     }
     let mut totals = Totals::default();
+    let report = root_target().join("suite-report.txt");
+    let _ = std::fs::remove_file(&report);
+    let report_env = report.to_string_lossy().into_owned();
     for features in feature_sets() {
         let joined = features.join(",");
         let mut args = vec!["--workspace"];
         if !features.is_empty() {
             args.extend(["--features", &joined]);
         }
-        run_tests(&args, &[], &mut totals)?;
+        run_tests(&args, &[("FERRY_SUITE_REPORT", &report_env)], &mut totals)?;
+    }
+    let cases = std::fs::read_to_string(&report).unwrap_or_default();
+    let mut lines: Vec<&str> = cases.lines().collect();
+    lines.sort_unstable();
+    println!("ci: backend matrix (cases per backend and pair):");
+    for line in &lines {
+        println!("  {line}");
     }
     run(cargo()
         .args(["doc", "--workspace", "--no-deps"])

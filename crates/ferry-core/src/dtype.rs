@@ -68,6 +68,42 @@ impl fmt::Display for DTypeDesc {
     }
 }
 
+/// DLPack descriptors of the raw (untyped) dtypes frameworks use: fp8, fp6 and fp4.
+pub mod raw_dtypes {
+    use super::DTypeDesc;
+
+    const fn desc(code: u8, bits: u8) -> DTypeDesc {
+        DTypeDesc {
+            code,
+            bits,
+            lanes: 1,
+        }
+    }
+
+    /// `kDLFloat8_e3m4`
+    pub const FLOAT8_E3M4: DTypeDesc = desc(7, 8);
+    /// `kDLFloat8_e4m3`
+    pub const FLOAT8_E4M3: DTypeDesc = desc(8, 8);
+    /// `kDLFloat8_e4m3b11fnuz`
+    pub const FLOAT8_E4M3B11FNUZ: DTypeDesc = desc(9, 8);
+    /// `kDLFloat8_e4m3fn` (OCP e4m3, no infinities; candle's and torch's `float8_e4m3fn`)
+    pub const FLOAT8_E4M3FN: DTypeDesc = desc(10, 8);
+    /// `kDLFloat8_e4m3fnuz`
+    pub const FLOAT8_E4M3FNUZ: DTypeDesc = desc(11, 8);
+    /// `kDLFloat8_e5m2`
+    pub const FLOAT8_E5M2: DTypeDesc = desc(12, 8);
+    /// `kDLFloat8_e5m2fnuz`
+    pub const FLOAT8_E5M2FNUZ: DTypeDesc = desc(13, 8);
+    /// `kDLFloat8_e8m0fnu`
+    pub const FLOAT8_E8M0FNU: DTypeDesc = desc(14, 8);
+    /// `kDLFloat6_e2m3fn`, packed
+    pub const FLOAT6_E2M3FN: DTypeDesc = desc(15, 6);
+    /// `kDLFloat6_e3m2fn`, packed
+    pub const FLOAT6_E3M2FN: DTypeDesc = desc(16, 6);
+    /// `kDLFloat4_e2m1fn`, packed
+    pub const FLOAT4_E2M1FN: DTypeDesc = desc(17, 4);
+}
+
 /// The element type of a [`HostArray`](crate::HostArray).
 ///
 /// Every variant but [`DType::Raw`] has a Rust type ([`Element`]) and can be viewed typed.

@@ -161,6 +161,16 @@ pub enum Error {
         /// How to get it.
         hint: &'static str,
     },
+    /// A dtype the target framework cannot hold.
+    #[error("{backend} has no dtype {dtype}; {hint}")]
+    UnsupportedDtype {
+        /// Which framework.
+        backend: &'static str,
+        /// The dtype that was asked for.
+        dtype: DType,
+        /// What to do instead (usually an explicit cast).
+        hint: &'static str,
+    },
     /// A framework's own error, wrapped by an adapter.
     #[error("{backend} failed")]
     Backend {
@@ -173,6 +183,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Wraps a framework error.
+    pub fn backend(
+        backend: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Backend {
+            backend,
+            source: Box::new(source),
+        }
+    }
+
     pub(crate) fn invalid_dlpack(reason: impl Into<String>) -> Error {
         Error::InvalidDlpack {
             reason: reason.into(),

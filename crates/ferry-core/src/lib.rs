@@ -30,7 +30,7 @@ pub use array::{HostArray, Owner, RawParts};
 pub use copy::{CopyPolicy, CopyReason, CopyRecord, CopyTotals, copy_totals, record_copy};
 pub use device::{Device, MemoryKind};
 pub use dlpack::{DlpackTensor, RawDlpack};
-pub use dtype::{DType, DTypeDesc, Element};
+pub use dtype::{DType, DTypeDesc, Element, raw_dtypes};
 pub use error::{Error, Result};
 
 /// Re-exported for [`DlpackTensor::into_raw`] pointers and adapter exports.

@@ -1,0 +1,289 @@
+//! `ferry-candle`: `candle_core::Tensor` ⇄ [`HostArray`] and ⇄ DLPack.
+//!
+//! - CPU tensors come out zero-copy: the array points into candle's storage with the tensor's
+//!   real strides and offset (transposes, narrows and broadcasts included) and keeps the tensor
+//!   alive. Like PyTorch's `.numpy()`, the array **shares memory** with the tensor: an in-place
+//!   candle operation on the same storage (`Var::set`, `slice_set`) is visible through it, so
+//!   do not run one while reading the array. ferry marks these arrays read-only.
+//! - CUDA tensors (feature `cuda`) come out with one device→host copy of only the span the
+//!   view covers, into pinned memory, after the work queued on the device's stream is done.
+//! - Into candle: a uniquely owned row-major buffer moves in without a copy; anything else is
+//!   copied once (candle cannot wrap foreign memory). Dtypes candle lacks (bool, i8, u16, u64,
+//!   complex) are refused with a hint to cast.
+
+use candle_core::{CpuStorage, DType as CandleDType, Device as CandleDevice, Storage, Tensor};
+use ferry_core::raw_dtypes as raw;
+use ferry_core::{
+    CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, MemoryKind, RawParts, Result,
+    record_copy,
+};
+
+mod cuda;
+
+/// The backend name used in errors.
+pub const BACKEND: &str = "candle";
+
+/// The ferry dtype of a candle dtype (candle's fp8/fp6/fp4 types are raw DLPack descriptors).
+pub fn ferry_dtype(dtype: CandleDType) -> DType {
+    match dtype {
+        CandleDType::U8 => DType::U8,
+        CandleDType::U32 => DType::U32,
+        CandleDType::I16 => DType::I16,
+        CandleDType::I32 => DType::I32,
+        CandleDType::I64 => DType::I64,
+        CandleDType::BF16 => DType::BF16,
+        CandleDType::F16 => DType::F16,
+        CandleDType::F32 => DType::F32,
+        CandleDType::F64 => DType::F64,
+        CandleDType::F8E4M3 => DType::Raw(raw::FLOAT8_E4M3FN),
+        CandleDType::F8E8M0 => DType::Raw(raw::FLOAT8_E8M0FNU),
+        CandleDType::F6E2M3 => DType::Raw(raw::FLOAT6_E2M3FN),
+        CandleDType::F6E3M2 => DType::Raw(raw::FLOAT6_E3M2FN),
+        CandleDType::F4 => DType::Raw(raw::FLOAT4_E2M1FN),
+        // A dtype added to candle after 0.11: carried as opaque bytes of its size.
+        other => DType::Raw(ferry_core::DTypeDesc {
+            code: ferry_core::DTypeDesc::OPAQUE_HANDLE,
+            bits: (other.size_in_bytes() * 8).clamp(8, 255) as u8,
+            lanes: 1,
+        }),
+    }
+}
+
+/// The candle dtype for a ferry dtype, or [`Error::UnsupportedDtype`] naming what to do.
+pub fn candle_dtype(dtype: DType) -> Result<CandleDType> {
+    let unsupported = |hint| Error::UnsupportedDtype {
+        backend: BACKEND,
+        dtype,
+        hint,
+    };
+    Ok(match dtype {
+        DType::U8 => CandleDType::U8,
+        DType::U32 => CandleDType::U32,
+        DType::I16 => CandleDType::I16,
+        DType::I32 => CandleDType::I32,
+        DType::I64 => CandleDType::I64,
+        DType::BF16 => CandleDType::BF16,
+        DType::F16 => CandleDType::F16,
+        DType::F32 => CandleDType::F32,
+        DType::F64 => CandleDType::F64,
+        DType::Raw(d) if d == raw::FLOAT8_E4M3FN => CandleDType::F8E4M3,
+        DType::Raw(d) if d == raw::FLOAT8_E8M0FNU => CandleDType::F8E8M0,
+        DType::Raw(d) if d == raw::FLOAT6_E2M3FN => CandleDType::F6E2M3,
+        DType::Raw(d) if d == raw::FLOAT6_E3M2FN => CandleDType::F6E3M2,
+        DType::Raw(d) if d == raw::FLOAT4_E2M1FN => CandleDType::F4,
+        DType::Bool => return Err(unsupported("cast to u8 first (array.cast::<u8>())")),
+        DType::I8 => return Err(unsupported("cast to i16 or u8 first")),
+        DType::U16 => return Err(unsupported("cast to u32 first")),
+        DType::U64 => return Err(unsupported("cast to i64 or u32 first")),
+        DType::C64 | DType::C128 => {
+            return Err(unsupported(
+                "split it into real and imaginary parts and cast each to f32 or f64",
+            ));
+        }
+        _ => return Err(unsupported("candle cannot hold this dtype")),
+    })
+}
+
+fn candle_err(e: candle_core::Error) -> Error {
+    Error::backend(BACKEND, e)
+}
+
+/// A host array over the tensor's data: zero-copy on CPU, one copy of the viewed span from a
+/// GPU. Same as [`to_host_with`] with [`CopyPolicy::IfNeeded`].
+pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
+    to_host_with(tensor, CopyPolicy::IfNeeded)
+}
+
+/// [`to_host`] with an explicit copy policy: `Never` refuses device tensors, `Always` copies
+/// CPU tensors too (into a fresh row-major buffer).
+pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
+    let (storage, layout) = tensor.storage_and_layout();
+    let host = match &*storage {
+        Storage::Cpu(cpu) => cpu_view(tensor, cpu, layout)?,
+        Storage::Cuda(cuda) => {
+            if policy == CopyPolicy::Never {
+                return Err(Error::NeedsCopy {
+                    reason: CopyReason::DeviceTransfer,
+                    shape: layout.dims().to_vec(),
+                    strides: layout.stride().iter().map(|&s| s as isize).collect(),
+                    dtype: ferry_dtype(tensor.dtype()),
+                });
+            }
+            return cuda::to_host(cuda, layout, ferry_dtype(tensor.dtype()));
+        }
+        Storage::Metal(_) => {
+            return Err(Error::NotCompiled {
+                capability: "reading candle Metal tensors",
+                hint: "move the tensor to the CPU with to_device(&Device::Cpu) first",
+            });
+        }
+    };
+    drop(storage);
+    match policy {
+        CopyPolicy::Always => host.to_contiguous(CopyPolicy::Always),
+        _ => Ok(host),
+    }
+}
+
+/// Describes a CPU storage slice as a read-only host array that keeps `tensor` alive.
+fn cpu_view(tensor: &Tensor, cpu: &CpuStorage, layout: &candle_core::Layout) -> Result<HostArray> {
+    let (base, len_bytes): (*const u8, usize) = match cpu {
+        CpuStorage::U8(v) => bytes(v),
+        CpuStorage::U32(v) => bytes(v),
+        CpuStorage::I16(v) => bytes(v),
+        CpuStorage::I32(v) => bytes(v),
+        CpuStorage::I64(v) => bytes(v),
+        CpuStorage::BF16(v) => bytes(v),
+        CpuStorage::F16(v) => bytes(v),
+        CpuStorage::F32(v) => bytes(v),
+        CpuStorage::F64(v) => bytes(v),
+        CpuStorage::F8E4M3(v) => bytes(v),
+        CpuStorage::F6E2M3(v)
+        | CpuStorage::F6E3M2(v)
+        | CpuStorage::F4(v)
+        | CpuStorage::F8E8M0(v) => bytes(v),
+    };
+    let dtype = ferry_dtype(tensor.dtype());
+    let shape = layout.dims().to_vec();
+    let strides: Vec<isize> = layout.stride().iter().map(|&s| s as isize).collect();
+    let bits = dtype.desc().total_bits() as usize;
+    let start_bits = layout.start_offset() * bits;
+    if !start_bits.is_multiple_of(8) {
+        return Err(Error::UnsupportedLayout {
+            shape,
+            strides,
+            dtype,
+            reason: "a view of packed sub-byte elements must start on a byte boundary",
+        });
+    }
+    // Bounds: candle guarantees the layout lies inside the storage; check it anyway, since the
+    // storage is a plain Vec we can measure.
+    if let Some(size) = dtype.size_in_bytes()
+        && !shape.contains(&0)
+    {
+        let last = layout.start_offset()
+            + shape
+                .iter()
+                .zip(layout.stride())
+                .map(|(&d, &s)| (d - 1) * s)
+                .sum::<usize>();
+        if (last + 1) * size > len_bytes {
+            return Err(Error::UnsupportedLayout {
+                shape,
+                strides,
+                dtype,
+                reason: "the candle layout reaches past its storage",
+            });
+        }
+    }
+    let data = base.wrapping_add(start_bits / 8);
+    let parts = RawParts {
+        data,
+        dtype,
+        shape,
+        strides,
+        memory: MemoryKind::Cpu,
+        read_only: true,
+    };
+    let owner = ferry_core::dlpack::owner(tensor.clone());
+    // SAFETY: `data` points into the Vec of the tensor's CPU storage, which lives as long as the
+    // cloned tensor kept in `owner` (candle never reallocates a storage in place); the layout
+    // was checked to stay inside that Vec; the array is read-only because candle may share the
+    // storage with other tensors.
+    unsafe { HostArray::from_raw_parts(parts, owner) }
+}
+
+fn bytes<T>(v: &[T]) -> (*const u8, usize) {
+    (v.as_ptr().cast(), std::mem::size_of_val(v))
+}
+
+/// A candle tensor on `device` with the array's values. Copies once (candle cannot wrap foreign
+/// memory); see [`into_tensor`] to move an owned buffer in without copying.
+pub fn from_host(array: &HostArray, device: &CandleDevice) -> Result<Tensor> {
+    into_tensor(array.clone(), device)
+}
+
+/// Like [`from_host`], but moves the buffer into candle without copying when the array is the
+/// only handle to an owned row-major buffer and the target is the CPU.
+pub fn into_tensor(array: HostArray, device: &CandleDevice) -> Result<Tensor> {
+    let dtype = candle_dtype(array.dtype())?;
+    let shape = array.shape().to_vec();
+    if !array.dtype().is_typed() {
+        // Raw (fp8/fp6/fp4) data: copy the bytes into candle's byte-backed storage.
+        let bytes = array.to_contiguous(CopyPolicy::IfNeeded)?;
+        let raw = bytes.as_bytes().expect("contiguous").to_vec();
+        record_copy(raw.len() as u64, CopyReason::FrameworkStorage);
+        let storage = match dtype {
+            CandleDType::F6E2M3 => CpuStorage::F6E2M3(raw),
+            CandleDType::F6E3M2 => CpuStorage::F6E3M2(raw),
+            CandleDType::F4 => CpuStorage::F4(raw),
+            CandleDType::F8E8M0 => CpuStorage::F8E8M0(raw),
+            CandleDType::F8E4M3 => {
+                CpuStorage::F8E4M3(raw.into_iter().map(float8::F8E4M3::from_bits).collect())
+            }
+            _ => unreachable!("typed dtypes take the path below"),
+        };
+        let t = Tensor::from_storage(
+            Storage::Cpu(storage),
+            shape,
+            candle_core::op::BackpropOp::none(),
+            false,
+        );
+        return t.to_device(device).map_err(candle_err);
+    }
+    match array.dtype() {
+        DType::U8 => typed_into_tensor::<u8>(array, shape, device),
+        DType::U32 => typed_into_tensor::<u32>(array, shape, device),
+        DType::I16 => typed_into_tensor::<i16>(array, shape, device),
+        DType::I32 => typed_into_tensor::<i32>(array, shape, device),
+        DType::I64 => typed_into_tensor::<i64>(array, shape, device),
+        DType::BF16 => typed_into_tensor::<ferry_core::half::bf16>(array, shape, device),
+        DType::F16 => typed_into_tensor::<ferry_core::half::f16>(array, shape, device),
+        DType::F32 => typed_into_tensor::<f32>(array, shape, device),
+        DType::F64 => typed_into_tensor::<f64>(array, shape, device),
+        other => unreachable!("candle_dtype accepted {other}"),
+    }
+}
+
+fn typed_into_tensor<T: ferry_core::Element + candle_core::WithDType>(
+    array: HostArray,
+    shape: Vec<usize>,
+    device: &CandleDevice,
+) -> Result<Tensor> {
+    // Moves the buffer when this array owns it alone in row-major order; copies (and records
+    // the copy) otherwise. Either way candle takes the Vec as its storage.
+    let (vec, offset) = array.into_array::<T>()?.into_raw_vec_and_offset();
+    debug_assert_eq!(
+        offset.unwrap_or(0),
+        0,
+        "into_array returns a buffer starting at its first element"
+    );
+    Tensor::from_vec(vec, shape, device).map_err(candle_err)
+}
+
+/// Exports a candle tensor over DLPack: CPU tensors share candle's storage (read-only), CUDA
+/// tensors (feature `cuda`) share the device buffer.
+pub fn to_dlpack(tensor: &Tensor) -> Result<DlpackTensor> {
+    let (storage, layout) = tensor.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(_) => {
+            drop(storage);
+            Ok(to_host(tensor)?.to_dlpack())
+        }
+        Storage::Cuda(cuda) => cuda::to_dlpack(tensor, cuda, layout, ferry_dtype(tensor.dtype())),
+        Storage::Metal(_) => Err(Error::NotCompiled {
+            capability: "exporting candle Metal tensors",
+            hint: "move the tensor to the CPU with to_device(&Device::Cpu) first",
+        }),
+    }
+}
+
+/// Imports a DLPack tensor into candle on `device`: host memory is copied once (moved when it
+/// is ferry's own uniquely owned buffer); CUDA memory is copied device-to-device (feature
+/// `cuda`).
+pub fn from_dlpack(tensor: DlpackTensor, device: &CandleDevice) -> Result<Tensor> {
+    if tensor.device().is_host_readable() {
+        return into_tensor(tensor.into_host()?, device);
+    }
+    cuda::from_dlpack(tensor, device)
+}

@@ -1,0 +1,231 @@
+//! The conformance suite, written once against [`SuiteBackend`] and run for every enabled
+//! backend and every (source, destination) pair. Each function returns how many cases it ran.
+
+use ferry::{CopyPolicy, DType, Error, HostArray, ToHost, copy_totals};
+
+use crate::backends::SuiteBackend;
+
+/// A `shape` array of dtype `dtype` holding 0, 1, 2, ... (mod 50, exact in every dtype).
+pub fn fixture(dtype: DType, shape: &[usize]) -> HostArray {
+    let n: usize = shape.iter().product();
+    let values: Vec<f64> = (0..n).map(|i| (i % 50) as f64).collect();
+    HostArray::from_vec(shape.to_vec(), values)
+        .unwrap()
+        .cast_to(dtype)
+        .unwrap()
+}
+
+/// Asserts equal dtype, shape and bit-identical values (in row-major order).
+pub fn assert_same(actual: &HostArray, expected: &HostArray, ctx: &str) {
+    assert_eq!(actual.dtype(), expected.dtype(), "{ctx}: dtype");
+    assert_eq!(actual.shape(), expected.shape(), "{ctx}: shape");
+    let a = actual.to_contiguous(CopyPolicy::IfNeeded).unwrap();
+    let e = expected.to_contiguous(CopyPolicy::IfNeeded).unwrap();
+    assert_eq!(
+        a.as_bytes().unwrap(),
+        e.as_bytes().unwrap(),
+        "{ctx}: values"
+    );
+}
+
+/// Appends "what: N cases" to the report file `cargo xtask ci` prints (when it set one).
+pub fn report(what: &str, cases: usize) {
+    assert!(cases > 0, "{what}: no case ran");
+    if let Ok(path) = std::env::var("FERRY_SUITE_REPORT") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        writeln!(f, "{what}: {cases} cases").unwrap();
+    }
+}
+
+/// Views of one tensor the framework can express: name and tensor.
+fn layouts<B: SuiteBackend>(t: &B::Tensor) -> Vec<(&'static str, B::Tensor)> {
+    let mut out = vec![
+        ("contiguous", B::narrow(t, 0, 0, 3)),
+        ("transposed", B::transpose(t)),
+        (
+            "narrowed with offset",
+            B::narrow(&B::narrow(t, 1, 1, 2), 0, 1, 2),
+        ),
+        ("broadcast", B::broadcast_leading(&B::narrow(t, 0, 2, 1), 4)),
+        ("size-1 axis", B::narrow(t, 0, 1, 1)),
+        ("empty", B::narrow(t, 1, 2, 0)),
+    ];
+    if let Some(f) = B::flip(t, 0) {
+        out.push(("flipped", f));
+    }
+    out
+}
+
+/// CPU tensors of every dtype and layout come to the host with zero copies, equal to the
+/// framework's own read-back.
+pub fn to_host_layouts<B: SuiteBackend>() -> usize {
+    let mut cases = 0;
+    let cpu = B::cpu();
+    for &dtype in B::dtypes() {
+        let t = B::from_host(&fixture(dtype, &[3, 4]), &cpu).unwrap();
+        let scalar = B::from_host(&fixture(dtype, &[]), &cpu).unwrap();
+        let mut views = layouts::<B>(&t);
+        views.push(("0-d", scalar));
+        for (name, view) in views {
+            let ctx = format!("{} {dtype} {name}", B::NAME);
+            let before = copy_totals();
+            let host = ferry::to_host(&view).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            assert_eq!(
+                copy_totals().since(before).copies,
+                0,
+                "{ctx}: a CPU view must not copy"
+            );
+            assert_eq!(host.copies(), 0, "{ctx}");
+            assert_same(&host, &B::read_back(&view).unwrap(), &ctx);
+            match name {
+                "transposed" => assert!(
+                    !host.is_standard_layout(),
+                    "{ctx}: real strides {:?}",
+                    host.strides()
+                ),
+                "broadcast" => assert_eq!(host.strides()[0], 0, "{ctx}: zero stride"),
+                "flipped" => assert!(host.strides()[0] < 0, "{ctx}: negative stride"),
+                _ => {}
+            }
+            cases += 1;
+        }
+    }
+    cases
+}
+
+/// HostArray → framework → HostArray and framework → DLPack → framework are bit-exact; an
+/// owned row-major buffer moves in without a copy where the framework can take it.
+pub fn round_trips<B: SuiteBackend>() -> usize {
+    let mut cases = 0;
+    let cpu = B::cpu();
+    for &dtype in B::dtypes() {
+        let ctx = format!("{} {dtype}", B::NAME);
+        let host = fixture(dtype, &[3, 4]);
+        let t = B::from_host(&host, &cpu).unwrap();
+        assert_same(
+            &B::read_back(&t).unwrap(),
+            &host,
+            &format!("{ctx}: from_host"),
+        );
+        assert_same(
+            &t.to_host().unwrap(),
+            &host,
+            &format!("{ctx}: host round trip"),
+        );
+
+        let transposed = B::transpose(&t);
+        let back = B::from_host(&transposed.to_host().unwrap(), &cpu).unwrap();
+        assert_same(
+            &B::read_back(&back).unwrap(),
+            &B::read_back(&transposed).unwrap(),
+            &format!("{ctx}: transposed"),
+        );
+
+        let via_dlpack = B::from_dlpack(transposed.to_dlpack().unwrap(), &cpu).unwrap();
+        assert_same(
+            &B::read_back(&via_dlpack).unwrap(),
+            &B::read_back(&transposed).unwrap(),
+            &format!("{ctx}: dlpack"),
+        );
+
+        let before = copy_totals();
+        let moved = B::into_tensor(fixture(dtype, &[2, 5]), &cpu).unwrap();
+        let copies = copy_totals().since(before).copies;
+        assert_same(
+            &B::read_back(&moved).unwrap(),
+            &fixture(dtype, &[2, 5]),
+            &format!("{ctx}: into_tensor"),
+        );
+        assert!(copies <= 1, "{ctx}: into_tensor copied {copies} times");
+        cases += 5;
+    }
+    cases
+}
+
+/// Dtypes the framework lacks are refused with `UnsupportedDtype`, naming the framework.
+pub fn refusals<B: SuiteBackend>() -> usize {
+    let mut cases = 0;
+    for dtype in DType::TYPED {
+        if B::dtypes().contains(&dtype) {
+            continue;
+        }
+        let Err(err) = B::from_host(&fixture(dtype, &[2]), &B::cpu()) else {
+            panic!("{}: {dtype} was accepted", B::NAME);
+        };
+        assert!(
+            matches!(err, Error::UnsupportedDtype { backend, dtype: d, .. } if backend == B::NAME && d == dtype),
+            "{}: {err}",
+            B::NAME
+        );
+        assert!(err.to_string().contains("cast"), "{err}");
+        cases += 1;
+    }
+    // Never refuses nothing on the CPU: a host view needs no copy.
+    let t = B::from_host(&fixture(DType::F32, &[2, 2]), &B::cpu()).unwrap();
+    assert_eq!(t.to_host_with(CopyPolicy::Never).unwrap().copies(), 0);
+    let forced = t.to_host_with(CopyPolicy::Always).unwrap();
+    assert_eq!(forced.copies(), 1, "{}: Always copies", B::NAME);
+    cases + 1
+}
+
+/// Framework → framework over DLPack equals the source's own read-back, for every dtype both
+/// hold, from a non-contiguous view.
+pub fn cross<Src: SuiteBackend, Dst: SuiteBackend>() -> usize {
+    let mut cases = 0;
+    for &dtype in Src::dtypes().iter().filter(|d| Dst::dtypes().contains(d)) {
+        let ctx = format!("{} -> {} {dtype}", Src::NAME, Dst::NAME);
+        let src = Src::transpose(&Src::from_host(&fixture(dtype, &[3, 4]), &Src::cpu()).unwrap());
+        let dst =
+            ferry::convert::<Src, Dst>(&src, &Dst::cpu()).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        assert_same(
+            &Dst::read_back(&dst).unwrap(),
+            &Src::read_back(&src).unwrap(),
+            &ctx,
+        );
+        cases += 1;
+    }
+    cases
+}
+
+/// The same sum over an axis and matrix product computed in two frameworks agree on the host
+/// within 1e-5 relative.
+pub fn ops_agree<A: SuiteBackend, B: SuiteBackend>() -> usize {
+    let x = fixture(DType::F32, &[3, 4]);
+    let w = fixture(DType::F32, &[4, 2]);
+    let (xa, wa) = (
+        A::from_host(&x, &A::cpu()).unwrap(),
+        A::from_host(&w, &A::cpu()).unwrap(),
+    );
+    let (xb, wb) = (
+        B::from_host(&x, &B::cpu()).unwrap(),
+        B::from_host(&w, &B::cpu()).unwrap(),
+    );
+    let close = |a: &HostArray, b: &HostArray, what: &str| {
+        let (a, b) = (a.view::<f32>().unwrap(), b.view::<f32>().unwrap());
+        assert_eq!(a.shape(), b.shape(), "{what}");
+        for (x, y) in a.iter().zip(b.iter()) {
+            assert!(
+                (x - y).abs() <= 1e-5 * x.abs().max(1.0),
+                "{} vs {}: {what}: {x} != {y}",
+                A::NAME,
+                B::NAME
+            );
+        }
+    };
+    close(
+        &A::sum_axis(&xa, 1).to_host().unwrap(),
+        &B::sum_axis(&xb, 1).to_host().unwrap(),
+        "sum over axis 1",
+    );
+    close(
+        &A::matmul(&xa, &wa).to_host().unwrap(),
+        &B::matmul(&xb, &wb).to_host().unwrap(),
+        "matmul",
+    );
+    2
+}
