@@ -1,1 +1,136 @@
-fn main() {}
+//! Criterion benchmarks: ferry against memcpy and each framework's native host read. Every
+//! group holds its baseline, so `cargo xtask bench` reports ratios measured in the same run.
+//!
+//! `FERRY_BENCH_QUICK=1` shrinks the arrays so CI can run the whole file in seconds.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ferry::{CopyPolicy, HostArray};
+
+fn quick() -> bool {
+    std::env::var_os("FERRY_BENCH_QUICK").is_some()
+}
+
+/// Side of a square f32 matrix of about `mib` MiB.
+fn side(mib: usize) -> usize {
+    (((mib << 20) / 4) as f64).sqrt() as usize
+}
+
+fn sizes() -> Vec<usize> {
+    if quick() { vec![1] } else { vec![1, 64] }
+}
+
+fn contiguous_copy(c: &mut Criterion) {
+    let mut g = c.benchmark_group("contiguous_copy");
+    for mib in sizes() {
+        let n = (mib << 20) / 4;
+        let src: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let mut touched = vec![0f32; n];
+        let host = HostArray::from_vec(vec![n], src.clone()).unwrap();
+        g.throughput(Throughput::Bytes((n * 4) as u64));
+        g.bench_with_input(BenchmarkId::new("memcpy_touched", mib), &mib, |b, _| {
+            b.iter(|| touched.copy_from_slice(black_box(&src)))
+        });
+        g.bench_with_input(BenchmarkId::new("vec_to_vec", mib), &mib, |b, _| {
+            b.iter(|| black_box(&src).to_vec())
+        });
+        g.bench_with_input(
+            BenchmarkId::new("ferry_to_contiguous_always", mib),
+            &mib,
+            |b, _| b.iter(|| black_box(&host).to_contiguous(CopyPolicy::Always).unwrap()),
+        );
+    }
+    g.finish();
+}
+
+fn transpose(c: &mut Criterion) {
+    let mut g = c.benchmark_group("transpose");
+    let mib = if quick() { 1 } else { 64 };
+    let s = side(mib);
+    let src: Vec<f32> = (0..s * s).map(|i| i as f32).collect();
+    let mut touched = vec![0f32; s * s];
+    let array = ferry::ndarray::Array2::from_shape_vec((s, s), src.clone()).unwrap();
+    let host = HostArray::from_array(array.clone().reversed_axes().into_dyn());
+    g.throughput(Throughput::Bytes((s * s * 4) as u64));
+    g.bench_function(BenchmarkId::new("memcpy_touched", mib), |b| {
+        b.iter(|| touched.copy_from_slice(black_box(&src)))
+    });
+    g.bench_function(BenchmarkId::new("ndarray_as_standard_layout", mib), |b| {
+        b.iter(|| black_box(&array).t().as_standard_layout().into_owned())
+    });
+    g.bench_function(BenchmarkId::new("ferry_to_contiguous", mib), |b| {
+        b.iter(|| {
+            black_box(&host)
+                .to_contiguous(CopyPolicy::IfNeeded)
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn dlpack_round_trip(c: &mut Criterion) {
+    let mut g = c.benchmark_group("dlpack");
+    let host = HostArray::from_vec(vec![64, 64], vec![1f32; 4096]).unwrap();
+    g.bench_function("export_import_round_trip", |b| {
+        b.iter(|| black_box(&host).to_dlpack().into_host().unwrap())
+    });
+    g.bench_function("export_import_raw_pointer", |b| {
+        b.iter(|| {
+            let raw = black_box(&host).to_dlpack().into_raw();
+            // SAFETY: a pointer ferry just exported and nobody else owns.
+            unsafe { ferry::DlpackTensor::from_raw(raw) }
+                .unwrap()
+                .into_host()
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+#[cfg(feature = "candle")]
+fn candle_to_host(c: &mut Criterion) {
+    use candle_core::{Device, Tensor};
+    let mut g = c.benchmark_group("candle_to_host");
+    for mib in sizes() {
+        let s = side(mib);
+        let t = Tensor::arange(0f32, (s * s) as f32, &Device::Cpu)
+            .unwrap()
+            .reshape((s, s))
+            .unwrap();
+        g.bench_with_input(
+            BenchmarkId::new("native_flatten_to_vec1", mib),
+            &mib,
+            |b, _| {
+                b.iter(|| {
+                    black_box(&t)
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                })
+            },
+        );
+        g.bench_with_input(BenchmarkId::new("ferry_view", mib), &mib, |b, _| {
+            b.iter(|| ferry::to_host(black_box(&t)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+#[cfg(not(feature = "candle"))]
+fn candle_to_host(_: &mut Criterion) {}
+
+fn config() -> Criterion {
+    let c = Criterion::default();
+    if quick() {
+        c.sample_size(10)
+            .warm_up_time(std::time::Duration::from_millis(100))
+            .measurement_time(std::time::Duration::from_millis(300))
+    } else {
+        c.sample_size(20)
+    }
+}
+
+criterion_group! { name = benches; config = config(); targets = contiguous_copy, transpose, dlpack_round_trip, candle_to_host }
+criterion_main!(benches);

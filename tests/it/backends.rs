@@ -35,31 +35,86 @@ macro_rules! backend_suite {
     };
 }
 
-macro_rules! pair_suite {
+macro_rules! convert_suite {
     ($name:ident: $A:ty => $B:ty) => {
-        mod $name {
-            use super::*;
+        #[test]
+        fn $name() {
+            suite::report(
+                concat!("convert ", stringify!($name)),
+                suite::cross::<$A, $B>(),
+            );
+        }
+    };
+}
 
-            #[test]
-            fn convert() {
-                suite::report(
-                    concat!(stringify!($name), " convert"),
-                    suite::cross::<$A, $B>(),
-                );
-            }
-
-            #[test]
-            fn ops_agree() {
-                suite::report(
-                    concat!(stringify!($name), " ops agree"),
-                    suite::ops_agree::<$A, $B>(),
-                );
-            }
+macro_rules! ops_suite {
+    ($name:ident: $A:ty, $B:ty) => {
+        #[test]
+        fn $name() {
+            suite::report(
+                concat!("ops agree ", stringify!($name)),
+                suite::ops_agree::<$A, $B>(),
+            );
         }
     };
 }
 
 #[cfg(feature = "candle")]
 backend_suite!(candle: backends::Candle);
-#[cfg(feature = "candle")]
-pair_suite!(candle_to_candle: backends::Candle => backends::Candle);
+#[cfg(feature = "burn")]
+backend_suite!(burn_float: backends::BurnFloat);
+#[cfg(feature = "burn")]
+backend_suite!(burn_int: backends::BurnInt);
+#[cfg(feature = "burn")]
+backend_suite!(burn_bool: backends::BurnBool);
+#[cfg(feature = "tch")]
+backend_suite!(tch: backends::Tch);
+
+/// Every ordered (source, destination) pair that shares at least one dtype.
+mod pairs {
+    use super::*;
+
+    #[cfg(feature = "candle")]
+    convert_suite!(candle_to_candle: backends::Candle => backends::Candle);
+    #[cfg(all(feature = "candle", feature = "burn"))]
+    convert_suite!(candle_to_burn_float: backends::Candle => backends::BurnFloat);
+    #[cfg(all(feature = "candle", feature = "burn"))]
+    convert_suite!(candle_to_burn_int: backends::Candle => backends::BurnInt);
+    #[cfg(all(feature = "candle", feature = "tch"))]
+    convert_suite!(candle_to_tch: backends::Candle => backends::Tch);
+    #[cfg(all(feature = "burn", feature = "candle"))]
+    convert_suite!(burn_float_to_candle: backends::BurnFloat => backends::Candle);
+    #[cfg(feature = "burn")]
+    convert_suite!(burn_float_to_burn_float: backends::BurnFloat => backends::BurnFloat);
+    #[cfg(all(feature = "burn", feature = "tch"))]
+    convert_suite!(burn_float_to_tch: backends::BurnFloat => backends::Tch);
+    #[cfg(all(feature = "burn", feature = "candle"))]
+    convert_suite!(burn_int_to_candle: backends::BurnInt => backends::Candle);
+    #[cfg(feature = "burn")]
+    convert_suite!(burn_int_to_burn_int: backends::BurnInt => backends::BurnInt);
+    #[cfg(all(feature = "burn", feature = "tch"))]
+    convert_suite!(burn_int_to_tch: backends::BurnInt => backends::Tch);
+    #[cfg(feature = "burn")]
+    convert_suite!(burn_bool_to_burn_bool: backends::BurnBool => backends::BurnBool);
+    #[cfg(all(feature = "burn", feature = "tch"))]
+    convert_suite!(burn_bool_to_tch: backends::BurnBool => backends::Tch);
+    #[cfg(all(feature = "tch", feature = "candle"))]
+    convert_suite!(tch_to_candle: backends::Tch => backends::Candle);
+    #[cfg(all(feature = "tch", feature = "burn"))]
+    convert_suite!(tch_to_burn_float: backends::Tch => backends::BurnFloat);
+    #[cfg(all(feature = "tch", feature = "burn"))]
+    convert_suite!(tch_to_burn_int: backends::Tch => backends::BurnInt);
+    #[cfg(all(feature = "tch", feature = "burn"))]
+    convert_suite!(tch_to_burn_bool: backends::Tch => backends::BurnBool);
+    #[cfg(feature = "tch")]
+    convert_suite!(tch_to_tch: backends::Tch => backends::Tch);
+
+    #[cfg(feature = "candle")]
+    ops_suite!(candle_vs_candle: backends::Candle, backends::Candle);
+    #[cfg(all(feature = "candle", feature = "burn"))]
+    ops_suite!(candle_vs_burn: backends::Candle, backends::BurnFloat);
+    #[cfg(all(feature = "candle", feature = "tch"))]
+    ops_suite!(candle_vs_tch: backends::Candle, backends::Tch);
+    #[cfg(all(feature = "burn", feature = "tch"))]
+    ops_suite!(burn_vs_tch: backends::BurnFloat, backends::Tch);
+}

@@ -2,8 +2,12 @@
 //! ways, hostile input, deleters, properties) and, per enabled backend, the backend suite.
 
 mod backends;
+#[cfg(feature = "burn")]
+mod burn;
 #[cfg(feature = "candle")]
 mod candle;
 mod core_layouts;
 mod dlpack_import;
 mod properties;
+#[cfg(feature = "tch")]
+mod tch;

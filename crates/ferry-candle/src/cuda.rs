@@ -1,39 +1,319 @@
-//! CUDA paths of the candle adapter: placeholders that return typed errors when the crate is
-//! built without `cuda`, so the public API is the same either way.
-#![cfg_attr(feature = "cuda", allow(unused))]
+//! CUDA paths of the candle adapter: one device→host copy of just the viewed span into pinned
+//! memory, DLPack export of device buffers, and device-to-device import. Without feature `cuda`
+//! the same functions return [`Error::NotCompiled`], so the public API does not change.
 
 use candle_core::{CudaStorage, Device as CandleDevice, Layout, Tensor};
 use ferry_core::{DType, DlpackTensor, Error, HostArray, Result};
 
-const NOT_COMPILED: Error = Error::NotCompiled {
-    capability: "candle CUDA tensors",
-    hint: "build ferry-candle with feature `cuda` (needs nvcc to build, a CUDA machine to run)",
-};
-
-pub(crate) fn to_host(
-    _storage: &CudaStorage,
-    _layout: &Layout,
-    _dtype: DType,
-) -> Result<HostArray> {
-    Err(NOT_COMPILED)
-}
-
-pub(crate) fn to_dlpack(
-    _tensor: &Tensor,
-    _storage: &CudaStorage,
-    _layout: &Layout,
-    _dtype: DType,
-) -> Result<DlpackTensor> {
-    Err(NOT_COMPILED)
-}
-
-pub(crate) fn from_dlpack(tensor: DlpackTensor, _device: &CandleDevice) -> Result<Tensor> {
-    if tensor.device().is_cuda() {
-        return Err(NOT_COMPILED);
+/// The element range `[first, end)` of candle's storage that a layout reaches (candle strides
+/// are never negative, so the first element is the lowest).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn span(layout: &Layout) -> (usize, usize) {
+    let dims = layout.dims();
+    let start = layout.start_offset();
+    if dims.contains(&0) {
+        return (start, start);
     }
-    Err(Error::NotHostMemory {
-        device: tensor.device(),
-        shape: tensor.shape().to_vec(),
-        dtype: tensor.dtype(),
-    })
+    let last: usize = dims
+        .iter()
+        .zip(layout.stride())
+        .map(|(&d, &s)| (d - 1) * s)
+        .sum();
+    (start, start + last + 1)
 }
+
+#[cfg(not(feature = "cuda"))]
+mod imp {
+    use super::*;
+
+    const NOT_COMPILED: Error = Error::NotCompiled {
+        capability: "candle CUDA tensors",
+        hint: "build ferry with feature `cuda` (needs nvcc to build, a CUDA machine to run)",
+    };
+
+    pub(crate) fn to_host(
+        _storage: &CudaStorage,
+        _layout: &Layout,
+        _dtype: DType,
+    ) -> Result<HostArray> {
+        Err(NOT_COMPILED)
+    }
+
+    pub(crate) fn to_dlpack(
+        _tensor: &Tensor,
+        _storage: &CudaStorage,
+        _layout: &Layout,
+        _dtype: DType,
+    ) -> Result<DlpackTensor> {
+        Err(NOT_COMPILED)
+    }
+
+    pub(crate) fn from_dlpack(tensor: DlpackTensor, _device: &CandleDevice) -> Result<Tensor> {
+        if tensor.device().is_cuda() {
+            return Err(NOT_COMPILED);
+        }
+        Err(Error::NotHostMemory {
+            device: tensor.device(),
+            shape: tensor.shape().to_vec(),
+            dtype: tensor.dtype(),
+        })
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod imp {
+    use std::sync::Arc;
+
+    use candle_core::backend::{BackendDevice, BackendStorage};
+    use candle_core::cuda_backend::CudaStorageSlice;
+    use candle_core::cuda_backend::cudarc::driver::{
+        CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, HostSlice, PinnedHostSlice,
+    };
+    use ferry_core::{CopyReason, Device, MemoryKind, RawParts, record_copy};
+
+    use super::*;
+    use crate::{BACKEND, candle_dtype};
+
+    fn cuda_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::backend(BACKEND, e)
+    }
+
+    /// Calls `$f::<T>(slice)` for the typed CUDA slice behind a candle CUDA storage.
+    macro_rules! with_slice {
+        ($storage:expr, $s:ident => $body:expr) => {
+            match &$storage.slice {
+                CudaStorageSlice::U8($s) => $body,
+                CudaStorageSlice::U32($s) => $body,
+                CudaStorageSlice::I16($s) => $body,
+                CudaStorageSlice::I32($s) => $body,
+                CudaStorageSlice::I64($s) => $body,
+                CudaStorageSlice::BF16($s) => $body,
+                CudaStorageSlice::F16($s) => $body,
+                CudaStorageSlice::F32($s) => $body,
+                CudaStorageSlice::F64($s) => $body,
+                CudaStorageSlice::F8E4M3($s) => $body,
+                CudaStorageSlice::F6E2M3($s)
+                | CudaStorageSlice::F6E3M2($s)
+                | CudaStorageSlice::F4($s)
+                | CudaStorageSlice::F8E8M0($s) => $body,
+            }
+        };
+    }
+
+    /// Byte range of storage elements `[first, end)` for `dtype` (sub-byte types are packed).
+    fn byte_range(dtype: DType, (first, end): (usize, usize)) -> (usize, usize) {
+        let bits = dtype.desc().total_bits() as usize;
+        (first * bits / 8, (end * bits).div_ceil(8))
+    }
+
+    /// Copies bytes `[lo, hi)` of `slice` into fresh pinned host memory on `stream`, after the
+    /// work queued on it, and waits for the copy.
+    fn copy_span<T: DeviceRepr>(
+        slice: &CudaSlice<T>,
+        stream: &Arc<CudaStream>,
+        lo: usize,
+        hi: usize,
+    ) -> Result<PinnedHostSlice<T>> {
+        let size = size_of::<T>().max(1);
+        let (first, end) = (lo / size, hi.div_ceil(size));
+        // SAFETY: the memory is written by the copy below before anyone reads it.
+        let mut pinned = unsafe {
+            stream
+                .context()
+                .alloc_pinned_with_flags::<T>(end - first, 0)
+        }
+        .map_err(cuda_err)?;
+        stream
+            .memcpy_dtoh(&slice.slice(first..end), &mut pinned)
+            .map_err(cuda_err)?;
+        stream.synchronize().map_err(cuda_err)?;
+        Ok(pinned)
+    }
+
+    fn pinned_ptr<T>(pinned: &PinnedHostSlice<T>, stream: &CudaStream) -> *const u8 {
+        // SAFETY: the stream was synchronised after the copy into `pinned`, so reading is safe;
+        // the returned guard only records an event.
+        let (slice, _guard) = unsafe { pinned.stream_synced_slice(stream) };
+        slice.as_ptr().cast()
+    }
+
+    pub(crate) fn to_host(
+        storage: &CudaStorage,
+        layout: &Layout,
+        dtype: DType,
+    ) -> Result<HostArray> {
+        let shape = layout.dims().to_vec();
+        let strides: Vec<isize> = layout.stride().iter().map(|&s| s as isize).collect();
+        let span = span(layout);
+        if span.0 == span.1 {
+            let empty = HostArray::from_vec(vec![0], Vec::<u8>::new())?;
+            let parts = RawParts {
+                data: std::ptr::null(),
+                dtype,
+                shape,
+                strides,
+                memory: MemoryKind::Cpu,
+                read_only: false,
+            };
+            // SAFETY: an empty array reads no memory.
+            return unsafe { HostArray::from_raw_parts(parts, empty.owner().clone()) };
+        }
+        let (lo, hi) = byte_range(dtype, span);
+        let stream = storage.device.cuda_stream();
+        let (owner, data): (ferry_core::Owner, *const u8) = with_slice!(storage, s => {
+            let pinned = copy_span(s, &stream, lo, hi)?;
+            let ptr = pinned_ptr(&pinned, &stream);
+            (Arc::new(pinned), ptr)
+        });
+        let record = record_copy((hi - lo) as u64, CopyReason::DeviceTransfer);
+        let bits = dtype.desc().total_bits() as usize;
+        let skip = (span.0 * bits / 8) - lo;
+        let parts = RawParts {
+            data: data.wrapping_add(skip),
+            dtype,
+            shape,
+            strides,
+            memory: MemoryKind::CudaHost,
+            read_only: false,
+        };
+        // SAFETY: the pinned buffer holds exactly the span the layout reaches (relative to its
+        // first element), is kept alive by `owner`, and nobody else holds it.
+        Ok(unsafe { HostArray::from_raw_parts(parts, owner) }?.with_copy(record))
+    }
+
+    pub(crate) fn to_dlpack(
+        tensor: &Tensor,
+        storage: &CudaStorage,
+        layout: &Layout,
+        dtype: DType,
+    ) -> Result<DlpackTensor> {
+        let stream = storage.device.cuda_stream();
+        let ordinal = match storage.device().location() {
+            candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id as i32,
+            _ => 0,
+        };
+        let base = with_slice!(storage, s => {
+            let (ptr, _guard) = s.device_ptr(&stream);
+            ptr
+        });
+        // Consumers may read on any stream: finish the work queued on candle's stream first.
+        stream.synchronize().map_err(cuda_err)?;
+        let bits = dtype.desc().total_bits() as usize;
+        let data = (base as usize + layout.start_offset() * bits / 8) as *mut std::ffi::c_void;
+        let parts = ferry_core::dlpack::ExportParts {
+            data,
+            dtype,
+            shape: layout.dims().to_vec(),
+            strides: layout.stride().iter().map(|&s| s as isize).collect(),
+            device: Device::cuda(ordinal),
+            flags: ferry_core::dlpack::FLAG_READ_ONLY,
+        };
+        // SAFETY: the device buffer belongs to the tensor's storage, kept alive by the cloned
+        // tensor in the owner; candle's layout lies inside it.
+        unsafe {
+            ferry_core::dlpack::export_owner(parts, ferry_core::dlpack::owner(tensor.clone()))
+        }
+    }
+
+    pub(crate) fn from_dlpack(tensor: DlpackTensor, device: &CandleDevice) -> Result<Tensor> {
+        let source = tensor.device();
+        let CandleDevice::Cuda(cuda) = device else {
+            return Err(Error::NotHostMemory {
+                device: source,
+                shape: tensor.shape().to_vec(),
+                dtype: tensor.dtype(),
+            });
+        };
+        let target = match device.location() {
+            candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id as i32,
+            _ => -1,
+        };
+        if !source.is_cuda() || source.device_id != target {
+            return Err(Error::NotHostMemory {
+                device: source,
+                shape: tensor.shape().to_vec(),
+                dtype: tensor.dtype(),
+            });
+        }
+        let dtype = candle_dtype(tensor.dtype())?;
+        if !ferry_core::layout::is_row_major(tensor.shape(), tensor.strides()) {
+            return Err(Error::UnsupportedLayout {
+                shape: tensor.shape().to_vec(),
+                strides: tensor.strides().to_vec(),
+                dtype: tensor.dtype(),
+                reason: "candle imports CUDA DLPack tensors device-to-device only when row-major; make it contiguous in the producer",
+            });
+        }
+        let bytes = (tensor.len() * tensor.dtype().desc().total_bits() as usize).div_ceil(8);
+        let stream = cuda.cuda_stream();
+        let src = tensor.data_ptr() as u64;
+        let slice = match dtype {
+            candle_core::DType::U8 => CudaStorageSlice::U8(copy_in(&stream, src, bytes)?),
+            candle_core::DType::U32 => CudaStorageSlice::U32(copy_in(&stream, src, bytes)?),
+            candle_core::DType::I16 => CudaStorageSlice::I16(copy_in(&stream, src, bytes)?),
+            candle_core::DType::I32 => CudaStorageSlice::I32(copy_in(&stream, src, bytes)?),
+            candle_core::DType::I64 => CudaStorageSlice::I64(copy_in(&stream, src, bytes)?),
+            candle_core::DType::BF16 => CudaStorageSlice::BF16(copy_in(&stream, src, bytes)?),
+            candle_core::DType::F16 => CudaStorageSlice::F16(copy_in(&stream, src, bytes)?),
+            candle_core::DType::F32 => CudaStorageSlice::F32(copy_in(&stream, src, bytes)?),
+            candle_core::DType::F64 => CudaStorageSlice::F64(copy_in(&stream, src, bytes)?),
+            candle_core::DType::F8E4M3 => CudaStorageSlice::F8E4M3(copy_in(&stream, src, bytes)?),
+            candle_core::DType::F6E2M3 => CudaStorageSlice::F6E2M3(copy_in(&stream, src, bytes)?),
+            candle_core::DType::F6E3M2 => CudaStorageSlice::F6E3M2(copy_in(&stream, src, bytes)?),
+            candle_core::DType::F4 => CudaStorageSlice::F4(copy_in(&stream, src, bytes)?),
+            candle_core::DType::F8E8M0 => CudaStorageSlice::F8E8M0(copy_in(&stream, src, bytes)?),
+            other => {
+                return Err(Error::UnsupportedDtype {
+                    backend: BACKEND,
+                    dtype: crate::ferry_dtype(other),
+                    hint: "this candle dtype has no CUDA import",
+                });
+            }
+        };
+        record_copy(bytes as u64, CopyReason::FrameworkStorage);
+        let shape = tensor.shape().to_vec();
+        // The copy has finished (copy_in synchronises): the producer may be released now.
+        drop(tensor);
+        let storage = CudaStorage {
+            slice,
+            device: cuda.clone(),
+        };
+        Ok(Tensor::from_storage(
+            candle_core::Storage::Cuda(storage),
+            shape,
+            candle_core::op::BackpropOp::none(),
+            false,
+        ))
+    }
+
+    /// A new device buffer of `bytes` bytes (as elements of `T`) holding a copy of the device
+    /// memory at `src`, copied on `stream` and waited for.
+    fn copy_in<T: DeviceRepr>(
+        stream: &Arc<CudaStream>,
+        src: u64,
+        bytes: usize,
+    ) -> Result<CudaSlice<T>> {
+        let n = bytes.div_ceil(size_of::<T>().max(1));
+        // SAFETY: every byte is written by the copy below before the slice is used.
+        let mut dst = unsafe { stream.alloc::<T>(n) }.map_err(cuda_err)?;
+        {
+            let (dst_ptr, _guard) = dst.device_ptr_mut(stream);
+            // SAFETY: `src` is device memory of the producer, at least `bytes` long and alive
+            // until the caller drops its DlpackTensor (after this function synchronised); `dst`
+            // was just allocated with room for `bytes`.
+            unsafe {
+                candle_core::cuda_backend::cudarc::driver::result::memcpy_dtod_async(
+                    dst_ptr,
+                    src,
+                    bytes,
+                    stream.cu_stream(),
+                )
+            }
+            .map_err(cuda_err)?;
+        }
+        stream.synchronize().map_err(cuda_err)?;
+        Ok(dst)
+    }
+}
+
+pub(crate) use imp::{from_dlpack, to_dlpack, to_host};

@@ -208,6 +208,49 @@ impl HostArray {
         Ok(Self::from_array(array))
     }
 
+    /// A row-major array of `dtype` from raw native-endian bytes (copied once into a buffer
+    /// aligned for the element type).
+    pub fn from_bytes(shape: Vec<usize>, dtype: DType, bytes: &[u8]) -> Result<HostArray> {
+        let n = element_count(&shape)
+            .ok_or_else(|| layout::overflow(&shape, &[], dtype.desc().total_bits()))?;
+        let expected = (n as u128 * u128::from(dtype.desc().total_bits())).div_ceil(8) as usize;
+        if bytes.len() != expected {
+            return Err(Error::ShapeMismatch {
+                shape,
+                expected,
+                found: bytes.len(),
+            });
+        }
+        let record = record_copy(bytes.len() as u64, CopyReason::Forced);
+        let strides = layout::row_major_strides(&shape).expect("element count checked");
+        let (data, owner): (*const u8, Owner) = match dtype {
+            DType::Bool | DType::Raw(_) => {
+                let v = bytes.to_vec();
+                (v.as_ptr(), Arc::new(v))
+            }
+            typed => dispatch_dtype!(typed, T => {
+                let mut v = alloc_uninit::<T>(n);
+                // SAFETY: `v` has room for n elements of T, which is `bytes.len()` bytes; every
+                // bit pattern is a valid T for these non-bool dtypes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr().cast::<u8>(), bytes.len());
+                    v.set_len(n);
+                }
+                (v.as_ptr().cast::<u8>(), Arc::new(v) as Owner)
+            }, raw => unreachable!("raw dtypes handled above")),
+        };
+        let parts = RawParts {
+            data,
+            dtype,
+            shape,
+            strides,
+            memory: MemoryKind::Cpu,
+            read_only: false,
+        };
+        // SAFETY: `owner` holds exactly the row-major elements of `shape`, owned by nobody else.
+        Ok(unsafe { Self::from_raw_parts(parts, owner) }?.with_copy(record))
+    }
+
     /// The element type.
     pub fn dtype(&self) -> DType {
         self.dtype

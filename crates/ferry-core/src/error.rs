@@ -113,6 +113,18 @@ pub enum Error {
         /// Elements given.
         found: usize,
     },
+    /// An array of the wrong number of axes for a fixed-rank tensor type.
+    #[error(
+        "array of shape {shape:?} has {found} axes but the target tensor type has {expected}; reshape it first"
+    )]
+    RankMismatch {
+        /// Shape of the array.
+        shape: Vec<usize>,
+        /// Axes the target holds.
+        expected: usize,
+        /// Axes the array has.
+        found: usize,
+    },
     /// A layout ferry cannot describe for this dtype.
     #[error(
         "layout shape {shape:?}, strides {strides:?} is not supported for dtype {dtype}: {reason}"

@@ -117,3 +117,114 @@ mod candle {
 
 #[cfg(feature = "candle")]
 pub use candle::Candle;
+
+#[cfg(feature = "burn")]
+mod burn_backend {
+    use std::marker::PhantomData;
+
+    use burn::tensor::{Device, Float, Tensor};
+    use ferry_burn::BurnKind;
+
+    use super::*;
+
+    /// Marker for the Burn backend: `Burn<D, K>` stands for `burn::tensor::Tensor<D, K>` (rank
+    /// `D`, kind `Float`, `Int` or `Bool`) on a `burn::tensor::Device`. Its CPU device is Flex.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Burn<const D: usize = 2, K = Float>(PhantomData<K>);
+
+    impl<const D: usize, K: BurnKind> ToHost for Tensor<D, K> {
+        fn to_host_with(&self, policy: CopyPolicy) -> Result<HostArray> {
+            ferry_burn::to_host_with(self, policy)
+        }
+
+        fn to_dlpack(&self) -> Result<DlpackTensor> {
+            ferry_burn::to_dlpack(self)
+        }
+    }
+
+    impl<const D: usize, K: BurnKind> Backend for Burn<D, K> {
+        const NAME: &'static str = ferry_burn::BACKEND;
+        type Tensor = Tensor<D, K>;
+        type Device = Device;
+
+        fn cpu() -> Device {
+            Device::flex()
+        }
+
+        fn dtypes() -> &'static [DType] {
+            K::DTYPES
+        }
+
+        fn from_host(array: &HostArray, device: &Device) -> Result<Tensor<D, K>> {
+            ferry_burn::from_host(array, device)
+        }
+
+        fn into_tensor(array: HostArray, device: &Device) -> Result<Tensor<D, K>> {
+            ferry_burn::into_tensor(array, device)
+        }
+
+        fn from_dlpack(tensor: DlpackTensor, device: &Device) -> Result<Tensor<D, K>> {
+            ferry_burn::from_dlpack(tensor, device)
+        }
+    }
+}
+
+#[cfg(feature = "burn")]
+pub use burn_backend::Burn;
+
+#[cfg(feature = "tch")]
+mod tch_backend {
+    use super::*;
+
+    /// Marker for the tch (libtorch) backend (`tch::Tensor`, `tch::Device`).
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Tch;
+
+    impl ToHost for tch::Tensor {
+        fn to_host_with(&self, policy: CopyPolicy) -> Result<HostArray> {
+            ferry_tch::to_host_with(self, policy)
+        }
+
+        fn to_dlpack(&self) -> Result<DlpackTensor> {
+            ferry_tch::to_dlpack(self)
+        }
+    }
+
+    impl Backend for Tch {
+        const NAME: &'static str = ferry_tch::BACKEND;
+        type Tensor = tch::Tensor;
+        type Device = tch::Device;
+
+        fn cpu() -> tch::Device {
+            tch::Device::Cpu
+        }
+
+        fn dtypes() -> &'static [DType] {
+            &[
+                DType::Bool,
+                DType::U8,
+                DType::I8,
+                DType::I16,
+                DType::I32,
+                DType::I64,
+                DType::F16,
+                DType::BF16,
+                DType::F32,
+                DType::F64,
+                DType::C64,
+                DType::C128,
+            ]
+        }
+
+        fn from_host(array: &HostArray, device: &tch::Device) -> Result<tch::Tensor> {
+            ferry_tch::from_host(array, *device)
+        }
+
+        fn from_dlpack(tensor: DlpackTensor, device: &tch::Device) -> Result<tch::Tensor> {
+            ferry_tch::from_dlpack(tensor, *device)
+        }
+    }
+}
+
+#[cfg(feature = "tch")]
+pub use tch_backend::Tch;

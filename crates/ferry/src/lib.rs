@@ -22,13 +22,39 @@
 //! ```
 #![warn(missing_docs)]
 
+// candle-core 0.11 builds cudarc with `dynamic-linking` (libcuda, nvrtc, cublas at link time),
+// while burn's CubeCL asks for `fallback-dynamic-loading` plus NCCL: one cudarc cannot serve
+// both, and the failure otherwise shows up as a wall of cudarc link errors.
+#[cfg(all(feature = "candle", feature = "burn", feature = "cuda"))]
+compile_error!(
+    "ferry: features `candle` + `burn` + `cuda` cannot be built together: candle-core 0.11 and burn 0.22 \
+     enable incompatible cudarc linking modes. Enable `cuda` with one of them (features = [\"candle\", \"cuda\"] \
+     or [\"burn\", \"cuda\"], default-features = false) and exchange tensors with the other over DLPack."
+);
+
 pub use ferry_core::*;
 
 mod backend;
+#[cfg(feature = "plot")]
+pub mod plot;
 
+#[cfg(feature = "burn")]
+pub use backend::Burn;
 #[cfg(feature = "candle")]
 pub use backend::Candle;
+#[cfg(feature = "tch")]
+pub use backend::Tch;
 pub use backend::{Backend, ToHost, convert, to_host};
+
+/// The Burn adapter's own functions (batched reads, the kind trait).
+#[cfg(feature = "burn")]
+pub use ferry_burn as burn_adapter;
+/// The Candle adapter's own functions.
+#[cfg(feature = "candle")]
+pub use ferry_candle as candle_adapter;
+/// The tch adapter's own functions.
+#[cfg(feature = "tch")]
+pub use ferry_tch as tch_adapter;
 
 /// The names most programs need.
 pub mod prelude {

@@ -3,7 +3,7 @@
 use candle_core::{DType as CandleDType, Tensor};
 use ferry::{Candle, HostArray, Result};
 
-use super::{Capabilities, SuiteBackend};
+use super::{Capabilities, FloatOps, SuiteBackend};
 
 fn ok<T>(r: candle_core::Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("candle op failed: {e}"))
@@ -17,6 +17,7 @@ fn read<T: candle_core::WithDType + ferry::Element>(t: &Tensor) -> Result<HostAr
 impl SuiteBackend for Candle {
     const CAPS: Capabilities = Capabilities {
         negative_strides: false,
+        fixed_rank: None,
     };
 
     fn transpose(t: &Tensor) -> Tensor {
@@ -51,12 +52,14 @@ impl SuiteBackend for Candle {
             other => panic!("no typed read-back for candle {other:?}"),
         }
     }
+}
 
-    fn sum_axis(t: &Tensor, axis: usize) -> Tensor {
-        ok(t.sum(axis))
+impl FloatOps for Candle {
+    fn sum_axis(t: &Tensor, axis: usize) -> HostArray {
+        ferry::to_host(&ok(t.sum(axis))).unwrap()
     }
 
-    fn matmul(a: &Tensor, b: &Tensor) -> Tensor {
-        ok(a.matmul(b))
+    fn matmul(a: &Tensor, b: &Tensor) -> HostArray {
+        ferry::to_host(&ok(a.matmul(b))).unwrap()
     }
 }

@@ -1,0 +1,86 @@
+//! The three burn tensor kinds (`Float`, `Int`, `Bool`) as one sealed trait: which dtypes each
+//! holds and how to wrap a CPU-backend primitive as that kind.
+
+#![allow(deprecated)]
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::ndarray::NdArrayTensor;
+use burn::backend::{BackendTensor, Flex, NdArray};
+use burn::tensor::{Bool, Float, Int};
+use ferry_core::DType;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for burn::tensor::Float {}
+    impl Sealed for burn::tensor::Int {}
+    impl Sealed for burn::tensor::Bool {}
+}
+
+/// A burn tensor kind ferry can read and create.
+pub trait BurnKind: burn::tensor::kind::Transaction + sealed::Sealed + 'static {
+    /// The ferry dtypes this kind holds.
+    const DTYPES: &'static [DType];
+    /// What to do when a dtype does not fit this kind.
+    const HINT: &'static str;
+
+    /// Whether this kind holds `dtype`.
+    fn accepts(dtype: DType) -> bool {
+        Self::DTYPES.contains(&dtype)
+    }
+
+    /// Wraps a Flex primitive as this kind.
+    fn wrap_flex(primitive: FlexTensor) -> BackendTensor<Flex>;
+
+    /// Wraps an NdArray primitive as this kind.
+    fn wrap_ndarray(primitive: NdArrayTensor) -> BackendTensor<NdArray>;
+}
+
+impl BurnKind for Float {
+    const DTYPES: &'static [DType] = &[DType::F32, DType::F64, DType::F16, DType::BF16];
+    const HINT: &'static str = "a Float tensor holds f16, bf16, f32 or f64; use Tensor<D, Int> or Tensor<D, Bool>, or cast";
+
+    fn wrap_flex(primitive: FlexTensor) -> BackendTensor<Flex> {
+        BackendTensor::Float(primitive)
+    }
+
+    fn wrap_ndarray(primitive: NdArrayTensor) -> BackendTensor<NdArray> {
+        BackendTensor::Float(primitive)
+    }
+}
+
+impl BurnKind for Int {
+    const DTYPES: &'static [DType] = &[
+        DType::I64,
+        DType::I32,
+        DType::I16,
+        DType::I8,
+        DType::U64,
+        DType::U32,
+        DType::U16,
+        DType::U8,
+    ];
+    const HINT: &'static str =
+        "an Int tensor holds i8..i64 or u8..u64; use Tensor<D, Float> or Tensor<D, Bool>, or cast";
+
+    fn wrap_flex(primitive: FlexTensor) -> BackendTensor<Flex> {
+        BackendTensor::Int(primitive)
+    }
+
+    fn wrap_ndarray(primitive: NdArrayTensor) -> BackendTensor<NdArray> {
+        BackendTensor::Int(primitive)
+    }
+}
+
+impl BurnKind for Bool {
+    const DTYPES: &'static [DType] = &[DType::Bool];
+    const HINT: &'static str =
+        "a Bool tensor holds bool; use Tensor<D, Int> or Tensor<D, Float>, or cast";
+
+    fn wrap_flex(primitive: FlexTensor) -> BackendTensor<Flex> {
+        BackendTensor::Bool(primitive)
+    }
+
+    fn wrap_ndarray(primitive: NdArrayTensor) -> BackendTensor<NdArray> {
+        BackendTensor::Bool(primitive)
+    }
+}

@@ -1,0 +1,373 @@
+//! `ferry-tch`: `tch::Tensor` (libtorch) ⇄ [`HostArray`] and ⇄ DLPack, on tch 0.22.0 with
+//! PyTorch 2.9.0.
+//!
+//! - To host, CPU: zero-copy, with the tensor's real strides and storage offset; a shallow clone
+//!   keeps the storage alive. The array shares memory with the tensor (like `.numpy()`) and is
+//!   read-only. Like `.numpy(force=True)`: a tensor that requires grad is detached (no copy),
+//!   and conjugate/negative bits are resolved (one copy, recorded).
+//! - No silent casts: every libtorch dtype maps to its own ferry dtype (fp8 as raw descriptors);
+//!   quantized tensors are refused.
+//! - From host and from DLPack: zero-copy through libtorch's own `at::fromDLPackVersioned`
+//!   (a C++ shim), the host array kept alive until libtorch frees the tensor. Negative strides,
+//!   which libtorch forbids, and read-only arrays are copied once (recorded).
+//! - To DLPack: libtorch's own `at::toDLPackVersioned`.
+//! - CUDA tensors (feature `cuda`): one copy of the viewed span into pinned memory.
+
+use std::ffi::{CStr, c_char};
+use std::sync::{Arc, Mutex};
+
+use ferry_core::dlpack_rs::ffi::DLManagedTensorVersioned;
+use ferry_core::raw_dtypes as raw;
+use ferry_core::{
+    CopyPolicy, CopyReason, DType, DTypeDesc, DlpackTensor, Error, HostArray, MemoryKind, Owner,
+    RawDlpack, RawParts, Result, record_copy,
+};
+use tch::{Device, Tensor};
+use torch_sys::C_tensor;
+
+/// The backend name used in errors.
+pub const BACKEND: &str = "tch";
+
+unsafe extern "C" {
+    fn ferry_tch_to_dlpack_versioned(
+        t: *mut C_tensor,
+        err: *mut *mut c_char,
+    ) -> *mut DLManagedTensorVersioned;
+    fn ferry_tch_from_dlpack_versioned(
+        m: *mut DLManagedTensorVersioned,
+        err: *mut *mut c_char,
+    ) -> *mut C_tensor;
+    fn ferry_tch_storage_offset(t: *mut C_tensor) -> i64;
+    fn ferry_tch_is_conj(t: *mut C_tensor) -> i32;
+    fn ferry_tch_is_neg(t: *mut C_tensor) -> i32;
+}
+
+/// An error message from the shim, freed after copying.
+fn shim_error(err: *mut c_char, what: &str) -> Error {
+    let message = if err.is_null() {
+        format!("{what} failed")
+    } else {
+        // SAFETY: the shim wrote a NUL-terminated, malloc'ed string; it is freed right after.
+        let m = unsafe { CStr::from_ptr(err) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: allocated with malloc by the shim, freed once here.
+        unsafe { libc::free(err.cast()) };
+        format!("{what}: {m}")
+    };
+    Error::backend(BACKEND, TorchError(message))
+}
+
+/// A libtorch error message.
+#[derive(Debug)]
+struct TorchError(String);
+
+impl std::fmt::Display for TorchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TorchError {}
+
+fn tch_err(e: tch::TchError) -> Error {
+    Error::backend(BACKEND, e)
+}
+
+fn ptr(t: &Tensor) -> *mut C_tensor {
+    t.as_ptr().cast_mut()
+}
+
+/// The ferry dtype of a c10 `ScalarType` code; `None` for quantized and bit-packed types.
+pub fn ferry_dtype(scalar_type: i32) -> Option<DType> {
+    let raw8 = |d: DTypeDesc| Some(DType::Raw(d));
+    match scalar_type {
+        0 => Some(DType::U8),
+        1 => Some(DType::I8),
+        2 => Some(DType::I16),
+        3 => Some(DType::I32),
+        4 => Some(DType::I64),
+        5 => Some(DType::F16),
+        6 => Some(DType::F32),
+        7 => Some(DType::F64),
+        8 => raw8(DTypeDesc {
+            code: DTypeDesc::COMPLEX,
+            bits: 32,
+            lanes: 1,
+        }),
+        9 => Some(DType::C64),
+        10 => Some(DType::C128),
+        11 => Some(DType::Bool),
+        15 => Some(DType::BF16),
+        23 => raw8(raw::FLOAT8_E5M2),
+        24 => raw8(raw::FLOAT8_E4M3FN),
+        25 => raw8(raw::FLOAT8_E5M2FNUZ),
+        26 => raw8(raw::FLOAT8_E4M3FNUZ),
+        27 => Some(DType::U16),
+        28 => Some(DType::U32),
+        29 => Some(DType::U64),
+        44 => raw8(raw::FLOAT8_E8M0FNU),
+        _ => None,
+    }
+}
+
+/// The c10 scalar type of a tensor, as its raw code (tch's `Kind` has no unsigned wide types).
+pub fn scalar_type(t: &Tensor) -> i32 {
+    // SAFETY: `t` is a live tensor; at_scalar_type only reads its dtype.
+    unsafe { torch_sys::at_scalar_type(ptr(t)) }
+}
+
+fn tch_kind(dtype: DType) -> Result<tch::Kind> {
+    use tch::Kind;
+    Ok(match dtype {
+        DType::U8 => Kind::Uint8,
+        DType::I8 => Kind::Int8,
+        DType::I16 => Kind::Int16,
+        DType::I32 => Kind::Int,
+        DType::I64 => Kind::Int64,
+        DType::F16 => Kind::Half,
+        DType::F32 => Kind::Float,
+        DType::F64 => Kind::Double,
+        DType::C64 => Kind::ComplexFloat,
+        DType::C128 => Kind::ComplexDouble,
+        DType::Bool => Kind::Bool,
+        DType::BF16 => Kind::BFloat16,
+        _ => {
+            return Err(Error::UnsupportedDtype {
+                backend: BACKEND,
+                dtype,
+                hint: "tch 0.22 has no Kind for it; cast to a signed or floating dtype first",
+            });
+        }
+    })
+}
+
+/// Keeps a tch tensor alive as an owner (tch tensors are `Send` but not `Sync`).
+struct TensorOwner(#[expect(dead_code, reason = "held to keep the storage alive")] Mutex<Tensor>);
+
+/// A host array over a tch tensor: zero-copy on CPU, one copy from a GPU.
+pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
+    to_host_with(tensor, CopyPolicy::IfNeeded)
+}
+
+/// [`to_host`] with an explicit copy policy.
+pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
+    let code = scalar_type(tensor);
+    let dtype = ferry_dtype(code).ok_or_else(|| Error::UnsupportedLayout {
+        shape: tensor.size().iter().map(|&d| d as usize).collect(),
+        strides: tensor.stride().iter().map(|&s| s as isize).collect(),
+        dtype: DType::Raw(DTypeDesc { code: DTypeDesc::OPAQUE_HANDLE, bits: 8, lanes: 1 }),
+        reason: "quantized or bit-packed libtorch tensors have no host layout; dequantize() them first",
+    })?;
+    // Like `.numpy(force=True)`: detach (shares memory), resolve conj/neg bits (copies).
+    let mut t = if tensor.requires_grad() {
+        tensor.detach()
+    } else {
+        tensor.shallow_clone()
+    };
+    let mut resolved = None;
+    // SAFETY: `t` is a live tensor; the shim only reads its flags.
+    if unsafe { ferry_tch_is_conj(ptr(&t)) } != 0 {
+        t = t.f_resolve_conj().map_err(tch_err)?;
+        resolved = Some(CopyReason::Cast);
+    }
+    // SAFETY: as above.
+    if unsafe { ferry_tch_is_neg(ptr(&t)) } != 0 {
+        t = t.f_resolve_neg().map_err(tch_err)?;
+        resolved = Some(CopyReason::Cast);
+    }
+    let device = t.device();
+    if device != Device::Cpu {
+        if policy == CopyPolicy::Never {
+            return Err(Error::NeedsCopy {
+                reason: CopyReason::DeviceTransfer,
+                shape: t.size().iter().map(|&d| d as usize).collect(),
+                strides: t.stride().iter().map(|&s| s as isize).collect(),
+                dtype,
+            });
+        }
+        return cuda::to_host(&t, dtype);
+    }
+    let mut host = cpu_view(t, dtype)?;
+    if let Some(reason) = resolved {
+        let bytes = host.nbytes() as u64;
+        host = host.with_copy(record_copy(bytes, reason));
+    }
+    match policy {
+        CopyPolicy::Always => host.to_contiguous(CopyPolicy::Always),
+        _ => Ok(host),
+    }
+}
+
+/// Describes a CPU tensor's memory as a read-only host array owning `t`.
+fn cpu_view(t: Tensor, dtype: DType) -> Result<HostArray> {
+    let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+    let strides: Vec<isize> = t.stride().iter().map(|&s| s as isize).collect();
+    let data = if shape.contains(&0) {
+        std::ptr::null()
+    } else {
+        t.data_ptr().cast::<u8>().cast_const()
+    };
+    let parts = RawParts {
+        data,
+        dtype,
+        shape,
+        strides,
+        memory: MemoryKind::Cpu,
+        read_only: true,
+    };
+    let owner: Owner = Arc::new(TensorOwner(Mutex::new(t)));
+    // SAFETY: `data_ptr` is the address of element [0, .., 0] (storage offset applied) in the
+    // tensor's storage, which the shallow clone in `owner` keeps alive; libtorch's sizes and
+    // strides describe memory inside that storage; read-only since torch may share it.
+    unsafe { HostArray::from_raw_parts(parts, owner) }
+}
+
+/// The storage offset of a tensor, in elements (tch does not expose it).
+pub fn storage_offset(t: &Tensor) -> i64 {
+    // SAFETY: `t` is a live tensor; the shim only reads it.
+    unsafe { ferry_tch_storage_offset(ptr(t)) }
+}
+
+/// A tch tensor with the array's values on `device`: zero-copy on the CPU through libtorch's
+/// own DLPack import (the array is kept alive until libtorch frees the tensor). Negative
+/// strides and read-only arrays are copied once first.
+pub fn from_host(array: &HostArray, device: Device) -> Result<Tensor> {
+    tch_kind(array.dtype())?;
+    if array.dtype() == DType::Bool {
+        array.view::<bool>()?; // libtorch must never see a bool byte other than 0 or 1
+    }
+    let shareable = !array.is_read_only() && array.strides().iter().all(|&s| s >= 0);
+    let host = if shareable {
+        array.clone()
+    } else {
+        array.to_contiguous(CopyPolicy::Always)?
+    };
+    let t = import_dlpack(host.to_dlpack())?;
+    if device == Device::Cpu {
+        return Ok(t);
+    }
+    let moved = t.f_to_device(device).map_err(tch_err)?;
+    record_copy(host.nbytes() as u64, CopyReason::DeviceTransfer);
+    Ok(moved)
+}
+
+/// Hands a DLPack tensor to libtorch's `at::fromDLPackVersioned` (zero-copy on its device).
+fn import_dlpack(tensor: DlpackTensor) -> Result<Tensor> {
+    let raw = match tensor.into_raw() {
+        RawDlpack::Versioned(p) => p,
+        RawDlpack::Legacy(p) => {
+            // Re-wrap legacy tensors as versioned through a host view (the import validates).
+            // SAFETY: `p` came from `into_raw` just now: we own it.
+            let host = unsafe { DlpackTensor::from_legacy(p) }?.into_host()?;
+            return import_dlpack(host.to_dlpack());
+        }
+    };
+    let mut err = std::ptr::null_mut();
+    // SAFETY: `raw` is an owned versioned tensor; on success libtorch takes ownership, on
+    // failure it is still ours.
+    let t = unsafe { ferry_tch_from_dlpack_versioned(raw, &mut err) };
+    if t.is_null() {
+        // SAFETY: still owned by us after a failed import: release it once.
+        drop(unsafe { DlpackTensor::from_versioned(raw) });
+        return Err(shim_error(err, "at::fromDLPackVersioned"));
+    }
+    // SAFETY: the shim returned a fresh `new at::Tensor`, which tch frees on drop.
+    Ok(unsafe { Tensor::from_ptr(t) })
+}
+
+/// Exports a tch tensor through libtorch's own `at::toDLPackVersioned` (sharing memory).
+pub fn to_dlpack(tensor: &Tensor) -> Result<DlpackTensor> {
+    let t = if tensor.requires_grad() {
+        tensor.detach()
+    } else {
+        tensor.shallow_clone()
+    };
+    let mut err = std::ptr::null_mut();
+    // SAFETY: `t` is a live tensor; the result keeps its own reference to the storage.
+    let m = unsafe { ferry_tch_to_dlpack_versioned(ptr(&t), &mut err) };
+    if m.is_null() {
+        return Err(shim_error(err, "at::toDLPackVersioned"));
+    }
+    // SAFETY: a fresh managed tensor from libtorch, owned by us; libtorch's deleter is
+    // thread-safe (it drops a tensor reference).
+    unsafe { DlpackTensor::from_versioned(m) }
+}
+
+/// Imports a DLPack tensor into libtorch (zero-copy; device tensors stay on their device).
+pub fn from_dlpack(tensor: DlpackTensor, device: Device) -> Result<Tensor> {
+    if tensor.device().is_host_readable() {
+        return from_host(&tensor.into_host()?, device);
+    }
+    let t = import_dlpack(tensor)?;
+    if t.device() == device {
+        Ok(t)
+    } else {
+        t.f_to_device(device).map_err(tch_err)
+    }
+}
+
+mod cuda {
+    //! CUDA → host: one copy of the span the view covers into pinned memory.
+    use super::*;
+
+    #[cfg(feature = "cuda")]
+    pub(super) fn to_host(t: &Tensor, dtype: DType) -> Result<HostArray> {
+        let shape: Vec<i64> = t.size();
+        let strides: Vec<i64> = t.stride();
+        if shape.contains(&0) {
+            let empty = HostArray::from_vec(vec![0], Vec::<u8>::new())?;
+            let parts = RawParts {
+                data: std::ptr::null(),
+                dtype,
+                shape: shape.iter().map(|&d| d as usize).collect(),
+                strides: strides.iter().map(|&s| s as isize).collect(),
+                memory: MemoryKind::Cpu,
+                read_only: false,
+            };
+            // SAFETY: an empty array reads no memory.
+            return unsafe { HostArray::from_raw_parts(parts, empty.owner().clone()) };
+        }
+        // The span: from the lowest to the highest element the view reaches.
+        let (mut lo, mut hi) = (0i64, 0i64);
+        for (&n, &s) in shape.iter().zip(&strides) {
+            if s < 0 {
+                lo += s * (n - 1)
+            } else {
+                hi += s * (n - 1)
+            }
+        }
+        let offset = storage_offset(t);
+        let span = t
+            .f_as_strided([hi - lo + 1], [1], Some(offset + lo))
+            .map_err(tch_err)?;
+        let host = Tensor::f_empty([hi - lo + 1], (span.kind(), Device::Cpu)).map_err(tch_err)?;
+        let mut host = host.f_pin_memory(t.device()).map_err(tch_err)?;
+        host.f_copy_(&span).map_err(tch_err)?; // synchronous: waits for the queued work
+        let bytes = ((hi - lo + 1) as usize) * dtype.size_in_bytes().unwrap_or(1);
+        let record = record_copy(bytes as u64, CopyReason::DeviceTransfer);
+        let base = host.data_ptr().cast::<u8>();
+        let first = base.wrapping_add((-lo) as usize * dtype.size_in_bytes().unwrap_or(1));
+        let parts = RawParts {
+            data: first,
+            dtype,
+            shape: shape.iter().map(|&d| d as usize).collect(),
+            strides: strides.iter().map(|&s| s as isize).collect(),
+            memory: MemoryKind::CudaHost,
+            read_only: false,
+        };
+        let owner: Owner = Arc::new(TensorOwner(Mutex::new(host)));
+        // SAFETY: the pinned buffer holds exactly the span, `first` is the view's first element
+        // inside it, and `owner` keeps it alive; nobody else holds the buffer.
+        Ok(unsafe { HostArray::from_raw_parts(parts, owner) }?.with_copy(record))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    pub(super) fn to_host(t: &Tensor, _dtype: DType) -> Result<HostArray> {
+        let _ = t;
+        Err(Error::NotCompiled {
+            capability: "tch CUDA tensors",
+            hint: "build ferry with feature `cuda` and link libtorch_cuda (see the README)",
+        })
+    }
+}

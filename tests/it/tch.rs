@@ -1,0 +1,135 @@
+//! tch-specific checks beyond the generic suite: grad and conjugate handling, storage offsets,
+//! fp8, libtorch's own DLPack both ways, zero-copy imports kept alive by libtorch.
+
+use ferry::tch_adapter as ft;
+use ferry::{CopyPolicy, DType, HostArray, ToHost, copy_totals, raw_dtypes};
+use tch::{Device, Kind, Tensor};
+
+#[test]
+fn views_are_zero_copy_with_offsets() {
+    let t = Tensor::arange(24, (Kind::Float, Device::Cpu)).reshape([4, 6]);
+    let v = t.narrow(0, 1, 2).narrow(1, 2, 3);
+    assert!(ft::storage_offset(&v) > 0);
+    let before = copy_totals();
+    let h = v.to_host().unwrap();
+    assert_eq!(copy_totals().since(before).copies, 0);
+    assert_eq!(
+        h.view::<f32>().unwrap(),
+        ferry::ndarray::arr2(&[[8.0f32, 9.0, 10.0], [14.0, 15.0, 16.0]]).into_dyn()
+    );
+    assert!(h.is_read_only());
+}
+
+#[test]
+fn grad_is_detached_and_conjugates_resolved() {
+    let w = Tensor::ones([2, 2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let h = w.to_host().unwrap();
+    assert_eq!(h.copies(), 0, "detach shares memory");
+    assert_eq!(h.view::<f32>().unwrap().sum(), 4.0);
+
+    let re = Tensor::from_slice(&[1.0f32, 2.0]);
+    let im = Tensor::from_slice(&[3.0f32, -4.0]);
+    let z = Tensor::complex(&re, &im);
+    let zc = z.conj();
+    let h = zc.to_host().unwrap();
+    assert_eq!(h.dtype(), DType::C64);
+    assert_eq!(
+        h.copies(),
+        1,
+        "resolving the conjugate bit copies, and says so"
+    );
+    let v = h.view::<ferry::num_complex::Complex32>().unwrap();
+    assert_eq!(v[[1]], ferry::num_complex::Complex32::new(2.0, 4.0));
+}
+
+#[test]
+fn fp8_comes_out_raw() {
+    let t = Tensor::from_slice(&[0.5f32, 1.0, -2.0]).to_kind(Kind::Float8e4m3fn);
+    let h = t.to_host().unwrap();
+    assert_eq!(h.dtype(), DType::Raw(raw_dtypes::FLOAT8_E4M3FN));
+    assert_eq!(h.copies(), 0);
+    assert_eq!(h.as_bytes().unwrap().len(), 3);
+}
+
+#[test]
+fn libtorch_dlpack_both_ways() {
+    let t = Tensor::arange(6, (Kind::Int64, Device::Cpu))
+        .reshape([2, 3])
+        .transpose(0, 1);
+    let d = ft::to_dlpack(&t).unwrap();
+    assert_eq!(d.shape(), &[3, 2]);
+    assert_eq!(
+        d.strides(),
+        &[1, 3],
+        "libtorch's own exporter keeps the strides"
+    );
+    let h = d.into_host().unwrap();
+    assert_eq!(
+        h.view::<i64>().unwrap(),
+        ferry::ndarray::arr2(&[[0i64, 3], [1, 4], [2, 5]]).into_dyn()
+    );
+
+    // ferry → libtorch: zero-copy, the host array kept alive by libtorch's deleter.
+    let data: Vec<f64> = (0..6).map(f64::from).collect();
+    let a = HostArray::from_vec(vec![2, 3], data).unwrap();
+    let ptr = a.as_ptr();
+    let before = copy_totals();
+    let t = ft::from_host(&a, Device::Cpu).unwrap();
+    assert_eq!(copy_totals().since(before).copies, 0);
+    drop(a);
+    assert_eq!(
+        t.data_ptr().cast::<u8>().cast_const(),
+        ptr,
+        "libtorch reads ferry's buffer"
+    );
+    assert_eq!(f64::try_from(t.sum(Kind::Double)).unwrap(), 15.0);
+}
+
+#[test]
+fn negative_strides_and_read_only_arrays_are_copied_once() {
+    let a = HostArray::from_vec(vec![2, 3], (0..6).map(|i| i as f32).collect()).unwrap();
+    let mut flipped = a.to_array::<f32>().unwrap();
+    flipped.invert_axis(ferry::ndarray::Axis(0));
+    let flipped = HostArray::from_array(flipped);
+    assert!(flipped.strides()[0] < 0);
+    let before = copy_totals();
+    let t = ft::from_host(&flipped, Device::Cpu).unwrap();
+    assert_eq!(copy_totals().since(before).copies, 1);
+    assert_eq!(
+        t.to_host()
+            .unwrap()
+            .to_contiguous(CopyPolicy::IfNeeded)
+            .unwrap()
+            .view::<f32>()
+            .unwrap(),
+        flipped.view::<f32>().unwrap()
+    );
+
+    let ro = a.into_read_only();
+    let before = copy_totals();
+    let t = ft::from_host(&ro, Device::Cpu).unwrap();
+    assert_eq!(
+        copy_totals().since(before).copies,
+        1,
+        "libtorch could write: read-only memory is not shared"
+    );
+    assert_ne!(t.data_ptr().cast::<u8>().cast_const(), ro.as_ptr());
+}
+
+#[test]
+fn unsupported_dtypes_are_refused() {
+    let a = HostArray::from_vec(vec![2], vec![1u32, 2]).unwrap();
+    let err = ft::from_host(&a, Device::Cpu).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ferry::Error::UnsupportedDtype {
+                dtype: DType::U32,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let cuda = Tensor::zeros([1], (Kind::Float, Device::Cpu));
+    assert_eq!(cuda.to_host_with(CopyPolicy::Never).unwrap().copies(), 0);
+}

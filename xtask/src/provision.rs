@@ -1,0 +1,152 @@
+//! Provisioning of what the builds need and a fresh machine lacks: libtorch 2.9.0 from PyPI
+//! (for tch) and nvcc from PyPI (for the CUDA compile checks), each in a cached folder that is
+//! reused when present and of the right version.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// PyTorch version tch 0.22.0 (and burn 0.22.1's LibTorch backend) is built for.
+pub const TORCH_VERSION: &str = "2.9.0";
+/// The CUDA runtime wheels torch 2.9.0's CPU library links against (versions torch pins).
+const TORCH_RUNTIME_WHEELS: [&str; 2] = [
+    "nvidia-cuda-runtime-cu12==12.8.90",
+    "nvidia-cuda-cupti-cu12==12.8.90",
+];
+/// nvcc and headers for the CUDA compile checks: the CUDA 13.0 pieces of
+/// `cuda-toolkit[nvcc,cccl,cudart]==13.0.2`, pinned one by one (cudarc 0.19 knows CUDA 13.0).
+const NVCC_WHEELS: [&str; 5] = [
+    "nvidia-cuda-nvcc==13.0.88",
+    "nvidia-cuda-crt==13.0.88",
+    "nvidia-nvvm==13.0.88",
+    "nvidia-cuda-cccl==13.0.85",
+    "nvidia-cuda-runtime==13.0.96",
+];
+
+/// Where downloads are kept between runs: `$FERRY_CACHE`, else `$XDG_CACHE_HOME/ferry`, else
+/// `~/.cache/ferry`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FERRY_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("ferry")
+}
+
+/// A Python virtual environment in `dir` with `packages` installed `--no-deps`, made once and
+/// marked ready; returns its site-packages folder.
+fn venv(dir: &Path, what: &str, packages: &[&str]) -> Result<PathBuf> {
+    let marker = dir.join("ready");
+    let wanted = packages.join(" ");
+    if let Ok(text) = std::fs::read_to_string(&marker)
+        && let Some((spec, site)) = text.split_once('\n')
+        && spec == wanted
+        && Path::new(site.trim()).exists()
+    {
+        eprintln!("{what}: reusing {}", dir.display());
+        return Ok(PathBuf::from(site.trim()));
+    }
+    eprintln!(
+        "{what}: provisioning from PyPI into {} (once; later runs reuse it)",
+        dir.display()
+    );
+    let start = Instant::now();
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    crate::run(
+        Command::new(&python)
+            .args(["-m", "venv"])
+            .arg(dir.join("venv")),
+    )?;
+    let pip = dir.join("venv/bin/pip");
+    let done = Arc::new(AtomicBool::new(false));
+    let heartbeat = {
+        let done = done.clone();
+        let what = what.to_string();
+        std::thread::spawn(move || {
+            let mut waited = 0;
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                waited += 1;
+                if waited % 30 == 0 {
+                    eprintln!("{what}: still installing ({waited} s)...");
+                }
+            }
+        })
+    };
+    let mut cmd = Command::new(&pip);
+    cmd.args([
+        "install",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+    ]);
+    let local = cache_dir().join("wheels");
+    if local.is_dir() {
+        cmd.arg("--find-links").arg(&local);
+    }
+    let result = crate::run(cmd.args(packages));
+    done.store(true, Ordering::Relaxed);
+    let _ = heartbeat.join();
+    result?;
+    let out = Command::new(dir.join("venv/bin/python"))
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ])
+        .output()
+        .context("could not ask the venv for its site-packages")?;
+    let site = String::from_utf8(out.stdout)?.trim().to_string();
+    std::fs::write(&marker, format!("{wanted}\n{site}\n"))?;
+    eprintln!("{what}: ready in {:.0?}", start.elapsed());
+    Ok(PathBuf::from(site))
+}
+
+/// The libtorch folder (with `include/` and `lib/`) tch builds against: `$LIBTORCH` when the
+/// user set it, else torch 2.9.0 from PyPI in the cache.
+pub fn libtorch() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("LIBTORCH") {
+        eprintln!("libtorch: using LIBTORCH={}", PathBuf::from(&dir).display());
+        return Ok(PathBuf::from(dir));
+    }
+    let torch = format!("torch=={TORCH_VERSION}");
+    let mut packages = vec![torch.as_str()];
+    packages.extend(TORCH_RUNTIME_WHEELS);
+    let site = venv(
+        &cache_dir().join(format!("libtorch-{TORCH_VERSION}")),
+        "libtorch",
+        &packages,
+    )?;
+    let root = site.join("torch");
+    if !root.join("lib/libtorch_cpu.so").exists() {
+        bail!(
+            "libtorch: {} has no lib/libtorch_cpu.so; delete it and run again",
+            root.display()
+        );
+    }
+    Ok(root)
+}
+
+/// nvcc from PyPI: returns the CUDA home (bin/nvcc, include/, lib/).
+pub fn nvcc() -> Result<PathBuf> {
+    if let Some(home) =
+        std::env::var_os("CUDA_HOME").filter(|h| Path::new(h).join("bin/nvcc").exists())
+    {
+        return Ok(PathBuf::from(home));
+    }
+    let site = venv(&cache_dir().join("nvcc-13.0"), "nvcc", &NVCC_WHEELS)?;
+    let home = site.join("nvidia/cu13");
+    if !home.join("bin/nvcc").exists() {
+        bail!("nvcc: {} has no bin/nvcc", home.display());
+    }
+    Ok(home)
+}
