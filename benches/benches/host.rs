@@ -121,6 +121,87 @@ fn candle_to_host(c: &mut Criterion) {
 #[cfg(not(feature = "candle"))]
 fn candle_to_host(_: &mut Criterion) {}
 
+#[cfg(feature = "burn")]
+fn burn_to_host(c: &mut Criterion) {
+    use burn::tensor::{Device, Tensor, TensorData};
+    let mut g = c.benchmark_group("burn_to_host");
+    for mib in sizes() {
+        let s = side(mib);
+        let data = TensorData::new((0..s * s).map(|i| i as f32).collect::<Vec<_>>(), [s, s]);
+        let t = Tensor::<2>::from_data(data, &Device::flex());
+        g.bench_with_input(BenchmarkId::new("native_to_data", mib), &mib, |b, _| {
+            b.iter(|| black_box(&t).to_data())
+        });
+        g.bench_with_input(BenchmarkId::new("ferry_view", mib), &mib, |b, _| {
+            b.iter(|| ferry::to_host(black_box(&t)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+#[cfg(not(feature = "burn"))]
+fn burn_to_host(_: &mut Criterion) {}
+
+#[cfg(feature = "tch")]
+fn tch_to_host(c: &mut Criterion) {
+    use tch::{Device, Kind, Tensor};
+    let mut g = c.benchmark_group("tch_to_host");
+    for mib in sizes() {
+        let s = side(mib) as i64;
+        let t = Tensor::arange(s * s, (Kind::Float, Device::Cpu)).reshape([s, s]);
+        let mut touched = vec![0f32; (s * s) as usize];
+        g.bench_with_input(
+            BenchmarkId::new("native_vec_try_from", mib),
+            &mib,
+            |b, _| b.iter(|| Vec::<f32>::try_from(black_box(&t).flatten(0, -1)).unwrap()),
+        );
+        g.bench_with_input(
+            BenchmarkId::new("native_copy_data_touched", mib),
+            &mib,
+            |b, _| b.iter(|| black_box(&t).copy_data(&mut touched, (s * s) as usize)),
+        );
+        g.bench_with_input(BenchmarkId::new("ferry_view", mib), &mib, |b, _| {
+            b.iter(|| ferry::to_host(black_box(&t)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+#[cfg(not(feature = "tch"))]
+fn tch_to_host(_: &mut Criterion) {}
+
+/// Framework → framework: ferry over DLPack against the copy-through-Vec path users write today.
+#[cfg(all(feature = "candle", feature = "tch"))]
+fn candle_to_tch(c: &mut Criterion) {
+    use candle_core::{Device, Tensor};
+    let mut g = c.benchmark_group("candle_to_tch");
+    let mib = if quick() { 1 } else { 64 };
+    let s = side(mib);
+    let t = Tensor::arange(0f32, (s * s) as f32, &Device::Cpu)
+        .unwrap()
+        .reshape((s, s))
+        .unwrap();
+    g.bench_function(BenchmarkId::new("vec_path", mib), |b| {
+        b.iter(|| {
+            let v = black_box(&t)
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            tch::Tensor::from_slice(&v).reshape([s as i64, s as i64])
+        })
+    });
+    g.bench_function(BenchmarkId::new("ferry_convert", mib), |b| {
+        b.iter(|| {
+            ferry::convert::<ferry::Candle, ferry::Tch>(black_box(&t), &tch::Device::Cpu).unwrap()
+        })
+    });
+    g.finish();
+}
+
+#[cfg(not(all(feature = "candle", feature = "tch")))]
+fn candle_to_tch(_: &mut Criterion) {}
+
 fn config() -> Criterion {
     let c = Criterion::default();
     if quick() {
@@ -132,5 +213,5 @@ fn config() -> Criterion {
     }
 }
 
-criterion_group! { name = benches; config = config(); targets = contiguous_copy, transpose, dlpack_round_trip, candle_to_host }
+criterion_group! { name = benches; config = config(); targets = contiguous_copy, transpose, dlpack_round_trip, candle_to_host, burn_to_host, tch_to_host, candle_to_tch }
 criterion_main!(benches);

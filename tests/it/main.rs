@@ -9,5 +9,6 @@ mod candle;
 mod core_layouts;
 mod dlpack_import;
 mod properties;
+mod stress;
 #[cfg(feature = "tch")]
 mod tch;

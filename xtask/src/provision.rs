@@ -150,3 +150,27 @@ pub fn nvcc() -> Result<PathBuf> {
     }
     Ok(home)
 }
+
+/// The libtorch venv's python with numpy installed (for benchmark baselines and Python tests).
+pub fn python_with_numpy() -> Result<PathBuf> {
+    let site = {
+        libtorch()?;
+        cache_dir().join(format!("libtorch-{TORCH_VERSION}"))
+    };
+    let python = site.join("venv/bin/python");
+    let has_numpy = Command::new(&python)
+        .args(["-c", "import numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_numpy {
+        eprintln!("numpy: installing into {}", site.display());
+        crate::run(Command::new(site.join("venv/bin/pip")).args([
+            "install",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "off",
+            "numpy",
+        ]))?;
+    }
+    Ok(python)
+}

@@ -1,0 +1,188 @@
+//! Turns criterion's estimates (and the NumPy baselines) into the Markdown table of
+//! benches/RESULTS.md: medians, ranges, GB/s and ratios to a baseline measured in the same run.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+
+/// One measured benchmark: group, name, median and range in nanoseconds, bytes per iteration.
+struct Row {
+    group: String,
+    name: String,
+    median: f64,
+    low: f64,
+    high: f64,
+    bytes: Option<f64>,
+}
+
+/// The number after `"key":` at or after `from` in a criterion JSON file.
+fn number_after(text: &str, key: &str, from: usize) -> Option<f64> {
+    let at = text[from..].find(&format!("\"{key}\""))? + from;
+    let rest = &text[at + key.len() + 3..];
+    let end = rest.find([',', '}'])?;
+    rest[..end].trim().parse().ok()
+}
+
+fn collect(dir: &Path, rows: &mut Vec<Row>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "new") && path.join("estimates.json").exists()
+            {
+                let estimates = std::fs::read_to_string(path.join("estimates.json"))?;
+                let benchmark =
+                    std::fs::read_to_string(path.join("benchmark.json")).unwrap_or_default();
+                let Some(m) = estimates.find("\"median\"") else {
+                    continue;
+                };
+                let median = number_after(&estimates, "point_estimate", m).unwrap_or(f64::NAN);
+                let low = number_after(&estimates, "lower_bound", m).unwrap_or(f64::NAN);
+                let high = number_after(&estimates, "upper_bound", m).unwrap_or(f64::NAN);
+                let group = json_string(&benchmark, "group_id").unwrap_or_default();
+                let function = json_string(&benchmark, "function_id").unwrap_or_default();
+                let value = json_string(&benchmark, "value_str")
+                    .map(|v| format!(" {v} MiB"))
+                    .unwrap_or_default();
+                let bytes = benchmark.find("\"Bytes\"").and_then(|at| {
+                    benchmark[at + 8..]
+                        .split(|c: char| !c.is_ascii_digit())
+                        .find(|s| !s.is_empty())
+                        .and_then(|s| s.parse().ok())
+                });
+                rows.push(Row {
+                    group,
+                    name: format!("{function}{value}"),
+                    median,
+                    low,
+                    high,
+                    bytes,
+                });
+            } else {
+                collect(&path, rows)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn json_string(text: &str, key: &str) -> Option<String> {
+    let at = text.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let end = text[at..].find('"')? + at;
+    Some(text[at..end].to_string())
+}
+
+fn human(ns: f64) -> String {
+    match ns {
+        n if n >= 1e9 => format!("{:.2} s", n / 1e9),
+        n if n >= 1e6 => format!("{:.2} ms", n / 1e6),
+        n if n >= 1e3 => format!("{:.2} µs", n / 1e3),
+        n => format!("{n:.0} ns"),
+    }
+}
+
+/// Which row of a group is its baseline (same size where the name carries one).
+fn baseline<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
+    let size = row
+        .name
+        .rsplit_once(' ')
+        .map(|(_, s)| s)
+        .filter(|s| s.ends_with("MiB") || s.parse::<f64>().is_ok());
+    let base = match row.group.as_str() {
+        "contiguous_copy" | "transpose" => "memcpy_touched",
+        "candle_to_host" => "native_flatten_to_vec1",
+        "burn_to_host" => "native_to_data",
+        "tch_to_host" => "native_vec_try_from",
+        "candle_to_tch" => "vec_path",
+        _ => return None,
+    };
+    rows.iter().find(|r| {
+        r.group == row.group
+            && r.name.starts_with(base)
+            && (size.is_none() || r.name.ends_with(size.unwrap_or("")))
+    })
+}
+
+/// The Markdown report.
+pub fn report(criterion: &Path, numpy: &[(String, f64)], quick: bool) -> Result<String> {
+    let mut rows = Vec::new();
+    if criterion.exists() {
+        collect(criterion, &mut rows)?;
+    }
+    rows.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
+    let mut out = String::new();
+    writeln!(out, "# Benchmark results\n")?;
+    writeln!(
+        out,
+        "Produced by `cargo xtask bench`{}. Machine: {}; {} CPUs. Ratios compare against a",
+        if quick {
+            " --quick (small sizes, short runs)"
+        } else {
+            ""
+        },
+        machine(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    )?;
+    writeln!(
+        out,
+        "baseline measured in the same run (× baseline time: lower is faster; for copies, bandwidth ratio = 1 / that).\n"
+    )?;
+    writeln!(
+        out,
+        "| group | case | median | range | GB/s | × baseline time |"
+    )?;
+    writeln!(out, "|---|---|---|---|---|---|")?;
+    for row in &rows {
+        let gbs = row
+            .bytes
+            .map(|b| format!("{:.1}", b / row.median))
+            .unwrap_or_default();
+        let ratio = baseline(&rows, row)
+            .map(|b| format!("{:.3}", row.median / b.median))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "| {} | {} | {} | {}–{} | {} | {} |",
+            row.group,
+            row.name,
+            human(row.median),
+            human(row.low),
+            human(row.high),
+            gbs,
+            ratio
+        )?;
+    }
+    if let Some((_, np)) = numpy
+        .iter()
+        .find(|(k, _)| k == "numpy_ascontiguousarray_transpose")
+    {
+        let ours = rows
+            .iter()
+            .find(|r| r.group == "transpose" && r.name.starts_with("ferry_to_contiguous"));
+        writeln!(
+            out,
+            "\nNumPy `np.ascontiguousarray(a.T)` on the same machine: {}",
+            human(*np)
+        )?;
+        if let Some(ours) = ours {
+            writeln!(
+                out,
+                "; ferry's transpose takes {:.3}× NumPy's time ({:.1}× faster).",
+                ours.median / np,
+                np / ours.median
+            )?;
+        }
+    }
+    Ok(out)
+}
+
+fn machine() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
