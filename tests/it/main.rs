@@ -8,6 +8,8 @@ mod burn;
 mod candle;
 mod core_layouts;
 mod dlpack_import;
+#[cfg(feature = "plot")]
+mod plot;
 mod properties;
 mod stress;
 #[cfg(feature = "tch")]

@@ -411,14 +411,8 @@ fn valgrind() -> Result<()> {
 fn fuzz(cases: u32) -> Result<()> {
     let mut totals = Totals::default();
     run_tests(
-        &[
-            "--release",
-            "--package",
-            "ferry-tests",
-            "--test",
-            "it",
-            "properties::hostile",
-        ],
+        // Same selection as `ci`'s test run, so the debug build is reused as it is.
+        &["--workspace", "--test", "it", "properties::hostile"],
         &[("FERRY_FUZZ_CASES", &cases.to_string())],
         &mut totals,
     )?;
