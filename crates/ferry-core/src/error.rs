@@ -184,7 +184,7 @@ pub enum Error {
         hint: &'static str,
     },
     /// A framework's own error, wrapped by an adapter.
-    #[error("{backend} failed")]
+    #[error("{backend} failed: {source}")]
     Backend {
         /// Which framework.
         backend: &'static str,
