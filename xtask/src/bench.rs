@@ -81,13 +81,9 @@ fn human(ns: f64) -> String {
     }
 }
 
-/// Which row of a group is its baseline (same size where the name carries one).
+/// Which row of a group is its baseline (the same size, where the case has one).
 fn baseline<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
-    let size = row
-        .name
-        .rsplit_once(' ')
-        .map(|(_, s)| s)
-        .filter(|s| s.ends_with("MiB") || s.parse::<f64>().is_ok());
+    let size = row.name.split_once(' ').map(|(_, s)| s);
     let base = match row.group.as_str() {
         "contiguous_copy" | "transpose" => "memcpy_touched",
         "candle_to_host" => "native_flatten_to_vec1",
@@ -98,9 +94,53 @@ fn baseline<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
     };
     rows.iter().find(|r| {
         r.group == row.group
-            && r.name.starts_with(base)
-            && (size.is_none() || r.name.ends_with(size.unwrap_or("")))
+            && r.name.split_once(' ').map_or(r.name.as_str(), |(f, _)| f) == base
+            && r.name.split_once(' ').map(|(_, s)| s) == size
     })
+}
+
+/// A target from DEVELOPERS.md checked against this run: what, measured, wanted, met.
+fn targets(rows: &[Row]) -> Vec<(String, String, String, bool)> {
+    let find = |group: &str, name: &str| rows.iter().find(|r| r.group == group && r.name == name);
+    let mut out = Vec::new();
+    for group in ["candle_to_host", "burn_to_host", "tch_to_host"] {
+        if let Some(r) = rows
+            .iter()
+            .filter(|r| r.group == group && r.name.starts_with("ferry_view"))
+            .max_by(|a, b| a.median.total_cmp(&b.median))
+        {
+            out.push((
+                format!("{group}: CPU tensor → host view (largest size)"),
+                human(r.median),
+                "≤ 200 ns".into(),
+                r.median <= 200.0,
+            ));
+        }
+    }
+    for (group, case, want) in [
+        ("contiguous_copy", "ferry_to_contiguous_always 64 MiB", 0.8),
+        ("transpose", "ferry_to_contiguous 64 MiB", 0.4),
+    ] {
+        if let (Some(ours), Some(base)) = (find(group, case), find(group, "memcpy_touched 64 MiB"))
+        {
+            let ratio = base.median / ours.median;
+            out.push((
+                format!("{group}: {case} (2 threads)"),
+                format!("{ratio:.2}× memcpy"),
+                format!("≥ {want}× memcpy"),
+                ratio >= want,
+            ));
+        }
+    }
+    if let Some(r) = find("dlpack", "export_import_round_trip") {
+        out.push((
+            "DLPack export + import round trip".into(),
+            human(r.median),
+            "≤ 100 ns".into(),
+            r.median <= 100.0,
+        ));
+    }
+    out
 }
 
 /// The Markdown report.
@@ -159,17 +199,31 @@ pub fn report(criterion: &Path, numpy: &[(String, f64)], quick: bool) -> Result<
         let ours = rows
             .iter()
             .find(|r| r.group == "transpose" && r.name.starts_with("ferry_to_contiguous"));
-        writeln!(
+        write!(
             out,
-            "\nNumPy `np.ascontiguousarray(a.T)` on the same machine: {}",
+            "\nNumPy `np.ascontiguousarray(a.T)` on the same machine and size: {}",
             human(*np)
         )?;
-        if let Some(ours) = ours {
-            writeln!(
+        match ours {
+            Some(ours) => writeln!(
                 out,
                 "; ferry's transpose takes {:.3}× NumPy's time ({:.1}× faster).",
                 ours.median / np,
                 np / ours.median
+            )?,
+            None => writeln!(out, ".")?,
+        }
+    }
+    let checks = targets(&rows);
+    if !checks.is_empty() {
+        writeln!(out, "\n## Targets\n")?;
+        writeln!(out, "| target | measured | wanted | met |")?;
+        writeln!(out, "|---|---|---|---|")?;
+        for (what, measured, wanted, met) in checks {
+            writeln!(
+                out,
+                "| {what} | {measured} | {wanted} | {} |",
+                if met { "yes" } else { "**no**" }
             )?;
         }
     }

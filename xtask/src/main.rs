@@ -18,6 +18,7 @@ commands:
   demo            run the three scenarios on every enabled backend and write the plots
   ci              fmt check, clippy -D warnings, all tests, docs with warnings denied
   bench [--quick] run the criterion benchmarks and write benches/RESULTS.md
+                  (--report: rewrite the table from the last run without rerunning)
   fuzz [--cases N] run the DLPack importer property fuzzer (default 100000 cases)
   valgrind        run the core, DLPack, stress and candle/burn tests under valgrind memcheck
   libtorch        provision libtorch 2.9.0 from PyPI (cached) and print its folder
@@ -30,7 +31,10 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("demo") => demo(),
-        Some("bench") => bench(args.iter().any(|a| a == "--quick")),
+        Some("bench") => bench(
+            args.iter().any(|a| a == "--quick"),
+            args.iter().any(|a| a == "--report"),
+        ),
         Some("fuzz") => fuzz(parse_cases(&args)?),
         Some("valgrind") => valgrind(),
         Some("libtorch") => {
@@ -201,6 +205,9 @@ fn ci() -> Result<()> {
         .args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
     step("docs", start);
+    // The benchmarks keep compiling and running: small sizes, short runs, no assertions.
+    bench(true, false)?;
+    step("bench --quick", start);
     println!("ci: finished in {:.0?}", start.elapsed());
     println!(
         "ci: {} passed, {} failed, {} skipped",
@@ -304,16 +311,18 @@ fn demo() -> Result<()> {
     ]))
 }
 
-fn bench(quick: bool) -> Result<()> {
+fn bench(quick: bool, report_only: bool) -> Result<()> {
     build_env()?;
     let criterion_dir = root_target().join("criterion");
-    let _ = std::fs::remove_dir_all(&criterion_dir);
-    let mut cmd = cargo();
-    cmd.args(["bench", "--package", "ferry-benches", "--bench", "host"]);
-    if quick {
-        cmd.env("FERRY_BENCH_QUICK", "1");
+    if !report_only {
+        let _ = std::fs::remove_dir_all(&criterion_dir);
+        let mut cmd = cargo();
+        cmd.args(["bench", "--package", "ferry-benches", "--bench", "host"]);
+        if quick {
+            cmd.env("FERRY_BENCH_QUICK", "1");
+        }
+        run(&mut cmd)?;
     }
-    run(&mut cmd)?;
     let numpy = numpy_baseline(quick).unwrap_or_else(|e| {
         eprintln!("bench: numpy baseline skipped: {e:#}");
         Vec::new()

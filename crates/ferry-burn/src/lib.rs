@@ -110,15 +110,13 @@ pub fn to_host_with<const D: usize, K: BurnKind>(
     tensor: &Tensor<D, K>,
     policy: CopyPolicy,
 ) -> Result<HostArray> {
-    let shape = tensor.shape().to_vec();
-    if matches!(tensor.dtype(), BurnDType::QFloat(_)) {
-        return Err(quantized(shape));
-    }
     let host = match primitive_view(tensor.clone().into_dispatch().kind)? {
         Some(view) => view,
         None => {
+            let dtype =
+                ferry_dtype(tensor.dtype()).ok_or_else(|| quantized(tensor.shape().to_vec()))?;
             if policy == CopyPolicy::Never {
-                let dtype = ferry_dtype(tensor.dtype()).expect("quantized handled above");
+                let shape = tensor.shape().to_vec();
                 let strides = ferry_core::layout::row_major_strides(&shape).unwrap_or_default();
                 return Err(Error::NeedsCopy {
                     reason: CopyReason::DeviceTransfer,

@@ -142,6 +142,18 @@ impl DlpackTensor {
             unsafe { call_deleter(Handle::Versioned(p)) };
             return Err(Error::UnsupportedDlpackVersion { major, minor });
         }
+        let ours = m
+            .deleter
+            .is_some_and(|d| std::ptr::fn_addr_eq(d, delete_versioned as unsafe extern "C" fn(_)));
+        if ours {
+            // ferry's own export: its metadata was valid when written and nobody else owns it.
+            return Ok(Self::trusted(
+                Handle::Versioned(p),
+                &m.dl_tensor,
+                m.flags,
+                (major, minor),
+            ));
+        }
         // SAFETY: same contract, version 1.x layout.
         unsafe { Self::validated(Handle::Versioned(p), &m.dl_tensor, m.flags, (major, minor)) }
     }
@@ -158,6 +170,11 @@ impl DlpackTensor {
         };
         // SAFETY: `p` points at a managed tensor the caller owns.
         let m = unsafe { &*p.as_ptr() };
+        if m.deleter
+            .is_some_and(|d| std::ptr::fn_addr_eq(d, delete_legacy as unsafe extern "C" fn(_)))
+        {
+            return Ok(Self::trusted(Handle::Legacy(p), &m.dl_tensor, 0, (0, 0)));
+        }
         // SAFETY: forwarded contract.
         unsafe { Self::validated(Handle::Legacy(p), &m.dl_tensor, 0, (0, 0)) }
     }
@@ -174,6 +191,27 @@ impl DlpackTensor {
                 RawDlpack::Versioned(p) => Self::from_versioned(p),
                 RawDlpack::Legacy(p) => Self::from_legacy(p),
             }
+        }
+    }
+
+    /// Wraps a tensor ferry exported itself (valid by construction: `export` wrote it from a
+    /// validated layout, with strides always present and `byte_offset` 0).
+    fn trusted(handle: Handle, t: &DLTensor, flags: u64, version: (u32, u32)) -> DlpackTensor {
+        DlpackTensor {
+            handle: Some(handle),
+            data: t.data.cast(),
+            dtype: DType::from_desc(DTypeDesc {
+                code: t.dtype.code,
+                bits: t.dtype.bits,
+                lanes: t.dtype.lanes,
+            }),
+            device: Device {
+                device_type: t.device.device_type as i32,
+                device_id: t.device.device_id,
+            },
+            flags,
+            version,
+            computed_strides: None,
         }
     }
 

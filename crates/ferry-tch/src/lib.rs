@@ -38,8 +38,13 @@ unsafe extern "C" {
         err: *mut *mut c_char,
     ) -> *mut C_tensor;
     fn ferry_tch_storage_offset(t: *mut C_tensor) -> i64;
-    fn ferry_tch_is_conj(t: *mut C_tensor) -> i32;
-    fn ferry_tch_is_neg(t: *mut C_tensor) -> i32;
+    fn ferry_tch_describe(
+        t: *mut C_tensor,
+        info: *mut TensorInfo,
+        sizes: *mut i64,
+        strides: *mut i64,
+        cap: i64,
+    ) -> i64;
 }
 
 /// An error message from the shim, freed after copying.
@@ -142,6 +147,66 @@ fn tch_kind(dtype: DType) -> Result<tch::Kind> {
     })
 }
 
+/// What `ferry_tch_describe` reports (layout shared with the shim's `FerryTchInfo`).
+#[repr(C)]
+struct TensorInfo {
+    data: *mut std::ffi::c_void,
+    scalar_type: i32,
+    device_type: i32,
+    device_index: i32,
+    flags: i32,
+}
+
+const REQUIRES_GRAD: i32 = 1;
+const IS_CONJ: i32 = 2;
+const IS_NEG: i32 = 4;
+/// Axes described in one shim call; more fall back to tch's own `size()`/`stride()`.
+const DESCRIBE_CAP: usize = 16;
+
+/// A tensor's layout facts from one shim call.
+struct Described {
+    info: TensorInfo,
+    shape: Vec<usize>,
+    strides: Vec<isize>,
+}
+
+fn describe(t: &Tensor) -> Described {
+    let mut info = TensorInfo {
+        data: std::ptr::null_mut(),
+        scalar_type: -1,
+        device_type: 0,
+        device_index: -1,
+        flags: 0,
+    };
+    let (mut sizes, mut strides) = ([0i64; DESCRIBE_CAP], [0i64; DESCRIBE_CAP]);
+    // SAFETY: `t` is a live tensor; the shim writes `info` and at most DESCRIBE_CAP entries.
+    let ndim = unsafe {
+        ferry_tch_describe(
+            ptr(t),
+            &mut info,
+            sizes.as_mut_ptr(),
+            strides.as_mut_ptr(),
+            DESCRIBE_CAP as i64,
+        )
+    } as usize;
+    let (shape, strides) = if ndim <= DESCRIBE_CAP {
+        (
+            sizes[..ndim].iter().map(|&d| d as usize).collect(),
+            strides[..ndim].iter().map(|&s| s as isize).collect(),
+        )
+    } else {
+        (
+            t.size().iter().map(|&d| d as usize).collect(),
+            t.stride().iter().map(|&s| s as isize).collect(),
+        )
+    };
+    Described {
+        info,
+        shape,
+        strides,
+    }
+}
+
 /// Keeps a tch tensor alive as an owner (tch tensors are `Send` but not `Sync`).
 struct TensorOwner(#[expect(dead_code, reason = "held to keep the storage alive")] Mutex<Tensor>);
 
@@ -152,43 +217,59 @@ pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
 
 /// [`to_host`] with an explicit copy policy.
 pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
-    let code = scalar_type(tensor);
-    let dtype = ferry_dtype(code).ok_or_else(|| Error::UnsupportedLayout {
-        shape: tensor.size().iter().map(|&d| d as usize).collect(),
-        strides: tensor.stride().iter().map(|&s| s as isize).collect(),
+    let described = describe(tensor);
+    let Described {
+        info,
+        shape,
+        strides,
+    } = described;
+    let dtype = ferry_dtype(info.scalar_type).ok_or_else(|| Error::UnsupportedLayout {
+        shape: shape.clone(),
+        strides: strides.clone(),
         dtype: DType::Raw(DTypeDesc { code: DTypeDesc::OPAQUE_HANDLE, bits: 8, lanes: 1 }),
         reason: "quantized or bit-packed libtorch tensors have no host layout; dequantize() them first",
     })?;
+    let on_cpu = info.device_type == 0;
+    if info.flags & (IS_CONJ | IS_NEG) == 0 && on_cpu {
+        // The common case: a plain CPU tensor (detached or not: a view needs no autograd).
+        let host = cpu_view(tensor.shallow_clone(), info.data, dtype, shape, strides)?;
+        return match policy {
+            CopyPolicy::Always => host.to_contiguous(CopyPolicy::Always),
+            _ => Ok(host),
+        };
+    }
     // Like `.numpy(force=True)`: detach (shares memory), resolve conj/neg bits (copies).
-    let mut t = if tensor.requires_grad() {
+    let mut t = if info.flags & REQUIRES_GRAD != 0 {
         tensor.detach()
     } else {
         tensor.shallow_clone()
     };
     let mut resolved = None;
-    // SAFETY: `t` is a live tensor; the shim only reads its flags.
-    if unsafe { ferry_tch_is_conj(ptr(&t)) } != 0 {
+    if info.flags & IS_CONJ != 0 {
         t = t.f_resolve_conj().map_err(tch_err)?;
         resolved = Some(CopyReason::Cast);
     }
-    // SAFETY: as above.
-    if unsafe { ferry_tch_is_neg(ptr(&t)) } != 0 {
+    if info.flags & IS_NEG != 0 {
         t = t.f_resolve_neg().map_err(tch_err)?;
         resolved = Some(CopyReason::Cast);
     }
-    let device = t.device();
-    if device != Device::Cpu {
+    if t.device() != Device::Cpu {
         if policy == CopyPolicy::Never {
             return Err(Error::NeedsCopy {
                 reason: CopyReason::DeviceTransfer,
-                shape: t.size().iter().map(|&d| d as usize).collect(),
-                strides: t.stride().iter().map(|&s| s as isize).collect(),
+                shape,
+                strides,
                 dtype,
             });
         }
         return cuda::to_host(&t, dtype);
     }
-    let mut host = cpu_view(t, dtype)?;
+    let Described {
+        info,
+        shape,
+        strides,
+    } = describe(&t);
+    let mut host = cpu_view(t, info.data, dtype, shape, strides)?;
     if let Some(reason) = resolved {
         let bytes = host.nbytes() as u64;
         host = host.with_copy(record_copy(bytes, reason));
@@ -200,13 +281,17 @@ pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
 }
 
 /// Describes a CPU tensor's memory as a read-only host array owning `t`.
-fn cpu_view(t: Tensor, dtype: DType) -> Result<HostArray> {
-    let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-    let strides: Vec<isize> = t.stride().iter().map(|&s| s as isize).collect();
+fn cpu_view(
+    t: Tensor,
+    data: *mut std::ffi::c_void,
+    dtype: DType,
+    shape: Vec<usize>,
+    strides: Vec<isize>,
+) -> Result<HostArray> {
     let data = if shape.contains(&0) {
         std::ptr::null()
     } else {
-        t.data_ptr().cast::<u8>().cast_const()
+        data.cast::<u8>().cast_const()
     };
     let parts = RawParts {
         data,
@@ -217,9 +302,10 @@ fn cpu_view(t: Tensor, dtype: DType) -> Result<HostArray> {
         read_only: true,
     };
     let owner: Owner = Arc::new(TensorOwner(Mutex::new(t)));
-    // SAFETY: `data_ptr` is the address of element [0, .., 0] (storage offset applied) in the
-    // tensor's storage, which the shallow clone in `owner` keeps alive; libtorch's sizes and
-    // strides describe memory inside that storage; read-only since torch may share it.
+    // SAFETY: `data` is `data_ptr()` of `t`: the address of element [0, .., 0] (storage offset
+    // applied) in the tensor's storage, which the shallow clone in `owner` keeps alive;
+    // libtorch's sizes and strides describe memory inside that storage; read-only since torch
+    // may share it.
     unsafe { HostArray::from_raw_parts(parts, owner) }
 }
 

@@ -37,6 +37,32 @@ at::Tensor *ferry_tch_from_dlpack_versioned(DLManagedTensorVersioned *m, char **
 
 int64_t ferry_tch_storage_offset(at::Tensor *t) { return t->storage_offset(); }
 
+// Everything ferry needs to view a tensor, in one call: returns ndim; sizes and strides are
+// written when ndim <= cap. Flags: 1 requires grad, 2 conjugate bit, 4 negative bit.
+struct FerryTchInfo {
+  void *data;
+  int32_t scalar_type;
+  int32_t device_type;
+  int32_t device_index;
+  int32_t flags;
+};
+
+int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, int64_t *strides, int64_t cap) {
+  int64_t ndim = t->dim();
+  info->data = t->data_ptr();
+  info->scalar_type = static_cast<int32_t>(t->scalar_type());
+  info->device_type = static_cast<int32_t>(t->device().type());
+  info->device_index = t->device().index();
+  info->flags = (t->requires_grad() ? 1 : 0) | (t->is_conj() ? 2 : 0) | (t->is_neg() ? 4 : 0);
+  if (ndim <= cap) {
+    for (int64_t i = 0; i < ndim; ++i) {
+      sizes[i] = t->size(i);
+      strides[i] = t->stride(i);
+    }
+  }
+  return ndim;
+}
+
 int ferry_tch_is_conj(at::Tensor *t) { return t->is_conj() ? 1 : 0; }
 
 int ferry_tch_is_neg(at::Tensor *t) { return t->is_neg() ? 1 : 0; }
