@@ -118,3 +118,27 @@ mod pairs {
     #[cfg(all(feature = "burn", feature = "tch"))]
     ops_suite!(burn_vs_tch: backends::BurnFloat, backends::Tch);
 }
+
+/// A newcomer's generic function works unchanged on every framework's tensor.
+#[cfg(all(feature = "candle", feature = "burn", feature = "tch"))]
+#[test]
+fn generic_summary_works_on_every_framework() {
+    use ferry::ToHost;
+
+    fn summary(t: &impl ToHost) -> ferry::Result<(usize, f64)> {
+        let host = t.to_host()?.cast::<f64>()?;
+        let view = host.view::<f64>()?;
+        Ok((view.len(), view.sum()))
+    }
+
+    let candle =
+        ::candle_core::Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], &candle_core::Device::Cpu).unwrap();
+    let burn = ::burn::tensor::Tensor::<2>::from_data(
+        [[1f32, 2.0], [3.0, 4.0]],
+        &::burn::tensor::Device::flex(),
+    );
+    let tch = ::tch::Tensor::from_slice(&[1f32, 2.0, 3.0, 4.0]).reshape([2, 2]);
+    assert_eq!(summary(&candle).unwrap(), (4, 10.0));
+    assert_eq!(summary(&burn).unwrap(), (4, 10.0));
+    assert_eq!(summary(&tch).unwrap(), (4, 10.0));
+}

@@ -306,6 +306,8 @@ fn demo() -> Result<()> {
         "--release",
         "--package",
         "ferry",
+        "--features",
+        "candle,burn,tch,plot",
         "--example",
         "demo",
     ]))

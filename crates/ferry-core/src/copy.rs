@@ -322,7 +322,7 @@ unsafe fn gather_typed<T: Copy>(src: *const u8, shape: &[usize], strides: &[isiz
             // Each tile goes through a small buffer that stays in L1: read along the source's
             // contiguous axis, write along the destination's, so neither side strides through
             // memory element by element.
-            let mut tile = vec![MaybeUninit::<T>::uninit(); TILE * TILE];
+            let mut tile = Box::<[T]>::new_uninit_slice(TILE * TILE);
             for_each_outer(&outer, |so, d| {
                 // Destination column blocks outside, source-contiguous blocks inside: the source is
                 // read as TILE sequential streams, the (huge-page backed) destination is written
