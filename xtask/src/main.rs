@@ -420,6 +420,9 @@ fn valgrind() -> Result<()> {
 }
 
 fn fuzz(cases: u32) -> Result<()> {
+    if LIBTORCH.get().is_none() {
+        build_env()?;
+    }
     let mut totals = Totals::default();
     run_tests(
         // Same selection as `ci`'s test run, so the debug build is reused as it is.
