@@ -129,7 +129,7 @@ pub fn to_host_with<const D: usize, K: BurnKind>(
                 tensor
                     .clone()
                     .try_into_data()
-                    .map_err(|e| Error::backend(BACKEND, DisplayError(format!("{e:?}"))))?,
+                    .map_err(|e| Error::backend_message(BACKEND, format!("{e:?}")))?,
             );
         }
     };
@@ -163,7 +163,7 @@ pub fn to_host_batch<const D: usize, K: BurnKind>(
     if !pending.is_empty() {
         let datas = transaction
             .try_execute()
-            .map_err(|e| Error::backend(BACKEND, DisplayError(format!("{e:?}"))))?;
+            .map_err(|e| Error::backend_message(BACKEND, format!("{e:?}")))?;
         for (i, data) in pending.into_iter().zip(datas) {
             out[i] = Some(from_tensor_data(data)?);
         }
@@ -173,18 +173,6 @@ pub fn to_host_batch<const D: usize, K: BurnKind>(
         .map(|a| a.expect("every slot filled"))
         .collect())
 }
-
-/// A plain-text error for burn errors that only implement `Debug`.
-#[derive(Debug)]
-struct DisplayError(String);
-
-impl std::fmt::Display for DisplayError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DisplayError {}
 
 /// Views a CPU-backend primitive without copying; `None` for backends that need Burn's read.
 #[allow(unreachable_patterns)] // other variants exist when users enable more burn backends
@@ -353,7 +341,7 @@ fn narrow_bool(shape: Vec<usize>, data: TensorData) -> Result<HostArray> {
     let values: Vec<u8> = match data.dtype() {
         BurnDType::Bool(BoolStore::U32) => data
             .as_slice::<u32>()
-            .map_err(|e| Error::backend(BACKEND, DisplayError(format!("{e:?}"))))?
+            .map_err(|e| Error::backend_message(BACKEND, format!("{e:?}")))?
             .iter()
             .map(|&v| u8::from(v != 0))
             .collect(),

@@ -195,6 +195,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// Wraps a framework failure that comes as text (C++ exceptions, `Debug`-only errors).
+    pub fn backend_message(backend: &'static str, message: impl Into<String>) -> Error {
+        Error::Backend {
+            backend,
+            source: Box::new(Message(message.into())),
+        }
+    }
+
     /// Wraps a framework error.
     pub fn backend(
         backend: &'static str,
@@ -212,3 +220,15 @@ impl Error {
         }
     }
 }
+
+/// A framework failure known only by its text.
+#[derive(Debug)]
+struct Message(String);
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}

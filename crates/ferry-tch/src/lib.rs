@@ -60,20 +60,8 @@ fn shim_error(err: *mut c_char, what: &str) -> Error {
         unsafe { libc::free(err.cast()) };
         format!("{what}: {m}")
     };
-    Error::backend(BACKEND, TorchError(message))
+    Error::backend_message(BACKEND, message)
 }
-
-/// A libtorch error message.
-#[derive(Debug)]
-struct TorchError(String);
-
-impl std::fmt::Display for TorchError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TorchError {}
 
 fn tch_err(e: tch::TchError) -> Error {
     Error::backend(BACKEND, e)

@@ -19,19 +19,8 @@ const FONT_PATHS: [&str; 4] = [
 ];
 
 fn plot_error(what: impl std::fmt::Display) -> Error {
-    Error::backend("plotters", PlotError(what.to_string()))
+    Error::backend_message("plotters", what.to_string())
 }
-
-#[derive(Debug)]
-struct PlotError(String);
-
-impl std::fmt::Display for PlotError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for PlotError {}
 
 /// Registers a TrueType font for labels once per process.
 fn ensure_font() -> Result<()> {
