@@ -8,9 +8,13 @@ mod burn;
 mod candle;
 mod core_layouts;
 mod dlpack_import;
+#[cfg(feature = "files")]
+mod files;
 #[cfg(feature = "plot")]
 mod plot;
 mod properties;
+#[cfg(feature = "python")]
+mod python;
 mod stress;
 #[cfg(feature = "tch")]
 mod tch;

@@ -339,9 +339,9 @@ fn bench(quick: bool, report_only: bool) -> Result<()> {
     Ok(())
 }
 
-/// Runs benches/numpy_transpose.py in the provisioned venv (numpy installed there once).
+/// Runs benches/numpy_transpose.py in the provisioned Python.
 fn numpy_baseline(quick: bool) -> Result<Vec<(String, f64)>> {
-    let venv = provision::python_with_numpy()?;
+    let (venv, _) = provision::python_env()?;
     let side = if quick { "512" } else { "4096" };
     let out = Command::new(venv)
         .arg(workspace_root().join("benches/numpy_transpose.py"))

@@ -151,26 +151,83 @@ pub fn nvcc() -> Result<PathBuf> {
     Ok(home)
 }
 
-/// The libtorch venv's python with numpy installed (for benchmark baselines and Python tests).
-pub fn python_with_numpy() -> Result<PathBuf> {
-    let site = {
-        libtorch()?;
-        cache_dir().join(format!("libtorch-{TORCH_VERSION}"))
-    };
-    let python = site.join("venv/bin/python");
-    let has_numpy = Command::new(&python)
-        .args(["-c", "import numpy"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_numpy {
-        eprintln!("numpy: installing into {}", site.display());
-        crate::run(Command::new(site.join("venv/bin/pip")).args([
-            "install",
-            "--disable-pip-version-check",
-            "--progress-bar",
-            "off",
-            "numpy",
-        ]))?;
+/// What the Python-side tests and benchmark baselines import, pinned, on top of torch 2.9.0:
+/// NumPy, safetensors, pytest, and the rest of torch's own dependencies (its CUDA libraries,
+/// which `import torch` loads even on a machine without a GPU; triton is not needed).
+const PYTHON_PACKAGES: [&str; 30] = [
+    "numpy==2.4.6",
+    "safetensors==0.6.2",
+    "pytest==8.4.2",
+    "iniconfig==2.3.1",
+    "packaging==26.4",
+    "pluggy==1.7.0",
+    "Pygments==2.21.0",
+    "typing_extensions==4.16.0",
+    "filelock==4.3.1",
+    "fsspec==2026.9.0",
+    "Jinja2==3.1.6",
+    "MarkupSafe==3.0.4",
+    "mpmath==1.3.0",
+    "networkx==3.6.1",
+    "sympy==1.14.0",
+    "nvidia-cublas-cu12==12.8.4.1",
+    "nvidia-cuda-nvrtc-cu12==12.8.93",
+    "nvidia-cudnn-cu12==9.10.2.21",
+    "nvidia-cufft-cu12==11.3.3.83",
+    "nvidia-cufile-cu12==1.13.1.3",
+    "nvidia-curand-cu12==10.3.9.90",
+    "nvidia-cusolver-cu12==11.7.3.90",
+    "nvidia-cusparse-cu12==12.5.8.93",
+    "nvidia-cusparselt-cu12==0.7.1",
+    "nvidia-nccl-cu12==2.27.5",
+    "nvidia-nvjitlink-cu12==12.8.93",
+    "nvidia-nvshmem-cu12==3.3.20",
+    "nvidia-nvtx-cu12==12.8.90",
+    "nvidia-cuda-runtime-cu12==12.8.90",
+    "nvidia-cuda-cupti-cu12==12.8.90",
+];
+
+/// A Python with torch 2.9.0, NumPy, safetensors and pytest (the libtorch venv, completed once
+/// and marked ready); returns `(python, site-packages)`.
+pub fn python_env() -> Result<(PathBuf, PathBuf)> {
+    libtorch()?;
+    let dir = cache_dir().join(format!("libtorch-{TORCH_VERSION}"));
+    let python = dir.join("venv/bin/python");
+    let site = PathBuf::from(
+        std::fs::read_to_string(dir.join("ready"))?
+            .lines()
+            .nth(1)
+            .context("libtorch venv marker has no site-packages line")?
+            .trim(),
+    );
+    let marker = dir.join("python-ready");
+    let wanted = PYTHON_PACKAGES.join(" ");
+    if std::fs::read_to_string(&marker).is_ok_and(|text| text == wanted) {
+        return Ok((python, site));
     }
-    Ok(python)
+    eprintln!(
+        "python: installing numpy, safetensors, pytest and torch's dependencies into {} (once)",
+        dir.display()
+    );
+    let start = Instant::now();
+    let mut cmd = Command::new(dir.join("venv/bin/pip"));
+    cmd.args([
+        "install",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+    ]);
+    let local = cache_dir().join("wheels");
+    if local.is_dir() {
+        cmd.arg("--find-links").arg(&local);
+    }
+    crate::run(cmd.args(PYTHON_PACKAGES))?;
+    crate::run(Command::new(&python).args([
+        "-c",
+        "import numpy, torch, safetensors, pytest; print('python: torch', torch.__version__, 'numpy', numpy.__version__)",
+    ]))?;
+    std::fs::write(&marker, wanted)?;
+    eprintln!("python: ready in {:.0?}", start.elapsed());
+    Ok((python, site))
 }

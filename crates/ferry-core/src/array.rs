@@ -307,6 +307,15 @@ impl HostArray {
         self
     }
 
+    /// The same memory with the axes in reverse order (NumPy's `.T`, ndarray's
+    /// `reversed_axes`): a column-major array becomes row-major. No copy.
+    pub fn reversed_axes(&self) -> HostArray {
+        let mut out = self.clone();
+        out.shape.reverse();
+        out.strides.reverse();
+        out
+    }
+
     /// Whether the strides are row-major (C order) for the shape.
     pub fn is_standard_layout(&self) -> bool {
         is_row_major(&self.shape, &self.strides)

@@ -183,6 +183,25 @@ pub enum Error {
         /// What to do instead (usually an explicit cast).
         hint: &'static str,
     },
+    /// Reading or writing a file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("reading", "writing", "mapping").
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file (or buffer) that is not valid in its format; nothing was read from it.
+    #[error("invalid {format} data: {reason}")]
+    InvalidFile {
+        /// The format (`npy`, `npz`, `safetensors`).
+        format: &'static str,
+        /// What was wrong, with the offending values.
+        reason: String,
+    },
     /// A framework's own error, wrapped by an adapter.
     #[error("{backend} failed: {source}")]
     Backend {
@@ -211,6 +230,27 @@ impl Error {
         Error::Backend {
             backend,
             source: Box::new(source),
+        }
+    }
+
+    #[cfg(any(feature = "npy", feature = "safetensors"))]
+    pub(crate) fn invalid_file(format: &'static str, reason: impl Into<String>) -> Error {
+        Error::InvalidFile {
+            format,
+            reason: reason.into(),
+        }
+    }
+
+    #[cfg(any(feature = "npy", feature = "safetensors"))]
+    pub(crate) fn io(
+        action: &'static str,
+        path: &std::path::Path,
+        source: std::io::Error,
+    ) -> Error {
+        Error::Io {
+            action,
+            path: path.display().to_string(),
+            source,
         }
     }
 

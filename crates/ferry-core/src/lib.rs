@@ -25,6 +25,12 @@ pub mod dlpack;
 mod dtype;
 mod error;
 pub mod layout;
+#[cfg(feature = "npy")]
+pub mod npy;
+#[cfg(feature = "safetensors")]
+pub mod safetensors;
+#[cfg(any(feature = "npy", feature = "safetensors"))]
+mod stored;
 
 pub use array::{HostArray, Owner, RawParts};
 pub use copy::{CopyPolicy, CopyReason, CopyRecord, CopyTotals, copy_totals, record_copy};

@@ -37,6 +37,12 @@ pub use ferry_core::*;
 mod backend;
 #[cfg(feature = "plot")]
 pub mod plot;
+#[cfg(feature = "python")]
+pub mod python;
+
+/// Re-exported so embedding code uses the same pyo3 as [`python`].
+#[cfg(feature = "python")]
+pub use pyo3;
 
 #[cfg(feature = "burn")]
 pub use backend::Burn;

@@ -1,0 +1,622 @@
+//! NumPy's `.npy` and `.npz` files for [`HostArray`], so arrays reach tools that only read
+//! NumPy files (and NumPy's own files come back): every dtype NumPy has, C and Fortran order
+//! (a Fortran-order file is read without reordering), header versions 1–3, and zero-copy
+//! memory-mapped reads.
+//!
+//! ```
+//! # fn main() -> ferry_core::Result<()> {
+//! use ferry_core::{HostArray, npy};
+//!
+//! let a = HostArray::from_vec(vec![2, 3], vec![0f32, 1., 2., 3., 4., 5.])?;
+//! let mut file = Vec::new();
+//! npy::write(&mut file, &a)?;
+//! let b = npy::read(&file[..])?;
+//! assert_eq!(b.view::<f32>()?, a.view::<f32>()?);
+//! # Ok(()) }
+//! ```
+//!
+//! Dtypes NumPy lacks (bf16, fp8/fp6/fp4) are refused with [`Error::UnsupportedDtype`]; cast
+//! them or use [`safetensors`](crate::safetensors). Big-endian files are refused too.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::stored::{self, Order};
+use crate::{DType, Error, HostArray, Result};
+
+const MAGIC: &[u8; 6] = b"\x93NUMPY";
+/// Headers longer than this are refused (NumPy itself stops at 10 000 bytes by default).
+const MAX_HEADER_LEN: usize = 1 << 20;
+/// NumPy pads headers so the data starts at a multiple of 64 bytes.
+const DATA_ALIGN: usize = 64;
+
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::invalid_file("npy", reason)
+}
+
+/// NumPy's `descr` for `dtype` (little-endian), or why NumPy cannot hold it.
+pub fn descr(dtype: DType) -> Result<&'static str> {
+    Ok(match dtype {
+        DType::Bool => "|b1",
+        DType::U8 => "|u1",
+        DType::I8 => "|i1",
+        DType::U16 => "<u2",
+        DType::I16 => "<i2",
+        DType::U32 => "<u4",
+        DType::I32 => "<i4",
+        DType::U64 => "<u8",
+        DType::I64 => "<i8",
+        DType::F16 => "<f2",
+        DType::F32 => "<f4",
+        DType::F64 => "<f8",
+        DType::C64 => "<c8",
+        DType::C128 => "<c16",
+        other => {
+            return Err(Error::UnsupportedDtype {
+                backend: "npy",
+                dtype: other,
+                hint: "NumPy has no such dtype; cast it (cast::<f32>()) or save it with ferry's safetensors module",
+            });
+        }
+    })
+}
+
+/// The dtype a NumPy `descr` string names.
+fn dtype_of(descr: &str) -> Result<DType> {
+    let (order, code) = match descr.as_bytes().first() {
+        Some(b'<' | b'>' | b'|' | b'=') => (descr.as_bytes()[0], &descr[1..]),
+        _ => (b'=', descr),
+    };
+    let dtype = match code {
+        "b1" | "?" => DType::Bool,
+        "u1" | "B" => DType::U8,
+        "i1" | "b" => DType::I8,
+        "u2" => DType::U16,
+        "i2" => DType::I16,
+        "u4" => DType::U32,
+        "i4" => DType::I32,
+        "u8" => DType::U64,
+        "i8" => DType::I64,
+        "f2" | "e" => DType::F16,
+        "f4" => DType::F32,
+        "f8" => DType::F64,
+        "c8" => DType::C64,
+        "c16" => DType::C128,
+        _ => {
+            return Err(invalid(format!(
+                "dtype {descr:?} is not one ferry reads (bool, integers, f16/f32/f64, complex64/128); convert it in NumPy with arr.astype(...) first"
+            )));
+        }
+    };
+    let big_endian = order == b'>' || (order == b'=' && cfg!(target_endian = "big"));
+    if big_endian && dtype.size_in_bytes().is_some_and(|s| s > 1) {
+        return Err(invalid(format!(
+            "dtype {descr:?} is big-endian; save it from NumPy as arr.astype(arr.dtype.newbyteorder('<'))"
+        )));
+    }
+    Ok(dtype)
+}
+
+/// What an `.npy` header says.
+#[derive(Debug)]
+struct Header {
+    dtype: DType,
+    order: Order,
+    shape: Vec<usize>,
+    /// Bytes before the data.
+    len: usize,
+}
+
+impl Header {
+    fn nbytes(&self) -> Result<usize> {
+        stored::dense_nbytes(self.dtype, &self.shape)
+    }
+}
+
+/// Reads the magic string, version and header dictionary from the start of a file.
+fn read_header(reader: &mut impl Read) -> Result<Header> {
+    let mut preamble = [0u8; 8];
+    reader
+        .read_exact(&mut preamble)
+        .map_err(|_| invalid("file is shorter than the 8-byte npy preamble"))?;
+    if &preamble[..6] != MAGIC {
+        return Err(invalid(format!(
+            "file starts with {:02x?}, not the npy magic string \\x93NUMPY",
+            &preamble[..6]
+        )));
+    }
+    let (major, minor) = (preamble[6], preamble[7]);
+    let (header_len, prefix) = match major {
+        1 => {
+            let mut len = [0u8; 2];
+            reader
+                .read_exact(&mut len)
+                .map_err(|_| invalid("file ends inside the header length"))?;
+            (usize::from(u16::from_le_bytes(len)), 10)
+        }
+        2 | 3 => {
+            let mut len = [0u8; 4];
+            reader
+                .read_exact(&mut len)
+                .map_err(|_| invalid("file ends inside the header length"))?;
+            (u32::from_le_bytes(len) as usize, 12)
+        }
+        _ => {
+            return Err(invalid(format!(
+                "npy format version {major}.{minor} is not supported (1.0, 2.0 and 3.0 are)"
+            )));
+        }
+    };
+    if header_len > MAX_HEADER_LEN {
+        return Err(invalid(format!(
+            "header of {header_len} bytes is longer than the {MAX_HEADER_LEN} ferry reads"
+        )));
+    }
+    let mut text = vec![0u8; header_len];
+    reader
+        .read_exact(&mut text)
+        .map_err(|_| invalid(format!("file ends inside its {header_len}-byte header")))?;
+    let text = String::from_utf8_lossy(&text);
+    let dict = match Literal::parse(&text)? {
+        Literal::Dict(entries) => entries,
+        other => return Err(invalid(format!("header is {other:?}, not a dictionary"))),
+    };
+    let field = |key: &str| {
+        dict.iter()
+            .find(|(k, _)| matches!(k, Literal::Str(s) if s == key))
+            .map(|(_, v)| v)
+            .ok_or_else(|| invalid(format!("header {text:?} has no {key:?} key")))
+    };
+    let dtype = match field("descr")? {
+        Literal::Str(descr) => dtype_of(descr)?,
+        other => {
+            return Err(invalid(format!(
+                "descr {other:?} is a structured dtype; ferry reads plain dtypes only"
+            )));
+        }
+    };
+    let order = match field("fortran_order")? {
+        Literal::Bool(false) => Order::RowMajor,
+        Literal::Bool(true) => Order::ColumnMajor,
+        other => return Err(invalid(format!("fortran_order is {other:?}, not a bool"))),
+    };
+    let shape = match field("shape")? {
+        Literal::Tuple(items) | Literal::List(items) => items
+            .iter()
+            .map(|item| match item {
+                Literal::Int(n) => usize::try_from(*n)
+                    .map_err(|_| invalid(format!("shape entry {n} is not a valid length"))),
+                other => Err(invalid(format!("shape entry {other:?} is not an integer"))),
+            })
+            .collect::<Result<Vec<_>>>()?,
+        other => return Err(invalid(format!("shape {other:?} is not a tuple"))),
+    };
+    if shape.len() > crate::layout::MAX_NDIM {
+        return Err(invalid(format!(
+            "shape has {} axes; at most {} are supported",
+            shape.len(),
+            crate::layout::MAX_NDIM
+        )));
+    }
+    let header = Header {
+        dtype,
+        order,
+        shape,
+        len: prefix + header_len,
+    };
+    header.nbytes()?;
+    Ok(header)
+}
+
+/// The bytes of an `.npy` header (magic, version, length, padded dictionary) for `array`'s
+/// dtype and shape, in `order`.
+fn header_bytes(dtype: DType, shape: &[usize], order: Order) -> Result<Vec<u8>> {
+    let shape_text = match shape {
+        [n] => format!("({n},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let fortran = if order == Order::ColumnMajor {
+        "True"
+    } else {
+        "False"
+    };
+    let dict = format!(
+        "{{'descr': '{}', 'fortran_order': {fortran}, 'shape': {shape_text}, }}",
+        descr(dtype)?
+    );
+    // Version 1.0 unless the header needs more than 16 bits of length.
+    let (version, prefix) = if dict.len() + DATA_ALIGN < usize::from(u16::MAX) {
+        (1u8, 10)
+    } else {
+        (2u8, 12)
+    };
+    let padded = (prefix + dict.len() + 1).next_multiple_of(DATA_ALIGN) - prefix;
+    let mut out = Vec::with_capacity(prefix + padded);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[version, 0]);
+    if version == 1 {
+        out.extend_from_slice(&(padded as u16).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(padded as u32).to_le_bytes());
+    }
+    out.extend_from_slice(dict.as_bytes());
+    out.resize(prefix + padded - 1, b' ');
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// Writes `array` as an `.npy` file: its bytes as they are when it is row-major or
+/// column-major, else gathered once into row-major order.
+pub fn write(mut writer: impl Write, array: &HostArray) -> Result<()> {
+    let to_io = |e| Error::io("writing", Path::new("npy stream"), e);
+    descr(array.dtype())?;
+    let reversed = array.reversed_axes();
+    let (order, stored) = if !array.is_standard_layout() && reversed.is_standard_layout() {
+        (Order::ColumnMajor, reversed)
+    } else {
+        (Order::RowMajor, stored::row_major(array))
+    };
+    writer
+        .write_all(&header_bytes(array.dtype(), array.shape(), order)?)
+        .map_err(to_io)?;
+    writer
+        .write_all(stored.as_bytes().expect("row-major"))
+        .map_err(to_io)?;
+    writer.flush().map_err(to_io)
+}
+
+/// Reads an `.npy` file from a stream into a fresh buffer (a hostile header cannot make ferry
+/// allocate more than the stream delivers).
+pub fn read(mut reader: impl Read) -> Result<HostArray> {
+    let header = read_header(&mut reader)?;
+    let nbytes = header.nbytes()?;
+    let mut data = Vec::new();
+    reader
+        .take(nbytes as u64)
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io("reading", Path::new("npy stream"), e))?;
+    if data.len() != nbytes {
+        return Err(invalid(format!(
+            "data of shape {:?}, dtype {} needs {nbytes} bytes but the file holds {}",
+            header.shape,
+            header.dtype,
+            data.len()
+        )));
+    }
+    let owner = Arc::new(data);
+    let bytes: &[u8] = &owner;
+    let bytes: *const [u8] = bytes;
+    // SAFETY: the Vec moved into `owner` keeps its heap buffer, which nothing else can reach
+    // or change while `owner` lives.
+    unsafe {
+        stored::view_dense(
+            owner,
+            &*bytes,
+            header.dtype,
+            header.shape,
+            header.order,
+            false,
+        )
+    }
+}
+
+/// Reads the `.npy` file at `path` into memory.
+pub fn load(path: impl AsRef<Path>) -> Result<HostArray> {
+    let path = path.as_ref();
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io("reading", path, e))?
+        .len();
+    let header = read_header(&mut std::io::BufReader::new(&mut file).take(size))?;
+    let nbytes = header.nbytes()?;
+    if (size as u128) < header.len as u128 + nbytes as u128 {
+        return Err(invalid(format!(
+            "{} holds {size} bytes, fewer than the {} header bytes and {nbytes} data bytes of shape {:?}, dtype {}",
+            path.display(),
+            header.len,
+            header.shape,
+            header.dtype
+        )));
+    }
+    use std::io::Seek;
+    file.seek(std::io::SeekFrom::Start(header.len as u64))
+        .map_err(|e| Error::io("reading", path, e))?;
+    stored::read_dense(header.dtype, header.shape, header.order, |buf| {
+        file.read_exact(buf)
+            .map_err(|e| Error::io("reading", path, e))
+    })
+}
+
+/// Maps the `.npy` file at `path` into memory: a read-only array over the file's own pages,
+/// no copy (NumPy's `np.load(path, mmap_mode="r")`).
+///
+/// # Safety
+///
+/// Nobody may modify or truncate the file while the returned array (or a clone or export of
+/// it) is alive; that would change or unmap memory Rust assumes is immutable.
+pub unsafe fn map(path: impl AsRef<Path>) -> Result<HostArray> {
+    let path = path.as_ref();
+    // SAFETY: forwarded contract.
+    let map = unsafe { stored::map_file(path) }?;
+    let header = read_header(&mut &map[..])?;
+    let nbytes = header.nbytes()?;
+    let data = map
+        .get(header.len..)
+        .and_then(|rest| rest.get(..nbytes))
+        .ok_or_else(|| {
+            invalid(format!(
+                "{} holds {} bytes, fewer than the {} header bytes and {nbytes} data bytes of shape {:?}",
+                path.display(),
+                map.len(),
+                header.len,
+                header.shape
+            ))
+        })?;
+    let data: *const [u8] = data;
+    // SAFETY: `data` lies in the map, which the owner keeps alive and the caller keeps unchanged.
+    unsafe { stored::view_dense(map, &*data, header.dtype, header.shape, header.order, true) }
+}
+
+/// Writes `array` to an `.npy` file at `path`.
+pub fn save(path: impl AsRef<Path>, array: &HostArray) -> Result<()> {
+    let path = path.as_ref();
+    let file = std::fs::File::create(path).map_err(|e| Error::io("creating", path, e))?;
+    write(std::io::BufWriter::new(file), array)
+}
+
+/// Writes named arrays to an `.npz` archive at `path` (NumPy's `np.savez`, or
+/// `np.savez_compressed` when `compressed`). Names get the `.npy` suffix inside the archive.
+pub fn save_npz<'a>(
+    path: impl AsRef<Path>,
+    arrays: impl IntoIterator<Item = (&'a str, &'a HostArray)>,
+    compressed: bool,
+) -> Result<()> {
+    let path = path.as_ref();
+    let file = std::fs::File::create(path).map_err(|e| Error::io("creating", path, e))?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let method = if compressed {
+        zip::CompressionMethod::Deflated
+    } else {
+        zip::CompressionMethod::Stored
+    };
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(method)
+        .large_file(true);
+    let zip_error = |e: zip::result::ZipError| Error::io("writing", path, std::io::Error::other(e));
+    for (name, array) in arrays {
+        descr(array.dtype())?;
+        zip.start_file(format!("{name}.npy"), options)
+            .map_err(zip_error)?;
+        write(&mut zip, array)?;
+    }
+    zip.finish().map_err(zip_error)?;
+    Ok(())
+}
+
+/// Reads every array of an `.npz` archive (stored or deflated), in archive order, with the
+/// `.npy` suffix taken off the names.
+pub fn load_npz(path: impl AsRef<Path>) -> Result<Vec<(String, HostArray)>> {
+    let path = path.as_ref();
+    let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| Error::invalid_file("npz", format!("{}: {e}", path.display())))?;
+    let mut out = Vec::with_capacity(zip.len());
+    for i in 0..zip.len() {
+        let entry = zip
+            .by_index(i)
+            .map_err(|e| Error::invalid_file("npz", format!("{}: {e}", path.display())))?;
+        let name = entry
+            .name()
+            .map_err(|e| {
+                Error::invalid_file("npz", format!("{}: member {i}: {e}", path.display()))
+            })?
+            .into_owned();
+        let array = read(entry).map_err(|e| match e {
+            Error::InvalidFile { reason, .. } => {
+                Error::invalid_file("npz", format!("member {name:?}: {reason}"))
+            }
+            other => other,
+        })?;
+        let name = name.strip_suffix(".npy").unwrap_or(&name).to_string();
+        out.push((name, array));
+    }
+    Ok(out)
+}
+
+/// The Python literals an `.npy` header is written in.
+#[derive(Debug)]
+enum Literal {
+    Str(String),
+    Int(i128),
+    Bool(bool),
+    None,
+    Tuple(Vec<Literal>),
+    List(Vec<Literal>),
+    Dict(Vec<(Literal, Literal)>),
+}
+
+impl Literal {
+    fn parse(text: &str) -> Result<Literal> {
+        let mut parser = Parser {
+            text: text.as_bytes(),
+            at: 0,
+        };
+        let value = parser.value(0)?;
+        parser.skip_space();
+        if parser.at != parser.text.len() {
+            return Err(invalid(format!(
+                "header {text:?} has text after its dictionary"
+            )));
+        }
+        Ok(value)
+    }
+}
+
+struct Parser<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl Parser<'_> {
+    /// Deepest nesting accepted (a plain header nests two levels).
+    const MAX_DEPTH: usize = 16;
+
+    fn skip_space(&mut self) {
+        while self.text.get(self.at).is_some_and(u8::is_ascii_whitespace) {
+            self.at += 1;
+        }
+    }
+
+    fn error(&self, what: &str) -> Error {
+        invalid(format!(
+            "header {:?}: {what} at byte {}",
+            String::from_utf8_lossy(self.text),
+            self.at
+        ))
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Literal> {
+        if depth > Self::MAX_DEPTH {
+            return Err(self.error("nesting too deep"));
+        }
+        self.skip_space();
+        match self.text.get(self.at) {
+            Some(b'{') => {
+                let entries = self.sequence(b'}', depth, |p, depth| {
+                    let key = p.value(depth + 1)?;
+                    p.skip_space();
+                    if p.text.get(p.at) != Some(&b':') {
+                        return Err(p.error("expected ':'"));
+                    }
+                    p.at += 1;
+                    Ok((key, p.value(depth + 1)?))
+                })?;
+                Ok(Literal::Dict(entries))
+            }
+            Some(b'(') => Ok(Literal::Tuple(
+                self.sequence(b')', depth, |p, d| p.value(d + 1))?,
+            )),
+            Some(b'[') => Ok(Literal::List(
+                self.sequence(b']', depth, |p, d| p.value(d + 1))?,
+            )),
+            Some(&quote @ (b'\'' | b'"')) => {
+                self.at += 1;
+                let mut s = Vec::new();
+                loop {
+                    match self.text.get(self.at) {
+                        None => return Err(self.error("unterminated string")),
+                        Some(&c) if c == quote => break,
+                        Some(b'\\') => {
+                            self.at += 1;
+                            s.extend(self.text.get(self.at));
+                        }
+                        Some(&c) => s.push(c),
+                    }
+                    self.at += 1;
+                }
+                self.at += 1;
+                Ok(Literal::Str(String::from_utf8_lossy(&s).into_owned()))
+            }
+            Some(c) if c.is_ascii_digit() || *c == b'-' => {
+                let start = self.at;
+                self.at += 1;
+                while self.text.get(self.at).is_some_and(u8::is_ascii_digit) {
+                    self.at += 1;
+                }
+                let digits = std::str::from_utf8(&self.text[start..self.at]).expect("ascii");
+                // Python 2 wrote long integers with an `L` suffix.
+                if self.text.get(self.at) == Some(&b'L') {
+                    self.at += 1;
+                }
+                digits
+                    .parse()
+                    .map(Literal::Int)
+                    .map_err(|_| self.error("integer out of range"))
+            }
+            _ => {
+                for (word, value) in [
+                    ("True", Literal::Bool(true)),
+                    ("False", Literal::Bool(false)),
+                    ("None", Literal::None),
+                ] {
+                    if self.text[self.at..].starts_with(word.as_bytes()) {
+                        self.at += word.len();
+                        return Ok(value);
+                    }
+                }
+                Err(self.error("unexpected character"))
+            }
+        }
+    }
+
+    /// Items up to `close`, separated by commas, a trailing comma allowed.
+    fn sequence<T>(
+        &mut self,
+        close: u8,
+        depth: usize,
+        mut item: impl FnMut(&mut Self, usize) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.at += 1;
+        let mut items = Vec::new();
+        loop {
+            self.skip_space();
+            if self.text.get(self.at) == Some(&close) {
+                self.at += 1;
+                return Ok(items);
+            }
+            items.push(item(self, depth)?);
+            self.skip_space();
+            match self.text.get(self.at) {
+                Some(b',') => self.at += 1,
+                Some(&c) if c == close => {}
+                _ => return Err(self.error("expected ',' or a closing bracket")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_is_64_byte_aligned_and_parses_back() {
+        for shape in [vec![], vec![0], vec![7], vec![2, 3, 4]] {
+            let bytes = header_bytes(DType::F32, &shape, Order::ColumnMajor).unwrap();
+            assert_eq!(bytes.len() % DATA_ALIGN, 0);
+            let header = read_header(&mut &bytes[..]).unwrap();
+            assert_eq!(header.shape, shape);
+            assert_eq!(header.order, Order::ColumnMajor);
+            assert_eq!(header.len, bytes.len());
+        }
+    }
+
+    #[test]
+    fn hostile_headers_are_typed_errors() {
+        let cases: [&[u8]; 6] = [
+            b"{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }",
+            b"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999999999999999999999,), }",
+            b"{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }",
+            b"{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }",
+            b"{'descr': '<f4', 'shape': (1,), }",
+            b"((((((((((((((((((((((((((((((((((((((((",
+        ];
+        for dict in cases {
+            let mut file = MAGIC.to_vec();
+            file.extend_from_slice(&[1, 0]);
+            file.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+            file.extend_from_slice(dict);
+            let err = read(&file[..]).unwrap_err();
+            assert!(matches!(err, Error::InvalidFile { .. }), "{err}");
+        }
+    }
+}

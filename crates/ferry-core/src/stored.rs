@@ -1,0 +1,136 @@
+//! What the file formats share: arrays over a freshly read, aligned buffer or over a read-only
+//! memory map of the file, and the bytes of an array in row-major order for writing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::array::RawParts;
+use crate::copy::{CopyReason, record_copy};
+use crate::layout::{self, element_count, row_major_strides};
+use crate::{DType, Error, HostArray, MemoryKind, Owner, Result};
+
+/// In which order a stored array's elements follow each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// C order: the last axis varies fastest.
+    RowMajor,
+    /// Fortran order: the first axis varies fastest.
+    ColumnMajor,
+}
+
+/// Element strides of a dense array of `shape` stored in `order`.
+pub(crate) fn dense_strides(dtype: DType, shape: &[usize], order: Order) -> Result<Vec<isize>> {
+    let overflow = || layout::overflow(shape, &[], dtype.desc().total_bits());
+    match order {
+        Order::RowMajor => row_major_strides(shape).ok_or_else(overflow),
+        Order::ColumnMajor => {
+            let reversed: Vec<usize> = shape.iter().rev().copied().collect();
+            let mut strides = row_major_strides(&reversed).ok_or_else(overflow)?;
+            strides.reverse();
+            Ok(strides)
+        }
+    }
+}
+
+/// Bytes a dense array of `shape` and `dtype` takes, or a layout overflow error.
+pub(crate) fn dense_nbytes(dtype: DType, shape: &[usize]) -> Result<usize> {
+    let overflow = || layout::overflow(shape, &[], dtype.desc().total_bits());
+    let n = element_count(shape).ok_or_else(overflow)?;
+    let bits = n as u128 * u128::from(dtype.desc().total_bits());
+    let bytes = bits.div_ceil(8);
+    if bytes > isize::MAX as u128 {
+        return Err(overflow());
+    }
+    Ok(bytes as usize)
+}
+
+/// An array over a fresh buffer (aligned to 8 bytes, enough for every typed dtype) that `fill`
+/// writes the stored bytes into.
+pub(crate) fn read_dense(
+    dtype: DType,
+    shape: Vec<usize>,
+    order: Order,
+    fill: impl FnOnce(&mut [u8]) -> Result<()>,
+) -> Result<HostArray> {
+    let strides = dense_strides(dtype, &shape, order)?;
+    let nbytes = dense_nbytes(dtype, &shape)?;
+    let mut words = vec![0u64; nbytes.div_ceil(8)];
+    // SAFETY: `words` owns at least `nbytes` initialised bytes; u8 has no alignment needs.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), nbytes) };
+    fill(bytes)?;
+    let parts = RawParts {
+        data: words.as_ptr().cast(),
+        dtype,
+        shape,
+        strides,
+        memory: MemoryKind::Cpu,
+        read_only: false,
+    };
+    // SAFETY: `words` holds exactly the dense elements the strides reach (row- or column-major
+    // over `nbytes`), moves into the owner without reallocating, and nobody else refers to it.
+    unsafe { HostArray::from_raw_parts(parts, Arc::new(words)) }
+}
+
+/// An array over `bytes`, stored densely in `order`, which `owner` keeps alive: zero-copy when
+/// `bytes` is aligned for the dtype, else one aligned (writable) copy, recorded.
+///
+/// # Safety
+///
+/// `bytes` lies in memory that stays valid while `owner` is alive and that nobody else
+/// changes; unless `read_only`, nobody else reads it either (ferry may write through it).
+pub(crate) unsafe fn view_dense(
+    owner: Owner,
+    bytes: &[u8],
+    dtype: DType,
+    shape: Vec<usize>,
+    order: Order,
+    read_only: bool,
+) -> Result<HostArray> {
+    let nbytes = dense_nbytes(dtype, &shape)?;
+    if bytes.len() != nbytes {
+        return Err(Error::ShapeMismatch {
+            expected: nbytes,
+            found: bytes.len(),
+            shape,
+        });
+    }
+    let align = dtype.size_in_bytes().map_or(1, |s| s.clamp(1, 8));
+    if !(bytes.as_ptr() as usize).is_multiple_of(align) {
+        let record = record_copy(nbytes as u64, CopyReason::Misaligned);
+        return Ok(read_dense(dtype, shape, order, |dst| {
+            dst.copy_from_slice(bytes);
+            Ok(())
+        })?
+        .with_copy(record));
+    }
+    let strides = dense_strides(dtype, &shape, order)?;
+    let parts = RawParts {
+        data: bytes.as_ptr(),
+        dtype,
+        shape,
+        strides,
+        memory: MemoryKind::Cpu,
+        read_only,
+    };
+    // SAFETY: the dense layout reaches exactly `bytes` (length checked above), which the caller
+    // keeps valid while `owner` lives, unchanged by others, and unshared unless `read_only`.
+    unsafe { HostArray::from_raw_parts(parts, owner) }
+}
+
+/// A read-only memory map of the file at `path`.
+///
+/// # Safety
+///
+/// Nobody may modify or truncate the file while the map (or an array made from it) is alive.
+pub(crate) unsafe fn map_file(path: &Path) -> Result<Arc<memmap2::Mmap>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    // SAFETY: forwarded contract: the file stays unchanged while the map lives.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("mapping", path, e))?;
+    Ok(Arc::new(map))
+}
+
+/// The array itself when it is row-major, else a row-major copy (gathered once and recorded on
+/// the thread's copy ledger); its `as_bytes()` is what a file stores.
+pub(crate) fn row_major(array: &HostArray) -> HostArray {
+    array.as_standard_layout()
+}

@@ -1,0 +1,256 @@
+//! Rust ↔ Python hand-off in an embedded interpreter, with the real NumPy and PyTorch of the
+//! provisioned venv: candle, burn and tch tensors reach `numpy.from_dlpack` and
+//! `torch.from_dlpack` without copies, and Python arrays come back as framework tensors.
+
+use std::sync::Mutex;
+
+use ferry::python::{from_python, live_exports, tensor_from_python, tensor_to_python, to_python};
+use ferry::{HostArray, ToHost};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// One test at a time drives the interpreter, so export counts are this test's own.
+static PYTHON: Mutex<()> = Mutex::new(());
+
+/// Runs `f` with the interpreter started, `ferry` importable and the venv's packages on the
+/// path (`FERRY_PYTHON_SITE`, which `cargo xtask ci` sets, or the default cache folder).
+fn with_python<R>(f: impl for<'py> FnOnce(Python<'py>) -> PyResult<R>) -> R {
+    let _guard = PYTHON.lock().unwrap_or_else(|e| e.into_inner());
+    Python::attach(|py| {
+        let sys = py.import("sys")?;
+        if !sys.getattr("modules")?.contains("ferry")? {
+            if let Some(site) = site_packages() {
+                sys.getattr("path")?.call_method1("insert", (0, site))?;
+            }
+            ferry::python::add_module(py)?;
+        }
+        if let Err(e) = py.import("numpy").and_then(|_| py.import("torch")) {
+            panic!(
+                "NumPy and PyTorch are needed: run `cargo xtask ci` (it provisions them) or set FERRY_PYTHON_SITE to a site-packages folder that has them: {e}"
+            );
+        }
+        f(py)
+    })
+    .unwrap_or_else(|e: PyErr| panic!("python: {e}"))
+}
+
+fn site_packages() -> Option<String> {
+    if let Ok(site) = std::env::var("FERRY_PYTHON_SITE") {
+        return Some(site);
+    }
+    let cache = std::env::var_os("FERRY_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache/ferry"))
+        })?;
+    let lib = cache.join("libtorch-2.9.0/venv/lib");
+    std::fs::read_dir(lib)
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path().join("site-packages"))
+        .find(|site| site.is_dir())
+        .map(|site| site.to_string_lossy().into_owned())
+}
+
+/// Checks, in Python, that `obj` seen by NumPy and by PyTorch is `host`'s memory with its
+/// shape, strides and values.
+fn check_shared(py: Python<'_>, obj: &Bound<'_, PyAny>, host: &HostArray) -> PyResult<()> {
+    let locals = PyDict::new(py);
+    locals.set_item("obj", obj)?;
+    locals.set_item("ptr", host.as_ptr() as usize)?;
+    locals.set_item("shape", host.shape().to_vec())?;
+    locals.set_item("strides", host.strides().to_vec())?;
+    locals.set_item(
+        "values",
+        host.as_standard_layout()
+            .to_array::<f32>()
+            .unwrap()
+            .into_raw_vec_and_offset()
+            .0,
+    )?;
+    py.run(
+        cr#"
+import numpy as np, torch
+a = np.from_dlpack(obj)
+t = torch.from_dlpack(obj)
+assert a.__array_interface__["data"][0] == ptr == t.data_ptr(), (hex(ptr), a.__array_interface__, t.data_ptr())
+assert list(a.shape) == shape and list(t.shape) == shape
+assert [s // a.itemsize for s in a.strides] == strides and list(t.stride()) == strides
+assert a.ravel().tolist() == values and t.flatten().tolist() == values
+assert not a.flags.writeable
+"#,
+        Some(&locals),
+        None,
+    )
+}
+
+#[cfg(feature = "candle")]
+#[test]
+fn candle_tensors_reach_numpy_and_torch_without_copies() {
+    let t = candle_core::Tensor::arange(0f32, 24., &candle_core::Device::Cpu)
+        .unwrap()
+        .reshape((4, 6))
+        .unwrap();
+    for (name, view) in [
+        ("contiguous", t.clone()),
+        ("transposed", t.t().unwrap()),
+        ("narrowed", t.narrow(1, 2, 3).unwrap()),
+        (
+            "broadcast",
+            t.narrow(0, 1, 1).unwrap().broadcast_as((3, 6)).unwrap(),
+        ),
+    ] {
+        with_python(|py| {
+            let before = live_exports();
+            let obj = tensor_to_python(py, &view)?;
+            check_shared(py, obj.as_any(), &view.to_host().unwrap())?;
+            drop(obj);
+            py.run(c"import gc; gc.collect()", None, None)?;
+            assert_eq!(
+                live_exports(),
+                before,
+                "candle {name}: every export released"
+            );
+            Ok(())
+        });
+    }
+}
+
+#[cfg(feature = "burn")]
+#[test]
+fn burn_tensors_reach_numpy_and_torch_without_copies() {
+    use burn::tensor::{Device, Tensor, TensorData};
+    let t = Tensor::<2>::from_data(
+        TensorData::new((0..24).map(|i| i as f32).collect::<Vec<_>>(), [4, 6]),
+        &Device::flex(),
+    );
+    for view in [t.clone(), t.clone().transpose(), t.clone().narrow(1, 2, 3)] {
+        with_python(|py| {
+            let obj = tensor_to_python(py, &view)?;
+            check_shared(py, obj.as_any(), &view.to_host().unwrap())
+        });
+    }
+}
+
+#[cfg(feature = "tch")]
+#[test]
+fn tch_tensors_reach_numpy_and_torch_without_copies() {
+    let t = tch::Tensor::arange(24, (tch::Kind::Float, tch::Device::Cpu)).reshape([4, 6]);
+    for view in [t.shallow_clone(), t.tr(), t.narrow(0, 1, 2).narrow(1, 2, 3)] {
+        with_python(|py| {
+            let obj = tensor_to_python(py, &view)?;
+            check_shared(py, obj.as_any(), &view.to_host().unwrap())
+        });
+    }
+}
+
+/// A transposed PyTorch tensor and a NumPy slice made in Python.
+fn python_arrays(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
+    let locals = PyDict::new(py);
+    py.run(
+        cr#"
+import numpy as np, torch
+t = torch.arange(12, dtype=torch.float32).reshape(3, 4).T
+a = np.arange(20, dtype=np.float32).reshape(4, 5)[:, 1:4]
+"#,
+        Some(&locals),
+        None,
+    )?;
+    Ok((
+        locals.get_item("t")?.unwrap(),
+        locals.get_item("a")?.unwrap(),
+    ))
+}
+
+#[test]
+fn python_arrays_import_without_copies() {
+    with_python(|py| {
+        let (t, a) = python_arrays(py)?;
+        let from_torch = from_python(&t)?;
+        assert_eq!(from_torch.shape(), [4, 3]);
+        assert_eq!(from_torch.strides(), [1, 4]);
+        assert_eq!(from_torch.copies(), 0);
+        let ptr: usize = t.call_method0("data_ptr")?.extract()?;
+        assert_eq!(from_torch.as_ptr() as usize, ptr);
+        let from_numpy = from_python(&a)?;
+        assert_eq!(from_numpy.strides(), [5, 1]);
+        assert_eq!(
+            from_numpy
+                .to_array::<f32>()
+                .unwrap()
+                .into_raw_vec_and_offset()
+                .0[..3],
+            [1.0, 2.0, 3.0]
+        );
+        // A ferry object from Rust comes back as the same array.
+        let back = from_python(to_python(py, from_numpy.clone())?.as_any())?;
+        assert_eq!(back.as_ptr(), from_numpy.as_ptr());
+        Ok(())
+    });
+}
+
+#[cfg(feature = "candle")]
+#[test]
+fn python_arrays_become_candle_tensors() {
+    with_python(|py| {
+        let (t, a) = python_arrays(py)?;
+        let c = tensor_from_python::<ferry::Candle>(&t, &candle_core::Device::Cpu)?;
+        assert_eq!(c.dims(), [4, 3]);
+        assert_eq!(
+            c.to_vec2::<f32>().unwrap(),
+            [[0., 4., 8.], [1., 5., 9.], [2., 6., 10.], [3., 7., 11.]]
+        );
+        let c = tensor_from_python::<ferry::Candle>(&a, &candle_core::Device::Cpu)?;
+        assert_eq!(c.to_vec2::<f32>().unwrap()[3], [16., 17., 18.]);
+        Ok(())
+    });
+}
+
+#[cfg(feature = "burn")]
+#[test]
+fn python_arrays_become_burn_tensors() {
+    with_python(|py| {
+        let (t, _) = python_arrays(py)?;
+        let b = tensor_from_python::<ferry::Burn<2>>(&t, &burn::tensor::Device::flex())?;
+        assert_eq!(b.dims(), [4, 3]);
+        assert_eq!(
+            b.into_data().try_to_vec::<f32>().unwrap(),
+            [0., 4., 8., 1., 5., 9., 2., 6., 10., 3., 7., 11.]
+        );
+        Ok(())
+    });
+}
+
+#[cfg(feature = "tch")]
+#[test]
+fn python_arrays_become_tch_tensors_sharing_memory() {
+    with_python(|py| {
+        let (t, _) = python_arrays(py)?;
+        let ptr: usize = t.call_method0("data_ptr")?.extract()?;
+        let x = tensor_from_python::<ferry::Tch>(&t, &tch::Device::Cpu)?;
+        assert_eq!(x.size(), [4, 3]);
+        assert_eq!(x.data_ptr() as usize, ptr, "tch wraps the PyTorch memory");
+        assert_eq!(x.stride(), [1, 4]);
+        assert_eq!(f64::try_from(x.sum(tch::Kind::Double)).unwrap(), 66.0);
+        Ok(())
+    });
+}
+
+#[test]
+fn embedded_python_imports_ferry() {
+    with_python(|py| {
+        let locals = PyDict::new(py);
+        py.run(
+            cr#"
+import ferry, numpy as np
+x = np.arange(6.0).reshape(2, 3)
+h = ferry.from_dlpack(x.T)
+ok = h.shape == (3, 2) and h.strides == (1, 3) and np.from_dlpack(h).tolist() == x.T.tolist()
+"#,
+            Some(&locals),
+            None,
+        )?;
+        assert!(locals.get_item("ok")?.unwrap().extract::<bool>()?);
+        Ok(())
+    });
+}

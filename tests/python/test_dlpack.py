@@ -1,0 +1,261 @@
+"""DLPack both ways between ferry and the real NumPy and PyTorch: every dtype × layout, zero-copy
+checks, read-only, the capsule protocol, copy/device/stream arguments, and deleters."""
+
+import gc
+import subprocess
+import sys
+import threading
+import weakref
+
+import numpy as np
+import pytest
+import torch
+
+import ferry
+from conftest import (
+    NUMPY_DTYPES, NUMPY_LAYOUTS, TORCH_DTYPES, TORCH_LAYOUTS, capsule_name, element_strides,
+    numpy_case, numpy_ptr, torch_bytes, torch_case,
+)
+
+
+@pytest.mark.parametrize("layout", NUMPY_LAYOUTS)
+@pytest.mark.parametrize("dtype", NUMPY_DTYPES)
+def test_numpy_to_ferry_and_back(dtype, layout, no_leaks):
+    base, x = numpy_case(dtype, layout)
+    h = ferry.from_dlpack(x)
+    assert h.shape == x.shape and h.dtype == x.dtype.name and h.ndim == x.ndim
+    assert h.copies == 0
+    assert h.readonly == (not x.flags.writeable)
+    assert h.tobytes() == x.tobytes()
+    if x.size:
+        assert h.strides == element_strides(x)
+        assert h.data_ptr == numpy_ptr(x)
+    # And back out to NumPy: the same memory, shape, strides and bits.
+    y = np.from_dlpack(h)
+    assert y.dtype == x.dtype and y.shape == x.shape
+    assert y.tobytes() == x.tobytes()
+    assert y.flags.writeable == x.flags.writeable
+    if x.size:
+        assert y.strides == x.strides
+        assert numpy_ptr(y) == numpy_ptr(x)
+
+
+@pytest.mark.parametrize("layout", NUMPY_LAYOUTS)
+@pytest.mark.parametrize("dtype", NUMPY_DTYPES)
+def test_ferry_to_torch(dtype, layout, no_leaks):
+    base, x = numpy_case(dtype, layout)
+    h = ferry.from_dlpack(x.copy() if not x.flags.writeable else x)
+    if layout == "negative_stride":
+        # PyTorch tensors cannot have negative strides: .torch() shares a row-major copy.
+        t = h.torch()
+        assert t.data_ptr() != h.data_ptr
+    else:
+        t = torch.from_dlpack(h)
+        if x.size:
+            assert t.data_ptr() == h.data_ptr
+            assert t.stride() == h.strides
+    assert tuple(t.shape) == h.shape
+    assert torch_bytes(t) == h.tobytes()
+
+
+@pytest.mark.parametrize("layout", TORCH_LAYOUTS)
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+def test_torch_to_ferry_and_back(dtype, layout, no_leaks):
+    base, t = torch_case(dtype, layout)
+    h = ferry.from_dlpack(t)
+    assert h.shape == tuple(t.shape) and h.dtype == dtype
+    assert h.copies == 0 and not h.readonly
+    assert h.tobytes() == torch_bytes(t)
+    if t.numel():
+        assert h.strides == t.stride()
+        assert h.data_ptr == t.data_ptr()
+    u = torch.from_dlpack(h)
+    assert u.dtype == t.dtype and u.shape == t.shape
+    assert torch_bytes(u) == torch_bytes(t)
+    if t.numel():
+        assert u.stride() == t.stride() and u.data_ptr() == t.data_ptr()
+
+
+@pytest.mark.parametrize("layout", TORCH_LAYOUTS)
+@pytest.mark.parametrize("dtype", [d for d in NUMPY_DTYPES if not d.startswith("uint") or d == "uint8"])
+def test_torch_to_ferry_to_numpy(dtype, layout, no_leaks):
+    base, t = torch_case(dtype, layout)
+    y = np.from_dlpack(ferry.from_dlpack(t))
+    assert y.tobytes() == torch_bytes(t)
+    if t.numel():
+        assert numpy_ptr(y) == t.data_ptr()
+
+
+def test_bf16_reaches_torch_but_numpy_refuses_it_cleanly(no_leaks):
+    t = torch.linspace(-3, 3, 12, dtype=torch.bfloat16).reshape(3, 4).T
+    h = ferry.from_dlpack(t)
+    assert h.dtype == "bfloat16"
+    assert torch.equal(torch.from_dlpack(h), t)
+    with pytest.raises((BufferError, TypeError, RuntimeError)):
+        np.from_dlpack(h)
+
+
+def test_ferry_owned_memory_is_shared(no_leaks):
+    x = np.arange(24, dtype=np.float32).reshape(4, 6).T
+    h = ferry.from_dlpack(x, copy=True)  # NumPy makes the copy (IS_COPIED)
+    assert h.data_ptr != numpy_ptr(x)
+    h = h.copy()  # a copy ferry makes: row-major, in ferry's memory
+    assert h.copies == 1 and h.strides == (4, 1)
+    y, t = np.from_dlpack(h), torch.from_dlpack(h)
+    assert numpy_ptr(y) == h.data_ptr == t.data_ptr()
+    y[0, 0] = 42
+    assert t[0, 0] == 42
+
+
+def test_read_only_numpy_imports_read_only(no_leaks):
+    x = np.arange(6.0)
+    x.flags.writeable = False
+    h = ferry.from_dlpack(x)
+    assert h.readonly
+    y = np.from_dlpack(h)
+    assert not y.flags.writeable and numpy_ptr(y) == numpy_ptr(x)
+    with pytest.raises(ValueError):
+        y[0] = 1
+    # A legacy capsule cannot carry READ_ONLY: copy=False is refused, copy=None copies.
+    with pytest.raises(BufferError):
+        h.__dlpack__(copy=False)
+    legacy = ferry.from_dlpack(h.__dlpack__())
+    assert not legacy.readonly and legacy.data_ptr != h.data_ptr
+    assert legacy.tobytes() == x.tobytes()
+
+
+def test_capsule_names_and_consumption(no_leaks):
+    h = ferry.from_dlpack(np.arange(5, dtype=np.int32))
+    versioned = h.__dlpack__(max_version=(1, 3))
+    legacy = h.__dlpack__()
+    assert capsule_name(versioned) == "dltensor_versioned"
+    assert capsule_name(legacy) == "dltensor"
+    assert capsule_name(h.__dlpack__(max_version=(0, 8))) == "dltensor"
+    a, b = ferry.from_dlpack(versioned), ferry.from_dlpack(legacy)
+    assert capsule_name(versioned) == "used_dltensor_versioned"
+    assert capsule_name(legacy) == "used_dltensor"
+    assert a.data_ptr == b.data_ptr == h.data_ptr
+    # A used capsule cannot be imported twice.
+    with pytest.raises(TypeError):
+        ferry.from_dlpack(versioned)
+    # PyTorch consumes ferry's legacy capsules the same way.
+    c = h.__dlpack__()
+    t = torch.utils.dlpack.from_dlpack(c)
+    assert capsule_name(c) == "used_dltensor" and t.data_ptr() == h.data_ptr
+
+
+def test_unconsumed_capsules_are_freed():
+    h = ferry.from_dlpack(np.arange(3.0))
+    gc.collect()
+    before = ferry.live_exports()
+    capsules = [h.__dlpack__(max_version=(1, 0)) for _ in range(10)] + [h.__dlpack__()]
+    assert ferry.live_exports() == before + 11
+    del capsules
+    gc.collect()
+    assert ferry.live_exports() == before
+
+
+def test_legacy_producers_and_consumers(no_leaks):
+    class LegacyProducer:
+        """A pre-1.0 producer: no keyword arguments, legacy capsules only."""
+
+        def __init__(self, x):
+            self.x = x
+
+        def __dlpack__(self, stream=None):
+            return self.x.__dlpack__()
+
+        def __dlpack_device__(self):
+            return self.x.__dlpack_device__()
+
+    x = np.arange(12, dtype=np.int16).reshape(3, 4)[:, 1:]
+    h = ferry.from_dlpack(LegacyProducer(x))  # max_version raises TypeError, then legacy
+    assert h.data_ptr == numpy_ptr(x) and h.tobytes() == x.tobytes()
+    y = np.from_dlpack(LegacyProducer(h))  # NumPy falls back the same way
+    assert numpy_ptr(y) == numpy_ptr(x) and y.strides == x.strides
+
+
+def test_copy_device_and_stream_arguments(no_leaks):
+    x = np.arange(8, dtype=np.float64).reshape(2, 4)
+    h = ferry.from_dlpack(x)
+    assert h.__dlpack_device__() == (1, 0)
+    copied = np.from_dlpack(h, copy=True)
+    assert numpy_ptr(copied) != numpy_ptr(x) and np.array_equal(copied, x)
+    shared = np.from_dlpack(h, copy=False)
+    assert numpy_ptr(shared) == numpy_ptr(x)
+    assert numpy_ptr(np.from_dlpack(h, device="cpu")) == numpy_ptr(x)
+    with pytest.raises(BufferError):
+        h.__dlpack__(max_version=(1, 0), dl_device=(2, 0))
+    with pytest.raises(ValueError):
+        h.__dlpack__(max_version=(1, 0), stream=7)
+    h.__dlpack__(max_version=(1, 0), stream=-1)
+    assert ferry.from_dlpack(x, copy=False).data_ptr == numpy_ptr(x)
+    assert ferry.from_dlpack(x, copy=True).data_ptr != numpy_ptr(x)
+
+
+def test_non_dlpack_objects_are_type_errors():
+    with pytest.raises(TypeError, match="__dlpack__"):
+        ferry.from_dlpack([1, 2, 3])
+    with pytest.raises(TypeError):
+        ferry.from_dlpack(np.arange(3)).astype("float128")
+
+
+def test_producers_are_released_exactly_when_the_last_view_goes(no_leaks):
+    # Weak references to the arrays that own the memory (a torch tensor made with from_numpy
+    # keeps its NumPy array alive until the tensor's storage is freed).
+    x = np.arange(1000, dtype=np.float32)
+    t_memory = np.arange(50, dtype=np.float64)
+    xr, tr = weakref.ref(x), weakref.ref(t_memory)
+    x, t = x.reshape(10, 100), torch.from_numpy(t_memory).reshape(5, 10)
+    del t_memory
+    h_np, h_t = ferry.from_dlpack(x[:, ::3]), ferry.from_dlpack(t.T)
+    views = [np.from_dlpack(h_np), torch.from_dlpack(h_np), np.from_dlpack(h_t),
+             torch.from_dlpack(h_t), ferry.from_dlpack(torch.from_dlpack(h_np))]
+    del x, t
+    gc.collect()
+    assert xr() is not None and tr() is not None
+    del h_np, h_t
+    gc.collect()
+    assert xr() is not None and tr() is not None  # the consumers' views still hold them
+    views[0][0, 0] = 7.0
+    assert views[1][0, 0].item() == 7.0 and views[4].tobytes()[:4] == np.float32(7).tobytes()
+    del views
+    gc.collect()
+    assert xr() is None and tr() is None
+
+
+def test_exports_dropped_on_other_threads(no_leaks):
+    x = np.arange(64.0)
+    h = ferry.from_dlpack(x)
+    held = [torch.from_dlpack(h) for _ in range(32)] + [np.from_dlpack(h) for _ in range(32)]
+
+    def drop(chunk):
+        chunk.clear()
+
+    chunks = [held[i::4] for i in range(4)]
+    del held
+    threads = [threading.Thread(target=drop, args=(c,)) for c in chunks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_interpreter_shutdown_with_live_exports_and_imports():
+    script = """
+import gc, threading, numpy as np, torch, ferry
+x = np.arange(100.0)
+h = ferry.from_dlpack(x)
+KEEP = [np.from_dlpack(h), torch.from_dlpack(h), h.__dlpack__(max_version=(1, 0)), h.__dlpack__(),
+        ferry.from_dlpack(torch.arange(10)), ferry.from_dlpack(np.from_dlpack(h))]
+cycle = {"h": ferry.from_dlpack(x[::2])}
+cycle["self"] = cycle
+gc.disable()
+t = threading.Thread(target=lambda: KEEP.append(torch.from_dlpack(h)), daemon=True)
+t.start(); t.join()
+print("exiting with", ferry.live_exports(), "live exports")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "exiting with 6 live exports" in out.stdout
+    assert "Fatal" not in out.stderr and "Error" not in out.stderr

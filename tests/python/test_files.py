@@ -1,0 +1,137 @@
+"""Files for legacy tools: .npy/.npz and safetensors written by ferry load in NumPy and the
+safetensors package (NumPy and PyTorch flavours), and theirs load in ferry."""
+
+import numpy as np
+import pytest
+import safetensors.numpy
+import safetensors.torch
+import torch
+
+import ferry
+from conftest import NUMPY_DTYPES, TORCH_DTYPES, element_strides, numpy_values, torch_bytes
+
+LAYOUTS = {
+    "c_order": lambda a: a,
+    "fortran": lambda a: np.asfortranarray(a),
+    "strided": lambda a: a[::-1, 1::2],
+    "zero_d": lambda a: a[1, 1, ...],
+    "empty": lambda a: a[:0],
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", NUMPY_DTYPES)
+def test_npy_both_ways(tmp_path, dtype, layout):
+    x = LAYOUTS[layout](numpy_values(dtype, (3, 4)))
+    ours, theirs = tmp_path / "ferry.npy", tmp_path / "numpy.npy"
+    ferry.save_npy(ours, x)
+    y = np.load(ours)
+    assert y.dtype == x.dtype and y.shape == x.shape and y.tobytes() == x.tobytes()
+    np.save(theirs, x)
+    for h in (ferry.load_npy(theirs), ferry.load_npy(theirs, mmap=True)):
+        assert h.dtype == x.dtype.name and h.shape == x.shape and h.tobytes() == x.tobytes()
+    if layout == "fortran":
+        # Fortran order is read as it is stored: column-major strides, no reordering.
+        assert ferry.load_npy(theirs, mmap=True).strides == element_strides(x)
+        assert np.load(ours).flags.f_contiguous
+
+
+def test_npy_mmap_is_zero_copy_and_read_only(tmp_path):
+    x = numpy_values("float64", (256, 64))
+    np.save(tmp_path / "a.npy", x)
+    h = ferry.load_npy(tmp_path / "a.npy", mmap=True)
+    assert h.readonly and h.copies == 0
+    assert np.memmap(tmp_path / "a.npy", mode="r").size > 0
+    assert h.data_ptr % 64 == 0  # NumPy aligns the data; the map is page aligned
+    y = np.from_dlpack(h)
+    assert not y.flags.writeable and y.tobytes() == x.tobytes()
+
+
+def test_npz_both_ways(tmp_path):
+    arrays = {d: numpy_values(d, (5, 3), seed=i) for i, d in enumerate(NUMPY_DTYPES)}
+    for compressed in (False, True):
+        path = tmp_path / f"ferry-{compressed}.npz"
+        ferry.save_npz(path, arrays, compressed=compressed)
+        with np.load(path) as loaded:
+            assert sorted(loaded.files) == sorted(arrays)
+            for name, x in arrays.items():
+                assert loaded[name].tobytes() == x.tobytes() and loaded[name].dtype == x.dtype
+        path = tmp_path / f"numpy-{compressed}.npz"
+        (np.savez_compressed if compressed else np.savez)(path, **arrays)
+        loaded = ferry.load_npz(path)
+        assert sorted(loaded) == sorted(arrays)
+        for name, x in arrays.items():
+            assert loaded[name].tobytes() == x.tobytes() and loaded[name].dtype == x.dtype.name
+
+
+# safetensors for Python (0.6) has no complex dtypes; ferry's complex64 round trip is a Rust test.
+SAFETENSORS_NUMPY = [d for d in NUMPY_DTYPES if not d.startswith("complex")]
+
+
+def test_safetensors_from_and_to_numpy(tmp_path):
+    tensors = {d: numpy_values(d, (4, 3), seed=i) for i, d in enumerate(SAFETENSORS_NUMPY)}
+    tensors["transposed"] = numpy_values("float32", (3, 5)).T
+    theirs = tmp_path / "numpy.safetensors"
+    safetensors.numpy.save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, theirs,
+                                metadata={"producer": "numpy"})
+    for mmap in (True, False):
+        loaded, metadata = ferry.load_safetensors(theirs, mmap=mmap)
+        assert metadata == {"producer": "numpy"}
+        assert sorted(loaded) == sorted(tensors)
+        for name, x in tensors.items():
+            h = loaded[name]
+            assert h.dtype == x.dtype.name and h.shape == x.shape and h.tobytes() == x.tobytes()
+            assert h.copies == 0 and h.readonly == mmap
+    ours = tmp_path / "ferry.safetensors"
+    ferry.save_safetensors(ours, tensors, {"producer": "ferry"})
+    back = safetensors.numpy.load_file(ours)
+    for name, x in tensors.items():
+        assert back[name].dtype == x.dtype and back[name].tobytes() == np.ascontiguousarray(x).tobytes()
+
+
+def test_safetensors_from_and_to_torch(tmp_path):
+    names = [d for d in TORCH_DTYPES if not d.startswith("complex")]
+    tensors = {}
+    for i, name in enumerate(names):
+        if name == "bfloat16":
+            tensors[name] = torch.randn(6, 2).to(torch.bfloat16)
+        else:
+            tensors[name] = torch.from_numpy(numpy_values(name, (6, 2), seed=i))
+    theirs = tmp_path / "torch.safetensors"
+    safetensors.torch.save_file(tensors, theirs)
+    loaded, _ = ferry.load_safetensors(theirs)
+    for name, t in tensors.items():
+        assert loaded[name].dtype == name and loaded[name].tobytes() == torch_bytes(t)
+    # fp8 travels as a raw dtype and comes back bit-exact.
+    fp8 = {"e4m3": torch.randn(8).to(torch.float8_e4m3fn), "e5m2": torch.randn(8).to(torch.float8_e5m2)}
+    safetensors.torch.save_file(fp8, tmp_path / "fp8.safetensors")
+    raw, _ = ferry.load_safetensors(tmp_path / "fp8.safetensors")
+    ferry.save_safetensors(tmp_path / "fp8-back.safetensors", raw)
+    back = safetensors.torch.load_file(tmp_path / "fp8-back.safetensors")
+    for name, t in fp8.items():
+        assert back[name].dtype == t.dtype and torch.equal(back[name].view(torch.uint8), t.view(torch.uint8))
+    ours = tmp_path / "ferry.safetensors"
+    ferry.save_safetensors(ours, {k: ferry.from_dlpack(v) for k, v in tensors.items()})
+    back = safetensors.torch.load_file(ours)
+    for name, t in tensors.items():
+        assert back[name].dtype == t.dtype and torch_bytes(back[name]) == torch_bytes(t)
+
+
+def test_file_errors_are_typed(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        ferry.load_npy(tmp_path / "missing.npy")
+    with pytest.raises(TypeError, match="bf16"):
+        ferry.save_npy(tmp_path / "bf16.npy", torch.zeros(2, dtype=torch.bfloat16))
+    with pytest.raises(TypeError, match="complex128"):
+        ferry.save_safetensors(tmp_path / "c.safetensors", {"c": np.zeros(2, np.complex128)})
+    np.save(tmp_path / "big.npy", np.arange(4, dtype=">i4"))
+    with pytest.raises(ValueError, match="big-endian"):
+        ferry.load_npy(tmp_path / "big.npy")
+    np.save(tmp_path / "cut.npy", np.arange(100.0))
+    data = (tmp_path / "cut.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[:-8])
+    with pytest.raises(ValueError, match="800 data bytes"):
+        ferry.load_npy(tmp_path / "cut.npy")
+    (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(ValueError, match="safetensors"):
+        ferry.load_safetensors(tmp_path / "junk.safetensors")
