@@ -434,10 +434,16 @@ fn exported_tensors_are_well_formed_for_foreign_consumers() {
 
     let copied = a.to_contiguous(ferry::CopyPolicy::Always).unwrap();
     assert!(
-        copied.to_dlpack().is_copied(),
-        "IS_COPIED set for data ferry copied"
+        !copied.to_dlpack().is_copied(),
+        "a shared export is not the consumer's alone"
     );
-    assert!(!a.to_dlpack().is_copied());
+    let view = copied.clone();
+    assert!(!copied.into_dlpack().is_copied(), "another handle holds it");
+    assert!(
+        view.into_dlpack().is_copied(),
+        "IS_COPIED for data ferry copied and hands over"
+    );
+    assert!(!a.clone().into_dlpack().is_copied(), "never copied");
 }
 
 fn raw_ptr(raw: ferry::RawDlpack) -> *mut ferry::dlpack_rs::ffi::DLManagedTensorVersioned {

@@ -18,10 +18,9 @@ fn check_dtype<T: Sample>(dir: &std::path::Path) {
         let path = dir.join(format!("{}-{}.npy", T::DTYPE, layout.name));
         match npy::save(&path, &array) {
             Ok(()) => {
-                for back in [
-                    npy::load(&path).unwrap(),
-                    unsafe { npy::map(&path) }.unwrap(),
-                ] {
+                // SAFETY: the file is this test's own and nobody changes it while mapped.
+                let mapped = unsafe { npy::map(&path) }.unwrap();
+                for back in [npy::load(&path).unwrap(), mapped] {
                     assert_eq!(back.shape(), layout.shape.as_slice(), "{ctx}");
                     assert_eq!(values::<T>(&back), expected, "{ctx}: npy");
                 }
@@ -63,6 +62,7 @@ fn fortran_order_is_written_and_read_without_reordering() {
         String::from_utf8_lossy(&text[..128]).contains("'fortran_order': True"),
         "a column-major array is stored as it is"
     );
+    // SAFETY: the file is this test's own and nobody changes it while mapped.
     let mapped = unsafe { npy::map(&path) }.unwrap();
     assert_eq!(mapped.strides(), [1, 4]);
     assert_eq!(mapped.copies(), 0);
@@ -107,6 +107,7 @@ fn safetensors_maps_are_zero_copy_and_carry_fp8_and_metadata() {
         Some(meta),
     )
     .unwrap();
+    // SAFETY: the file is this test's own and nobody changes it while mapped.
     let file = unsafe { safetensors::map(&path) }.unwrap();
     assert_eq!(file.metadata["format"], "pt");
     let names: Vec<&str> = file.tensors.iter().map(|(n, _)| n.as_str()).collect();
@@ -133,11 +134,9 @@ fn hostile_files_are_typed_errors() {
     let whole = std::fs::read(&path).unwrap();
     for cut in [0, 5, 9, 64, whole.len() - 1] {
         std::fs::write(&path, &whole[..cut]).unwrap();
-        for result in [
-            npy::load(&path),
-            unsafe { npy::map(&path) },
-            npy::read(&whole[..cut]),
-        ] {
+        // SAFETY: the file is this test's own and nobody changes it while mapped.
+        let mapped = unsafe { npy::map(&path) };
+        for result in [npy::load(&path), mapped, npy::read(&whole[..cut])] {
             let err = result.unwrap_err();
             assert!(
                 matches!(err, Error::InvalidFile { .. }),

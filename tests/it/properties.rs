@@ -148,3 +148,51 @@ proptest! {
         prop_assert_eq!(p.deleted(), 1);
     }
 }
+
+/// A valid `.npy` file and a valid safetensors file to mutate.
+#[cfg(feature = "files")]
+fn valid_files() -> (Vec<u8>, Vec<u8>) {
+    let a = HostArray::from_vec(vec![3, 5], (0..15).map(|i| i as f32).collect()).unwrap();
+    let b = HostArray::from_vec(vec![4], vec![1u8, 2, 3, 4]).unwrap();
+    let mut npy = Vec::new();
+    ferry::npy::write(&mut npy, &a).unwrap();
+    let st = ferry::safetensors::to_bytes([("a", &a), ("b", &b)], None).unwrap();
+    (npy, st)
+}
+
+#[cfg(feature = "files")]
+proptest! {
+    #![proptest_config(ProptestConfig { cases: fuzz_cases() / 4, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Mutated and truncated `.npy` and safetensors files (headers included) read as arrays or
+    /// as typed errors, never a panic or an allocation the file does not back.
+    #[test]
+    fn hostile_files_never_panic(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        cut in any::<prop::sample::Index>(),
+        header_text in "[ -~]{0,80}",
+    ) {
+        let (npy, st) = valid_files();
+        for original in [npy, st] {
+            let mut bytes = original.clone();
+            for (at, value) in &edits {
+                let i = at.index(bytes.len());
+                bytes[i] = *value;
+            }
+            let cut = cut.index(bytes.len() + 1);
+            for input in [&bytes[..], &bytes[..cut]] {
+                let read = ferry::npy::read(input);
+                let parsed = ferry::safetensors::from_bytes(input);
+                for array in read.iter().chain(parsed.iter().flat_map(|f| f.tensors.iter().map(|(_, a)| a))) {
+                    // Whatever was accepted is fully readable.
+                    let _ = array.as_standard_layout().as_bytes().map(<[u8]>::len);
+                }
+            }
+        }
+        // A syntactically arbitrary header dictionary.
+        let mut file = b"\x93NUMPY\x01\x00".to_vec();
+        file.extend_from_slice(&(header_text.len() as u16).to_le_bytes());
+        file.extend_from_slice(header_text.as_bytes());
+        prop_assert!(ferry::npy::read(&file[..]).is_err() || header_text.contains("descr"));
+    }
+}

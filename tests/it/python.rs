@@ -254,3 +254,60 @@ ok = h.shape == (3, 2) and h.strides == (1, 3) and np.from_dlpack(h).tolist() ==
         Ok(())
     });
 }
+
+#[test]
+fn read_only_arrays_with_a_copy_in_their_past_never_leave_writable() {
+    with_python(|py| {
+        let copied = HostArray::from_vec(vec![4], vec![1f32, 2., 3., 4.])
+            .unwrap()
+            .to_contiguous(ferry::CopyPolicy::Always)
+            .unwrap()
+            .into_read_only();
+        assert_eq!(copied.copies(), 1);
+        let obj = to_python(py, copied.clone())?;
+        let locals = PyDict::new(py);
+        locals.set_item("obj", &obj)?;
+        locals.set_item("ptr", copied.as_ptr() as usize)?;
+        py.run(
+            cr#"
+import numpy as np, torch
+legacy = torch.utils.dlpack.from_dlpack(obj.__dlpack__())  # a legacy capsule has no READ_ONLY
+assert legacy.data_ptr() != ptr, "legacy consumers get a writable copy"
+versioned = np.from_dlpack(obj)
+assert not versioned.flags.writeable and versioned.__array_interface__["data"][0] == ptr
+"#,
+            Some(&locals),
+            None,
+        )
+    });
+}
+
+#[test]
+fn python_producers_are_released_from_threads_without_the_gil() {
+    let (array, alive) = with_python(|py| {
+        let locals = PyDict::new(py);
+        py.run(
+            cr#"
+import numpy as np, weakref
+a = np.arange(1000.0)
+alive = weakref.ref(a)
+"#,
+            Some(&locals),
+            None,
+        )?;
+        let a = locals.get_item("a")?.unwrap();
+        let array = from_python(&a)?;
+        locals.del_item("a")?;
+        Ok((array, locals.get_item("alive")?.unwrap().unbind()))
+    });
+    // The last view drops on a thread that has never held the GIL; NumPy's deleter takes it.
+    std::thread::spawn(move || drop(array)).join().unwrap();
+    with_python(|py| {
+        py.run(c"import gc; gc.collect()", None, None)?;
+        assert!(
+            alive.bind(py).call0()?.is_none(),
+            "NumPy's array was released"
+        );
+        Ok(())
+    });
+}

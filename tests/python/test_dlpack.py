@@ -97,8 +97,8 @@ def test_bf16_reaches_torch_but_numpy_refuses_it_cleanly(no_leaks):
 
 def test_ferry_owned_memory_is_shared(no_leaks):
     x = np.arange(24, dtype=np.float32).reshape(4, 6).T
-    h = ferry.from_dlpack(x, copy=True)  # NumPy makes the copy (IS_COPIED)
-    assert h.data_ptr != numpy_ptr(x)
+    h = ferry.from_dlpack(x, copy=True)  # NumPy makes the copy (IS_COPIED); ferry adds none
+    assert h.data_ptr != numpy_ptr(x) and h.copies == 0
     h = h.copy()  # a copy ferry makes: row-major, in ferry's memory
     assert h.copies == 1 and h.strides == (4, 1)
     y, t = np.from_dlpack(h), torch.from_dlpack(h)
@@ -142,6 +142,26 @@ def test_capsule_names_and_consumption(no_leaks):
     c = h.__dlpack__()
     t = torch.utils.dlpack.from_dlpack(c)
     assert capsule_name(c) == "used_dltensor" and t.data_ptr() == h.data_ptr
+
+
+def test_copy_true_never_aliases_even_for_ferrys_own_exports(no_leaks):
+    h = ferry.from_dlpack(np.arange(6.0)).copy()  # memory ferry copied and owns
+    for capsule in (h.__dlpack__(max_version=(1, 3)), h.__dlpack__()):
+        again = ferry.from_dlpack(capsule, copy=True)
+        assert again.data_ptr != h.data_ptr and again.tobytes() == h.tobytes()
+    shared = ferry.from_dlpack(h.__dlpack__(max_version=(1, 3)), copy=False)
+    assert shared.data_ptr == h.data_ptr
+
+
+def test_capsule_destroyed_while_an_exception_propagates(no_leaks):
+    h = ferry.from_dlpack(np.arange(4.0))
+
+    def fail_holding_a_capsule():
+        capsule = h.__dlpack__(max_version=(1, 0))  # noqa: F841 (freed during unwinding)
+        raise KeyError("kept intact")
+
+    with pytest.raises(KeyError, match="kept intact"):
+        fail_holding_a_capsule()
 
 
 def test_unconsumed_capsules_are_freed():
@@ -188,6 +208,8 @@ def test_copy_device_and_stream_arguments(no_leaks):
         h.__dlpack__(max_version=(1, 0), dl_device=(2, 0))
     with pytest.raises(ValueError):
         h.__dlpack__(max_version=(1, 0), stream=7)
+    with pytest.raises(ValueError):  # not TypeError, which means "old producer" to consumers
+        h.__dlpack__(max_version=(1, 0), stream="default")
     h.__dlpack__(max_version=(1, 0), stream=-1)
     assert ferry.from_dlpack(x, copy=False).data_ptr == numpy_ptr(x)
     assert ferry.from_dlpack(x, copy=True).data_ptr != numpy_ptr(x)

@@ -41,7 +41,6 @@ def test_npy_mmap_is_zero_copy_and_read_only(tmp_path):
     np.save(tmp_path / "a.npy", x)
     h = ferry.load_npy(tmp_path / "a.npy", mmap=True)
     assert h.readonly and h.copies == 0
-    assert np.memmap(tmp_path / "a.npy", mode="r").size > 0
     assert h.data_ptr % 64 == 0  # NumPy aligns the data; the map is page aligned
     y = np.from_dlpack(h)
     assert not y.flags.writeable and y.tobytes() == x.tobytes()
@@ -135,3 +134,18 @@ def test_file_errors_are_typed(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
     with pytest.raises(ValueError, match="safetensors"):
         ferry.load_safetensors(tmp_path / "junk.safetensors")
+
+
+def test_writes_through_torch_never_reach_a_mapped_file(tmp_path):
+    x = np.arange(4096, dtype=np.float32)
+    np.save(tmp_path / "a.npy", x)
+    h = ferry.load_npy(tmp_path / "a.npy", mmap=True)
+    assert h.readonly
+    # .torch() gives PyTorch (which has no read-only tensors) a copy of a read-only array.
+    assert h.torch().data_ptr() != h.data_ptr
+    # torch.from_dlpack ignores the READ_ONLY flag and shares the pages; ferry maps files
+    # copy-on-write, so the write neither faults nor changes the file.
+    t = torch.from_dlpack(h)
+    assert t.data_ptr() == h.data_ptr
+    t += 1
+    assert np.load(tmp_path / "a.npy").tobytes() == x.tobytes()

@@ -20,6 +20,8 @@ commands:
   bench [--quick] run the criterion benchmarks and write benches/RESULTS.md
                   (--report: rewrite the table from the last run without rerunning)
   fuzz [--cases N] run the DLPack importer property fuzzer (default 100000 cases)
+  python [ARGS]   build the `ferry` Python module into target/python and run the Python-side
+                  tests (pytest ARGS) against the provisioned NumPy and PyTorch
   valgrind        run the core, DLPack, stress and candle/burn tests under valgrind memcheck
   libtorch        provision libtorch 2.9.0 from PyPI (cached) and print its folder
   nvcc            provision nvcc from PyPI (cached) and print its CUDA home";
@@ -37,6 +39,12 @@ fn main() -> Result<()> {
         ),
         Some("fuzz") => fuzz(parse_cases(&args)?),
         Some("valgrind") => valgrind(),
+        Some("python") => {
+            build_env()?;
+            let mut totals = Totals::default();
+            let extra: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+            python_tests(&extra, &mut totals)
+        }
         Some("libtorch") => {
             println!("{}", provision::libtorch()?.display());
             Ok(())
@@ -100,6 +108,10 @@ fn cargo() -> Command {
     if let Some(libtorch) = LIBTORCH.get() {
         cmd.env("LIBTORCH", libtorch);
     }
+    if let Some((_, site)) = PYTHON.get() {
+        // Read at run time by the embedded-interpreter tests (tests/it/python.rs).
+        cmd.env("FERRY_PYTHON_SITE", site);
+    }
     cmd
 }
 
@@ -149,10 +161,81 @@ fn run_tests(args: &[&str], env: &[(&str, &str)], totals: &mut Totals) -> Result
 /// The libtorch folder every later cargo command builds tch against.
 static LIBTORCH: OnceLock<PathBuf> = OnceLock::new();
 
-/// Provisions what the builds need (libtorch for tch) before any cargo command runs.
+/// The provisioned Python (torch, NumPy, safetensors, pytest) and its site-packages folder.
+static PYTHON: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+
+/// Provisions what the builds and tests need (libtorch for tch, the Python packages for the
+/// Python hand-off tests) before any cargo command runs.
 fn build_env() -> Result<()> {
     let libtorch = provision::libtorch()?;
     let _ = LIBTORCH.set(libtorch);
+    let _ = PYTHON.set(provision::python_env()?);
+    Ok(())
+}
+
+/// Builds the `ferry` extension module on its own (so it carries only what it uses, not every
+/// framework the workspace enables) into `target/python/ferry.so` and runs tests/python with
+/// pytest, adding its results to `totals`.
+fn python_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
+    run(cargo().args(["build", "--package", "ferry-python"]))?;
+    let built = root_target().join("debug/libferry_python.so");
+    let dir = root_target().join("python");
+    std::fs::create_dir_all(&dir)?;
+    let module = dir.join("ferry.so");
+    // A fresh file (not an overwrite) so a running interpreter's mapping is never changed.
+    let _ = std::fs::remove_file(&module);
+    std::fs::copy(&built, &module)
+        .with_context(|| format!("copying {} to {}", built.display(), module.display()))?;
+    let (python, _) = PYTHON.get().context("python not provisioned")?;
+    let mut cmd = Command::new(python);
+    cmd.args([
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "error::pytest.PytestUnraisableExceptionWarning",
+    ])
+    .arg(workspace_root().join("tests/python"))
+    .args(extra)
+    .env("PYTHONPATH", &dir)
+    .stdout(Stdio::piped());
+    eprintln!("$ {}", show(&cmd));
+    let mut child = cmd.spawn().context("could not start pytest")?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut summary = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if line.contains(" passed") || line.contains(" failed") || line.contains(" error") {
+            summary = line;
+        }
+    }
+    let status = child.wait()?;
+    let count = |key: &str| -> u64 {
+        summary
+            .split(',')
+            .find_map(|part| {
+                let words: Vec<&str> = part.split_whitespace().collect();
+                let at = words.iter().position(|w| w.starts_with(key))?;
+                words.get(at.checked_sub(1)?)?.parse().ok()
+            })
+            .unwrap_or(0)
+    };
+    totals.passed += count("passed");
+    totals.failed += count("failed") + count("error");
+    totals.ignored += count("skipped");
+    println!(
+        "python: {} passed, {} failed, {} skipped (NumPy and PyTorch from {})",
+        count("passed"),
+        count("failed") + count("error"),
+        count("skipped"),
+        python.display()
+    );
+    if !status.success() {
+        bail!("python tests failed with {status}");
+    }
     Ok(())
 }
 
@@ -192,6 +275,8 @@ fn ci() -> Result<()> {
         &mut totals,
     )?;
     step("tests", start);
+    python_tests(&[], &mut totals)?;
+    step("python tests", start);
     let cases = std::fs::read_to_string(&report).unwrap_or_default();
     let mut lines: Vec<&str> = cases.lines().collect();
     lines.sort_unstable();

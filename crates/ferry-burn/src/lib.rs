@@ -505,7 +505,7 @@ impl AsRef<[u8]> for HostSpan {
 
 /// Exports a burn tensor over DLPack (host memory; zero-copy on Flex and NdArray).
 pub fn to_dlpack<const D: usize, K: BurnKind>(tensor: &Tensor<D, K>) -> Result<DlpackTensor> {
-    Ok(to_host(tensor)?.to_dlpack())
+    Ok(to_host(tensor)?.into_dlpack())
 }
 
 /// Imports a DLPack tensor onto a burn device (host memory; device memory is copied by the

@@ -268,7 +268,7 @@ pub fn to_dlpack(tensor: &Tensor) -> Result<DlpackTensor> {
     match &*storage {
         Storage::Cpu(_) => {
             drop(storage);
-            Ok(to_host(tensor)?.to_dlpack())
+            Ok(to_host(tensor)?.into_dlpack())
         }
         Storage::Cuda(cuda) => cuda::to_dlpack(tensor, cuda, layout, ferry_dtype(tensor.dtype())),
         Storage::Metal(_) => Err(Error::NotCompiled {

@@ -442,24 +442,34 @@ impl HostArray {
     }
 
     /// Exports as a DLPack 1.3 versioned managed tensor sharing this array's memory. Strides are
-    /// always written; READ_ONLY is set for read-only arrays and IS_COPIED when ferry copied the
-    /// data to produce this array. The deleter releases exactly this array's hold on its owner.
+    /// always written and READ_ONLY is set for read-only arrays. IS_COPIED is never set: the
+    /// consumer shares the memory with `self` (see [`into_dlpack`](Self::into_dlpack)). The
+    /// deleter releases exactly this array's hold on its owner.
     pub fn to_dlpack(&self) -> DlpackTensor {
-        export::<DLManagedTensorVersioned>(Keep::Host(self.clone()), self.export_meta())
+        export::<DLManagedTensorVersioned>(Keep::Host(self.clone()), self.export_meta(false))
+    }
+
+    /// Like [`to_dlpack`](Self::to_dlpack), handing this array over: IS_COPIED is set when ferry
+    /// copied the data to produce it and nothing else holds that memory, so the consumer owns
+    /// it exclusively (DLPack's meaning of the flag).
+    pub fn into_dlpack(self) -> DlpackTensor {
+        let exclusive = self.copies() > 0 && Arc::strong_count(self.owner()) == 1;
+        let meta = self.export_meta(exclusive);
+        export::<DLManagedTensorVersioned>(Keep::Host(self), meta)
     }
 
     /// Exports as a legacy (pre-1.0) `DLManagedTensor` for old consumers; like
     /// [`to_dlpack`](Self::to_dlpack) without version or flags.
     pub fn to_dlpack_legacy(&self) -> DlpackTensor {
-        export::<DLManagedTensor>(Keep::Host(self.clone()), self.export_meta())
+        export::<DLManagedTensor>(Keep::Host(self.clone()), self.export_meta(false))
     }
 
-    fn export_meta(&self) -> ExportMeta {
+    fn export_meta(&self, exclusive_copy: bool) -> ExportMeta {
         let mut flags = 0;
         if self.is_read_only() {
             flags |= FLAG_READ_ONLY;
         }
-        if self.copies() > 0 {
+        if exclusive_copy {
             flags |= FLAG_IS_COPIED;
         }
         ExportMeta {

@@ -162,6 +162,14 @@ fn read_header(reader: &mut impl Read) -> Result<Header> {
         Literal::Dict(entries) => entries,
         other => return Err(invalid(format!("header is {other:?}, not a dictionary"))),
     };
+    for (i, (key, _)) in dict.iter().enumerate() {
+        if dict[..i]
+            .iter()
+            .any(|(k, _)| matches!((k, key), (Literal::Str(a), Literal::Str(b)) if a == b))
+        {
+            return Err(invalid(format!("header {text:?} repeats the key {key:?}")));
+        }
+    }
     let field = |key: &str| {
         dict.iter()
             .find(|(k, _)| matches!(k, Literal::Str(s) if s == key))
@@ -275,9 +283,21 @@ pub fn write(mut writer: impl Write, array: &HostArray) -> Result<()> {
 
 /// Reads an `.npy` file from a stream into a fresh buffer (a hostile header cannot make ferry
 /// allocate more than the stream delivers).
-pub fn read(mut reader: impl Read) -> Result<HostArray> {
+pub fn read(reader: impl Read) -> Result<HostArray> {
+    read_bounded(reader, u64::MAX)
+}
+
+/// [`read`] from a stream known to hold at most `limit` bytes: a header that asks for more
+/// is refused before any data is read.
+fn read_bounded(mut reader: impl Read, limit: u64) -> Result<HostArray> {
     let header = read_header(&mut reader)?;
     let nbytes = header.nbytes()?;
+    if header.len as u128 + nbytes as u128 > u128::from(limit) {
+        return Err(invalid(format!(
+            "data of shape {:?}, dtype {} needs {nbytes} bytes but the member holds {limit} in all",
+            header.shape, header.dtype
+        )));
+    }
     let mut data = Vec::new();
     reader
         .take(nbytes as u64)
@@ -414,13 +434,16 @@ pub fn load_npz(path: impl AsRef<Path>) -> Result<Vec<(String, HostArray)>> {
         let entry = zip
             .by_index(i)
             .map_err(|e| Error::invalid_file("npz", format!("{}: {e}", path.display())))?;
+        let declared = entry.size();
         let name = entry
             .name()
             .map_err(|e| {
                 Error::invalid_file("npz", format!("{}: member {i}: {e}", path.display()))
             })?
             .into_owned();
-        let array = read(entry).map_err(|e| match e {
+        // Read no more than the member says it holds, so a small compressed member cannot
+        // inflate into an allocation its header alone asked for.
+        let array = read_bounded(entry, declared).map_err(|e| match e {
             Error::InvalidFile { reason, .. } => {
                 Error::invalid_file("npz", format!("member {name:?}: {reason}"))
             }
@@ -593,6 +616,7 @@ mod tests {
         for shape in [vec![], vec![0], vec![7], vec![2, 3, 4]] {
             let bytes = header_bytes(DType::F32, &shape, Order::ColumnMajor).unwrap();
             assert_eq!(bytes.len() % DATA_ALIGN, 0);
+            assert_eq!(bytes.last(), Some(&b'\n'));
             let header = read_header(&mut &bytes[..]).unwrap();
             assert_eq!(header.shape, shape);
             assert_eq!(header.order, Order::ColumnMajor);
@@ -602,7 +626,8 @@ mod tests {
 
     #[test]
     fn hostile_headers_are_typed_errors() {
-        let cases: [&[u8]; 6] = [
+        let cases: [&[u8]; 7] = [
+            b"{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'shape': (99,), }",
             b"{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }",
             b"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999999999999999999999,), }",
             b"{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }",

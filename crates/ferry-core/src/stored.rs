@@ -94,7 +94,11 @@ pub(crate) unsafe fn view_dense(
             shape,
         });
     }
-    let align = dtype.size_in_bytes().map_or(1, |s| s.clamp(1, 8));
+    // Complex numbers align like their parts; everything else like its size (at most 8).
+    let align = dtype.size_in_bytes().map_or(1, |size| {
+        let part = if dtype.is_complex() { size / 2 } else { size };
+        part.clamp(1, 8)
+    });
     if !(bytes.as_ptr() as usize).is_multiple_of(align) {
         let record = record_copy(nbytes as u64, CopyReason::Misaligned);
         return Ok(read_dense(dtype, shape, order, |dst| {
@@ -117,15 +121,18 @@ pub(crate) unsafe fn view_dense(
     unsafe { HostArray::from_raw_parts(parts, owner) }
 }
 
-/// A read-only memory map of the file at `path`.
+/// A private (copy-on-write) memory map of the file at `path`. ferry marks arrays over it
+/// read-only; a consumer that ignores DLPack's READ_ONLY flag (PyTorch does) and writes anyway
+/// changes only its own copy of a page, never the file, and does not fault.
 ///
 /// # Safety
 ///
 /// Nobody may modify or truncate the file while the map (or an array made from it) is alive.
-pub(crate) unsafe fn map_file(path: &Path) -> Result<Arc<memmap2::Mmap>> {
+pub(crate) unsafe fn map_file(path: &Path) -> Result<Arc<memmap2::MmapMut>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
     // SAFETY: forwarded contract: the file stays unchanged while the map lives.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("mapping", path, e))?;
+    let map = unsafe { memmap2::MmapOptions::new().map_copy(&file) }
+        .map_err(|e| Error::io("mapping", path, e))?;
     Ok(Arc::new(map))
 }
 

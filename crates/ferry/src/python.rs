@@ -40,7 +40,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ferry_core::dlpack_rs::ffi::{DLManagedTensor, DLManagedTensorVersioned};
-use ferry_core::{CopyPolicy, DType, Device, DlpackTensor, Error, HostArray, RawDlpack, RawParts};
+use ferry_core::{
+    CopyPolicy, DType, Device, DlpackTensor, Error, HostArray, MemoryKind, RawDlpack, RawParts,
+};
 use pyo3::exceptions::{PyBufferError, PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
@@ -69,25 +71,31 @@ pub fn live_exports() -> usize {
 struct LiveExport(#[expect(dead_code, reason = "held to keep the memory alive")] HostArray);
 
 impl LiveExport {
-    fn wrap(array: &HostArray) -> HostArray {
+    /// The array an export hands out: `array`'s memory, labelled as `memory`, owned by a
+    /// counted `LiveExport`. Its copy log is `array`'s only when `copied_now` (this export made
+    /// the copy, so the consumer receives the only handle and may be told IS_COPIED).
+    fn wrap(array: HostArray, memory: MemoryKind, copied_now: bool) -> HostArray {
         LIVE_EXPORTS.fetch_add(1, Ordering::SeqCst);
         let parts = RawParts {
             data: array.as_ptr(),
             dtype: array.dtype(),
             shape: array.shape().to_vec(),
             strides: array.strides().to_vec(),
-            memory: array.memory(),
+            memory,
             read_only: array.is_read_only(),
         };
-        let owner: ferry_core::Owner = Arc::new(LiveExport(array.clone()));
+        let log = if copied_now {
+            array.copy_log().to_vec()
+        } else {
+            Vec::new()
+        };
+        let owner: ferry_core::Owner = Arc::new(LiveExport(array));
         // SAFETY: the same memory and layout as `array`, which the owner keeps alive; the
-        // read-only bit is carried over, so no new write access is created.
+        // read-only bit is carried over, so no new write access is created; `memory` is only
+        // ever the CPU label for host memory the CPU can address (pinned or managed).
         let wrapped = unsafe { HostArray::from_raw_parts(parts, owner) }
             .expect("the layout of an existing array is valid");
-        array
-            .copy_log()
-            .iter()
-            .fold(wrapped, |a, record| a.with_copy(*record))
+        log.into_iter().fold(wrapped, HostArray::with_copy)
     }
 }
 
@@ -146,57 +154,63 @@ impl PyHostArray {
     ) -> PyResult<Py<PyAny>> {
         let device = self.array.device();
         if let Some(stream) = stream.filter(|s| !s.is_none()) {
-            let value: i64 = stream.extract()?;
+            // Not a TypeError: consumers read that as "old producer" and retry without arguments.
+            let value: i64 = stream.extract().map_err(|_| {
+                PyValueError::new_err(format!(
+                    "stream must be None or an integer, got {}",
+                    stream
+                        .get_type()
+                        .name()
+                        .map_or_else(|_| "?".into(), |n| n.to_string())
+                ))
+            })?;
             if value != -1 {
                 return Err(PyValueError::new_err(format!(
                     "stream={value} was given for an array in host memory ({device}); host exports take stream=None"
                 )));
             }
         }
-        let mut source = self.array.clone();
+        let mut memory = self.array.memory();
         if let Some((device_type, device_id)) = dl_device {
             let wanted = Device {
                 device_type,
                 device_id,
             };
-            if wanted != device {
-                if wanted != Device::CPU {
-                    return Err(PyBufferError::new_err(format!(
-                        "ferry cannot export an array of shape {:?}, dtype {} from {device} to {wanted}; import it on the host and move it with the consumer's own API",
-                        self.array.shape(),
-                        self.array.dtype()
-                    )));
-                }
-                if copy == Some(false) {
-                    return Err(PyBufferError::new_err(format!(
-                        "dl_device=(1, 0) needs a copy of this array in {device}, but copy=False"
-                    )));
-                }
-                source = source
-                    .to_contiguous(CopyPolicy::Always)
-                    .map_err(to_py_err)?;
+            if wanted != device && wanted != Device::CPU {
+                return Err(PyBufferError::new_err(format!(
+                    "ferry cannot export an array of shape {:?}, dtype {} from {device} to {wanted}; import it on the host and move it with the consumer's own API",
+                    self.array.shape(),
+                    self.array.dtype()
+                )));
+            }
+            if wanted == Device::CPU {
+                // Pinned and managed memory is host memory: the CPU reads it where it is.
+                memory = MemoryKind::Cpu;
             }
         }
         let versioned = max_version.is_some_and(|(major, _)| major >= 1);
-        if !versioned && source.is_read_only() && source.copies() == 0 {
-            if copy == Some(false) {
-                return Err(PyBufferError::new_err(format!(
-                    "array of shape {:?}, dtype {} is read-only and a legacy (unversioned) DLPack capsule cannot say so; ask with max_version=(1, 0) or allow a copy",
-                    source.shape(),
-                    source.dtype()
-                )));
-            }
-            source = source
-                .to_contiguous(CopyPolicy::Always)
-                .map_err(to_py_err)?;
-        } else if copy == Some(true) && source.copies() == self.array.copies() {
-            source = source
-                .to_contiguous(CopyPolicy::Always)
-                .map_err(to_py_err)?;
+        let legacy_read_only = !versioned && self.array.is_read_only();
+        if legacy_read_only && copy == Some(false) {
+            return Err(PyBufferError::new_err(format!(
+                "array of shape {:?}, dtype {} is read-only and a legacy (unversioned) DLPack capsule cannot say so; ask with max_version=(1, 0) or allow a copy",
+                self.array.shape(),
+                self.array.dtype()
+            )));
         }
-        let kept = LiveExport::wrap(&source);
+        let copy_now = legacy_read_only || copy == Some(true);
+        let source = if copy_now {
+            let fresh = self
+                .array
+                .to_contiguous(CopyPolicy::Always)
+                .map_err(to_py_err)?;
+            memory = fresh.memory();
+            fresh
+        } else {
+            self.array.clone()
+        };
+        let kept = LiveExport::wrap(source, memory, copy_now);
         let tensor = if versioned {
-            kept.to_dlpack()
+            kept.into_dlpack()
         } else {
             kept.to_dlpack_legacy()
         };
@@ -363,8 +377,16 @@ fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArr
     finish_copy(array, copied, copy)
 }
 
-/// Honours `copy=True` when the producer did not copy already.
+/// Honours `copy=True` when the producer did not copy already, and refuses a producer's copy
+/// that `copy=False` forbade.
 fn finish_copy(array: HostArray, copied: bool, copy: Option<bool>) -> PyResult<HostArray> {
+    if copy == Some(false) && copied {
+        return Err(PyBufferError::new_err(format!(
+            "copy=False, but the producer copied the array of shape {:?}, dtype {}",
+            array.shape(),
+            array.dtype()
+        )));
+    }
     if copy == Some(true) && !copied {
         return array.to_contiguous(CopyPolicy::Always).map_err(to_py_err);
     }
@@ -505,11 +527,13 @@ impl PyHostArray {
 
     /// The elements as bytes in row-major order (NumPy's `tobytes()`).
     fn tobytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        // The GIL stays held while reading: the memory may belong to a Python producer whose
+        // other threads could write it.
         let standard = self.array.as_standard_layout();
         PyBytes::new(py, standard.as_bytes().expect("row-major"))
     }
 
-    /// A row-major copy in fresh, writable memory.
+    /// A row-major copy in fresh, writable memory (made without holding the GIL).
     fn copy(&self) -> PyResult<PyHostArray> {
         self.array
             .to_contiguous(CopyPolicy::Always)
@@ -534,9 +558,10 @@ impl PyHostArray {
     }
 
     /// A PyTorch tensor sharing this memory (`torch.from_dlpack(self)`), or sharing a
-    /// row-major copy when the array has negative strides: PyTorch tensors cannot, and
-    /// `torch.from_dlpack` aborts the process on a negative-stride DLPack tensor from any
-    /// producer (NumPy's too; pytorch#188023).
+    /// row-major copy when PyTorch cannot hold the array as it is: when it has negative
+    /// strides (PyTorch has none, and `torch.from_dlpack` aborts the process on such a DLPack
+    /// tensor from any producer, NumPy's too), or when it is read-only (PyTorch has no
+    /// read-only tensors and ignores DLPack's READ_ONLY flag).
     fn torch<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let array = &slf.get().array;
@@ -545,7 +570,7 @@ impl PyHostArray {
             .iter()
             .zip(array.strides())
             .any(|(&len, &stride)| len > 1 && stride < 0);
-        let source = if negative {
+        let source = if negative || array.is_read_only() {
             Bound::new(py, slf.get().copy()?)?.into_any()
         } else {
             slf.clone().into_any()
@@ -587,7 +612,7 @@ pub fn tensor_from_python<B: Backend>(
     device: &B::Device,
 ) -> PyResult<B::Tensor> {
     let array = from_python(obj)?;
-    B::from_dlpack(array.to_dlpack(), device).map_err(to_py_err)
+    B::from_dlpack(array.into_dlpack(), device).map_err(to_py_err)
 }
 
 /// Any object a Python caller passed as an array: a `ferry.HostArray` or anything with
@@ -623,14 +648,16 @@ fn py_live_exports() -> usize {
 #[cfg(feature = "npy")]
 #[pyfunction]
 #[pyo3(signature = (path, *, mmap=false))]
-fn load_npy(path: PathBuf, mmap: bool) -> PyResult<PyHostArray> {
-    let array = if mmap {
-        // SAFETY: like NumPy's mmap_mode="r", the caller must not change the file while the
-        // array lives; documented on the Python function.
-        unsafe { crate::npy::map(&path) }
-    } else {
-        crate::npy::load(&path)
-    };
+fn load_npy(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<PyHostArray> {
+    let array = py.detach(|| {
+        if mmap {
+            // SAFETY: like NumPy's mmap_mode="r", the caller must not change the file while
+            // the array lives (documented in the README).
+            unsafe { crate::npy::map(&path) }
+        } else {
+            crate::npy::load(&path)
+        }
+    });
     array.map(PyHostArray::new).map_err(to_py_err)
 }
 
@@ -646,7 +673,10 @@ fn save_npy(path: PathBuf, array: &Bound<'_, PyAny>) -> PyResult<()> {
 #[pyfunction]
 fn load_npz<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
-    for (name, array) in crate::npy::load_npz(&path).map_err(to_py_err)? {
+    for (name, array) in py
+        .detach(|| crate::npy::load_npz(&path))
+        .map_err(to_py_err)?
+    {
         out.set_item(name, PyHostArray::new(array))?;
     }
     Ok(out)
@@ -676,13 +706,17 @@ fn load_safetensors<'py>(
     path: PathBuf,
     mmap: bool,
 ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
-    let file = if mmap {
-        // SAFETY: as for `load_npy`: the caller must not change the file while arrays live.
-        unsafe { crate::safetensors::map(&path) }
-    } else {
-        crate::safetensors::load(&path)
-    }
-    .map_err(to_py_err)?;
+    let file = py
+        .detach(|| {
+            if mmap {
+                // SAFETY: as for `load_npy`: the caller must not change the file while arrays
+                // live.
+                unsafe { crate::safetensors::map(&path) }
+            } else {
+                crate::safetensors::load(&path)
+            }
+        })
+        .map_err(to_py_err)?;
     let tensors = PyDict::new(py);
     for (name, array) in file.tensors {
         tensors.set_item(name, PyHostArray::new(array))?;
