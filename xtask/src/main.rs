@@ -511,7 +511,7 @@ fn fuzz(cases: u32) -> Result<()> {
     let mut totals = Totals::default();
     run_tests(
         // Same selection as `ci`'s test run, so the debug build is reused as it is.
-        &["--workspace", "properties::hostile"],
+        &["--workspace", "--", "properties::hostile"],
         &[("FERRY_FUZZ_CASES", &cases.to_string())],
         &mut totals,
     )?;
