@@ -82,19 +82,7 @@ fn venv(dir: &Path, what: &str, packages: &[&str]) -> Result<PathBuf> {
             }
         })
     };
-    let mut cmd = Command::new(&pip);
-    cmd.args([
-        "install",
-        "--no-deps",
-        "--disable-pip-version-check",
-        "--progress-bar",
-        "off",
-    ]);
-    let local = cache_dir().join("wheels");
-    if local.is_dir() {
-        cmd.arg("--find-links").arg(&local);
-    }
-    let result = crate::run(cmd.args(packages));
+    let result = pip_install(&pip, packages);
     done.store(true, Ordering::Relaxed);
     let _ = heartbeat.join();
     result?;
@@ -109,6 +97,24 @@ fn venv(dir: &Path, what: &str, packages: &[&str]) -> Result<PathBuf> {
     std::fs::write(&marker, format!("{wanted}\n{site}\n"))?;
     eprintln!("{what}: ready in {:.0?}", start.elapsed());
     Ok(PathBuf::from(site))
+}
+
+/// Installs exactly `packages` (pinned, `--no-deps`) with `pip`, preferring wheels in the
+/// cache's `wheels/` folder when it exists.
+fn pip_install(pip: &Path, packages: &[&str]) -> Result<()> {
+    let mut cmd = Command::new(pip);
+    cmd.args([
+        "install",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+    ]);
+    let local = cache_dir().join("wheels");
+    if local.is_dir() {
+        cmd.arg("--find-links").arg(&local);
+    }
+    crate::run(cmd.args(packages))
 }
 
 /// The libtorch folder (with `include/` and `lib/`) tch builds against: `$LIBTORCH` when the
@@ -210,19 +216,7 @@ pub fn python_env() -> Result<(PathBuf, PathBuf)> {
         dir.display()
     );
     let start = Instant::now();
-    let mut cmd = Command::new(dir.join("venv/bin/pip"));
-    cmd.args([
-        "install",
-        "--no-deps",
-        "--disable-pip-version-check",
-        "--progress-bar",
-        "off",
-    ]);
-    let local = cache_dir().join("wheels");
-    if local.is_dir() {
-        cmd.arg("--find-links").arg(&local);
-    }
-    crate::run(cmd.args(PYTHON_PACKAGES))?;
+    pip_install(&dir.join("venv/bin/pip"), &PYTHON_PACKAGES)?;
     crate::run(Command::new(&python).args([
         "-c",
         "import numpy, torch, safetensors, pytest; print('python: torch', torch.__version__, 'numpy', numpy.__version__)",

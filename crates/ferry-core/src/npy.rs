@@ -331,11 +331,7 @@ fn read_bounded(mut reader: impl Read, limit: u64) -> Result<HostArray> {
 /// Reads the `.npy` file at `path` into memory.
 pub fn load(path: impl AsRef<Path>) -> Result<HostArray> {
     let path = path.as_ref();
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
-    let size = file
-        .metadata()
-        .map_err(|e| Error::io("reading", path, e))?
-        .len();
+    let (mut file, size) = stored::open_sized(path)?;
     let header = read_header(&mut std::io::BufReader::new(&mut file).take(size))?;
     let nbytes = header.nbytes()?;
     if (size as u128) < header.len as u128 + nbytes as u128 {

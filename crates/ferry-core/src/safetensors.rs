@@ -238,11 +238,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<TensorFile> {
 /// view into that buffer (no per-tensor copies).
 pub fn load(path: impl AsRef<Path>) -> Result<TensorFile> {
     let path = path.as_ref();
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
-    let size = file
-        .metadata()
-        .map_err(|e| Error::io("reading", path, e))?
-        .len();
+    let (mut file, size) = stored::open_sized(path)?;
     let size = usize::try_from(size).map_err(|_| {
         Error::invalid_file("safetensors", format!("{} is too large", path.display()))
     })?;

@@ -121,6 +121,16 @@ pub(crate) unsafe fn view_dense(
     unsafe { HostArray::from_raw_parts(parts, owner) }
 }
 
+/// The file at `path`, opened for reading, and its size in bytes.
+pub(crate) fn open_sized(path: &Path) -> Result<(std::fs::File, u64)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io("reading", path, e))?
+        .len();
+    Ok((file, size))
+}
+
 /// A private (copy-on-write) memory map of the file at `path`. ferry marks arrays over it
 /// read-only; a consumer that ignores DLPack's READ_ONLY flag (PyTorch does) and writes anyway
 /// changes only its own copy of a page, never the file, and does not fault.
