@@ -1,6 +1,8 @@
 """Files for legacy tools: .npy/.npz and safetensors written by ferry load in NumPy and the
 safetensors package (NumPy and PyTorch flavours), and theirs load in ferry."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import safetensors.numpy
@@ -149,3 +151,16 @@ def test_writes_through_torch_never_reach_a_mapped_file(tmp_path):
     assert t.data_ptr() == h.data_ptr
     t += 1
     assert np.load(tmp_path / "a.npy").tobytes() == x.tobytes()
+
+
+def test_the_readme_example_runs_as_written(tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(example.strip().splitlines()) == 3
+    monkeypatch.chdir(tmp_path)
+    safetensors.torch.save_file({"weight": torch.randn(4, 3)}, "model.safetensors")
+    scope = {}
+    exec(example, scope)
+    a, t, h = scope["a"], scope["t"], scope["h"]
+    assert a.__array_interface__["data"][0] == t.data_ptr() == h.data_ptr
+    assert torch.equal(t, safetensors.torch.load_file("model.safetensors")["weight"])
