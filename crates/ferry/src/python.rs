@@ -324,15 +324,25 @@ fn take_capsule(capsule: &Bound<'_, PyAny>) -> PyResult<DlpackTensor> {
 /// `max_version=(1, 3)` and falls back to a legacy capsule when the producer raises
 /// `TypeError`; device arrays are asked for with `dl_device=(kDLCPU, 0)`.
 fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
-    let py = obj.py();
     // SAFETY: `obj` is a live object; the check reads only its type.
-    if unsafe { ffi::PyCapsule_CheckExact(obj.as_ptr()) } == 1 {
+    let capsule = if unsafe { ffi::PyCapsule_CheckExact(obj.as_ptr()) } == 1 {
         // A bare capsule (what `__dlpack__` returned, or `torch.utils.dlpack.to_dlpack`).
-        let tensor = take_capsule(obj)?;
-        let copied = tensor.is_copied();
-        let array = tensor.into_host().map_err(to_py_err)?;
-        return finish_copy(array, copied, copy);
-    }
+        obj.clone()
+    } else {
+        request_capsule(obj, copy)?
+    };
+    let tensor = take_capsule(&capsule)?;
+    let copied = tensor.is_copied();
+    let array = tensor.into_host().map_err(to_py_err)?;
+    finish_copy(array, copied, copy)
+}
+
+/// Calls `obj.__dlpack__` the way DLPack's Python specification asks consumers to.
+fn request_capsule<'py>(
+    obj: &Bound<'py, PyAny>,
+    copy: Option<bool>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
     if !obj.hasattr(intern!(py, "__dlpack__"))? {
         return Err(PyTypeError::new_err(format!(
             "object of type {} has no __dlpack__ method; ferry imports NumPy arrays, PyTorch tensors, JAX and CuPy arrays (anything with __dlpack__)",
@@ -358,8 +368,7 @@ fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArr
     if !device.is_host_readable() {
         kwargs.set_item(intern!(py, "dl_device"), (Device::CPU_TYPE, 0))?;
     }
-    let capsule = match obj.call_method(intern!(py, "__dlpack__"), (), Some(&kwargs)) {
-        Ok(capsule) => capsule,
+    match obj.call_method(intern!(py, "__dlpack__"), (), Some(&kwargs)) {
         Err(e) if e.is_instance_of::<PyTypeError>(py) => {
             if !device.is_host_readable() {
                 return Err(PyBufferError::new_err(format!(
@@ -367,14 +376,10 @@ fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArr
                     obj.get_type().name()?
                 )));
             }
-            obj.call_method0(intern!(py, "__dlpack__"))?
+            obj.call_method0(intern!(py, "__dlpack__"))
         }
-        Err(e) => return Err(e),
-    };
-    let tensor = take_capsule(&capsule)?;
-    let copied = tensor.is_copied();
-    let array = tensor.into_host().map_err(to_py_err)?;
-    finish_copy(array, copied, copy)
+        result => result,
+    }
 }
 
 /// Honours `copy=True` when the producer did not copy already, and refuses a producer's copy
@@ -615,12 +620,6 @@ pub fn tensor_from_python<B: Backend>(
     B::from_dlpack(array.into_dlpack(), device).map_err(to_py_err)
 }
 
-/// Any object a Python caller passed as an array: a `ferry.HostArray` or anything with
-/// `__dlpack__`.
-fn array_arg(obj: &Bound<'_, PyAny>) -> PyResult<HostArray> {
-    from_python(obj)
-}
-
 /// Imports an array from any object with `__dlpack__` (NumPy, PyTorch, JAX, CuPy), sharing
 /// its memory unless `copy=True`.
 #[pyfunction]
@@ -665,7 +664,7 @@ fn load_npy(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<PyHostArray> 
 #[cfg(feature = "npy")]
 #[pyfunction]
 fn save_npy(path: PathBuf, array: &Bound<'_, PyAny>) -> PyResult<()> {
-    crate::npy::save(&path, &array_arg(array)?).map_err(to_py_err)
+    crate::npy::save(&path, &from_python(array)?).map_err(to_py_err)
 }
 
 /// Reads every array of an `.npz` archive into a dict.
@@ -745,7 +744,7 @@ fn save_safetensors(
 #[cfg(any(feature = "npy", feature = "safetensors"))]
 fn named_arrays(dict: &Bound<'_, PyDict>) -> PyResult<Vec<(String, HostArray)>> {
     dict.iter()
-        .map(|(name, array)| Ok((name.extract::<String>()?, array_arg(&array)?)))
+        .map(|(name, array)| Ok((name.extract::<String>()?, from_python(&array)?)))
         .collect()
 }
 
