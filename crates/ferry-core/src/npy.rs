@@ -270,7 +270,7 @@ pub fn write(mut writer: impl Write, array: &HostArray) -> Result<()> {
     let (order, stored) = if !array.is_standard_layout() && reversed.is_standard_layout() {
         (Order::ColumnMajor, reversed)
     } else {
-        (Order::RowMajor, stored::row_major(array))
+        (Order::RowMajor, array.as_standard_layout())
     };
     writer
         .write_all(&header_bytes(array.dtype(), array.shape(), order)?)
@@ -284,28 +284,43 @@ pub fn write(mut writer: impl Write, array: &HostArray) -> Result<()> {
 /// Reads an `.npy` file from a stream into a fresh buffer (a hostile header cannot make ferry
 /// allocate more than the stream delivers).
 pub fn read(reader: impl Read) -> Result<HostArray> {
-    read_bounded(reader, u64::MAX)
+    read_bounded(reader, u64::MAX, "the stream")
 }
 
-/// [`read`] from a stream known to hold at most `limit` bytes: a header that asks for more
-/// is refused before any data is read.
-fn read_bounded(mut reader: impl Read, limit: u64) -> Result<HostArray> {
+/// [`read`] from a stream known to hold at most `limit` bytes (`source` names it in errors):
+/// a header that asks for more is refused before any data is read, and data within the limit
+/// is read straight into an aligned buffer.
+fn read_bounded(mut reader: impl Read, limit: u64, source: &str) -> Result<HostArray> {
     let header = read_header(&mut reader)?;
     let nbytes = header.nbytes()?;
     if header.len as u128 + nbytes as u128 > u128::from(limit) {
         return Err(invalid(format!(
-            "data of shape {:?}, dtype {} needs {nbytes} bytes but the member holds {limit} in all",
-            header.shape, header.dtype
+            "{source} holds {limit} bytes, fewer than the {} header bytes and {nbytes} data bytes of shape {:?}, dtype {}",
+            header.len, header.shape, header.dtype
         )));
     }
+    let io_error = |e| Error::io("reading", Path::new(source), e);
+    if limit != u64::MAX {
+        let ends_early = format!(
+            "{source} ends inside the {nbytes} data bytes of shape {:?}, dtype {}",
+            header.shape, header.dtype
+        );
+        return stored::read_dense(header.dtype, header.shape, header.order, |buf| {
+            reader.read_exact(buf).map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => invalid(ends_early),
+                _ => io_error(e),
+            })
+        });
+    }
+    // Unknown length: the buffer grows only as fast as the stream delivers.
     let mut data = Vec::new();
     reader
         .take(nbytes as u64)
         .read_to_end(&mut data)
-        .map_err(|e| Error::io("reading", Path::new("npy stream"), e))?;
+        .map_err(io_error)?;
     if data.len() != nbytes {
         return Err(invalid(format!(
-            "data of shape {:?}, dtype {} needs {nbytes} bytes but the file holds {}",
+            "data of shape {:?}, dtype {} needs {nbytes} bytes but {source} holds {}",
             header.shape,
             header.dtype,
             data.len()
@@ -331,25 +346,12 @@ fn read_bounded(mut reader: impl Read, limit: u64) -> Result<HostArray> {
 /// Reads the `.npy` file at `path` into memory.
 pub fn load(path: impl AsRef<Path>) -> Result<HostArray> {
     let path = path.as_ref();
-    let (mut file, size) = stored::open_sized(path)?;
-    let header = read_header(&mut std::io::BufReader::new(&mut file).take(size))?;
-    let nbytes = header.nbytes()?;
-    if (size as u128) < header.len as u128 + nbytes as u128 {
-        return Err(invalid(format!(
-            "{} holds {size} bytes, fewer than the {} header bytes and {nbytes} data bytes of shape {:?}, dtype {}",
-            path.display(),
-            header.len,
-            header.shape,
-            header.dtype
-        )));
-    }
-    use std::io::Seek;
-    file.seek(std::io::SeekFrom::Start(header.len as u64))
-        .map_err(|e| Error::io("reading", path, e))?;
-    stored::read_dense(header.dtype, header.shape, header.order, |buf| {
-        file.read_exact(buf)
-            .map_err(|e| Error::io("reading", path, e))
-    })
+    let (file, size) = stored::open_sized(path)?;
+    read_bounded(
+        std::io::BufReader::new(file),
+        size,
+        &path.display().to_string(),
+    )
 }
 
 /// Maps the `.npy` file at `path` into memory: a read-only array over the file's own pages,
@@ -439,7 +441,7 @@ pub fn load_npz(path: impl AsRef<Path>) -> Result<Vec<(String, HostArray)>> {
             .into_owned();
         // Read no more than the member says it holds, so a small compressed member cannot
         // inflate into an allocation its header alone asked for.
-        let array = read_bounded(entry, declared).map_err(|e| match e {
+        let array = read_bounded(entry, declared, "the member").map_err(|e| match e {
             Error::InvalidFile { reason, .. } => {
                 Error::invalid_file("npz", format!("member {name:?}: {reason}"))
             }

@@ -149,7 +149,7 @@ fn entries<'a>(
                 Entry {
                     dtype: format_dtype(array.dtype())?,
                     shape: array.shape().to_vec(),
-                    array: stored::row_major(array),
+                    array: array.as_standard_layout(),
                 },
             ))
         })

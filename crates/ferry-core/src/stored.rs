@@ -1,5 +1,5 @@
-//! What the file formats share: arrays over a freshly read, aligned buffer or over a read-only
-//! memory map of the file, and the bytes of an array in row-major order for writing.
+//! What the file formats share: arrays over a freshly read, aligned buffer or over a private
+//! memory map of the file.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -144,10 +144,4 @@ pub(crate) unsafe fn map_file(path: &Path) -> Result<Arc<memmap2::MmapMut>> {
     let map = unsafe { memmap2::MmapOptions::new().map_copy(&file) }
         .map_err(|e| Error::io("mapping", path, e))?;
     Ok(Arc::new(map))
-}
-
-/// The array itself when it is row-major, else a row-major copy (gathered once and recorded on
-/// the thread's copy ledger); its `as_bytes()` is what a file stores.
-pub(crate) fn row_major(array: &HostArray) -> HostArray {
-    array.as_standard_layout()
 }

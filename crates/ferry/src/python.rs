@@ -594,10 +594,21 @@ pub fn to_python(py: Python<'_>, array: HostArray) -> PyResult<Bound<'_, PyHostA
 /// `ferry.HostArray`, ...), sharing its memory; the producer's deleter runs once when the last
 /// view drops.
 pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<HostArray> {
-    if let Ok(ours) = obj.cast::<PyHostArray>() {
-        return Ok(ours.get().array.clone());
+    import_any(obj, None)
+}
+
+/// A `ferry.HostArray`'s own array (copied when `copy=True`), or a DLPack import of anything
+/// else.
+fn import_any(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
+    match obj.cast::<PyHostArray>() {
+        Ok(ours) if copy == Some(true) => ours
+            .get()
+            .array
+            .to_contiguous(CopyPolicy::Always)
+            .map_err(to_py_err),
+        Ok(ours) => Ok(ours.get().array.clone()),
+        Err(_) => import_dlpack(obj, copy),
     }
-    import_dlpack(obj, None)
 }
 
 /// Hands a framework tensor to Python as a `ferry.HostArray` (zero-copy for host memory; one
@@ -625,14 +636,7 @@ pub fn tensor_from_python<B: Backend>(
 #[pyfunction]
 #[pyo3(name = "from_dlpack", signature = (x, /, *, copy=None))]
 fn py_from_dlpack(x: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<PyHostArray> {
-    if let Ok(ours) = x.cast::<PyHostArray>() {
-        let array = ours.get().array.clone();
-        return match copy {
-            Some(true) => ours.get().copy(),
-            _ => Ok(PyHostArray::new(array)),
-        };
-    }
-    import_dlpack(x, copy).map(PyHostArray::new)
+    import_any(x, copy).map(PyHostArray::new)
 }
 
 /// Exports handed to Python consumers that are still alive.
