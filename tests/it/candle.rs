@@ -51,16 +51,42 @@ fn fp8_tensors_come_out_as_raw_bytes_without_copying() {
 }
 
 #[test]
-fn views_share_candle_memory_like_numpy() {
+fn views_share_candle_memory_and_in_place_writes_wait_for_them() {
     let var = Var::new(&[1f32, 2.0, 3.0], &Device::Cpu).unwrap();
     let host = var.as_tensor().to_host().unwrap();
     assert!(host.is_read_only(), "a view of candle storage is read-only");
-    var.set(&Tensor::new(&[10f32, 20.0, 30.0], &Device::Cpu).unwrap())
-        .unwrap();
+    assert_eq!(
+        host.as_ptr(),
+        var.as_tensor().to_host().unwrap().as_ptr(),
+        "views share candle's memory"
+    );
+    // An in-place write (on another thread: on this one it would wait forever) waits until the
+    // view is gone, so the view never sees its memory change.
+    let writer = {
+        let var = var.clone();
+        std::thread::spawn(move || {
+            var.set(&Tensor::new(&[10f32, 20.0, 30.0], &Device::Cpu).unwrap())
+                .unwrap()
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
     assert_eq!(
         host.view::<f32>().unwrap().as_slice().unwrap(),
+        &[1.0, 2.0, 3.0],
+        "the view's memory does not change under it"
+    );
+    drop(host);
+    writer.join().unwrap();
+    assert_eq!(
+        var.as_tensor()
+            .to_host()
+            .unwrap()
+            .view::<f32>()
+            .unwrap()
+            .as_slice()
+            .unwrap(),
         &[10.0, 20.0, 30.0],
-        "in-place candle writes are visible"
+        "the write ran once the view was dropped"
     );
     // The view keeps the storage alive after the tensor is gone.
     let t = Tensor::arange(0u32, 6, &Device::Cpu)

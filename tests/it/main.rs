@@ -15,6 +15,7 @@ mod plot;
 mod properties;
 #[cfg(feature = "python")]
 mod python;
+mod soundness;
 mod stress;
 #[cfg(feature = "tch")]
 mod tch;

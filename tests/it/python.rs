@@ -63,6 +63,7 @@ fn check_shared(py: Python<'_>, obj: &Bound<'_, PyAny>, host: &HostArray) -> PyR
     locals.set_item(
         "values",
         host.as_standard_layout()
+            .unwrap()
             .to_array::<f32>()
             .unwrap()
             .into_raw_vec_and_offset()
@@ -308,6 +309,46 @@ alive = weakref.ref(a)
             alive.bind(py).call0()?.is_none(),
             "NumPy's array was released"
         );
+        Ok(())
+    });
+}
+
+/// Issue 14, hole 1: re-importing ferry's own Python export (`to_python(x.clone())`, then
+/// `__dlpack__`, then `from_python`) handed back a uniquely owned wrapper on 70a5fa0, so
+/// `view_mut` wrote memory `x` still read. The re-import now shares `x`'s memory without write
+/// access, for versioned and legacy capsules alike; NumPy and NumPy-made arrays are shared too.
+#[test]
+fn hole1_reimported_python_export_is_not_a_second_writer() {
+    with_python(|py| {
+        let x = HostArray::from_vec(vec![2, 3], (0..6).map(|i| i as f32).collect()).unwrap();
+        let obj = to_python(py, x.clone())?;
+        for kwargs in ["max_version=(1, 3)", ""] {
+            let locals = PyDict::new(py);
+            locals.set_item("obj", &obj)?;
+            let capsule = py.eval(
+                &std::ffi::CString::new(format!("obj.__dlpack__({kwargs})")).unwrap(),
+                None,
+                Some(&locals),
+            )?;
+            let mut w = from_python(&capsule)?;
+            let view = x.view::<f32>().unwrap();
+            assert_eq!(w.as_ptr(), x.as_ptr(), "{kwargs}: the same memory");
+            assert!(
+                matches!(w.view_mut::<f32>(), Err(ferry::Error::NotWritable { .. })),
+                "{kwargs}: a second writer while x is read"
+            );
+            assert_eq!(view[[1, 2]], 5.0);
+        }
+        // Memory a NumPy array owns is NumPy's: shared, not writable without the opt-in.
+        let locals = PyDict::new(py);
+        py.run(
+            c"import numpy as np; a = np.arange(4.0)",
+            Some(&locals),
+            None,
+        )?;
+        let mut from_numpy = from_python(&locals.get_item("a")?.unwrap())?;
+        assert_eq!(from_numpy.access(), ferry::Access::Shared);
+        assert!(from_numpy.view_mut::<f64>().is_err());
         Ok(())
     });
 }

@@ -113,12 +113,13 @@ impl Sample for num_complex::Complex64 {
 /// A buffer of samples and a `HostArray` describing `layout` over it (the buffer is the owner).
 pub fn strided_array<T: Sample>(layout: &Layout) -> (Vec<T>, HostArray) {
     let buffer: Vec<T> = (0..layout.buffer_len).map(T::sample).collect();
-    let owner = ferry::dlpack::owner(buffer.clone());
-    let base = owner.downcast_ref::<Vec<T>>().expect("just made").as_ptr();
+    let mut own = buffer.clone();
+    let base = own.as_mut_ptr();
+    let owner = ferry::dlpack::owner(own);
     let data = if layout.buffer_len == 0 {
         std::ptr::null()
     } else {
-        base.wrapping_add(layout.offset).cast::<u8>()
+        base.wrapping_add(layout.offset).cast::<u8>().cast_const()
     };
     let parts = RawParts {
         data,
@@ -126,10 +127,11 @@ pub fn strided_array<T: Sample>(layout: &Layout) -> (Vec<T>, HostArray) {
         shape: layout.shape.clone(),
         strides: layout.strides.clone(),
         memory: MemoryKind::Cpu,
-        read_only: false,
+        access: ferry::Access::Exclusive,
     };
     // SAFETY: every layout in `layouts()` stays inside its buffer, which `owner` keeps alive and
-    // nobody else writes.
+    // nobody else reaches (moving the Vec does not move its heap buffer); `base` comes from
+    // `as_mut_ptr`.
     let array =
         unsafe { HostArray::from_raw_parts(parts, owner) }.expect("fixture layouts are valid");
     (buffer, array)

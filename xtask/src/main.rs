@@ -22,7 +22,8 @@ commands:
   fuzz [--cases N] run the DLPack importer property fuzzer (default 100000 cases)
   python [ARGS]   build the `ferry` Python module into target/python and run the Python-side
                   tests (pytest ARGS) against the provisioned NumPy and PyTorch
-  valgrind        run the core, DLPack, stress and candle/burn tests under valgrind memcheck
+  valgrind        run every test that needs no libtorch under valgrind memcheck, then the tch
+                  tests (libtorch's allocator pools suppressed)
   libtorch        provision libtorch 2.9.0 from PyPI (cached) and print its folder
   nvcc            provision nvcc from PyPI (cached) and print its CUDA home";
 
@@ -448,7 +449,8 @@ fn numpy_baseline(quick: bool) -> Result<Vec<(String, f64)>> {
 /// Runs the integration tests that exercise ferry's unsafe code (core, DLPack, stress, candle
 /// and burn adapters) under valgrind memcheck: any invalid read/write or definitely lost block
 /// fails. libtorch is left out (its allocator's pools read as leaks; see ARCHITECTURE.md).
-fn valgrind() -> Result<()> {
+/// Builds the `it` test binary with `features` and returns its path.
+fn test_binary(features: &str) -> Result<PathBuf> {
     let out = cargo()
         .args([
             "test",
@@ -456,7 +458,7 @@ fn valgrind() -> Result<()> {
             "ferry-tests",
             "--no-default-features",
             "--features",
-            "candle,burn",
+            features,
             "--test",
             "it",
             "--no-run",
@@ -476,31 +478,45 @@ fn valgrind() -> Result<()> {
                 .nth(1)
                 .and_then(|r| r.split('"').next())
         })
-        .context("no test executable in cargo's output")?
-        .to_string();
-    let start = Instant::now();
-    run(Command::new("valgrind")
-        .args([
-            "--tool=memcheck",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-            "--error-exitcode=99",
-            "--quiet",
-        ])
-        .arg(&exe)
-        .args([
-            "core_layouts",
-            "dlpack_import",
-            "stress",
-            "candle::",
-            "burn::",
-            "--test-threads=2",
-        ])
-        .env("FERRY_FUZZ_CASES", "64"))?;
-    println!(
-        "valgrind: 0 errors, 0 bytes definitely lost ({:.0?})",
-        start.elapsed()
-    );
+        .context("no test executable in cargo's output")?;
+    Ok(PathBuf::from(exe))
+}
+
+/// Runs the whole Rust suite that needs no libtorch (core, DLPack, files, plots, stress,
+/// properties, soundness regressions, candle and burn) under valgrind memcheck, then the tch
+/// tests with libtorch's own allocator pools suppressed (`xtask/valgrind-libtorch.supp`). The
+/// Python tests are left out: they import PyTorch into the embedded interpreter.
+fn valgrind() -> Result<()> {
+    let memcheck = |exe: &Path, extra: &[&str], filters: &[&str]| -> Result<()> {
+        let start = Instant::now();
+        run(Command::new("valgrind")
+            .args([
+                "--tool=memcheck",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite",
+                "--error-exitcode=99",
+                "--quiet",
+            ])
+            .args(extra)
+            .arg(exe)
+            .args(filters)
+            .args(["--test-threads=2"])
+            .env("FERRY_FUZZ_CASES", "64"))?;
+        println!(
+            "valgrind: {} {}: 0 errors, 0 bytes definitely lost ({:.0?})",
+            exe.display(),
+            filters.join(" "),
+            start.elapsed()
+        );
+        Ok(())
+    };
+    let plain = test_binary("candle,burn,files,plot")?;
+    memcheck(&plain, &[], &[])?;
+    build_env()?;
+    let with_tch = test_binary("tch")?;
+    let suppressions = workspace_root().join("xtask/valgrind-libtorch.supp");
+    let suppressions = format!("--suppressions={}", suppressions.display());
+    memcheck(&with_tch, &[&suppressions], &["tch"])?;
     Ok(())
 }
 

@@ -24,8 +24,8 @@ use burn::tensor::{
     Transaction,
 };
 use ferry_core::{
-    CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, MemoryKind, Owner, RawParts,
-    Result, record_copy,
+    Access, CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, MemoryKind, Owner,
+    RawParts, Result, record_copy,
 };
 
 mod kind;
@@ -207,28 +207,28 @@ fn flex_view(p: FlexTensor) -> Result<Option<HostArray>> {
     let shape = layout.shape().to_vec();
     let strides = layout.strides().to_vec();
     let buffer = p.bytes();
+    ferry_core::layout::check_in_storage(
+        dtype,
+        &shape,
+        &strides,
+        layout.start_offset(),
+        buffer.len(),
+    )?;
     let data = if shape.contains(&0) {
         std::ptr::null()
     } else {
+        // In bounds: check_in_storage put element [0, .., 0] inside the buffer.
         buffer.as_ptr().wrapping_add(layout.start_offset() * size)
     };
-    check_inside(
-        buffer.len(),
-        layout.start_offset(),
-        &shape,
-        &strides,
-        size,
-        dtype,
-    )?;
     let parts = RawParts {
         data,
         dtype,
         shape,
         strides,
         memory: MemoryKind::Cpu,
-        read_only: true,
+        access: Access::ReadOnly,
     };
-    let owner: Owner = Arc::new(SendSync(p));
+    let owner: Owner = Arc::new(KeepAlive(p));
     // SAFETY: the elements live in the Flex tensor's shared byte buffer, kept alive by `owner`;
     // the layout was checked to stay inside it; Burn only writes into uniquely held buffers and
     // `owner` holds a reference, so the memory does not change while the array lives.
@@ -266,51 +266,23 @@ fn ndarray_view(p: NdArrayTensor) -> Result<HostArray> {
         shape,
         strides,
         memory: MemoryKind::Cpu,
-        read_only: true,
+        access: Access::ReadOnly,
     };
-    let owner: Owner = Arc::new(SendSync(p));
+    let owner: Owner = Arc::new(KeepAlive(p));
     // SAFETY: the view's elements live in the NdArray storage (an ArcArray or borrowed Bytes)
     // held by `owner`; ndarray views are valid layouts; Burn copies on write when a storage is
     // shared, and `owner` shares it, so the memory does not change while the array lives.
     unsafe { HostArray::from_raw_parts(parts, owner) }
 }
 
-/// Checks that a Flex layout stays inside its buffer (Burn does not promise it to strangers).
-fn check_inside(
-    len: usize,
-    start: usize,
-    shape: &[usize],
-    strides: &[isize],
-    size: usize,
-    dtype: DType,
-) -> Result<()> {
-    if shape.contains(&0) {
-        return Ok(());
-    }
-    let (mut lo, mut hi) = (start as i128, start as i128);
-    for (&n, &s) in shape.iter().zip(strides) {
-        let reach = s as i128 * (n as i128 - 1);
-        if reach < 0 { lo += reach } else { hi += reach }
-    }
-    if lo < 0 || (hi + 1) * size as i128 > len as i128 {
-        return Err(Error::UnsupportedLayout {
-            shape: shape.to_vec(),
-            strides: strides.to_vec(),
-            dtype,
-            reason: "the burn layout reaches outside its buffer",
-        });
-    }
-    Ok(())
-}
+/// Keeps a burn value alive as a ferry owner. It is `Send` exactly when the value is; it is
+/// `Sync` because it offers no access at all through `&KeepAlive` (the field is private and
+/// never read), so sharing a reference shares nothing — the reasoning of std's `Exclusive`.
+struct KeepAlive<T>(T);
 
-/// Keeps a burn primitive alive as a ferry owner.
-struct SendSync<T>(T);
-
-// SAFETY: burn primitives (FlexTensor: Arc<Bytes> + layout; NdArrayTensor: ArcArray or Bytes)
-// are moved between threads by burn itself; the owner is only dropped, never used, by ferry.
-unsafe impl<T> Send for SendSync<T> {}
-// SAFETY: as above; ferry never calls methods on the owner, so sharing it is sharing nothing.
-unsafe impl<T> Sync for SendSync<T> {}
+// SAFETY: no method or field of `KeepAlive` is reachable through a shared reference, so
+// concurrent `&KeepAlive<T>` cannot touch the `T`; `Send` still requires `T: Send`.
+unsafe impl<T: Send> Sync for KeepAlive<T> {}
 
 /// A host array over Burn's own data read (row-major, host bytes), recorded as one copy.
 fn from_tensor_data(data: TensorData) -> Result<HostArray> {
@@ -319,20 +291,23 @@ fn from_tensor_data(data: TensorData) -> Result<HostArray> {
     if data.dtype() == BurnDType::Bool(BoolStore::U32) {
         return narrow_bool(shape, data);
     }
-    let (bytes, _, _) = data.into_parts();
+    let (mut bytes, _, _) = data.into_parts();
     let record = record_copy(bytes.len() as u64, CopyReason::DeviceTransfer);
-    let strides = ferry_core::layout::row_major_strides(&shape).unwrap_or_default();
-    let ptr = bytes.as_ptr();
+    ferry_core::layout::check_in_storage(dtype, &shape, &strides_of(&shape)?, 0, bytes.len())?;
+    let strides = strides_of(&shape)?;
+    let ptr = bytes.as_mut_ptr().cast_const();
     let parts = RawParts {
         data: ptr,
         dtype,
         shape,
         strides,
         memory: MemoryKind::Cpu,
-        read_only: false,
+        access: Access::Exclusive,
     };
-    let owner: Owner = Arc::new(SendSync(bytes));
-    // SAFETY: `bytes` holds the row-major elements Burn read, owned by `owner` alone.
+    let owner: Owner = Arc::new(KeepAlive(bytes));
+    // SAFETY: `bytes` holds the row-major elements Burn read (length checked above), owned by
+    // `owner` alone (moving `Bytes` does not move its heap buffer); `ptr` comes from
+    // `as_mut_ptr`.
     Ok(unsafe { HostArray::from_raw_parts(parts, owner) }?.with_copy(record))
 }
 
@@ -354,18 +329,31 @@ fn narrow_bool(shape: Vec<usize>, data: TensorData) -> Result<HostArray> {
 }
 
 fn retag_bool(a: HostArray) -> HostArray {
-    // 0/1 bytes are valid bools: re-describe the same buffer with the bool dtype.
+    // 0/1 bytes are valid bools: re-describe the same buffer with the bool dtype. The keep-alive
+    // takes the place of `a`, which is dropped, so the new array is as exclusive as `a` was.
     let parts = RawParts {
         data: a.as_ptr(),
         dtype: DType::Bool,
         shape: a.shape().to_vec(),
         strides: a.strides().to_vec(),
         memory: a.memory(),
-        read_only: a.is_read_only(),
+        access: a.access(),
     };
-    // SAFETY: same memory, layout and owner as `a`; bool and u8 have the same size.
-    unsafe { HostArray::from_raw_parts(parts, a.owner().clone()) }
-        .expect("same layout as a valid array")
+    let owner = a.keep_alive();
+    drop(a);
+    // SAFETY: same memory, layout and access as `a`, whose pointer (and its write permission)
+    // is reused; `owner` keeps the memory alive and `a` is gone, so nothing else reaches it; bool
+    // and u8 have the same size and the bytes are 0 or 1.
+    unsafe { HostArray::from_raw_parts(parts, owner) }.expect("same layout as a valid array")
+}
+
+/// Row-major strides for a shape Burn produced, or a layout overflow error.
+fn strides_of(shape: &[usize]) -> Result<Vec<isize>> {
+    ferry_core::layout::row_major_strides(shape).ok_or_else(|| Error::LayoutOverflow {
+        shape: shape.iter().map(|&d| d as i64).collect(),
+        strides: Vec::new(),
+        itemsize_bits: 8,
+    })
 }
 
 /// A burn tensor on `device` with the array's values. On the Flex backend the array's memory

@@ -5,21 +5,22 @@
 use candle_core::{CudaStorage, Device as CandleDevice, Layout, Tensor};
 use ferry_core::{DType, DlpackTensor, Error, HostArray, Result};
 
-/// The element range `[first, end)` of candle's storage that a layout reaches (candle strides
-/// are never negative, so the first element is the lowest).
+use crate::StorageReadLock;
+
+/// Storage elements `[first, end)` a layout reaches (candle strides are never negative, so the
+/// first element is the lowest), after checking (in bits, for sub-byte dtypes) that they lie
+/// inside a storage of `storage_bytes` bytes.
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-fn span(layout: &Layout) -> (usize, usize) {
+fn span(dtype: DType, layout: &Layout, storage_bytes: usize) -> Result<(usize, usize)> {
     let dims = layout.dims();
+    let strides: Vec<isize> = layout.stride().iter().map(|&s| s as isize).collect();
     let start = layout.start_offset();
-    if dims.contains(&0) {
-        return (start, start);
+    ferry_core::layout::check_in_storage(dtype, dims, &strides, start, storage_bytes)?;
+    match ferry_core::layout::offset_range(dims, &strides)? {
+        None => Ok((start, start)),
+        // Non-negative (candle strides are unsigned) and inside the storage: checked above.
+        Some((_, hi)) => Ok((start, start + hi as usize + 1)),
     }
-    let last: usize = dims
-        .iter()
-        .zip(layout.stride())
-        .map(|(&d, &s)| (d - 1) * s)
-        .sum();
-    (start, start + last + 1)
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -39,12 +40,7 @@ mod imp {
         Err(NOT_COMPILED)
     }
 
-    pub(crate) fn to_dlpack(
-        _tensor: &Tensor,
-        _storage: &CudaStorage,
-        _layout: &Layout,
-        _dtype: DType,
-    ) -> Result<DlpackTensor> {
+    pub(crate) fn to_dlpack(_lock: StorageReadLock, _dtype: DType) -> Result<DlpackTensor> {
         Err(NOT_COMPILED)
     }
 
@@ -64,12 +60,13 @@ mod imp {
 mod imp {
     use std::sync::Arc;
 
+    use candle_core::Storage;
     use candle_core::backend::{BackendDevice, BackendStorage};
     use candle_core::cuda_backend::CudaStorageSlice;
     use candle_core::cuda_backend::cudarc::driver::{
         CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, HostSlice, PinnedHostSlice,
     };
-    use ferry_core::{CopyReason, Device, MemoryKind, RawParts, record_copy};
+    use ferry_core::{Access, CopyReason, Device, MemoryKind, RawParts, record_copy};
 
     use super::*;
     use crate::{BACKEND, candle_dtype};
@@ -98,6 +95,11 @@ mod imp {
                 | CudaStorageSlice::F8E8M0($s) => $body,
             }
         };
+    }
+
+    /// Bytes in a candle CUDA storage's buffer.
+    fn storage_len(storage: &CudaStorage) -> usize {
+        with_slice!(storage, s => s.num_bytes())
     }
 
     /// Byte range of storage elements `[first, end)` for `dtype` (sub-byte types are packed).
@@ -130,11 +132,13 @@ mod imp {
         Ok(pinned)
     }
 
-    fn pinned_ptr<T>(pinned: &PinnedHostSlice<T>, stream: &CudaStream) -> *const u8 {
-        // SAFETY: the stream was synchronised after the copy into `pinned`, so reading is safe;
+    /// The address of the pinned buffer, with write permission (the host array over it is
+    /// ferry's own and writable).
+    fn pinned_ptr<T>(pinned: &mut PinnedHostSlice<T>, stream: &CudaStream) -> *const u8 {
+        // SAFETY: the stream was synchronised after the copy into `pinned`, so using it is safe;
         // the returned guard only records an event.
-        let (slice, _guard) = unsafe { pinned.stream_synced_slice(stream) };
-        slice.as_ptr().cast()
+        let (slice, _guard) = unsafe { pinned.stream_synced_mut_slice(stream) };
+        slice.as_mut_ptr().cast::<u8>().cast_const()
     }
 
     pub(crate) fn to_host(
@@ -144,25 +148,24 @@ mod imp {
     ) -> Result<HostArray> {
         let shape = layout.dims().to_vec();
         let strides: Vec<isize> = layout.stride().iter().map(|&s| s as isize).collect();
-        let span = span(layout);
+        let span = span(dtype, layout, storage_len(storage))?;
         if span.0 == span.1 {
-            let empty = HostArray::from_vec(vec![0], Vec::<u8>::new())?;
             let parts = RawParts {
                 data: std::ptr::null(),
                 dtype,
                 shape,
                 strides,
                 memory: MemoryKind::Cpu,
-                read_only: false,
+                access: Access::Exclusive,
             };
             // SAFETY: an empty array reads no memory.
-            return unsafe { HostArray::from_raw_parts(parts, empty.owner().clone()) };
+            return unsafe { HostArray::from_raw_parts(parts, ferry_core::dlpack::owner(())) };
         }
         let (lo, hi) = byte_range(dtype, span);
         let stream = storage.device.cuda_stream();
         let (owner, data): (ferry_core::Owner, *const u8) = with_slice!(storage, s => {
-            let pinned = copy_span(s, &stream, lo, hi)?;
-            let ptr = pinned_ptr(&pinned, &stream);
+            let mut pinned = copy_span(s, &stream, lo, hi)?;
+            let ptr = pinned_ptr(&mut pinned, &stream);
             (Arc::new(pinned), ptr)
         });
         let record = record_copy((hi - lo) as u64, CopyReason::DeviceTransfer);
@@ -174,19 +177,24 @@ mod imp {
             shape,
             strides,
             memory: MemoryKind::CudaHost,
-            read_only: false,
+            access: Access::Exclusive,
         };
         // SAFETY: the pinned buffer holds exactly the span the layout reaches (relative to its
         // first element), is kept alive by `owner`, and nobody else holds it.
         Ok(unsafe { HostArray::from_raw_parts(parts, owner) }?.with_copy(record))
     }
 
-    pub(crate) fn to_dlpack(
-        tensor: &Tensor,
-        storage: &CudaStorage,
-        layout: &Layout,
-        dtype: DType,
-    ) -> Result<DlpackTensor> {
+    /// Exports the locked CUDA storage: the export holds the read lock (and the tensor) until
+    /// the consumer's deleter runs, so candle cannot write or replace the buffer under it.
+    pub(crate) fn to_dlpack(lock: StorageReadLock, dtype: DType) -> Result<DlpackTensor> {
+        let Storage::Cuda(storage) = lock.storage() else {
+            return Err(Error::backend_message(
+                BACKEND,
+                "the tensor is not on a CUDA device",
+            ));
+        };
+        let layout = lock.layout();
+        let (first, _) = span(dtype, layout, storage_len(storage))?;
         let stream = storage.device.cuda_stream();
         let ordinal = match storage.device().location() {
             candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id as i32,
@@ -199,7 +207,8 @@ mod imp {
         // Consumers may read on any stream: finish the work queued on candle's stream first.
         stream.synchronize().map_err(cuda_err)?;
         let bits = dtype.desc().total_bits() as usize;
-        let data = (base as usize + layout.start_offset() * bits / 8) as *mut std::ffi::c_void;
+        // Inside the buffer: `span` checked the layout against the storage's bytes.
+        let data = (base as usize + first * bits / 8) as *mut std::ffi::c_void;
         let parts = ferry_core::dlpack::ExportParts {
             data,
             dtype,
@@ -208,11 +217,9 @@ mod imp {
             device: Device::cuda(ordinal),
             flags: ferry_core::dlpack::FLAG_READ_ONLY,
         };
-        // SAFETY: the device buffer belongs to the tensor's storage, kept alive by the cloned
-        // tensor in the owner; candle's layout lies inside it.
-        unsafe {
-            ferry_core::dlpack::export_owner(parts, ferry_core::dlpack::owner(tensor.clone()))
-        }
+        // SAFETY: the device buffer belongs to the tensor's storage, kept alive, read-locked and
+        // so unchanged by `lock` in the owner; the layout was checked to lie inside it.
+        unsafe { ferry_core::dlpack::export_owner(parts, ferry_core::dlpack::owner(lock)) }
     }
 
     pub(crate) fn from_dlpack(tensor: DlpackTensor, device: &CandleDevice) -> Result<Tensor> {
@@ -244,7 +251,8 @@ mod imp {
                 reason: "candle imports CUDA DLPack tensors device-to-device only when row-major; make it contiguous in the producer",
             });
         }
-        let bytes = (tensor.len() * tensor.dtype().desc().total_bits() as usize).div_ceil(8);
+        let bytes = ferry_core::layout::packed_bytes(tensor.len(), tensor.dtype())
+            .expect("a validated DLPack tensor's packed size fits isize");
         let stream = cuda.cuda_stream();
         let src = tensor.data_ptr() as u64;
         let slice = match dtype {

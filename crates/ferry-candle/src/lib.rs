@@ -1,10 +1,14 @@
 //! `ferry-candle`: `candle_core::Tensor` ⇄ [`HostArray`] and ⇄ DLPack.
 //!
 //! - CPU tensors come out zero-copy: the array points into candle's storage with the tensor's
-//!   real strides and offset (transposes, narrows and broadcasts included) and keeps the tensor
-//!   alive. Like PyTorch's `.numpy()`, the array **shares memory** with the tensor: an in-place
-//!   candle operation on the same storage (`Var::set`, `slice_set`) is visible through it, so
-//!   do not run one while reading the array. ferry marks these arrays read-only.
+//!   real strides and offset (transposes, narrows and broadcasts included), keeps the tensor
+//!   alive, and is read-only. It also holds a **read lock on the storage** until the last clone
+//!   of the array drops: candle's in-place writers (`Var::set`, `slice_set`, `const_set`,
+//!   `zero_set`, `scatter_set`, `inplace_op1/2/3`), which take the storage's write lock and may
+//!   replace its buffer, wait until then instead of changing or freeing memory under the array
+//!   (like rust-numpy's borrow checking, but blocking). On the thread that holds the array such
+//!   a call would wait forever: drop the array first, or take an owned copy
+//!   (`to_host_with(.., CopyPolicy::Always)`, which holds no lock).
 //! - CUDA tensors (feature `cuda`) come out with one device→host copy of only the span the
 //!   view covers, into pinned memory, after the work queued on the device's stream is done.
 //! - Into candle: a uniquely owned row-major buffer moves in without a copy; anything else is
@@ -13,9 +17,11 @@
 
 use candle_core::{CpuStorage, DType as CandleDType, Device as CandleDevice, Storage, Tensor};
 use ferry_core::raw_dtypes as raw;
+use std::mem::ManuallyDrop;
+
 use ferry_core::{
-    CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, MemoryKind, RawParts, Result,
-    record_copy,
+    Access, CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, MemoryKind, RawParts,
+    Result, record_copy,
 };
 
 mod cuda;
@@ -97,9 +103,16 @@ pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
 /// [`to_host`] with an explicit copy policy: `Never` refuses device tensors, `Always` copies
 /// CPU tensors too (into a fresh row-major buffer).
 pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
+    if tensor.device().is_cpu() {
+        let view = cpu_view(tensor)?;
+        return match policy {
+            // The copy holds no lock; the view's lock is released when `view` drops.
+            CopyPolicy::Always => view.to_contiguous(CopyPolicy::Always),
+            _ => Ok(view),
+        };
+    }
     let (storage, layout) = tensor.storage_and_layout();
-    let host = match &*storage {
-        Storage::Cpu(cpu) => cpu_view(tensor, cpu, layout)?,
+    match &*storage {
         Storage::Cuda(cuda) => {
             if policy == CopyPolicy::Never {
                 return Err(Error::NeedsCopy {
@@ -109,24 +122,71 @@ pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
                     dtype: ferry_dtype(tensor.dtype()),
                 });
             }
-            return cuda::to_host(cuda, layout, ferry_dtype(tensor.dtype()));
+            cuda::to_host(cuda, layout, ferry_dtype(tensor.dtype()))
         }
-        Storage::Metal(_) => {
-            return Err(Error::NotCompiled {
-                capability: "reading candle Metal tensors",
-                hint: "move the tensor to the CPU with to_device(&Device::Cpu) first",
-            });
-        }
-    };
-    drop(storage);
-    match policy {
-        CopyPolicy::Always => host.to_contiguous(CopyPolicy::Always),
-        _ => Ok(host),
+        Storage::Cpu(_) => cpu_view(tensor),
+        Storage::Metal(_) => Err(Error::NotCompiled {
+            capability: "reading candle Metal tensors",
+            hint: "move the tensor to the CPU with to_device(&Device::Cpu) first",
+        }),
     }
 }
 
-/// Describes a CPU storage slice as a read-only host array that keeps `tensor` alive.
-fn cpu_view(tensor: &Tensor, cpu: &CpuStorage, layout: &candle_core::Layout) -> Result<HostArray> {
+/// The read lock a host array holds on a candle CPU storage, with the tensor that keeps the
+/// lock (and the storage) alive. candle writes a storage in place, or replaces its buffer, only
+/// under the write lock (`Var::set`, `slice_set`, `inplace_op*`, ...), so while this guard lives
+/// the bytes neither change nor move.
+struct StorageReadLock {
+    /// Dropped first (in `Drop`), while `tensor` still keeps the lock alive.
+    guard: ManuallyDrop<candle_core::StorageRef<'static>>,
+    tensor: Tensor,
+}
+
+impl StorageReadLock {
+    /// Takes a read lock on `tensor`'s storage, held until the result drops.
+    fn new(tensor: &Tensor) -> StorageReadLock {
+        let tensor = tensor.clone();
+        let (storage, _) = tensor.storage_and_layout();
+        // SAFETY: the lock lives in candle's heap `Arc<RwLock<Storage>>`, which `tensor` keeps
+        // alive and never moves (moving the `Tensor` handle moves only a pointer to it); the
+        // guard is stored beside `tensor`, and `Drop` releases it before `tensor` goes, so the
+        // extended lifetime never outlives the lock.
+        let guard: candle_core::StorageRef<'static> = unsafe { std::mem::transmute(storage) };
+        StorageReadLock {
+            guard: ManuallyDrop::new(guard),
+            tensor,
+        }
+    }
+
+    /// The locked storage.
+    fn storage(&self) -> &Storage {
+        &self.guard
+    }
+
+    /// The tensor's layout over the storage.
+    fn layout(&self) -> &candle_core::Layout {
+        self.tensor.layout()
+    }
+}
+
+impl Drop for StorageReadLock {
+    fn drop(&mut self) {
+        // SAFETY: dropped exactly once, here, before `tensor` (fields drop after this body).
+        unsafe { ManuallyDrop::drop(&mut self.guard) };
+    }
+}
+
+/// Describes a CPU tensor's storage as a read-only host array that keeps the tensor alive and
+/// its storage read-locked (see [`StorageReadLock`]).
+fn cpu_view(tensor: &Tensor) -> Result<HostArray> {
+    let lock = StorageReadLock::new(tensor);
+    let layout = lock.layout();
+    let Storage::Cpu(cpu) = lock.storage() else {
+        return Err(Error::backend_message(
+            BACKEND,
+            "the tensor moved off the CPU while it was being read",
+        ));
+    };
     let (base, len_bytes): (*const u8, usize) = match cpu {
         CpuStorage::U8(v) => bytes(v),
         CpuStorage::U32(v) => bytes(v),
@@ -146,9 +206,10 @@ fn cpu_view(tensor: &Tensor, cpu: &CpuStorage, layout: &candle_core::Layout) -> 
     let dtype = ferry_dtype(tensor.dtype());
     let shape = layout.dims().to_vec();
     let strides: Vec<isize> = layout.stride().iter().map(|&s| s as isize).collect();
+    let start = layout.start_offset();
     let bits = dtype.desc().total_bits() as usize;
-    let start_bits = layout.start_offset() * bits;
-    if !start_bits.is_multiple_of(8) {
+    let start_bits = start.checked_mul(bits);
+    if !start_bits.is_some_and(|b| b.is_multiple_of(8)) {
         return Err(Error::UnsupportedLayout {
             shape,
             strides,
@@ -156,40 +217,28 @@ fn cpu_view(tensor: &Tensor, cpu: &CpuStorage, layout: &candle_core::Layout) -> 
             reason: "a view of packed sub-byte elements must start on a byte boundary",
         });
     }
-    // Bounds: candle guarantees the layout lies inside the storage; check it anyway, since the
-    // storage is a plain Vec we can measure.
-    if let Some(size) = dtype.size_in_bytes()
-        && !shape.contains(&0)
-    {
-        let last = layout.start_offset()
-            + shape
-                .iter()
-                .zip(layout.stride())
-                .map(|(&d, &s)| (d - 1) * s)
-                .sum::<usize>();
-        if (last + 1) * size > len_bytes {
-            return Err(Error::UnsupportedLayout {
-                shape,
-                strides,
-                dtype,
-                reason: "the candle layout reaches past its storage",
-            });
-        }
-    }
-    let data = base.wrapping_add(start_bits / 8);
+    // candle does not check that a layout fits its storage (`from_raw_buffer` takes any byte
+    // count for fp4/fp6), so ferry does, in bits.
+    ferry_core::layout::check_in_storage(dtype, &shape, &strides, start, len_bytes)?;
+    let data = if shape.contains(&0) {
+        std::ptr::null()
+    } else {
+        // In bounds: check_in_storage put element [0, .., 0] inside the storage.
+        base.wrapping_add(start_bits.unwrap_or(0) / 8)
+    };
     let parts = RawParts {
         data,
         dtype,
         shape,
         strides,
         memory: MemoryKind::Cpu,
-        read_only: true,
+        access: Access::ReadOnly,
     };
-    let owner = ferry_core::dlpack::owner(tensor.clone());
-    // SAFETY: `data` points into the Vec of the tensor's CPU storage, which lives as long as the
-    // cloned tensor kept in `owner` (candle never reallocates a storage in place); the layout
-    // was checked to stay inside that Vec; the array is read-only because candle may share the
-    // storage with other tensors.
+    let owner = ferry_core::dlpack::owner(lock);
+    // SAFETY: `data` points into the Vec of the tensor's CPU storage and the layout was checked
+    // to stay inside it. `owner` holds the tensor and a read lock on that storage: candle only
+    // writes or replaces a storage's buffer under its write lock, so the bytes stay where they
+    // are, unchanged, until the last clone of the array drops. Read-only: candle shares storage.
     unsafe { HostArray::from_raw_parts(parts, owner) }
 }
 
@@ -264,13 +313,13 @@ fn typed_into_tensor<T: ferry_core::Element + candle_core::WithDType>(
 /// Exports a candle tensor over DLPack: CPU tensors share candle's storage (read-only), CUDA
 /// tensors (feature `cuda`) share the device buffer.
 pub fn to_dlpack(tensor: &Tensor) -> Result<DlpackTensor> {
-    let (storage, layout) = tensor.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(_) => {
-            drop(storage);
-            Ok(to_host(tensor)?.into_dlpack())
-        }
-        Storage::Cuda(cuda) => cuda::to_dlpack(tensor, cuda, layout, ferry_dtype(tensor.dtype())),
+    if tensor.device().is_cpu() {
+        return Ok(to_host(tensor)?.into_dlpack());
+    }
+    let lock = StorageReadLock::new(tensor);
+    match lock.storage() {
+        Storage::Cpu(_) => Ok(to_host(tensor)?.into_dlpack()),
+        Storage::Cuda(_) => cuda::to_dlpack(lock, ferry_dtype(tensor.dtype())),
         Storage::Metal(_) => Err(Error::NotCompiled {
             capability: "exporting candle Metal tensors",
             hint: "move the tensor to the CPU with to_device(&Device::Cpu) first",

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use ndarray::{ArcArray, ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn, ShapeBuilder};
 
-use crate::copy::{CopyPolicy, CopyReason, CopyRecord, alloc_uninit, gather, record_copy};
-use crate::layout::{self, MAX_NDIM, element_count, is_row_major, may_overlap, offset_range};
+use crate::copy::{CopyPolicy, CopyReason, CopyRecord, gather, record_copy, try_alloc_uninit};
+use crate::layout::{self, element_count, is_row_major, may_overlap, offset_range};
 use crate::{DType, Device, Element, Error, MemoryKind, Result, dispatch_dtype};
 
 /// Anything that keeps an array's memory alive. Dropped when the last [`HostArray`] sharing it
@@ -30,8 +30,9 @@ pub type Owner = Arc<dyn Any + Send + Sync>;
 /// # Aliasing
 ///
 /// Like `tensor.numpy()` in PyTorch, an array made from a framework tensor shares that tensor's
-/// memory: in-place writes the framework makes are visible through the array. Such arrays are
-/// marked read-only, so ferry itself never writes into memory it does not own alone.
+/// memory. Such arrays are [`Access::ReadOnly`], so ferry never writes into memory it does not
+/// own alone; ARCHITECTURE.md's safety model says which framework operations may run on the
+/// source tensor while the array lives.
 #[derive(Clone)]
 pub struct HostArray {
     data: NonNull<u8>,
@@ -39,13 +40,14 @@ pub struct HostArray {
     shape: Vec<usize>,
     strides: Vec<isize>,
     memory: MemoryKind,
-    read_only: bool,
+    access: Access,
     owner: Owner,
     copies: Vec<CopyRecord>,
 }
 
 // SAFETY: the pointed-to memory is kept alive by `owner`, which is `Send + Sync`; ferry only
-// writes through it from `view_mut`, which needs `&mut self` and a uniquely held owner.
+// writes through it from `view_mut`, which needs `&mut self`, `Access::Exclusive` and a uniquely
+// held owner, so no other thread can reach the memory during the write.
 unsafe impl Send for HostArray {}
 // SAFETY: as above; shared access only reads.
 unsafe impl Sync for HostArray {}
@@ -57,9 +59,41 @@ impl fmt::Debug for HostArray {
             .field("shape", &self.shape)
             .field("strides", &self.strides)
             .field("memory", &self.memory)
-            .field("read_only", &self.read_only)
+            .field("access", &self.access)
             .field("copies", &self.copies)
             .finish_non_exhaustive()
+    }
+}
+
+/// Who may write the memory of a [`HostArray`], and so whether ferry hands out mutable views.
+///
+/// ferry writes only through [`HostArray::view_mut`], and only into [`Access::Exclusive`]
+/// memory whose [`Owner`] no other clone holds. Memory ferry did not allocate (framework
+/// storage, a DLPack producer's buffer, a file map) is never `Exclusive` unless its producer
+/// handed it over (DLPack's IS_COPIED) or the caller promised it with the `unsafe`
+/// [`HostArray::assume_exclusive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Only this array's owner reaches the memory (a buffer ferry allocated, or one a producer
+    /// handed over): writable through `view_mut` while no other clone holds the owner.
+    Exclusive,
+    /// Someone else may read or write the memory too (a DLPack producer that did not forbid
+    /// writes, a framework tensor made from this array): exported without DLPack's READ_ONLY
+    /// flag, but ferry hands out no mutable view.
+    Shared,
+    /// Nobody may write the memory (framework storage, read-only producers, file maps):
+    /// exported with READ_ONLY.
+    ReadOnly,
+}
+
+impl Access {
+    /// The access two parties have when one of them hands this memory to the other without
+    /// giving up its own handle: `Exclusive` becomes `Shared`, the rest stay.
+    pub fn shared(self) -> Access {
+        match self {
+            Access::Exclusive => Access::Shared,
+            other => other,
+        }
     }
 }
 
@@ -67,6 +101,8 @@ impl fmt::Debug for HostArray {
 #[derive(Debug, Clone)]
 pub struct RawParts {
     /// Address of the element at index `[0, .., 0]`; may be null or dangling for empty arrays.
+    /// For [`Access::Exclusive`] it must carry write permission (come from `as_mut_ptr`, not
+    /// from a shared reference).
     pub data: *const u8,
     /// Element type.
     pub dtype: DType,
@@ -76,23 +112,28 @@ pub struct RawParts {
     pub strides: Vec<isize>,
     /// What kind of host memory `data` is in.
     pub memory: MemoryKind,
-    /// Whether ferry must never hand out a mutable view.
-    pub read_only: bool,
+    /// Who may write the memory.
+    pub access: Access,
 }
 
 impl HostArray {
     /// Describes foreign memory as a `HostArray` without copying.
     ///
-    /// Checks that the layout's extent fits the address space and that sub-byte dtypes are
-    /// compact; returns a typed error otherwise.
+    /// Checks the layout (see [`layout::check_layout`]: element count, byte size and extent fit
+    /// `isize`, the extent does not wrap the address space, packed sub-byte dtypes are
+    /// row-major) and returns a typed error otherwise.
     ///
     /// # Safety
     ///
     /// - Every element reachable from `parts.data` through `shape` and `strides` lies in one
     ///   allocation that stays valid and readable while `owner` (or any clone of it) is alive.
-    /// - Unless `parts.read_only`, nobody else writes to that memory while a view of the array is
-    ///   alive, and ferry may write through it while it holds the only reference to `owner`.
-    /// - For `DType::Raw` dtypes of fewer than 8 bits, the data is packed row-major.
+    /// - `parts.access` is [`Access::ReadOnly`] unless the memory may be written;
+    ///   [`Access::Shared`] unless nobody but `owner` reaches the memory, in which case
+    ///   `parts.data` carries write permission (derived from a `*mut`/`as_mut_ptr`) and ferry
+    ///   writes through it while it holds the only reference to `owner`.
+    /// - While the array or a view of it is alive, nobody writes to the memory unless
+    ///   `parts.access` is `Shared` and the writer is a party the caller documented (a framework
+    ///   tensor made from this memory, the DLPack producer).
     pub unsafe fn from_raw_parts(parts: RawParts, owner: Owner) -> Result<HostArray> {
         let RawParts {
             data,
@@ -100,7 +141,7 @@ impl HostArray {
             shape,
             strides,
             memory,
-            read_only,
+            access,
         } = parts;
         check_layout(dtype, &shape, &strides)?;
         let empty = shape.contains(&0);
@@ -137,20 +178,21 @@ impl HostArray {
             shape,
             strides,
             memory,
-            read_only,
+            access,
             owner,
             copies: Vec::new(),
         })
     }
 
     /// Wraps an owned ndarray without copying; the array becomes the owner.
-    pub fn from_array<T: Element>(array: ArrayD<T>) -> HostArray {
+    pub fn from_array<T: Element>(mut array: ArrayD<T>) -> HostArray {
         let shape = array.shape().to_vec();
         let strides = array.strides().to_vec();
-        let data = array.as_ptr().cast::<u8>();
+        let data = array.as_mut_ptr().cast::<u8>().cast_const();
         let owner: Owner = Arc::new(array);
-        // SAFETY: the elements live in `array`, now inside `owner`, which nobody else can reach;
-        // ndarray layouts always fit the address space.
+        // SAFETY: the elements live in `array`'s heap buffer (moving the array into `owner` does
+        // not move it), which nobody else can reach; `data` comes from `as_mut_ptr`; ndarray
+        // layouts always fit the address space.
         unsafe {
             Self::from_raw_parts(
                 RawParts {
@@ -159,7 +201,7 @@ impl HostArray {
                     shape,
                     strides,
                     memory: MemoryKind::Cpu,
-                    read_only: false,
+                    access: Access::Exclusive,
                 },
                 owner,
             )
@@ -167,16 +209,22 @@ impl HostArray {
         .expect("an ndarray layout is always valid")
     }
 
-    /// Wraps a shared ndarray without copying. The result is read-only unless the `ArcArray`
-    /// was the only handle to its data.
+    /// Wraps a shared ndarray without copying. When the `ArcArray` is the only handle to its
+    /// data, the buffer becomes this array's own (writable, like [`from_array`](Self::from_array));
+    /// otherwise the result is [`Access::ReadOnly`] (the other handles copy on write, so the
+    /// memory never changes under it).
     pub fn from_arc_array<T: Element>(array: ArcArray<T, IxDyn>) -> HostArray {
-        let read_only = !array.is_unique();
+        if array.is_unique() {
+            // No copy: a unique ArcArray hands its buffer over.
+            return Self::from_array(array.into_owned());
+        }
         let shape = array.shape().to_vec();
         let strides = array.strides().to_vec();
         let data = array.as_ptr().cast::<u8>();
         let owner: Owner = Arc::new(array);
-        // SAFETY: the elements live in the shared buffer kept alive by `owner`; when other
-        // handles exist the array is read-only, so ferry never writes into shared memory.
+        // SAFETY: the elements live in the shared buffer kept alive by `owner`; other handles
+        // exist, and ArcArray copies before it writes into a shared buffer, so nobody writes this
+        // memory while the array lives; the array is read-only.
         unsafe {
             Self::from_raw_parts(
                 RawParts {
@@ -185,7 +233,7 @@ impl HostArray {
                     shape,
                     strides,
                     memory: MemoryKind::Cpu,
-                    read_only,
+                    access: Access::ReadOnly,
                 },
                 owner,
             )
@@ -213,7 +261,8 @@ impl HostArray {
     pub fn from_bytes(shape: Vec<usize>, dtype: DType, bytes: &[u8]) -> Result<HostArray> {
         let n = element_count(&shape)
             .ok_or_else(|| layout::overflow(&shape, &[], dtype.desc().total_bits()))?;
-        let expected = (n as u128 * u128::from(dtype.desc().total_bits())).div_ceil(8) as usize;
+        let expected = layout::packed_bytes(n, dtype)
+            .ok_or_else(|| layout::overflow(&shape, &[], dtype.desc().total_bits()))?;
         if bytes.len() != expected {
             return Err(Error::ShapeMismatch {
                 shape,
@@ -221,33 +270,38 @@ impl HostArray {
                 found: bytes.len(),
             });
         }
-        let record = record_copy(bytes.len() as u64, CopyReason::Forced);
         let strides = layout::row_major_strides(&shape).expect("element count checked");
         let (data, owner): (*const u8, Owner) = match dtype {
             DType::Bool | DType::Raw(_) => {
-                let v = bytes.to_vec();
-                (v.as_ptr(), Arc::new(v))
+                let mut v = try_alloc_uninit::<u8>(bytes.len())
+                    .map_err(|_| out_of_memory(bytes.len(), &shape, dtype))?;
+                v.extend_from_slice(bytes);
+                (v.as_mut_ptr().cast_const(), Arc::new(v))
             }
             typed => dispatch_dtype!(typed, T => {
-                let mut v = alloc_uninit::<T>(n);
+                let mut v = try_alloc_uninit::<T>(n)
+                    .map_err(|_| out_of_memory(bytes.len(), &shape, dtype))?;
                 // SAFETY: `v` has room for n elements of T, which is `bytes.len()` bytes; every
                 // bit pattern is a valid T for these non-bool dtypes.
                 unsafe {
                     std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr().cast::<u8>(), bytes.len());
                     v.set_len(n);
                 }
-                (v.as_ptr().cast::<u8>(), Arc::new(v) as Owner)
+                (v.as_mut_ptr().cast::<u8>().cast_const(), Arc::new(v) as Owner)
             }, raw => unreachable!("raw dtypes handled above")),
         };
+        let record = record_copy(bytes.len() as u64, CopyReason::Forced);
         let parts = RawParts {
             data,
             dtype,
             shape,
             strides,
             memory: MemoryKind::Cpu,
-            read_only: false,
+            access: Access::Exclusive,
         };
-        // SAFETY: `owner` holds exactly the row-major elements of `shape`, owned by nobody else.
+        // SAFETY: `owner` holds exactly the row-major elements of `shape`, owned by nobody else,
+        // and `data` comes from `as_mut_ptr` on that buffer (moving the Vec into the Arc does not
+        // move its heap buffer).
         Ok(unsafe { Self::from_raw_parts(parts, owner) }?.with_copy(record))
     }
 
@@ -296,24 +350,75 @@ impl HostArray {
         self.data.as_ptr()
     }
 
-    /// Whether ferry refuses mutable views of this array's memory.
+    /// Whether nobody may write this array's memory ([`Access::ReadOnly`]; exported with
+    /// DLPack's READ_ONLY flag).
     pub fn is_read_only(&self) -> bool {
-        self.read_only
+        self.access == Access::ReadOnly
+    }
+
+    /// Who may write this array's memory.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// Whether [`view_mut`](Self::view_mut) would hand out a mutable view now (the memory is
+    /// [`Access::Exclusive`], no other clone holds it, and no two indices reach one element).
+    pub fn is_writable(&self) -> bool {
+        self.access == Access::Exclusive
+            && Arc::strong_count(&self.owner) == 1
+            && Arc::weak_count(&self.owner) == 0
+            && !may_overlap(&self.shape, &self.strides)
     }
 
     /// Marks the array read-only (never the reverse: that would be unsound for shared memory).
     pub fn into_read_only(mut self) -> HostArray {
-        self.read_only = true;
+        self.access = Access::ReadOnly;
         self
+    }
+
+    /// Marks [`Access::Shared`] memory as this array's alone, so that
+    /// [`view_mut`](Self::view_mut) may write it (for example a NumPy array or a foreign DLPack
+    /// tensor the caller knows nobody else uses). Exclusive arrays are returned unchanged.
+    ///
+    /// Errors with [`Error::NotWritable`] for [`Access::ReadOnly`] memory: its producer forbade
+    /// writes.
+    ///
+    /// # Safety
+    ///
+    /// - While this array, a clone of it or a view from it is alive, nobody else (the DLPack
+    ///   producer, the framework tensor the memory came from or went to, another thread holding
+    ///   the foreign object) reads or writes the memory.
+    /// - The memory is writable (not a read-only mapping or constant data).
+    pub unsafe fn assume_exclusive(mut self) -> Result<HostArray> {
+        match self.access {
+            Access::ReadOnly => Err(Error::NotWritable {
+                reason: "its producer marked it read-only",
+                shape: self.shape.clone(),
+                device: self.device(),
+            }),
+            Access::Shared | Access::Exclusive => {
+                self.access = Access::Exclusive;
+                Ok(self)
+            }
+        }
     }
 
     /// The same memory with the axes in reverse order (NumPy's `.T`, ndarray's
     /// `reversed_axes`): a column-major array becomes row-major. No copy.
-    pub fn reversed_axes(&self) -> HostArray {
-        let mut out = self.clone();
-        out.shape.reverse();
-        out.strides.reverse();
-        out
+    ///
+    /// Errors with [`Error::UnsupportedLayout`] for packed sub-byte dtypes (fp4, fp6), whose
+    /// elements have no address of their own and must stay row-major.
+    pub fn reversed_axes(&self) -> Result<HostArray> {
+        let mut shape = self.shape.clone();
+        let mut strides = self.strides.clone();
+        shape.reverse();
+        strides.reverse();
+        check_layout(self.dtype, &shape, &strides)?;
+        Ok(HostArray {
+            shape,
+            strides,
+            ..self.clone()
+        })
     }
 
     /// Whether the strides are row-major (C order) for the shape.
@@ -342,9 +447,18 @@ impl HostArray {
         self
     }
 
-    /// The keep-alive owner (for adapters that hand the memory on, e.g. over DLPack).
-    pub fn owner(&self) -> &Owner {
-        &self.owner
+    /// A handle that keeps this array's memory alive, for adapters that describe the same
+    /// memory again (an [`Owner`] for [`from_raw_parts`](Self::from_raw_parts)). It is opaque:
+    /// the value inside (a framework tensor, a buffer) is not handed out, so it grants no
+    /// access to the memory; holding it makes [`view_mut`](Self::view_mut) refuse, as a clone
+    /// does.
+    pub fn keep_alive(&self) -> Owner {
+        Arc::new(KeepAlive(self.owner.clone()))
+    }
+
+    /// Whether this array's owner is held by nothing else (no clone, export or keep-alive).
+    pub(crate) fn owner_is_unique(&self) -> bool {
+        Arc::strong_count(&self.owner) == 1 && Arc::weak_count(&self.owner) == 0
     }
 
     /// Bytes one element takes (`None` for packed sub-byte dtypes).
@@ -354,8 +468,8 @@ impl HostArray {
 
     /// Bytes the elements take when packed row-major.
     pub fn nbytes(&self) -> usize {
-        let bits = self.len() as u128 * u128::from(self.dtype.desc().total_bits());
-        bits.div_ceil(8) as usize
+        layout::packed_bytes(self.len(), self.dtype)
+            .expect("checked at construction: the packed size fits isize")
     }
 
     /// The data as bytes, when the array is row-major (and not empty).
@@ -473,8 +587,9 @@ impl HostArray {
         Ok(unsafe { self.raw_view::<T>() })
     }
 
-    /// A mutable typed view. Only for arrays ferry may write: not read-only, not sharing memory
-    /// with another `HostArray` clone, and with no two indices reaching the same element.
+    /// A mutable typed view. Only for memory ferry may write ([`Access::Exclusive`]: its own
+    /// buffers, or foreign memory handed over), not held by another `HostArray` clone, export
+    /// or keep-alive, and with no two indices reaching the same element.
     pub fn view_mut<T: Element>(&mut self) -> Result<ArrayViewMutD<'_, T>> {
         self.check_typed::<T>()?;
         self.check_aligned::<T>()?;
@@ -484,10 +599,18 @@ impl HostArray {
             shape: self.shape.clone(),
             device: self.device(),
         };
-        if self.read_only {
-            return Err(not_writable(
-                "the memory is read-only (shared with a framework or flagged read-only by its producer)",
-            ));
+        match self.access {
+            Access::Exclusive => {}
+            Access::ReadOnly => {
+                return Err(not_writable(
+                    "the memory is read-only (a framework's storage, a file map, or flagged read-only by its producer)",
+                ));
+            }
+            Access::Shared => {
+                return Err(not_writable(
+                    "the memory belongs to its producer, who may still use it (a NumPy array, a foreign DLPack tensor, memory a framework tensor shares); if nobody else uses it, opt in with unsafe assume_exclusive()",
+                ));
+            }
         }
         if !unique {
             return Err(not_writable(
@@ -501,9 +624,10 @@ impl HostArray {
         }
         self.check_values::<T>()?;
         let (ptr, strides, flipped) = self.lowest_address_layout::<T>();
-        // SAFETY: as in `raw_view`, plus: the owner is held only by `self` and not read-only, so
-        // no one else reads or writes the memory during the `&mut self` borrow, and no two
-        // indices alias (checked by may_overlap).
+        // SAFETY: as in `raw_view`, plus: the memory is Exclusive (only the owner reaches it, and
+        // `data` carries write permission: from_raw_parts contract) and the owner is held only by
+        // `self`, so no one else reads or writes it during the `&mut self` borrow; no two indices
+        // alias (checked by may_overlap).
         let mut view = unsafe {
             ArrayViewMutD::from_shape_ptr(IxDyn(&self.shape).strides(IxDyn(&strides)), ptr)
         };
@@ -517,14 +641,14 @@ impl HostArray {
     pub fn to_array<T: Element>(&self) -> Result<ArrayD<T>> {
         self.check_typed::<T>()?;
         self.check_values::<T>()?;
-        Ok(self.gather_into_array::<T>(CopyReason::Forced).0)
+        Ok(self.gather_into_array::<T>(CopyReason::Forced)?.0)
     }
 
     /// The data as an owned row-major ndarray, without copying when this array is the only
     /// handle to an owned buffer that is exactly its memory in standard layout.
     pub fn into_array<T: Element>(self) -> Result<ArrayD<T>> {
         self.check_typed::<T>()?;
-        if !T::NEEDS_VALIDATION && self.is_standard_layout() && !self.read_only {
+        if !T::NEEDS_VALIDATION && self.is_standard_layout() && self.access == Access::Exclusive {
             let (data, shape) = (self.data.as_ptr(), self.shape.clone());
             match Arc::downcast::<ArrayD<T>>(self.owner.clone()) {
                 Ok(owned) => {
@@ -563,7 +687,7 @@ impl HostArray {
                     shape,
                     strides,
                     memory: MemoryKind::Cpu,
-                    read_only: true,
+                    access: Access::ReadOnly,
                 },
                 owner,
             )
@@ -578,13 +702,25 @@ impl HostArray {
             CopyReason::NonContiguous
         };
         self.check_values::<T>()?;
-        Ok(self.gather_into_array::<T>(reason).0)
+        Ok(self.gather_into_array::<T>(reason)?.0)
+    }
+
+    /// A fresh buffer with room for this array's `n` elements of `size` bytes, or
+    /// [`Error::LayoutOverflow`] / [`Error::OutOfMemory`] when that many bytes cannot exist.
+    fn copy_buffer<T>(&self, n: usize) -> Result<Vec<T>> {
+        let bytes = n
+            .checked_mul(size_of::<T>().max(1))
+            .filter(|&b| b <= isize::MAX as usize)
+            .ok_or_else(|| {
+                layout::overflow(&self.shape, &self.strides, self.dtype.desc().total_bits())
+            })?;
+        try_alloc_uninit::<T>(n).map_err(|_| out_of_memory(bytes, &self.shape, self.dtype))
     }
 
     /// Copies into a fresh row-major `ArrayD<T>` (caller checked dtype and values).
-    fn gather_into_array<T: Element>(&self, reason: CopyReason) -> (ArrayD<T>, CopyRecord) {
+    fn gather_into_array<T: Element>(&self, reason: CopyReason) -> Result<(ArrayD<T>, CopyRecord)> {
         let n = self.len();
-        let mut buf = alloc_uninit::<T>(n);
+        let mut buf = self.copy_buffer::<T>(n)?;
         // SAFETY: the source layout is readable (from_raw_parts contract); `buf` has room for n
         // elements of T and is a fresh allocation.
         unsafe {
@@ -597,11 +733,12 @@ impl HostArray {
             );
             buf.set_len(n);
         }
+        // n * size_of::<T>() was checked by copy_buffer.
         let record = record_copy((n * size_of::<T>()) as u64, reason);
-        (
+        Ok((
             ArrayD::from_shape_vec(IxDyn(&self.shape), buf).expect("n elements for this shape"),
             record,
-        )
+        ))
     }
 
     /// A row-major array with the same values: this array itself when it already is row-major
@@ -617,10 +754,10 @@ impl HostArray {
         self.copy_contiguous(reason)
     }
 
-    /// [`to_contiguous`](Self::to_contiguous) with [`CopyPolicy::IfNeeded`].
-    pub fn as_standard_layout(&self) -> HostArray {
+    /// [`to_contiguous`](Self::to_contiguous) with [`CopyPolicy::IfNeeded`] (errors only when
+    /// the copy cannot be allocated).
+    pub fn as_standard_layout(&self) -> Result<HostArray> {
         self.to_contiguous(CopyPolicy::IfNeeded)
-            .expect("IfNeeded never refuses a host copy")
     }
 
     /// The [`Error::NeedsCopy`] this array would raise for `reason`.
@@ -636,14 +773,18 @@ impl HostArray {
     fn copy_contiguous(&self, reason: CopyReason) -> Result<HostArray> {
         let mut out = match (self.dtype, self.dtype.size_in_bytes()) {
             // bool is copied as bytes: validity is checked on typed access, not on copy.
-            (DType::Bool, _) | (DType::Raw(_), Some(1)) => self.bytes_as::<u8>(reason),
-            (DType::Raw(_), Some(size)) => self.raw_copy(size, reason),
+            (DType::Bool, _) | (DType::Raw(_), Some(1)) => self.bytes_as::<u8>(reason)?,
+            (DType::Raw(_), Some(size)) => self.raw_copy(size, reason)?,
             (DType::Raw(_), None) => {
-                // Packed sub-byte data is always compact (from_raw_parts contract): copy bytes.
-                let bytes = self
-                    .as_bytes()
-                    .expect("sub-byte arrays are row-major")
-                    .to_vec();
+                // Packed sub-byte data is always row-major (check_layout): copy its bytes.
+                let packed = self.as_bytes().ok_or_else(|| Error::UnsupportedLayout {
+                    shape: self.shape.clone(),
+                    strides: self.strides.clone(),
+                    dtype: self.dtype,
+                    reason: "packed sub-byte elements must be row-major",
+                })?;
+                let mut bytes = self.copy_buffer::<u8>(packed.len())?;
+                bytes.extend_from_slice(packed);
                 let record = record_copy(bytes.len() as u64, reason);
                 let mut a = HostArray::from_vec(vec![bytes.len()], bytes)?;
                 a.dtype = self.dtype;
@@ -653,7 +794,7 @@ impl HostArray {
                 a
             }
             (dtype, _) => dispatch_dtype!(dtype, T => {
-                let (array, record) = self.gather_into_array::<T>(reason);
+                let (array, record) = self.gather_into_array::<T>(reason)?;
                 HostArray::from_array(array).with_copy(record)
             }, raw => unreachable!("raw dtypes handled above")),
         };
@@ -665,17 +806,20 @@ impl HostArray {
     }
 
     /// Copies a one-byte-element array into an owned `u8` buffer and re-tags it.
-    fn bytes_as<B: Element>(&self, reason: CopyReason) -> HostArray {
-        let (array, record) = self.retagged::<B>().gather_into_array::<B>(reason);
+    fn bytes_as<B: Element>(&self, reason: CopyReason) -> Result<HostArray> {
+        let (array, record) = self.retagged::<B>().gather_into_array::<B>(reason)?;
         let mut out = HostArray::from_array(array).with_copy(record);
         out.dtype = self.dtype;
-        out
+        Ok(out)
     }
 
     /// Copies raw elements of `size` bytes through the byte kernel into a `u8` buffer.
-    fn raw_copy(&self, size: usize, reason: CopyReason) -> HostArray {
+    fn raw_copy(&self, size: usize, reason: CopyReason) -> Result<HostArray> {
         let n = self.len();
-        let mut buf = alloc_uninit::<u8>(n * size);
+        let total = n.checked_mul(size).ok_or_else(|| {
+            layout::overflow(&self.shape, &self.strides, self.dtype.desc().total_bits())
+        })?;
+        let mut buf = self.copy_buffer::<u8>(total)?;
         // SAFETY: the source layout is readable; `buf` has room for n elements of `size` bytes.
         unsafe {
             gather(
@@ -685,15 +829,15 @@ impl HostArray {
                 size,
                 buf.as_mut_ptr(),
             );
-            buf.set_len(n * size);
+            buf.set_len(total);
         }
-        let record = record_copy((n * size) as u64, reason);
-        let mut out = HostArray::from_vec(vec![n * size], buf).expect("length matches");
+        let record = record_copy(total as u64, reason);
+        let mut out = HostArray::from_vec(vec![total], buf)?;
         out.dtype = self.dtype;
         out.shape = self.shape.clone();
         out.strides = layout::row_major_strides(&self.shape).expect("shape was valid");
         out.copies.push(record);
-        out
+        Ok(out)
     }
 
     /// The same memory tagged as another dtype of the same size (internal: byte copies).
@@ -728,39 +872,16 @@ impl HostArray {
     }
 }
 
-fn check_layout(dtype: DType, shape: &[usize], strides: &[isize]) -> Result<()> {
-    let bits = dtype.desc().total_bits();
-    if shape.len() != strides.len() || shape.len() > MAX_NDIM {
-        return Err(Error::UnsupportedLayout {
-            shape: shape.to_vec(),
-            strides: strides.to_vec(),
-            dtype,
-            reason: "shape and strides must have the same length, at most 64",
-        });
+use layout::check_layout;
+
+/// Records why a copy could not be allocated.
+fn out_of_memory(bytes: usize, shape: &[usize], dtype: DType) -> Error {
+    Error::OutOfMemory {
+        bytes,
+        shape: shape.to_vec(),
+        dtype,
     }
-    if bits == 0 {
-        return Err(Error::UnsupportedLayout {
-            shape: shape.to_vec(),
-            strides: strides.to_vec(),
-            dtype,
-            reason: "elements of zero bits",
-        });
-    }
-    element_count(shape).ok_or_else(|| layout::overflow(shape, strides, bits))?;
-    offset_range(shape, strides).map_err(|_| layout::overflow(shape, strides, bits))?;
-    if dtype.size_in_bytes().is_none() && !is_row_major(shape, strides) {
-        return Err(Error::UnsupportedLayout {
-            shape: shape.to_vec(),
-            strides: strides.to_vec(),
-            dtype,
-            reason: "packed sub-byte elements must be row-major; unpack them in their framework first",
-        });
-    }
-    let size = dtype.size_in_bytes().unwrap_or(1) as i128;
-    if let Some((lo, hi)) = offset_range(shape, strides)?
-        && (hi as i128 - lo as i128 + 1) * size > isize::MAX as i128
-    {
-        return Err(layout::overflow(shape, strides, bits));
-    }
-    Ok(())
 }
+
+/// The owner behind [`HostArray::keep_alive`]: keeps the memory alive, hands nothing out.
+struct KeepAlive(#[expect(dead_code, reason = "held only to keep the memory alive")] Owner);

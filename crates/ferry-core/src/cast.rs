@@ -5,7 +5,7 @@ use half::{bf16, f16};
 use ndarray::ArrayD;
 use num_complex::{Complex32, Complex64};
 
-use crate::copy::{CopyPolicy, CopyReason, record_copy};
+use crate::copy::{CopyPolicy, CopyReason, record_copy, try_alloc_uninit};
 use crate::{DType, Element, Error, HostArray, Result, dispatch_dtype};
 
 /// A value wide enough to carry any typed element exactly (integers) or as `f64` (floats).
@@ -104,7 +104,19 @@ fn convert<S: Castable, D: Castable>(src: &HostArray) -> Result<HostArray> {
         src
     };
     let view = src.view::<S>()?;
-    let values: Vec<D> = view.iter().map(|&v| D::from_wide(v.to_wide())).collect();
+    let n = view.len();
+    let too_big = || Error::OutOfMemory {
+        bytes: n.saturating_mul(size_of::<D>()),
+        shape: src.shape().to_vec(),
+        dtype: D::DTYPE,
+    };
+    if n.checked_mul(size_of::<D>())
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
+        return Err(too_big());
+    }
+    let mut values: Vec<D> = try_alloc_uninit(n).map_err(|_| too_big())?;
+    values.extend(view.iter().map(|&v| D::from_wide(v.to_wide())));
     let out = ArrayD::from_shape_vec(view.raw_dim(), values).expect("one value per element");
     let record = record_copy((out.len() * size_of::<D>()) as u64, CopyReason::Cast);
     Ok(HostArray::from_array(out).with_copy(record))

@@ -133,9 +133,11 @@ fn worker_threads() -> usize {
 }
 
 /// A `Vec<T>` with room for `n` elements and length 0, whose pages the kernel is asked to back
-/// with transparent huge pages when large (a fresh buffer is otherwise page-fault bound).
-pub(crate) fn alloc_uninit<T>(n: usize) -> Vec<T> {
-    let v: Vec<T> = Vec::with_capacity(n);
+/// with transparent huge pages when large (a fresh buffer is otherwise page-fault bound). An
+/// allocation that fails is an error, not an abort.
+pub(crate) fn try_alloc_uninit<T>(n: usize) -> Result<Vec<T>, std::collections::TryReserveError> {
+    let mut v: Vec<T> = Vec::new();
+    v.try_reserve_exact(n)?;
     let bytes = n.saturating_mul(size_of::<T>());
     if cfg!(target_os = "linux") && bytes >= HUGE_PAGE_MIN_BYTES {
         let start = v.as_ptr() as usize;
@@ -149,7 +151,7 @@ pub(crate) fn alloc_uninit<T>(n: usize) -> Vec<T> {
             }
         }
     }
-    v
+    Ok(v)
 }
 
 /// A raw address that may cross into a scoped worker thread.

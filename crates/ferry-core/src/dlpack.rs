@@ -16,7 +16,7 @@ use dlpack_rs::ffi::{
     DLDataType, DLDevice, DLManagedTensor, DLManagedTensorVersioned, DLPackVersion, DLTensor,
 };
 
-use crate::array::RawParts;
+use crate::array::{Access, RawParts};
 use crate::layout::{MAX_NDIM, element_count, offset_range, row_major_strides};
 use crate::{DType, DTypeDesc, Device, Error, HostArray, Owner, Result};
 
@@ -363,18 +363,28 @@ impl DlpackTensor {
         if let Some(own) = self.take_own_export() {
             return Ok(own);
         }
+        // The producer keeps its own handle on the memory unless it copied it for this exchange
+        // (IS_COPIED): only then may ferry write without the caller's `unsafe` opt-in.
+        let access = if self.is_read_only() {
+            Access::ReadOnly
+        } else if self.is_copied() {
+            Access::Exclusive
+        } else {
+            Access::Shared
+        };
         let parts = RawParts {
             data: self.data,
             dtype: self.dtype,
             shape: self.shape().to_vec(),
             strides: self.strides().to_vec(),
             memory,
-            read_only: self.is_read_only(),
+            access,
         };
         let owner: Owner = Arc::new(self);
         // SAFETY: the layout was validated at import; the producer promised (from_versioned
         // contract) that the memory lives until its deleter runs, which `owner` delays until the
-        // last clone of the array drops; READ_ONLY is carried over.
+        // last clone of the array drops; READ_ONLY is carried over, and the memory is Exclusive
+        // only when the producer handed it over (IS_COPIED), else Shared.
         unsafe { HostArray::from_raw_parts(parts, owner) }
     }
 
@@ -450,10 +460,11 @@ impl HostArray {
     }
 
     /// Like [`to_dlpack`](Self::to_dlpack), handing this array over: IS_COPIED is set when ferry
-    /// copied the data to produce it and nothing else holds that memory, so the consumer owns
-    /// it exclusively (DLPack's meaning of the flag).
+    /// copied the data to produce it, the memory is ferry's own ([`Access::Exclusive`]) and
+    /// nothing else holds it, so the consumer owns it exclusively (DLPack's meaning of the flag).
     pub fn into_dlpack(self) -> DlpackTensor {
-        let exclusive = self.copies() > 0 && Arc::strong_count(self.owner()) == 1;
+        let exclusive =
+            self.copies() > 0 && self.access() == Access::Exclusive && self.owner_is_unique();
         let meta = self.export_meta(exclusive);
         export::<DLManagedTensorVersioned>(Keep::Host(self), meta)
     }

@@ -103,6 +103,34 @@ pub enum Error {
         /// Bits per element.
         itemsize_bits: u32,
     },
+    /// A framework's layout that reaches outside the storage it describes.
+    #[error(
+        "shape {shape:?} with strides {strides:?} from element {offset} of a {storage_bytes}-byte storage (dtype {dtype}) reaches outside that storage; the tensor's layout is corrupt, copy it in its framework first"
+    )]
+    OutsideStorage {
+        /// The shape.
+        shape: Vec<usize>,
+        /// The strides, in elements.
+        strides: Vec<isize>,
+        /// Element offset of `[0, .., 0]` in the storage.
+        offset: usize,
+        /// The dtype.
+        dtype: DType,
+        /// Bytes in the storage.
+        storage_bytes: usize,
+    },
+    /// A copy whose buffer could not be allocated.
+    #[error(
+        "cannot allocate {bytes} bytes to copy an array of shape {shape:?}, dtype {dtype}; copy a smaller slice of it"
+    )]
+    OutOfMemory {
+        /// Bytes asked for.
+        bytes: usize,
+        /// Shape of the array being copied.
+        shape: Vec<usize>,
+        /// Its dtype.
+        dtype: DType,
+    },
     /// A shape that does not match the number of elements given.
     #[error("shape {shape:?} holds {expected} elements but {found} were given")]
     ShapeMismatch {

@@ -1,7 +1,7 @@
 //! Layout arithmetic on shapes and element strides: extents with overflow checks, contiguity,
 //! and the axis simplification the copy kernels run on.
 
-use crate::{Error, Result};
+use crate::{DType, Error, Result};
 
 /// Most dimensions ferry accepts (NumPy's limit).
 pub const MAX_NDIM: usize = 64;
@@ -51,7 +51,7 @@ pub fn is_row_major(shape: &[usize], strides: &[isize]) -> bool {
 /// array. Both are in elements and relative to index `[0, 0, ...]`.
 ///
 /// Errors when the extent overflows `isize`.
-pub(crate) fn offset_range(shape: &[usize], strides: &[isize]) -> Result<Option<(isize, isize)>> {
+pub fn offset_range(shape: &[usize], strides: &[isize]) -> Result<Option<(isize, isize)>> {
     if shape.contains(&0) {
         return Ok(None);
     }
@@ -80,6 +80,83 @@ pub(crate) fn overflow(shape: &[usize], strides: &[isize], itemsize_bits: u32) -
         strides: strides.iter().map(|&s| s as i64).collect(),
         itemsize_bits,
     }
+}
+
+/// Bytes `n` elements of `dtype` take when packed (sub-byte dtypes share bytes), or `None` when
+/// that does not fit `isize`.
+pub fn packed_bytes(n: usize, dtype: DType) -> Option<usize> {
+    let bits = (n as u128).checked_mul(u128::from(dtype.desc().total_bits()))?;
+    let bytes = bits.div_ceil(8);
+    (bytes <= isize::MAX as u128).then_some(bytes as usize)
+}
+
+/// Checks that a layout can describe a [`HostArray`](crate::HostArray) of `dtype`: shape and
+/// strides of one length (at most [`MAX_NDIM`]), elements of at least one bit, an element
+/// count and packed byte size that fit `isize` (NumPy's rule, so every size ferry derives from
+/// a shape fits), an extent (lowest to highest reachable byte) that fits `isize`, and packed
+/// sub-byte dtypes in row-major order.
+pub fn check_layout(dtype: DType, shape: &[usize], strides: &[isize]) -> Result<()> {
+    let bits = dtype.desc().total_bits();
+    let unsupported = |reason| Error::UnsupportedLayout {
+        shape: shape.to_vec(),
+        strides: strides.to_vec(),
+        dtype,
+        reason,
+    };
+    if shape.len() != strides.len() || shape.len() > MAX_NDIM {
+        return Err(unsupported(
+            "shape and strides must have the same length, at most 64",
+        ));
+    }
+    if bits == 0 {
+        return Err(unsupported("elements of zero bits"));
+    }
+    let n = element_count(shape).ok_or_else(|| overflow(shape, strides, bits))?;
+    packed_bytes(n, dtype).ok_or_else(|| overflow(shape, strides, bits))?;
+    let range = offset_range(shape, strides).map_err(|_| overflow(shape, strides, bits))?;
+    if dtype.size_in_bytes().is_none() && !is_row_major(shape, strides) {
+        return Err(unsupported(
+            "packed sub-byte elements must be row-major; unpack them in their framework first",
+        ));
+    }
+    let size = dtype.size_in_bytes().unwrap_or(1) as i128;
+    if let Some((lo, hi)) = range
+        && (hi as i128 - lo as i128 + 1) * size > isize::MAX as i128
+    {
+        return Err(overflow(shape, strides, bits));
+    }
+    Ok(())
+}
+
+/// Checks that a layout whose element `[0, .., 0]` is element `offset` of a storage of
+/// `storage_bytes` bytes reaches only that storage (for packed sub-byte dtypes: only its bits),
+/// besides everything [`check_layout`] checks. Adapters call this before describing a
+/// framework's storage, so a layout the framework got wrong is an error, not a stray read.
+pub fn check_in_storage(
+    dtype: DType,
+    shape: &[usize],
+    strides: &[isize],
+    offset: usize,
+    storage_bytes: usize,
+) -> Result<()> {
+    check_layout(dtype, shape, strides)?;
+    let Some((lo, hi)) = offset_range(shape, strides)? else {
+        return Ok(());
+    };
+    let bits = i128::from(dtype.desc().total_bits());
+    let first = offset as i128 + lo as i128;
+    // One past the last bit reached (sub-byte layouts are row-major, so contiguous).
+    let end_bits = (offset as i128 + hi as i128 + 1) * bits;
+    if first < 0 || end_bits > storage_bytes as i128 * 8 {
+        return Err(Error::OutsideStorage {
+            shape: shape.to_vec(),
+            strides: strides.to_vec(),
+            offset,
+            dtype,
+            storage_bytes,
+        });
+    }
+    Ok(())
 }
 
 /// Whether two different indices can reach the same element (sufficient test: sorted by
@@ -162,6 +239,34 @@ mod tests {
         assert_eq!(offset_range(&[2, 3], &[-3, 1]).unwrap(), Some((-3, 2)));
         assert_eq!(offset_range(&[0, 3], &[-3, 1]).unwrap(), None);
         assert!(offset_range(&[3, 3], &[isize::MAX, isize::MAX]).is_err());
+    }
+
+    #[test]
+    fn storage_spans_are_checked_in_bits() {
+        let f4 = DType::Raw(crate::raw_dtypes::FLOAT4_E2M1FN);
+        assert!(check_in_storage(f4, &[2], &[1], 0, 1).is_ok());
+        assert!(check_in_storage(f4, &[3], &[1], 0, 1).is_err());
+        assert!(check_in_storage(f4, &[1 << 24], &[1], 0, 1).is_err());
+        assert!(check_in_storage(DType::F32, &[2, 2], &[2, 1], 0, 16).is_ok());
+        assert!(check_in_storage(DType::F32, &[2, 2], &[2, 1], 1, 16).is_err());
+        assert!(check_in_storage(DType::F32, &[2], &[-1], 0, 16).is_err());
+        assert!(check_in_storage(DType::F32, &[2], &[-1], 1, 16).is_ok());
+        assert!(check_in_storage(DType::F32, &[0], &[1], 99, 0).is_ok());
+    }
+
+    #[test]
+    fn packed_sizes_that_overflow_are_refused() {
+        let c32 = DType::Raw(crate::DTypeDesc {
+            code: crate::DTypeDesc::COMPLEX,
+            bits: 32,
+            lanes: 1,
+        });
+        assert!(check_layout(c32, &[(1 << 62) + 1], &[0]).is_err());
+        assert!(check_layout(DType::U8, &[1 << 62], &[0]).is_ok());
+        assert_eq!(
+            packed_bytes(3, DType::Raw(crate::raw_dtypes::FLOAT4_E2M1FN)),
+            Some(2)
+        );
     }
 
     #[test]

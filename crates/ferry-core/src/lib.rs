@@ -32,7 +32,7 @@ pub mod safetensors;
 #[cfg(any(feature = "npy", feature = "safetensors"))]
 mod stored;
 
-pub use array::{HostArray, Owner, RawParts};
+pub use array::{Access, HostArray, Owner, RawParts};
 pub use copy::{CopyPolicy, CopyReason, CopyRecord, CopyTotals, copy_totals, record_copy};
 pub use device::{Device, MemoryKind};
 pub use dlpack::{DlpackTensor, RawDlpack};

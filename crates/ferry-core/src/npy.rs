@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::stored::{self, Order};
-use crate::{DType, Error, HostArray, Result};
+use crate::{Access, DType, Error, HostArray, Result};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 /// Headers longer than this are refused (NumPy itself stops at 10 000 bytes by default).
@@ -266,11 +266,11 @@ fn header_bytes(dtype: DType, shape: &[usize], order: Order) -> Result<Vec<u8>> 
 pub fn write(mut writer: impl Write, array: &HostArray) -> Result<()> {
     let to_io = |e| Error::io("writing", Path::new("npy stream"), e);
     descr(array.dtype())?;
-    let reversed = array.reversed_axes();
-    let (order, stored) = if !array.is_standard_layout() && reversed.is_standard_layout() {
-        (Order::ColumnMajor, reversed)
-    } else {
-        (Order::RowMajor, array.as_standard_layout())
+    let (order, stored) = match array.reversed_axes() {
+        Ok(reversed) if !array.is_standard_layout() && reversed.is_standard_layout() => {
+            (Order::ColumnMajor, reversed)
+        }
+        _ => (Order::RowMajor, array.as_standard_layout()?),
     };
     writer
         .write_all(&header_bytes(array.dtype(), array.shape(), order)?)
@@ -326,19 +326,18 @@ fn read_bounded(mut reader: impl Read, limit: u64, source: &str) -> Result<HostA
             data.len()
         )));
     }
+    let bytes: *const [u8] = std::ptr::slice_from_raw_parts(data.as_mut_ptr(), data.len());
     let owner = Arc::new(data);
-    let bytes: &[u8] = &owner;
-    let bytes: *const [u8] = bytes;
     // SAFETY: the Vec moved into `owner` keeps its heap buffer, which nothing else can reach
-    // or change while `owner` lives.
+    // or change while `owner` lives; `bytes` comes from `as_mut_ptr`, so it may write.
     unsafe {
         stored::view_dense(
             owner,
-            &*bytes,
+            bytes,
             header.dtype,
             header.shape,
             header.order,
-            false,
+            Access::Exclusive,
         )
     }
 }
@@ -380,8 +379,18 @@ pub unsafe fn map(path: impl AsRef<Path>) -> Result<HostArray> {
             ))
         })?;
     let data: *const [u8] = data;
-    // SAFETY: `data` lies in the map, which the owner keeps alive and the caller keeps unchanged.
-    unsafe { stored::view_dense(map, &*data, header.dtype, header.shape, header.order, true) }
+    // SAFETY: `data` lies in the map, which the owner keeps alive and the caller keeps unchanged;
+    // the array is read-only.
+    unsafe {
+        stored::view_dense(
+            map,
+            data,
+            header.dtype,
+            header.shape,
+            header.order,
+            Access::ReadOnly,
+        )
+    }
 }
 
 /// Writes `array` to an `.npy` file at `path`.

@@ -22,7 +22,7 @@ use ::safetensors::tensor::{Dtype, SafeTensors, View};
 
 use crate::dtype::raw_dtypes;
 use crate::stored::{self, Order};
-use crate::{DType, Error, HostArray, Owner, Result};
+use crate::{Access, DType, Error, HostArray, Owner, Result};
 
 /// The arrays and metadata of one safetensors file.
 #[derive(Debug, Clone, Default)]
@@ -149,7 +149,7 @@ fn entries<'a>(
                 Entry {
                     dtype: format_dtype(array.dtype())?,
                     shape: array.shape().to_vec(),
-                    array: array.as_standard_layout(),
+                    array: array.as_standard_layout()?,
                 },
             ))
         })
@@ -191,23 +191,30 @@ pub fn save<'a>(
 ///
 /// # Safety
 ///
-/// As for `stored::view_dense`: `bytes` stays valid while `owner` lives and nobody else changes
-/// it; unless `read_only`, nobody else reads it either.
-unsafe fn parse(owner: Owner, bytes: &[u8], read_only: bool) -> Result<TensorFile> {
+/// As for `stored::view_dense`: `data` is readable, stays valid while `owner` lives and nobody
+/// else changes it; for [`Access::Exclusive`] nobody else reaches it and `data` may write.
+unsafe fn parse(owner: Owner, data: *const [u8], access: Access) -> Result<TensorFile> {
+    // SAFETY: readable and unchanged while `owner` lives (contract); this shared borrow is used
+    // only to parse and to locate each tensor, never to build the arrays.
+    let bytes: &[u8] = unsafe { &*data };
+    let base = data.cast::<u8>();
     let file = SafeTensors::deserialize(bytes).map_err(format_error)?;
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(format_error)?;
     let mut tensors = Vec::with_capacity(file.len());
     for (name, view) in file.iter() {
         let dtype = ferry_dtype(view.dtype())?;
-        // SAFETY: `view.data()` lies in `bytes`, whose guarantees the caller gives.
+        // The tensor's bytes, addressed from `base` so they keep its (write) permission.
+        let offset = view.data().as_ptr() as usize - bytes.as_ptr() as usize;
+        let tensor = std::ptr::slice_from_raw_parts(base.wrapping_add(offset), view.data().len());
+        // SAFETY: `tensor` lies in `data` (a sub-slice of it), whose guarantees the caller gives.
         let array = unsafe {
             stored::view_dense(
                 owner.clone(),
-                view.data(),
+                tensor,
                 dtype,
                 view.shape().to_vec(),
                 Order::RowMajor,
-                read_only,
+                access,
             )
         }
         .map_err(|e| match e {
@@ -251,11 +258,13 @@ pub fn load(path: impl AsRef<Path>) -> Result<TensorFile> {
 }
 
 fn parse_buffer(buffer: HostArray) -> Result<TensorFile> {
-    let owner = buffer.owner().clone();
-    let bytes: *const [u8] = buffer.as_bytes().expect("a fresh buffer is row-major");
-    // SAFETY: the buffer is ferry's own, kept alive by `owner` and referenced by nobody else
-    // (`buffer` itself is dropped unused); the views are disjoint slices of it.
-    unsafe { parse(owner, &*bytes, false) }
+    // `as_ptr` keeps the provenance of the buffer's `as_mut_ptr` (read_dense), so it may write.
+    let data = std::ptr::slice_from_raw_parts(buffer.as_ptr(), buffer.nbytes());
+    let owner = buffer.keep_alive();
+    drop(buffer);
+    // SAFETY: the buffer is ferry's own and Exclusive, kept alive by `owner` and referenced by
+    // nobody else (`buffer` is dropped unused); the views are disjoint slices of it.
+    unsafe { parse(owner, data, Access::Exclusive) }
 }
 
 /// Maps the safetensors file at `path`: every array is a read-only view of the file's pages,
@@ -271,7 +280,7 @@ pub unsafe fn map(path: impl AsRef<Path>) -> Result<TensorFile> {
     let bytes: *const [u8] = &map[..];
     // SAFETY: `bytes` is the map, which `owner` keeps alive and the caller keeps unchanged;
     // the arrays are read-only.
-    unsafe { parse(map, &*bytes, true) }
+    unsafe { parse(map, bytes, Access::ReadOnly) }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::array::RawParts;
+use crate::array::{Access, RawParts};
 use crate::copy::{CopyReason, record_copy};
 use crate::layout::{self, element_count, row_major_strides};
 use crate::{DType, Error, HostArray, MemoryKind, Owner, Result};
@@ -59,15 +59,16 @@ pub(crate) fn read_dense(
     let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), nbytes) };
     fill(bytes)?;
     let parts = RawParts {
-        data: words.as_ptr().cast(),
+        data: words.as_mut_ptr().cast::<u8>().cast_const(),
         dtype,
         shape,
         strides,
         memory: MemoryKind::Cpu,
-        read_only: false,
+        access: Access::Exclusive,
     };
     // SAFETY: `words` holds exactly the dense elements the strides reach (row- or column-major
-    // over `nbytes`), moves into the owner without reallocating, and nobody else refers to it.
+    // over `nbytes`), moves into the owner without reallocating, and nobody else refers to it;
+    // the pointer comes from `as_mut_ptr`.
     unsafe { HostArray::from_raw_parts(parts, Arc::new(words)) }
 }
 
@@ -76,15 +77,17 @@ pub(crate) fn read_dense(
 ///
 /// # Safety
 ///
-/// `bytes` lies in memory that stays valid while `owner` is alive and that nobody else
-/// changes; unless `read_only`, nobody else reads it either (ferry may write through it).
+/// - `bytes` is readable memory that stays valid while `owner` is alive and that nobody else
+///   changes.
+/// - For [`Access::Exclusive`], nobody but `owner` reaches it either, and `bytes` carries write
+///   permission (derived from `as_mut_ptr`, not from a shared reference).
 pub(crate) unsafe fn view_dense(
     owner: Owner,
-    bytes: &[u8],
+    bytes: *const [u8],
     dtype: DType,
     shape: Vec<usize>,
     order: Order,
-    read_only: bool,
+    access: Access,
 ) -> Result<HostArray> {
     let nbytes = dense_nbytes(dtype, &shape)?;
     if bytes.len() != nbytes {
@@ -99,25 +102,27 @@ pub(crate) unsafe fn view_dense(
         let part = if dtype.is_complex() { size / 2 } else { size };
         part.clamp(1, 8)
     });
-    if !(bytes.as_ptr() as usize).is_multiple_of(align) {
+    if !(bytes.cast::<u8>() as usize).is_multiple_of(align) {
         let record = record_copy(nbytes as u64, CopyReason::Misaligned);
         return Ok(read_dense(dtype, shape, order, |dst| {
-            dst.copy_from_slice(bytes);
+            // SAFETY: `bytes` is readable and unchanged while `owner` lives (contract).
+            dst.copy_from_slice(unsafe { &*bytes });
             Ok(())
         })?
         .with_copy(record));
     }
     let strides = dense_strides(dtype, &shape, order)?;
     let parts = RawParts {
-        data: bytes.as_ptr(),
+        data: bytes.cast::<u8>(),
         dtype,
         shape,
         strides,
         memory: MemoryKind::Cpu,
-        read_only,
+        access,
     };
     // SAFETY: the dense layout reaches exactly `bytes` (length checked above), which the caller
-    // keeps valid while `owner` lives, unchanged by others, and unshared unless `read_only`.
+    // keeps valid while `owner` lives and unchanged by others; for Exclusive access it is
+    // unshared and carries write permission (contract).
     unsafe { HostArray::from_raw_parts(parts, owner) }
 }
 

@@ -1,16 +1,23 @@
 //! `ferry-tch`: `tch::Tensor` (libtorch) ⇄ [`HostArray`] and ⇄ DLPack, on tch 0.22.0 with
 //! PyTorch 2.9.0.
 //!
-//! - To host, CPU: zero-copy, with the tensor's real strides and storage offset; a shallow clone
-//!   keeps the storage alive. The array shares memory with the tensor (like `.numpy()`) and is
-//!   read-only. Like `.numpy(force=True)`: a tensor that requires grad is detached (no copy),
-//!   and conjugate/negative bits are resolved (one copy, recorded).
+//! - To host, CPU: zero-copy, with the tensor's real strides and storage offset. The array
+//!   shares memory with the tensor (like `.numpy()`) and is read-only. It owns its own alias of
+//!   the storage (a new TensorImpl), so `set_`/`set_data` on the caller's tensor cannot free the
+//!   memory, and the storage is made non-resizable (as `.numpy()` does), so `resize_` cannot
+//!   move it: growing it returns libtorch's "not resizable" error instead. Like
+//!   `.numpy(force=True)`: a tensor that requires grad is detached (no copy), and
+//!   conjugate/negative bits are resolved (one copy, recorded). Undefined, sparse and
+//!   storage-less tensors are typed errors.
 //! - No silent casts: every libtorch dtype maps to its own ferry dtype (fp8 as raw descriptors);
 //!   quantized tensors are refused.
-//! - From host and from DLPack: zero-copy through libtorch's own `at::fromDLPackVersioned`
-//!   (a C++ shim), the host array kept alive until libtorch frees the tensor. Negative strides,
-//!   which libtorch forbids, and read-only arrays are copied once (recorded).
-//! - To DLPack: libtorch's own `at::toDLPackVersioned`.
+//! - From host: zero-copy through libtorch's own `at::fromDLPackVersioned` (a C++ shim) for
+//!   memory ferry owns ([`Access::Exclusive`]), the host array kept alive until libtorch frees
+//!   the tensor; libtorch has no read-only tensors, so read-only and foreign ([`Access::Shared`])
+//!   memory, and negative strides (which libtorch forbids), are copied once (recorded).
+//! - From DLPack: the producer's tensor goes to libtorch as it is unless it is read-only or has
+//!   negative strides (then one copy).
+//! - To DLPack: libtorch's own `at::toDLPackVersioned`, of a non-resizable alias.
 //! - CUDA tensors (feature `cuda`): one copy of the viewed span into pinned memory.
 
 use std::ffi::{CStr, c_char};
@@ -19,8 +26,8 @@ use std::sync::{Arc, Mutex};
 use ferry_core::dlpack_rs::ffi::DLManagedTensorVersioned;
 use ferry_core::raw_dtypes as raw;
 use ferry_core::{
-    CopyPolicy, CopyReason, DType, DTypeDesc, DlpackTensor, Error, HostArray, MemoryKind, Owner,
-    RawDlpack, RawParts, Result, record_copy,
+    Access, CopyPolicy, CopyReason, DType, DTypeDesc, DlpackTensor, Error, HostArray, MemoryKind,
+    Owner, RawDlpack, RawParts, Result, record_copy,
 };
 use tch::{Device, Tensor};
 use torch_sys::C_tensor;
@@ -28,6 +35,7 @@ use torch_sys::C_tensor;
 /// The backend name used in errors.
 pub const BACKEND: &str = "tch";
 
+// Every shim function catches all C++ exceptions and reports them through `err`.
 unsafe extern "C" {
     fn ferry_tch_to_dlpack_versioned(
         t: *mut C_tensor,
@@ -35,15 +43,18 @@ unsafe extern "C" {
     ) -> *mut DLManagedTensorVersioned;
     fn ferry_tch_from_dlpack_versioned(
         m: *mut DLManagedTensorVersioned,
+        released: *mut i32,
         err: *mut *mut c_char,
     ) -> *mut C_tensor;
-    fn ferry_tch_storage_offset(t: *mut C_tensor) -> i64;
+    fn ferry_tch_storage_offset(t: *mut C_tensor, err: *mut *mut c_char) -> i64;
     fn ferry_tch_describe(
         t: *mut C_tensor,
         info: *mut TensorInfo,
         sizes: *mut i64,
         strides: *mut i64,
         cap: i64,
+        alias: *mut *mut C_tensor,
+        err: *mut *mut c_char,
     ) -> i64;
 }
 
@@ -143,6 +154,8 @@ struct TensorInfo {
     device_type: i32,
     device_index: i32,
     flags: i32,
+    storage_bytes: i64,
+    storage_offset: i64,
 }
 
 const REQUIRES_GRAD: i32 = 1;
@@ -151,23 +164,30 @@ const IS_NEG: i32 = 4;
 /// Axes described in one shim call; more fall back to tch's own `size()`/`stride()`.
 const DESCRIBE_CAP: usize = 16;
 
-/// A tensor's layout facts from one shim call.
+/// A tensor's layout facts from one shim call, and for plain CPU tensors the non-resizable
+/// alias a host array owns (see `shim.cpp`).
 struct Described {
     info: TensorInfo,
     shape: Vec<usize>,
     strides: Vec<isize>,
+    alias: Option<Tensor>,
 }
 
-fn describe(t: &Tensor) -> Described {
+fn describe(t: &Tensor, pin: bool) -> Result<Described> {
     let mut info = TensorInfo {
         data: std::ptr::null_mut(),
         scalar_type: -1,
         device_type: 0,
         device_index: -1,
         flags: 0,
+        storage_bytes: 0,
+        storage_offset: 0,
     };
     let (mut sizes, mut strides) = ([0i64; DESCRIBE_CAP], [0i64; DESCRIBE_CAP]);
-    // SAFETY: `t` is a live tensor; the shim writes `info` and at most DESCRIBE_CAP entries.
+    let mut err = std::ptr::null_mut();
+    let mut alias = std::ptr::null_mut();
+    // SAFETY: `t` is a live tensor; the shim writes `info`, at most DESCRIBE_CAP entries, `alias`
+    // (a fresh heap tensor or NULL) when asked, and `err` only when it returns -1.
     let ndim = unsafe {
         ferry_tch_describe(
             ptr(t),
@@ -175,8 +195,19 @@ fn describe(t: &Tensor) -> Described {
             sizes.as_mut_ptr(),
             strides.as_mut_ptr(),
             DESCRIBE_CAP as i64,
+            if pin {
+                &mut alias
+            } else {
+                std::ptr::null_mut()
+            },
+            &mut err,
         )
-    } as usize;
+    };
+    // SAFETY: a non-NULL alias is a fresh `new at::Tensor` from the shim, which tch frees on drop.
+    let alias = (!alias.is_null()).then(|| unsafe { Tensor::from_ptr(alias) });
+    let Ok(ndim) = usize::try_from(ndim) else {
+        return Err(shim_error(err, "describing the tensor"));
+    };
     let (shape, strides) = if ndim <= DESCRIBE_CAP {
         (
             sizes[..ndim].iter().map(|&d| d as usize).collect(),
@@ -188,11 +219,12 @@ fn describe(t: &Tensor) -> Described {
             t.stride().iter().map(|&s| s as isize).collect(),
         )
     };
-    Described {
+    Ok(Described {
         info,
         shape,
         strides,
-    }
+        alias,
+    })
 }
 
 /// Keeps a tch tensor alive as an owner (tch tensors are `Send` but not `Sync`).
@@ -205,22 +237,21 @@ pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
 
 /// [`to_host`] with an explicit copy policy.
 pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
-    let described = describe(tensor);
     let Described {
         info,
         shape,
         strides,
-    } = described;
+        alias,
+    } = describe(tensor, true)?;
     let dtype = ferry_dtype(info.scalar_type).ok_or_else(|| Error::UnsupportedLayout {
         shape: shape.clone(),
         strides: strides.clone(),
         dtype: DType::Raw(DTypeDesc { code: DTypeDesc::OPAQUE_HANDLE, bits: 8, lanes: 1 }),
         reason: "quantized or bit-packed libtorch tensors have no host layout; dequantize() them first",
     })?;
-    let on_cpu = info.device_type == 0;
-    if info.flags & (IS_CONJ | IS_NEG) == 0 && on_cpu {
+    if let Some(alias) = alias {
         // The common case: a plain CPU tensor (detached or not: a view needs no autograd).
-        let host = cpu_view(tensor.shallow_clone(), info.data, dtype, shape, strides)?;
+        let host = cpu_view(alias, &info, dtype, shape, strides)?;
         return match policy {
             CopyPolicy::Always => host.to_contiguous(CopyPolicy::Always),
             _ => Ok(host),
@@ -256,8 +287,15 @@ pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
         info,
         shape,
         strides,
-    } = describe(&t);
-    let mut host = cpu_view(t, info.data, dtype, shape, strides)?;
+        alias,
+    } = describe(&t, true)?;
+    let alias = alias.ok_or_else(|| {
+        Error::backend_message(
+            BACKEND,
+            "a resolved CPU tensor still has conjugate or negative bits",
+        )
+    })?;
+    let mut host = cpu_view(alias, &info, dtype, shape, strides)?;
     if let Some(reason) = resolved {
         let bytes = host.nbytes() as u64;
         host = host.with_copy(record_copy(bytes, reason));
@@ -268,18 +306,32 @@ pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
     }
 }
 
-/// Describes a CPU tensor's memory as a read-only host array owning `t`.
+/// Describes a CPU tensor's memory as a read-only host array owning `alias`, the
+/// non-resizable alias of its storage the shim made.
 fn cpu_view(
-    t: Tensor,
-    data: *mut std::ffi::c_void,
+    alias: Tensor,
+    info: &TensorInfo,
     dtype: DType,
     shape: Vec<usize>,
     strides: Vec<isize>,
 ) -> Result<HostArray> {
+    let (Ok(offset), Ok(storage_bytes)) = (
+        usize::try_from(info.storage_offset),
+        usize::try_from(info.storage_bytes),
+    ) else {
+        return Err(Error::backend_message(
+            BACKEND,
+            format!(
+                "libtorch reported storage offset {} and storage size {} bytes",
+                info.storage_offset, info.storage_bytes
+            ),
+        ));
+    };
+    ferry_core::layout::check_in_storage(dtype, &shape, &strides, offset, storage_bytes)?;
     let data = if shape.contains(&0) {
         std::ptr::null()
     } else {
-        data.cast::<u8>().cast_const()
+        info.data.cast::<u8>().cast_const()
     };
     let parts = RawParts {
         data,
@@ -287,31 +339,39 @@ fn cpu_view(
         shape,
         strides,
         memory: MemoryKind::Cpu,
-        read_only: true,
+        access: Access::ReadOnly,
     };
-    let owner: Owner = Arc::new(TensorOwner(Mutex::new(t)));
-    // SAFETY: `data` is `data_ptr()` of `t`: the address of element [0, .., 0] (storage offset
-    // applied) in the tensor's storage, which the shallow clone in `owner` keeps alive;
-    // libtorch's sizes and strides describe memory inside that storage; read-only since torch
-    // may share it.
+    let owner: Owner = Arc::new(TensorOwner(Mutex::new(alias)));
+    // SAFETY: `data` is `data_ptr()` of the tensor: the address of element [0, .., 0] (storage
+    // offset applied) in its storage, and the layout was checked to stay inside that storage's
+    // bytes. `owner` holds a TensorImpl of its own over that StorageImpl, so `set_` on the
+    // caller's tensor cannot drop it, and the storage is non-resizable, so no `resize_` can
+    // move or free the bytes while `owner` lives. Read-only: torch may share the memory.
     unsafe { HostArray::from_raw_parts(parts, owner) }
 }
 
 /// The storage offset of a tensor, in elements (tch does not expose it).
-pub fn storage_offset(t: &Tensor) -> i64 {
-    // SAFETY: `t` is a live tensor; the shim only reads it.
-    unsafe { ferry_tch_storage_offset(ptr(t)) }
+pub fn storage_offset(t: &Tensor) -> Result<i64> {
+    let mut err = std::ptr::null_mut();
+    // SAFETY: `t` is a live tensor; the shim only reads it and writes `err` on failure.
+    let offset = unsafe { ferry_tch_storage_offset(ptr(t), &mut err) };
+    if offset < 0 {
+        return Err(shim_error(err, "reading the storage offset"));
+    }
+    Ok(offset)
 }
 
 /// A tch tensor with the array's values on `device`: zero-copy on the CPU through libtorch's
-/// own DLPack import (the array is kept alive until libtorch frees the tensor). Negative
-/// strides and read-only arrays are copied once first.
+/// own DLPack import for memory ferry owns ([`Access::Exclusive`]; the array is kept alive until
+/// libtorch frees the tensor). libtorch has no read-only tensors, so read-only and foreign
+/// ([`Access::Shared`]) memory, and negative strides (which libtorch forbids), are copied once
+/// first.
 pub fn from_host(array: &HostArray, device: Device) -> Result<Tensor> {
     tch_kind(array.dtype())?;
     if array.dtype() == DType::Bool {
         array.view::<bool>()?; // libtorch must never see a bool byte other than 0 or 1
     }
-    let shareable = !array.is_read_only() && array.strides().iter().all(|&s| s >= 0);
+    let shareable = array.access() == Access::Exclusive && array.strides().iter().all(|&s| s >= 0);
     let host = if shareable {
         array.clone()
     } else {
@@ -327,6 +387,8 @@ pub fn from_host(array: &HostArray, device: Device) -> Result<Tensor> {
 }
 
 /// Hands a DLPack tensor to libtorch's `at::fromDLPackVersioned` (zero-copy on its device).
+/// The caller has checked that libtorch may write the memory (not read-only) and that the
+/// strides are non-negative.
 fn import_dlpack(tensor: DlpackTensor) -> Result<Tensor> {
     let raw = match tensor.into_raw() {
         RawDlpack::Versioned(p) => p,
@@ -338,28 +400,29 @@ fn import_dlpack(tensor: DlpackTensor) -> Result<Tensor> {
         }
     };
     let mut err = std::ptr::null_mut();
-    // SAFETY: `raw` is an owned versioned tensor; on success libtorch takes ownership, on
-    // failure it is still ours.
-    let t = unsafe { ferry_tch_from_dlpack_versioned(raw, &mut err) };
+    let mut released = 0;
+    // SAFETY: `raw` is an owned versioned tensor; the shim hands libtorch its own deleter, which
+    // releases `raw` exactly once, and reports in `released` whether that already happened on
+    // a failed import.
+    let t = unsafe { ferry_tch_from_dlpack_versioned(raw, &mut released, &mut err) };
     if t.is_null() {
-        // SAFETY: still owned by us after a failed import: release it once.
-        drop(unsafe { DlpackTensor::from_versioned(raw) });
+        if released == 0 {
+            // SAFETY: libtorch failed before it took `raw`: still ours, released once here.
+            drop(unsafe { DlpackTensor::from_versioned(raw) });
+        }
         return Err(shim_error(err, "at::fromDLPackVersioned"));
     }
     // SAFETY: the shim returned a fresh `new at::Tensor`, which tch frees on drop.
     Ok(unsafe { Tensor::from_ptr(t) })
 }
 
-/// Exports a tch tensor through libtorch's own `at::toDLPackVersioned` (sharing memory).
+/// Exports a tch tensor through libtorch's own `at::toDLPackVersioned` (sharing memory). What
+/// the export holds is an alias with non-resizable storage, so the caller's `set_` or `resize_`
+/// cannot free the memory under the consumer.
 pub fn to_dlpack(tensor: &Tensor) -> Result<DlpackTensor> {
-    let t = if tensor.requires_grad() {
-        tensor.detach()
-    } else {
-        tensor.shallow_clone()
-    };
     let mut err = std::ptr::null_mut();
-    // SAFETY: `t` is a live tensor; the result keeps its own reference to the storage.
-    let m = unsafe { ferry_tch_to_dlpack_versioned(ptr(&t), &mut err) };
+    // SAFETY: `tensor` is a live tensor; the result keeps its own reference to the storage.
+    let m = unsafe { ferry_tch_to_dlpack_versioned(ptr(tensor), &mut err) };
     if m.is_null() {
         return Err(shim_error(err, "at::toDLPackVersioned"));
     }
@@ -369,11 +432,45 @@ pub fn to_dlpack(tensor: &Tensor) -> Result<DlpackTensor> {
 }
 
 /// Imports a DLPack tensor into libtorch (zero-copy; device tensors stay on their device).
+/// Tensors that are read-only or have negative strides, which libtorch cannot hold as they
+/// are, are copied once (on the host) or refused (on a device).
 pub fn from_dlpack(tensor: DlpackTensor, device: Device) -> Result<Tensor> {
+    let negative = tensor.strides().iter().any(|&s| s < 0);
     if tensor.device().is_host_readable() {
-        return from_host(&tensor.into_host()?, device);
+        if tensor.is_read_only() || negative {
+            return from_host(&tensor.into_host()?, device);
+        }
+        // The producer lets its consumer write (no READ_ONLY): libtorch shares the memory, as
+        // `torch.from_dlpack` does.
+        let t = import_dlpack(tensor)?;
+        return if device == Device::Cpu {
+            Ok(t)
+        } else {
+            t.f_to_device(device).map_err(tch_err)
+        };
     }
-    let t = import_dlpack(tensor)?;
+    if negative {
+        return Err(Error::UnsupportedLayout {
+            shape: tensor.shape().to_vec(),
+            strides: tensor.strides().to_vec(),
+            dtype: tensor.dtype(),
+            reason: "libtorch has no negative strides; flip the tensor with its producer first",
+        });
+    }
+    let read_only = tensor.is_read_only();
+    let mut t = import_dlpack(tensor)?;
+    if read_only {
+        // libtorch has no read-only tensors: hand out a copy (on the same device), never the
+        // producer's memory.
+        let copy = t.f_empty_like().map_err(tch_err)?;
+        let mut copy = copy;
+        copy.f_copy_(&t).map_err(tch_err)?;
+        record_copy(
+            (t.numel() * t.kind().elt_size_in_bytes()) as u64,
+            CopyReason::Forced,
+        );
+        t = copy;
+    }
     if t.device() == device {
         Ok(t)
     } else {
@@ -387,48 +484,44 @@ mod cuda {
 
     #[cfg(feature = "cuda")]
     pub(super) fn to_host(t: &Tensor, dtype: DType) -> Result<HostArray> {
-        let shape: Vec<i64> = t.size();
-        let strides: Vec<i64> = t.stride();
-        if shape.contains(&0) {
-            let empty = HostArray::from_vec(vec![0], Vec::<u8>::new())?;
+        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        let strides: Vec<isize> = t.stride().iter().map(|&s| s as isize).collect();
+        ferry_core::layout::check_layout(dtype, &shape, &strides)?;
+        // The span: from the lowest to the highest element the view reaches (checked above to
+        // fit isize in bytes, so the arithmetic below cannot overflow).
+        let Some((lo, hi)) = ferry_core::layout::offset_range(&shape, &strides)? else {
             let parts = RawParts {
                 data: std::ptr::null(),
                 dtype,
-                shape: shape.iter().map(|&d| d as usize).collect(),
-                strides: strides.iter().map(|&s| s as isize).collect(),
+                shape,
+                strides,
                 memory: MemoryKind::Cpu,
-                read_only: false,
+                access: Access::Exclusive,
             };
             // SAFETY: an empty array reads no memory.
-            return unsafe { HostArray::from_raw_parts(parts, empty.owner().clone()) };
-        }
-        // The span: from the lowest to the highest element the view reaches.
-        let (mut lo, mut hi) = (0i64, 0i64);
-        for (&n, &s) in shape.iter().zip(&strides) {
-            if s < 0 {
-                lo += s * (n - 1)
-            } else {
-                hi += s * (n - 1)
-            }
-        }
-        let offset = storage_offset(t);
+            return unsafe { HostArray::from_raw_parts(parts, ferry_core::dlpack::owner(())) };
+        };
+        let size = dtype.size_in_bytes().unwrap_or(1);
+        let len = (hi - lo + 1) as i64;
+        let offset = storage_offset(t)?;
         let span = t
-            .f_as_strided([hi - lo + 1], [1], Some(offset + lo))
+            .f_as_strided([len], [1], Some(offset + lo as i64))
             .map_err(tch_err)?;
-        let host = Tensor::f_empty([hi - lo + 1], (span.kind(), Device::Cpu)).map_err(tch_err)?;
+        let host = Tensor::f_empty([len], (span.kind(), Device::Cpu)).map_err(tch_err)?;
         let mut host = host.f_pin_memory(t.device()).map_err(tch_err)?;
         host.f_copy_(&span).map_err(tch_err)?; // synchronous: waits for the queued work
-        let bytes = ((hi - lo + 1) as usize) * dtype.size_in_bytes().unwrap_or(1);
+        let bytes = len as usize * size;
         let record = record_copy(bytes as u64, CopyReason::DeviceTransfer);
         let base = host.data_ptr().cast::<u8>();
-        let first = base.wrapping_add((-lo) as usize * dtype.size_in_bytes().unwrap_or(1));
+        // In bounds: -lo elements into a buffer of hi - lo + 1 elements.
+        let first = base.wrapping_add(lo.unsigned_abs() * size);
         let parts = RawParts {
             data: first,
             dtype,
-            shape: shape.iter().map(|&d| d as usize).collect(),
-            strides: strides.iter().map(|&s| s as isize).collect(),
+            shape,
+            strides,
             memory: MemoryKind::CudaHost,
-            read_only: false,
+            access: Access::Exclusive,
         };
         let owner: Owner = Arc::new(TensorOwner(Mutex::new(host)));
         // SAFETY: the pinned buffer holds exactly the span, `first` is the view's first element

@@ -1,9 +1,12 @@
 // ferry-tch's C++ shim: libtorch's own DLPack converters and a few tensor facts tch does not
-// expose. Every function catches C++ exceptions and reports them through `err` (malloc'ed).
+// expose. No C++ exception may cross into Rust (that aborts the process): every function
+// catches everything and reports it through `err` (malloc'ed, freed by the Rust side).
 #include <ATen/ATen.h>
 #include <ATen/DLConvertor.h>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 static char *dup_error(const char *what) {
   size_t n = std::strlen(what) + 1;
@@ -12,59 +15,126 @@ static char *dup_error(const char *what) {
   return out;
 }
 
+// Writes the message of the exception being handled into `err`.
+static void report(char **err) {
+  try {
+    throw;
+  } catch (const std::exception &e) {
+    *err = dup_error(e.what());
+  } catch (...) {
+    *err = dup_error("unknown C++ exception");
+  }
+}
+
+// Refuses tensors that have no strided storage ferry could describe or share: undefined
+// tensors, sparse and other non-strided layouts, storage-less tensors (functional wrappers,
+// meta tensors without data, nested tensors).
+static void check_strided(const at::Tensor &t) {
+  TORCH_CHECK(t.defined(), "the tensor is undefined (tch::Tensor::new()); give it values first");
+  TORCH_CHECK(t.layout() == at::kStrided, "the tensor's layout is ", t.layout(),
+              ", not strided; call to_dense() first");
+  TORCH_CHECK(t.has_storage(), "the tensor has no storage (a wrapper or nested tensor); "
+              "materialise it with contiguous() or clone() first");
+  TORCH_CHECK(!t.is_meta(), "the tensor is on the meta device and has no data");
+}
+
 extern "C" {
 
-// at::toDLPackVersioned: a versioned managed tensor that keeps `t` alive; NULL on error.
+// at::toDLPackVersioned of a pinned alias: a new TensorImpl over `t`'s StorageImpl (so `set_`,
+// `set_data` and `set_source_tensor_` on `t` change only `t`) whose storage is made
+// non-resizable (so `resize_` on `t` or any alias cannot move or free the bytes: it raises
+// "Trying to resize storage that is not resizable" instead, as after `tensor.numpy()`).
+// Requires-grad tensors are detached (no copy). NULL on error.
 DLManagedTensorVersioned *ferry_tch_to_dlpack_versioned(at::Tensor *t, char **err) {
   try {
-    return at::toDLPackVersioned(*t);
-  } catch (const std::exception &e) {
-    *err = dup_error(e.what());
+    check_strided(*t);
+    at::Tensor alias = t->detach();
+    alias.storage().unsafeGetStorageImpl()->set_resizable(false);
+    return at::toDLPackVersioned(alias);
+  } catch (...) {
+    report(err);
     return nullptr;
   }
 }
 
-// at::fromDLPackVersioned: takes ownership of `m` on success (torch calls its deleter when the
-// storage dies); on error returns NULL and the caller still owns `m`.
-at::Tensor *ferry_tch_from_dlpack_versioned(DLManagedTensorVersioned *m, char **err) {
+// at::fromDLPackVersioned, given ferry's own deleter so ownership is never in doubt: libtorch
+// calls the deleter it is given instead of `m->deleter`, and ours records that it ran before
+// releasing `m`. libtorch can throw after it wrapped the deleter into the new storage (an
+// unsupported device's dispatch key, a numel overflow), and unwinding then runs it: `released`
+// tells the caller whether `m` is already gone (1) or still its own (0). NULL on error.
+at::Tensor *ferry_tch_from_dlpack_versioned(DLManagedTensorVersioned *m, int *released,
+                                            char **err) {
+  *released = 0;
+  auto ran = std::make_shared<std::atomic<bool>>(false);
   try {
-    return new at::Tensor(at::fromDLPackVersioned(m));
-  } catch (const std::exception &e) {
-    *err = dup_error(e.what());
+    at::Tensor t = at::fromDLPackVersioned(m, [m, ran](void *) {
+      ran->store(true);
+      if (m->deleter) m->deleter(m);
+    });
+    return new at::Tensor(std::move(t));
+  } catch (...) {
+    *released = ran->load() ? 1 : 0;
+    report(err);
     return nullptr;
   }
 }
 
-int64_t ferry_tch_storage_offset(at::Tensor *t) { return t->storage_offset(); }
+// The storage offset in elements; -1 on error.
+int64_t ferry_tch_storage_offset(at::Tensor *t, char **err) {
+  try {
+    check_strided(*t);
+    return t->storage_offset();
+  } catch (...) {
+    report(err);
+    return -1;
+  }
+}
 
-// Everything ferry needs to view a tensor, in one call: returns ndim; sizes and strides are
-// written when ndim <= cap. Flags: 1 requires grad, 2 conjugate bit, 4 negative bit.
+// Everything ferry needs to view a tensor, in one call: returns ndim (-1 on error, with `err`
+// set); sizes and strides are written when ndim <= cap. Flags: 1 requires grad, 2 conjugate
+// bit, 4 negative bit. When `alias` is not NULL and the tensor is a plain CPU tensor (no
+// conjugate or negative bit, not quantized), `*alias` receives a pinned alias of it (as for
+// ferry_tch_to_dlpack_versioned), so a host view costs one call; otherwise it is set to NULL.
 struct FerryTchInfo {
   void *data;
   int32_t scalar_type;
   int32_t device_type;
   int32_t device_index;
   int32_t flags;
+  int64_t storage_bytes;
+  int64_t storage_offset;
 };
 
-int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, int64_t *strides, int64_t cap) {
-  int64_t ndim = t->dim();
-  info->data = t->data_ptr();
-  info->scalar_type = static_cast<int32_t>(t->scalar_type());
-  info->device_type = static_cast<int32_t>(t->device().type());
-  info->device_index = t->device().index();
-  info->flags = (t->requires_grad() ? 1 : 0) | (t->is_conj() ? 2 : 0) | (t->is_neg() ? 4 : 0);
-  if (ndim <= cap) {
-    for (int64_t i = 0; i < ndim; ++i) {
-      sizes[i] = t->size(i);
-      strides[i] = t->stride(i);
+int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, int64_t *strides,
+                           int64_t cap, at::Tensor **alias, char **err) {
+  if (alias) *alias = nullptr;
+  try {
+    check_strided(*t);
+    int64_t ndim = t->dim();
+    info->scalar_type = static_cast<int32_t>(t->scalar_type());
+    info->device_type = static_cast<int32_t>(t->device().type());
+    info->device_index = t->device().index();
+    info->flags = (t->requires_grad() ? 1 : 0) | (t->is_conj() ? 2 : 0) | (t->is_neg() ? 4 : 0);
+    info->storage_bytes = static_cast<int64_t>(t->storage().nbytes());
+    info->storage_offset = t->storage_offset();
+    // Quantized tensors are refused by scalar type before their data is looked at.
+    info->data = t->is_quantized() ? nullptr : t->data_ptr();
+    if (ndim <= cap) {
+      for (int64_t i = 0; i < ndim; ++i) {
+        sizes[i] = t->size(i);
+        strides[i] = t->stride(i);
+      }
     }
+    if (alias && t->device().is_cpu() && !t->is_conj() && !t->is_neg() && !t->is_quantized()) {
+      at::Tensor pinned = t->detach();
+      pinned.storage().unsafeGetStorageImpl()->set_resizable(false);
+      *alias = new at::Tensor(std::move(pinned));
+    }
+    return ndim;
+  } catch (...) {
+    report(err);
+    return -1;
   }
-  return ndim;
 }
-
-int ferry_tch_is_conj(at::Tensor *t) { return t->is_conj() ? 1 : 0; }
-
-int ferry_tch_is_neg(at::Tensor *t) { return t->is_neg() ? 1 : 0; }
 
 }  // extern "C"

@@ -74,15 +74,25 @@ impl LiveExport {
     /// The array an export hands out: `array`'s memory, labelled as `memory`, owned by a
     /// counted `LiveExport`. Its copy log is `array`'s only when `copied_now` (this export made
     /// the copy, so the consumer receives the only handle and may be told IS_COPIED).
+    ///
+    /// The new owner is held by nobody else, so only `copied_now` may leave the memory
+    /// `Exclusive`: otherwise `array`'s other clones (the `ferry.HostArray` object, the caller's
+    /// own `HostArray`) still reach it, and the export is `Shared` — a ferry re-import of it
+    /// must not hand out a mutable view while they read.
     fn wrap(array: HostArray, memory: MemoryKind, copied_now: bool) -> HostArray {
         LIVE_EXPORTS.fetch_add(1, Ordering::SeqCst);
+        let access = if copied_now {
+            array.access()
+        } else {
+            array.access().shared()
+        };
         let parts = RawParts {
             data: array.as_ptr(),
             dtype: array.dtype(),
             shape: array.shape().to_vec(),
             strides: array.strides().to_vec(),
             memory,
-            read_only: array.is_read_only(),
+            access,
         };
         let log = if copied_now {
             array.copy_log().to_vec()
@@ -90,9 +100,11 @@ impl LiveExport {
             Vec::new()
         };
         let owner: ferry_core::Owner = Arc::new(LiveExport(array));
-        // SAFETY: the same memory and layout as `array`, which the owner keeps alive; the
-        // read-only bit is carried over, so no new write access is created; `memory` is only
-        // ever the CPU label for host memory the CPU can address (pinned or managed).
+        // SAFETY: the same memory and layout as `array` (its pointer, with the provenance it was
+        // built with), which the owner keeps alive. Access is never widened: it stays Exclusive
+        // only for a copy made for this export, which `owner` alone reaches (`array` moved into
+        // it), else it is Shared or ReadOnly. `memory` is only ever the CPU label for host
+        // memory the CPU can address (pinned or managed).
         let wrapped = unsafe { HostArray::from_raw_parts(parts, owner) }
             .expect("the layout of an existing array is valid");
         log.into_iter().fold(wrapped, HostArray::with_copy)
@@ -531,14 +543,18 @@ impl PyHostArray {
     }
 
     /// The elements as bytes in row-major order (NumPy's `tobytes()`).
-    fn tobytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+    fn tobytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         // The GIL stays held while reading: the memory may belong to a Python producer whose
         // other threads could write it.
-        let standard = self.array.as_standard_layout();
-        PyBytes::new(py, standard.as_bytes().expect("row-major"))
+        let standard = self.array.as_standard_layout().map_err(to_py_err)?;
+        let bytes = standard
+            .as_bytes()
+            .ok_or_else(|| PyValueError::new_err("a row-major copy has no byte view"))?;
+        Ok(PyBytes::new(py, bytes))
     }
 
-    /// A row-major copy in fresh, writable memory (made without holding the GIL).
+    /// A row-major copy in fresh, writable memory (made while holding the GIL, like
+    /// `tobytes`: the memory may belong to a Python producer).
     fn copy(&self) -> PyResult<PyHostArray> {
         self.array
             .to_contiguous(CopyPolicy::Always)

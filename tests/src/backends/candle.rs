@@ -34,8 +34,12 @@ impl SuiteBackend for Candle {
         ok(t.broadcast_as(dims))
     }
 
-    fn flip(_t: &Tensor, _axis: usize) -> Option<Tensor> {
-        None // candle has no negative strides; its flip copies.
+    fn flip(t: &Tensor, axis: usize) -> Tensor {
+        // candle has no negative strides and no flip op: its reversed gather copies.
+        let n = t.dim(axis).unwrap() as u32;
+        let reversed: Vec<u32> = (0..n).rev().collect();
+        let index = Tensor::new(reversed.as_slice(), t.device()).unwrap();
+        t.index_select(&index, axis).unwrap()
     }
 
     fn read_back(t: &Tensor) -> Result<HostArray> {

@@ -30,8 +30,9 @@ pub trait SuiteBackend: Backend {
     fn narrow(t: &Self::Tensor, axis: usize, start: usize, len: usize) -> Self::Tensor;
     /// Broadcasts a leading axis of length 1 to `n` (zero stride).
     fn broadcast_leading(t: &Self::Tensor, n: usize) -> Self::Tensor;
-    /// Reverses `axis`, as a view when [`Capabilities::negative_strides`], else `None`.
-    fn flip(t: &Self::Tensor, axis: usize) -> Option<Self::Tensor>;
+    /// Reverses `axis` with the framework's own flip: a view with a negative stride when
+    /// [`Capabilities::negative_strides`], else the framework's flipped copy.
+    fn flip(t: &Self::Tensor, axis: usize) -> Self::Tensor;
     /// The framework's own read of the values, in row-major order, as a host array (through
     /// its native API, not through ferry).
     fn read_back(t: &Self::Tensor) -> Result<HostArray>;

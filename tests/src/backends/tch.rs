@@ -25,8 +25,8 @@ impl SuiteBackend for Tch {
         t.expand(size, false)
     }
 
-    fn flip(_t: &Tensor, _axis: usize) -> Option<Tensor> {
-        None // libtorch has no negative strides; its flip copies.
+    fn flip(t: &Tensor, axis: usize) -> Tensor {
+        t.flip([axis as i64]) // libtorch has no negative strides: its flip copies
     }
 
     fn read_back(t: &Tensor) -> Result<HostArray> {

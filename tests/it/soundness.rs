@@ -1,0 +1,389 @@
+//! Regression tests for the soundness holes of the audit (issue 14), one per hole, each named
+//! after it. Each failed on 70a5fa0 (a second writable handle, a valgrind error, a SIGSEGV or a
+//! SIGABRT) and must keep passing; `cargo xtask valgrind` runs the ones that need no libtorch.
+
+use ferry::ndarray::{ArcArray, IxDyn};
+use ferry::{Access, CopyPolicy, DType, DTypeDesc, Error, HostArray, MemoryKind, RawParts};
+use ferry_tests::producer::{Producer, Spec, bytes_of};
+
+/// Hole 4: a broadcast array of a raw (untyped) dtype whose logical size overflows the address
+/// space. 70a5fa0 accepted it (the extent is one element) and its copy computed `n * size`
+/// unchecked, allocated a few bytes and wrote 2^62 elements into them (SIGSEGV).
+#[test]
+fn hole4_raw_dtype_broadcast_whose_size_overflows_is_refused() {
+    let complex_half = DType::Raw(DTypeDesc {
+        code: DTypeDesc::COMPLEX,
+        bits: 32,
+        lanes: 1,
+    });
+    let mut one = vec![0u8; 4];
+    let parts = RawParts {
+        data: one.as_mut_ptr().cast_const(),
+        dtype: complex_half,
+        shape: vec![(1 << 62) + 1],
+        strides: vec![0],
+        memory: MemoryKind::Cpu,
+        access: Access::ReadOnly,
+    };
+    // SAFETY: the only element the layout reaches is the 4-byte buffer, alive for the test.
+    let made = unsafe { HostArray::from_raw_parts(parts, ferry::dlpack::owner(())) };
+    let err = match made {
+        Ok(a) => a.to_contiguous(CopyPolicy::Always).unwrap_err(),
+        Err(e) => e,
+    };
+    assert!(matches!(err, Error::LayoutOverflow { .. }), "{err}");
+
+    // The same through DLPack: the importer refuses it before any copy can be asked for.
+    let producer = Producer::default();
+    let mut spec = Spec::f32_row_major(&[(1 << 62) + 1]);
+    spec.strides = Some(vec![0]);
+    spec.dtype = (5, 32, 1); // complex, 32 bits: a raw dtype
+    // SAFETY: a fresh pointer from the test producer.
+    let imported =
+        unsafe { HostArray::from_dlpack_versioned(producer.versioned(&spec, bytes_of(&[0f32]))) };
+    assert!(
+        matches!(imported, Err(Error::LayoutOverflow { .. })),
+        "{imported:?}"
+    );
+    assert_eq!(producer.deleted(), 1);
+}
+
+/// Typed broadcasts whose copy cannot be allocated are an error, not an abort.
+#[test]
+fn hole4_copies_that_cannot_be_allocated_are_errors() {
+    let one = HostArray::from_vec(vec![1], vec![7u8]).unwrap();
+    let parts = RawParts {
+        data: one.as_ptr(),
+        dtype: DType::U8,
+        shape: vec![1 << 60],
+        strides: vec![0],
+        memory: MemoryKind::Cpu,
+        access: Access::ReadOnly,
+    };
+    // SAFETY: the only element the layout reaches is `one`'s byte, kept alive by its keep-alive.
+    let huge = unsafe { HostArray::from_raw_parts(parts, one.keep_alive()) }.unwrap();
+    let err = huge.to_contiguous(CopyPolicy::Always).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+    let err = huge.cast::<f64>().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OutOfMemory { .. } | Error::LayoutOverflow { .. }
+        ),
+        "{err}"
+    );
+}
+
+/// Hole 5: 70a5fa0 kept a uniquely held `ArcArray` as the owner and handed it out through the
+/// public `owner()`; a clone of it then read the memory `view_mut` wrote.
+#[test]
+fn hole5_arc_array_owner_is_not_handed_out() {
+    let unique: ArcArray<f32, IxDyn> = ArcArray::zeros(IxDyn(&[2, 3]));
+    let address = unique.as_ptr();
+    let mut owned = HostArray::from_arc_array(unique);
+    assert_eq!(owned.as_ptr(), address.cast(), "no copy");
+    assert_eq!(owned.access(), Access::Exclusive);
+    // What is handed out keeps the memory alive but grants no access to it, and while it is
+    // held, ferry refuses to write.
+    let keep = owned.keep_alive();
+    assert!(keep.downcast_ref::<ArcArray<f32, IxDyn>>().is_none());
+    assert!(keep.downcast_ref::<ferry::ndarray::ArrayD<f32>>().is_none());
+    assert!(matches!(
+        owned.view_mut::<f32>(),
+        Err(Error::NotWritable { .. })
+    ));
+    drop(keep);
+    owned.view_mut::<f32>().unwrap()[[1, 2]] = 5.0;
+    assert_eq!(owned.view::<f32>().unwrap()[[1, 2]], 5.0);
+
+    // A shared ArcArray stays read-only, and the other handle copies before it writes.
+    let mut other: ArcArray<f32, IxDyn> = ArcArray::zeros(IxDyn(&[2]));
+    let mut shared = HostArray::from_arc_array(other.clone());
+    assert!(shared.is_read_only());
+    assert!(shared.view_mut::<f32>().is_err());
+    other[[0]] = 9.0;
+    assert_eq!(shared.view::<f32>().unwrap()[[0]], 0.0);
+}
+
+/// Hole 6: 70a5fa0 imported a foreign DLPack tensor as writable and exclusive, so `view_mut`
+/// wrote memory its producer still used.
+#[test]
+fn hole6_foreign_dlpack_memory_is_not_writable_without_unsafe_opt_in() {
+    let producer = Producer::default();
+    let spec = Spec::f32_row_major(&[2, 3]);
+    // SAFETY: fresh pointers from the test producer.
+    let mut shared = unsafe {
+        HostArray::from_dlpack_versioned(producer.versioned(&spec, bytes_of(&[1f32; 6])))
+    }
+    .unwrap();
+    assert_eq!(shared.access(), Access::Shared);
+    assert!(!shared.is_read_only(), "exported again without READ_ONLY");
+    assert!(!shared.to_dlpack().is_read_only());
+    assert!(matches!(
+        shared.view_mut::<f32>(),
+        Err(Error::NotWritable { .. })
+    ));
+    // The caller may opt in when it knows the producer no longer uses the memory.
+    // SAFETY: the test producer never touches its buffer after handing it over.
+    let mut mine = unsafe { shared.assume_exclusive() }.unwrap();
+    mine.view_mut::<f32>().unwrap()[[0, 0]] = 3.0;
+    assert_eq!(mine.view::<f32>().unwrap()[[0, 0]], 3.0);
+
+    // A producer that copied for this exchange (IS_COPIED) hands the memory over.
+    let mut copied = spec.clone();
+    copied.flags = ferry::dlpack::FLAG_IS_COPIED;
+    // SAFETY: as above.
+    let mut given = unsafe {
+        HostArray::from_dlpack_versioned(producer.versioned(&copied, bytes_of(&[1f32; 6])))
+    }
+    .unwrap();
+    given.view_mut::<f32>().unwrap()[[1, 2]] = 4.0;
+
+    // READ_ONLY memory cannot be written even with the opt-in.
+    let mut read_only = spec.clone();
+    read_only.flags = ferry::dlpack::FLAG_READ_ONLY;
+    // SAFETY: as above.
+    let frozen = unsafe {
+        HostArray::from_dlpack_versioned(producer.versioned(&read_only, bytes_of(&[1f32; 6])))
+    }
+    .unwrap();
+    // SAFETY: refused before anything could be written.
+    assert!(unsafe { frozen.assume_exclusive() }.is_err());
+
+    // Legacy tensors carry no flags: shared.
+    // SAFETY: as above.
+    let legacy =
+        unsafe { HostArray::from_dlpack_legacy(producer.legacy(&spec, bytes_of(&[1f32; 6]))) }
+            .unwrap();
+    assert_eq!(legacy.access(), Access::Shared);
+    drop((mine, given, legacy));
+    assert_eq!(producer.deleted(), 4);
+}
+
+/// Hole 1 (core half): an export ferry re-imports comes back sharing the original's owner, so
+/// neither side can write while the other reads.
+#[test]
+fn hole1_reimported_own_export_is_not_a_second_writer() {
+    let mut x = HostArray::from_vec(vec![2, 2], vec![1f32, 2., 3., 4.]).unwrap();
+    for export in [x.to_dlpack(), x.to_dlpack_legacy(), x.clone().into_dlpack()] {
+        let mut back = export.into_host().unwrap();
+        assert_eq!(back.as_ptr(), x.as_ptr());
+        assert!(matches!(
+            back.view_mut::<f32>(),
+            Err(Error::NotWritable { .. })
+        ));
+        assert!(matches!(
+            x.view_mut::<f32>(),
+            Err(Error::NotWritable { .. })
+        ));
+    }
+    // Once every other handle is gone, the original is writable again.
+    x.view_mut::<f32>().unwrap()[[0, 0]] = 9.0;
+}
+
+/// Hole 9: 70a5fa0's `reversed_axes` built a column-major layout of packed fp4 elements, which
+/// `to_contiguous` then met with a panic ("sub-byte arrays are row-major") and DLPack export
+/// described wrongly.
+#[test]
+fn hole9_reversed_axes_of_packed_subbyte_arrays_is_refused() {
+    let fp4 = DType::Raw(ferry::raw_dtypes::FLOAT4_E2M1FN);
+    let a = HostArray::from_bytes(vec![2, 4], fp4, &[0x21, 0x43, 0x65, 0x87]).unwrap();
+    let err = a.reversed_axes().unwrap_err();
+    assert!(matches!(err, Error::UnsupportedLayout { .. }), "{err}");
+    // Axes of length 1 change nothing: allowed.
+    let row = HostArray::from_bytes(vec![1, 4], fp4, &[0x21, 0x43]).unwrap();
+    let t = row.reversed_axes().unwrap();
+    assert_eq!(t.shape(), [4, 1]);
+    assert_eq!(
+        t.to_contiguous(CopyPolicy::Always)
+            .unwrap()
+            .as_bytes()
+            .unwrap(),
+        [0x21, 0x43]
+    );
+}
+
+/// Hole 3: candle does not check a raw buffer's length for fp4 (`from_raw_buffer(&[0], F4,
+/// [1 << 24])`); 70a5fa0 skipped its own bounds check for sub-byte dtypes and read megabytes
+/// past the 1-byte storage.
+#[cfg(feature = "candle")]
+#[test]
+fn hole3_candle_subbyte_view_past_its_storage_is_refused() {
+    use candle_core::{DType as C, Device, Tensor};
+    for (dtype, bits) in [(C::F4, 4), (C::F6E2M3, 6), (C::F6E3M2, 6)] {
+        let t = Tensor::from_raw_buffer(&[0], dtype, &[1 << 24], &Device::Cpu).unwrap();
+        let err = ferry::candle_adapter::to_host(&t).unwrap_err();
+        assert!(matches!(err, Error::OutsideStorage { .. }), "{err}");
+        // A buffer that holds exactly the elements is fine.
+        let n = 8usize;
+        let bytes = vec![0u8; n * bits / 8];
+        let ok = Tensor::from_raw_buffer(&bytes, dtype, &[n], &Device::Cpu).unwrap();
+        let host = ferry::candle_adapter::to_host(&ok).unwrap();
+        assert_eq!(host.nbytes(), bytes.len());
+        // One element more than the bytes hold is refused.
+        let over = Tensor::from_raw_buffer(&bytes, dtype, &[n + 1], &Device::Cpu).unwrap();
+        assert!(ferry::candle_adapter::to_host(&over).is_err());
+    }
+}
+
+/// Hole 2 (candle): an in-place op may replace the storage's buffer (`InplaceOp1` gets
+/// `&mut CpuStorage`). On 70a5fa0 that freed the memory under a live host array (valgrind:
+/// invalid read). Now the array holds the storage's read lock: the op waits until the array is
+/// gone, then runs.
+#[cfg(feature = "candle")]
+#[test]
+fn hole2_candle_inplace_op_replacing_the_storage_waits_for_host_arrays() {
+    use candle_core::{CpuStorage, Device, InplaceOp1, Layout, Tensor};
+    use std::sync::mpsc;
+
+    struct ReplaceStorage;
+    impl InplaceOp1 for ReplaceStorage {
+        fn name(&self) -> &'static str {
+            "replace-storage"
+        }
+        fn cpu_fwd(&self, storage: &mut CpuStorage, _: &Layout) -> candle_core::Result<()> {
+            // A new buffer, the old one freed: what a custom op may do.
+            *storage = CpuStorage::F32(vec![-1.0; 4096]);
+            Ok(())
+        }
+    }
+
+    let t = Tensor::arange(0f32, 1024.0, &Device::Cpu).unwrap();
+    let host = ferry::candle_adapter::to_host(&t).unwrap();
+    let clone = host.clone();
+    drop(host);
+    let (done_tx, done_rx) = mpsc::channel();
+    let writer = {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            t.inplace_op1(&ReplaceStorage).unwrap();
+            done_tx.send(()).unwrap();
+        })
+    };
+    // While a clone of the array lives, the op cannot have run: the memory is intact.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        done_rx.try_recv().is_err(),
+        "the op ran while a host array read the storage"
+    );
+    let v = clone.view::<f32>().unwrap();
+    assert_eq!(v.len(), 1024);
+    assert_eq!(v.sum(), (0..1024).sum::<i32>() as f32);
+    drop(clone);
+    writer.join().unwrap();
+    done_rx.recv().unwrap();
+    let after = ferry::candle_adapter::to_host(&t).unwrap();
+    assert_eq!(after.view::<f32>().unwrap()[[0]], -1.0);
+
+    // An owned copy holds no lock: the op runs at once.
+    let copy = ferry::candle_adapter::to_host_with(&t, CopyPolicy::Always).unwrap();
+    drop(after);
+    t.inplace_op1(&ReplaceStorage).unwrap();
+    assert_eq!(copy.view::<f32>().unwrap()[[0]], -1.0);
+}
+
+/// Hole 2 (tch): `resize_` on the caller's tensor reallocated the storage the host array read
+/// (valgrind on 70a5fa0: "Invalid read of size 4 … free'd at … resize_bytes_cpu"). The array's
+/// storage is now non-resizable, as after `tensor.numpy()`: growing fails, the memory stays.
+#[cfg(feature = "tch")]
+#[test]
+fn hole2_tch_resize_after_to_host_keeps_the_memory() {
+    use tch::{Kind, Tensor};
+    let mut t = Tensor::arange(16, (Kind::Float, tch::Device::Cpu));
+    let host = ferry::tch_adapter::to_host(&t).unwrap();
+    let err = t.f_resize_([1 << 20]).unwrap_err();
+    assert!(err.to_string().contains("not resizable"), "{err}");
+    // Shrinking never reallocates: allowed.
+    let _ = t.f_resize_([4]).unwrap();
+    let v = host.view::<f32>().unwrap();
+    assert_eq!(
+        v.iter().copied().collect::<Vec<_>>(),
+        (0..16).map(|i| i as f32).collect::<Vec<_>>()
+    );
+    // The same for DLPack exports.
+    let mut u = Tensor::arange(8, (Kind::Float, tch::Device::Cpu));
+    let exported = ferry::tch_adapter::to_dlpack(&u)
+        .unwrap()
+        .into_host()
+        .unwrap();
+    assert!(u.f_resize_([1 << 20]).is_err());
+    assert_eq!(exported.view::<f32>().unwrap()[[7]], 7.0);
+}
+
+/// Hole 2 (tch): `set_` and `set_data` on the caller's tensor dropped the storage the host
+/// array read: 70a5fa0's owner was a shallow clone, the same TensorImpl. The array now owns a
+/// TensorImpl of its own.
+#[cfg(feature = "tch")]
+#[test]
+fn hole2_tch_set_after_to_host_keeps_the_memory() {
+    use tch::{Kind, Tensor};
+    let mut t = Tensor::arange(1024, (Kind::Float, tch::Device::Cpu));
+    let host = ferry::tch_adapter::to_host(&t).unwrap();
+    let other = Tensor::zeros([3], (Kind::Float, tch::Device::Cpu));
+    let _ = t.set_source_tensor_(&other);
+    let mut u = Tensor::arange(1024, (Kind::Float, tch::Device::Cpu));
+    let host_u = ferry::tch_adapter::to_host(&u).unwrap();
+    u.set_data(&other);
+    let mut w = Tensor::arange(1024, (Kind::Float, tch::Device::Cpu));
+    let host_w = ferry::tch_adapter::to_host(&w).unwrap();
+    let _ = w.set_();
+    drop((t, u, w, other));
+    for h in [&host, &host_u, &host_w] {
+        assert_eq!(
+            h.view::<f32>().unwrap().sum(),
+            (0..1024).sum::<i32>() as f32
+        );
+    }
+}
+
+/// Hole 7: libtorch throws for tensors without strided storage, and a C++ exception crossing
+/// `extern "C"` aborted the process on 70a5fa0 (SIGABRT, "Rust cannot catch foreign
+/// exceptions"). Every shim function now catches; these are typed errors.
+#[cfg(feature = "tch")]
+#[test]
+fn hole7_tch_tensors_without_strided_storage_are_errors_not_aborts() {
+    use tch::{Kind, Tensor};
+    let undefined = Tensor::new();
+    let err = ferry::tch_adapter::to_host(&undefined).unwrap_err();
+    assert!(err.to_string().contains("undefined"), "{err}");
+    assert!(ferry::tch_adapter::to_dlpack(&undefined).is_err());
+    assert!(ferry::tch_adapter::storage_offset(&undefined).is_err());
+    let dense = Tensor::eye(3, (Kind::Float, tch::Device::Cpu));
+    let sparse = dense.to_sparse_sparse_dim(1);
+    let err = ferry::tch_adapter::to_host(&sparse).unwrap_err();
+    assert!(err.to_string().contains("to_dense"), "{err}");
+    assert!(ferry::tch_adapter::to_dlpack(&sparse).is_err());
+}
+
+/// Hole 4 (tch): a broadcast ComplexHalf tensor (a raw dtype in ferry) of (1 << 62) + 1
+/// elements passed 70a5fa0's checks and overflowed the heap when copied.
+#[cfg(feature = "tch")]
+#[test]
+fn hole4_tch_broadcast_raw_dtype_of_overflowing_size_is_refused() {
+    use tch::{Kind, Tensor};
+    let one = Tensor::zeros([1], (Kind::ComplexHalf, tch::Device::Cpu));
+    let huge = one.expand([(1i64 << 62) + 1], false);
+    let err = ferry::tch_adapter::to_host_with(&huge, CopyPolicy::Always).unwrap_err();
+    assert!(matches!(err, Error::LayoutOverflow { .. }), "{err}");
+}
+
+/// Hole 6 (tch): a DLPack export of a tch tensor is libtorch's memory, which the caller's
+/// tensor still writes: 70a5fa0 imported it as exclusive and writable.
+#[cfg(feature = "tch")]
+#[test]
+fn hole6_tch_dlpack_export_imports_as_shared() {
+    use tch::{Kind, Tensor};
+    let t = Tensor::arange(6, (Kind::Float, tch::Device::Cpu));
+    let mut host = ferry::tch_adapter::to_dlpack(&t)
+        .unwrap()
+        .into_host()
+        .unwrap();
+    assert_eq!(host.access(), Access::Shared);
+    assert!(matches!(
+        host.view_mut::<f32>(),
+        Err(Error::NotWritable { .. })
+    ));
+    // Foreign memory never reaches libtorch writable through `from_host`: it is copied.
+    let back = ferry::tch_adapter::from_host(&host, tch::Device::Cpu).unwrap();
+    assert_ne!(back.data_ptr(), t.data_ptr());
+}
