@@ -155,3 +155,25 @@ fn refusals_are_typed() {
     let t = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 2.0], [2]), &Device::flex());
     assert_eq!(t.to_host_with(CopyPolicy::Never).unwrap().copies(), 0);
 }
+
+/// Quantized tensors are refused with a typed error that says to dequantize, alone and in a
+/// batch, on Flex (which stores them natively); dequantizing first is the way out.
+#[test]
+fn quantized_tensors_are_refused_with_a_hint_to_dequantize() {
+    use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue};
+    let scheme = QuantScheme::default()
+        .with_value(QuantValue::Q8S)
+        .with_store(QuantStore::Native);
+    let t = Tensor::<2>::from_data(
+        TensorData::new(vec![-3.0f32, -1.5, 0.0, 1.5, 3.0, 4.5], [2, 3]),
+        &Device::flex(),
+    );
+    let q = t.clone().quantize_dynamic(&scheme);
+    let err = q.to_host().unwrap_err();
+    assert!(matches!(err, Error::UnsupportedLayout { .. }), "{err}");
+    assert!(err.to_string().contains("dequantize"), "{err}");
+    let err = fb::to_host_batch(&[t.clone(), q.clone()]).unwrap_err();
+    assert!(err.to_string().contains("dequantize"), "{err}");
+    let back = q.dequantize().to_host().unwrap();
+    assert_eq!(back.shape(), [2, 3]);
+}
