@@ -177,3 +177,38 @@ fn quantized_tensors_are_refused_with_a_hint_to_dequantize() {
     let back = q.dequantize().to_host().unwrap();
     assert_eq!(back.shape(), [2, 3]);
 }
+
+/// Tensors ferry cannot view in place (here Burn's autodiff backend over Flex; on a GPU, CUDA or
+/// wgpu) are read through Burn: one copy each, all issued in one `Transaction`, into buffers
+/// that are the arrays' own. `Never` refuses them.
+#[test]
+fn batched_reads_of_other_backends_copy_once_each_in_one_transaction() {
+    let device = Device::autodiff(Device::flex());
+    let tensors: Vec<Tensor<2>> = (0..4)
+        .map(|k| {
+            Tensor::<2>::from_data(
+                TensorData::new((0..6).map(|i| (i + k) as f32).collect::<Vec<_>>(), [2, 3]),
+                &device,
+            )
+        })
+        .collect();
+    let before = copy_totals();
+    let batch = fb::to_host_batch(&tensors).unwrap();
+    assert_eq!(copy_totals().since(before).copies, tensors.len() as u64);
+    for (k, h) in batch.into_iter().enumerate() {
+        assert_eq!(h.copies(), 1, "one copy through Burn's read");
+        assert_eq!(h.copy_log()[0].reason, ferry::CopyReason::DeviceTransfer);
+        assert!(h.is_writable(), "a fresh copy is the array's own");
+        let expected: Vec<f32> = (0..6).map(|i| (i + k) as f32).collect();
+        assert_eq!(
+            h.view::<f32>().unwrap().iter().copied().collect::<Vec<_>>(),
+            expected
+        );
+    }
+    let single = tensors[1].to_host().unwrap();
+    assert_eq!(single.copies(), 1);
+    assert!(matches!(
+        tensors[0].to_host_with(CopyPolicy::Never),
+        Err(Error::NeedsCopy { .. })
+    ));
+}

@@ -388,7 +388,7 @@ pub fn into_tensor<const D: usize, K: BurnKind>(
     }
     #[allow(unreachable_patterns)] // other variants exist when users enable more burn backends
     match device.as_dispatch() {
-        burn::backend::DispatchDevice::Flex(_) => return Ok(flex_share::<D, K>(array, dtype)),
+        burn::backend::DispatchDevice::Flex(_) => return flex_share::<D, K>(array, dtype),
         burn::backend::DispatchDevice::NdArray(_) => return ndarray_move::<D, K>(array),
         _ => {}
     }
@@ -400,8 +400,11 @@ pub fn into_tensor<const D: usize, K: BurnKind>(
 }
 
 /// Shares the array's memory with a Flex tensor: Burn's copy-on-write never writes into it.
-fn flex_share<const D: usize, K: BurnKind>(array: HostArray, dtype: BurnDType) -> Tensor<D, K> {
-    let (lo, hi) = span_bytes(&array);
+fn flex_share<const D: usize, K: BurnKind>(
+    array: HostArray,
+    dtype: BurnDType,
+) -> Result<Tensor<D, K>> {
+    let (lo, hi) = span_bytes(&array)?;
     let shape = array.shape().to_vec();
     let strides = array.strides().to_vec();
     let size = array.itemsize().unwrap_or(1);
@@ -414,10 +417,10 @@ fn flex_share<const D: usize, K: BurnKind>(array: HostArray, dtype: BurnDType) -
     let bytes = Bytes::from_shared(shared, AllocationProperty::Other);
     let layout = FlexLayout::new(shape.into(), strides, start);
     let primitive = FlexTensor::new(bytes, layout, dtype);
-    Tensor::from_dispatch(DispatchTensor {
+    Ok(Tensor::from_dispatch(DispatchTensor {
         kind: DispatchTensorKind::Flex(K::wrap_flex(primitive)),
         autodiff: DispatchAutodiffContext::Disabled,
-    })
+    }))
 }
 
 /// Moves the array into an NdArray tensor: no copy for a uniquely owned row-major buffer, one
@@ -454,22 +457,25 @@ fn ndarray_move<const D: usize, K: BurnKind>(array: HostArray) -> Result<Tensor<
     }))
 }
 
-/// The lowest and one-past-highest byte address the array's layout reaches.
-fn span_bytes(array: &HostArray) -> (usize, usize) {
+/// The lowest and one-past-highest byte address the array's layout reaches (burn dtypes are
+/// whole bytes). The layout was checked when the array was made, so these fit the address
+/// space; the arithmetic is checked all the same.
+fn span_bytes(array: &HostArray) -> Result<(usize, usize)> {
     let base = array.as_ptr() as usize;
-    let size = array.itemsize().unwrap_or(1) as isize;
-    if array.is_empty() {
-        return (base, base);
+    let size = array.itemsize().unwrap_or(1) as i128;
+    let Some((lo, hi)) = ferry_core::layout::offset_range(array.shape(), array.strides())? else {
+        return Ok((base, base));
+    };
+    let first = base as i128 + lo as i128 * size;
+    let end = base as i128 + (hi as i128 + 1) * size;
+    match (usize::try_from(first), usize::try_from(end)) {
+        (Ok(first), Ok(end)) => Ok((first, end)),
+        _ => Err(Error::LayoutOverflow {
+            shape: array.shape().iter().map(|&d| d as i64).collect(),
+            strides: array.strides().iter().map(|&s| s as i64).collect(),
+            itemsize_bits: array.dtype().desc().total_bits(),
+        }),
     }
-    let (mut lo, mut hi) = (0isize, 0isize);
-    for (&n, &s) in array.shape().iter().zip(array.strides()) {
-        let reach = s * (n as isize - 1);
-        if reach < 0 { lo += reach } else { hi += reach }
-    }
-    (
-        (base as isize + lo * size) as usize,
-        (base as isize + (hi + 1) * size) as usize,
-    )
 }
 
 /// The bytes of a host array's span, as an owner `bytes::Bytes` can hold.

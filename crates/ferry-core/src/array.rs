@@ -365,8 +365,7 @@ impl HostArray {
     /// [`Access::Exclusive`], no other clone holds it, and no two indices reach one element).
     pub fn is_writable(&self) -> bool {
         self.access == Access::Exclusive
-            && Arc::strong_count(&self.owner) == 1
-            && Arc::weak_count(&self.owner) == 0
+            && self.owner_is_unique()
             && !may_overlap(&self.shape, &self.strides)
     }
 
