@@ -65,5 +65,7 @@ pub use ferry_tch as tch_adapter;
 /// The names most programs need.
 pub mod prelude {
     pub use crate::{Backend, ToHost, convert, to_host};
-    pub use ferry_core::{CopyPolicy, DType, DlpackTensor, Element, Error, HostArray, MemoryKind};
+    pub use ferry_core::{
+        Access, CopyPolicy, DType, DlpackTensor, Element, Error, HostArray, MemoryKind,
+    };
 }
