@@ -15,10 +15,10 @@
 //!   copied once (candle cannot wrap foreign memory). Dtypes candle lacks (bool, i8, u16, u64,
 //!   complex) are refused with a hint to cast.
 
-use candle_core::{CpuStorage, DType as CandleDType, Device as CandleDevice, Storage, Tensor};
-use ferry_core::raw_dtypes as raw;
 use std::mem::ManuallyDrop;
 
+use candle_core::{CpuStorage, DType as CandleDType, Device as CandleDevice, Storage, Tensor};
+use ferry_core::raw_dtypes as raw;
 use ferry_core::{
     Access, CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, MemoryKind, RawParts,
     Result, record_copy,
@@ -184,7 +184,7 @@ fn cpu_view(tensor: &Tensor) -> Result<HostArray> {
     let Storage::Cpu(cpu) = lock.storage() else {
         return Err(Error::backend_message(
             BACKEND,
-            "the tensor moved off the CPU while it was being read",
+            "a CPU tensor's storage is not a CPU storage",
         ));
     };
     let (base, len_bytes): (*const u8, usize) = match cpu {
