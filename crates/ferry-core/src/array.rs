@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ndarray::{ArcArray, ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn, ShapeBuilder};
 
 use crate::copy::{CopyPolicy, CopyReason, CopyRecord, gather, record_copy, try_alloc_uninit};
-use crate::layout::{self, element_count, is_row_major, may_overlap, offset_range};
+use crate::layout::{self, element_count, is_row_major, may_overlap};
 use crate::{DType, Device, Element, Error, MemoryKind, Result, dispatch_dtype};
 
 /// Anything that keeps an array's memory alive. Dropped when the last [`HostArray`] sharing it
@@ -143,7 +143,7 @@ impl HostArray {
             memory,
             access,
         } = parts;
-        check_layout(dtype, &shape, &strides)?;
+        let range = check_layout(dtype, &shape, &strides)?;
         let empty = shape.contains(&0);
         let data = match NonNull::new(data.cast_mut()) {
             Some(p) if !empty => p,
@@ -158,9 +158,7 @@ impl HostArray {
                 });
             }
         };
-        if let (Some(size), Some((lo, hi))) =
-            (dtype.size_in_bytes(), offset_range(&shape, &strides)?)
-        {
+        if let (Some(size), Some((lo, hi))) = (dtype.size_in_bytes(), range) {
             let addr = data.as_ptr() as usize as i128;
             let size = size as i128;
             let (first, last) = (addr + lo as i128 * size, addr + (hi as i128 + 1) * size);
@@ -867,7 +865,7 @@ impl HostArray {
 
     /// Checks that a layout is describable for `dtype` (used by constructors and DLPack import).
     pub(crate) fn validate_layout(dtype: DType, shape: &[usize], strides: &[isize]) -> Result<()> {
-        check_layout(dtype, shape, strides)
+        check_layout(dtype, shape, strides).map(|_| ())
     }
 }
 

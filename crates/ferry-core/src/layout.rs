@@ -94,8 +94,12 @@ pub fn packed_bytes(n: usize, dtype: DType) -> Option<usize> {
 /// strides of one length (at most [`MAX_NDIM`]), elements of at least one bit, an element
 /// count and packed byte size that fit `isize` (NumPy's rule, so every size ferry derives from
 /// a shape fits), an extent (lowest to highest reachable byte) that fits `isize`, and packed
-/// sub-byte dtypes in row-major order.
-pub fn check_layout(dtype: DType, shape: &[usize], strides: &[isize]) -> Result<()> {
+/// sub-byte dtypes in row-major order. Returns the layout's [`offset_range`].
+pub fn check_layout(
+    dtype: DType,
+    shape: &[usize],
+    strides: &[isize],
+) -> Result<Option<(isize, isize)>> {
     let bits = dtype.desc().total_bits();
     let unsupported = |reason| Error::UnsupportedLayout {
         shape: shape.to_vec(),
@@ -125,13 +129,14 @@ pub fn check_layout(dtype: DType, shape: &[usize], strides: &[isize]) -> Result<
     {
         return Err(overflow(shape, strides, bits));
     }
-    Ok(())
+    Ok(range)
 }
 
 /// Checks that a layout whose element `[0, .., 0]` is element `offset` of a storage of
-/// `storage_bytes` bytes reaches only that storage (for packed sub-byte dtypes: only its bits),
-/// besides everything [`check_layout`] checks. Adapters call this before describing a
-/// framework's storage, so a layout the framework got wrong is an error, not a stray read.
+/// `storage_bytes` bytes reaches only that storage (in bits, so packed sub-byte dtypes are
+/// checked exactly). Adapters call this before describing a framework's storage, so a layout
+/// the framework got wrong is an error, not a stray read; [`check_layout`] (which
+/// `HostArray::from_raw_parts` runs) checks the rest.
 pub fn check_in_storage(
     dtype: DType,
     shape: &[usize],
@@ -139,13 +144,15 @@ pub fn check_in_storage(
     offset: usize,
     storage_bytes: usize,
 ) -> Result<()> {
-    check_layout(dtype, shape, strides)?;
+    if shape.len() != strides.len() {
+        return check_layout(dtype, shape, strides).map(|_| ());
+    }
     let Some((lo, hi)) = offset_range(shape, strides)? else {
         return Ok(());
     };
     let bits = i128::from(dtype.desc().total_bits());
     let first = offset as i128 + lo as i128;
-    // One past the last bit reached (sub-byte layouts are row-major, so contiguous).
+    // One past the last bit reached.
     let end_bits = (offset as i128 + hi as i128 + 1) * bits;
     if first < 0 || end_bits > storage_bytes as i128 * 8 {
         return Err(Error::OutsideStorage {

@@ -2,10 +2,10 @@
 //! PyTorch 2.9.0.
 //!
 //! - To host, CPU: zero-copy, with the tensor's real strides and storage offset. The array
-//!   shares memory with the tensor (like `.numpy()`) and is read-only. It owns its own alias of
-//!   the storage (a new TensorImpl), so `set_`/`set_data` on the caller's tensor cannot free the
-//!   memory, and the storage is made non-resizable (as `.numpy()` does), so `resize_` cannot
-//!   move it: growing it returns libtorch's "not resizable" error instead. Like
+//!   shares memory with the tensor (like `.numpy()`) and is read-only. It owns a reference of its
+//!   own to the StorageImpl, so `set_`/`set_data` on the caller's tensor cannot free the memory,
+//!   and the storage is made non-resizable (as `.numpy()` does), so `resize_` cannot move it:
+//!   growing it returns libtorch's "not resizable" error instead. Like
 //!   `.numpy(force=True)`: a tensor that requires grad is detached (no copy), and
 //!   conjugate/negative bits are resolved (one copy, recorded). Undefined, sparse and
 //!   storage-less tensors are typed errors.
@@ -20,8 +20,8 @@
 //! - To DLPack: libtorch's own `at::toDLPackVersioned`, of a non-resizable alias.
 //! - CUDA tensors (feature `cuda`): one copy of the viewed span into pinned memory.
 
-use std::ffi::{CStr, c_char};
-use std::sync::{Arc, Mutex};
+use std::ffi::{CStr, c_char, c_void};
+use std::sync::Arc;
 
 use ferry_core::dlpack_rs::ffi::DLManagedTensorVersioned;
 use ferry_core::raw_dtypes as raw;
@@ -53,9 +53,10 @@ unsafe extern "C" {
         sizes: *mut i64,
         strides: *mut i64,
         cap: i64,
-        alias: *mut *mut C_tensor,
+        storage: *mut *mut c_void,
         err: *mut *mut c_char,
     ) -> i64;
+    fn ferry_tch_storage_free(storage: *mut c_void);
 }
 
 /// An error message from the shim, freed after copying.
@@ -164,16 +165,35 @@ const IS_NEG: i32 = 4;
 /// Axes described in one shim call; more fall back to tch's own `size()`/`stride()`.
 const DESCRIBE_CAP: usize = 16;
 
-/// A tensor's layout facts from one shim call, and for plain CPU tensors the non-resizable
-/// alias a host array owns (see `shim.cpp`).
+/// A tensor's layout facts from one shim call, and for plain CPU tensors the storage handle a
+/// host array owns (see `shim.cpp`).
 struct Described {
     info: TensorInfo,
     shape: Vec<usize>,
     strides: Vec<isize>,
-    alias: Option<Tensor>,
+    storage: Option<StorageHandle>,
+}
+
+/// A reference of ferry's own to a libtorch StorageImpl made non-resizable (`shim.cpp`): it
+/// keeps the bytes alive and in place whatever is done to the tensors over them.
+struct StorageHandle(std::ptr::NonNull<c_void>);
+
+// SAFETY: a `c10::Storage` is an atomically reference-counted pointer; ferry only drops it,
+// which libtorch allows from any thread (its deleters are thread-safe), and nothing is reachable
+// through `&StorageHandle`.
+unsafe impl Send for StorageHandle {}
+// SAFETY: as above: no method reads or writes through a shared reference.
+unsafe impl Sync for StorageHandle {}
+
+impl Drop for StorageHandle {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from ferry_tch_describe and is released exactly once, here.
+        unsafe { ferry_tch_storage_free(self.0.as_ptr()) }
+    }
 }
 
 fn describe(t: &Tensor, pin: bool) -> Result<Described> {
+    let mut storage = std::ptr::null_mut();
     let mut info = TensorInfo {
         data: std::ptr::null_mut(),
         scalar_type: -1,
@@ -185,9 +205,8 @@ fn describe(t: &Tensor, pin: bool) -> Result<Described> {
     };
     let (mut sizes, mut strides) = ([0i64; DESCRIBE_CAP], [0i64; DESCRIBE_CAP]);
     let mut err = std::ptr::null_mut();
-    let mut alias = std::ptr::null_mut();
-    // SAFETY: `t` is a live tensor; the shim writes `info`, at most DESCRIBE_CAP entries, `alias`
-    // (a fresh heap tensor or NULL) when asked, and `err` only when it returns -1.
+    // SAFETY: `t` is a live tensor; the shim writes `info`, at most DESCRIBE_CAP entries,
+    // `storage` (a fresh storage handle or NULL) when asked, and `err` only when it returns -1.
     let ndim = unsafe {
         ferry_tch_describe(
             ptr(t),
@@ -196,15 +215,14 @@ fn describe(t: &Tensor, pin: bool) -> Result<Described> {
             strides.as_mut_ptr(),
             DESCRIBE_CAP as i64,
             if pin {
-                &mut alias
+                &mut storage
             } else {
                 std::ptr::null_mut()
             },
             &mut err,
         )
     };
-    // SAFETY: a non-NULL alias is a fresh `new at::Tensor` from the shim, which tch frees on drop.
-    let alias = (!alias.is_null()).then(|| unsafe { Tensor::from_ptr(alias) });
+    let storage = std::ptr::NonNull::new(storage).map(StorageHandle);
     let Ok(ndim) = usize::try_from(ndim) else {
         return Err(shim_error(err, "describing the tensor"));
     };
@@ -223,12 +241,9 @@ fn describe(t: &Tensor, pin: bool) -> Result<Described> {
         info,
         shape,
         strides,
-        alias,
+        storage,
     })
 }
-
-/// Keeps a tch tensor alive as an owner (tch tensors are `Send` but not `Sync`).
-struct TensorOwner(#[expect(dead_code, reason = "held to keep the storage alive")] Mutex<Tensor>);
 
 /// A host array over a tch tensor: zero-copy on CPU, one copy from a GPU.
 pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
@@ -241,7 +256,7 @@ pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
         info,
         shape,
         strides,
-        alias,
+        storage,
     } = describe(tensor, true)?;
     let dtype = ferry_dtype(info.scalar_type).ok_or_else(|| Error::UnsupportedLayout {
         shape: shape.clone(),
@@ -249,9 +264,9 @@ pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
         dtype: DType::Raw(DTypeDesc { code: DTypeDesc::OPAQUE_HANDLE, bits: 8, lanes: 1 }),
         reason: "quantized or bit-packed libtorch tensors have no host layout; dequantize() them first",
     })?;
-    if let Some(alias) = alias {
+    if let Some(storage) = storage {
         // The common case: a plain CPU tensor (detached or not: a view needs no autograd).
-        let host = cpu_view(alias, &info, dtype, shape, strides)?;
+        let host = cpu_view(storage, &info, dtype, shape, strides)?;
         return match policy {
             CopyPolicy::Always => host.to_contiguous(CopyPolicy::Always),
             _ => Ok(host),
@@ -287,15 +302,15 @@ pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
         info,
         shape,
         strides,
-        alias,
+        storage,
     } = describe(&t, true)?;
-    let alias = alias.ok_or_else(|| {
+    let storage = storage.ok_or_else(|| {
         Error::backend_message(
             BACKEND,
             "a resolved CPU tensor still has conjugate or negative bits",
         )
     })?;
-    let mut host = cpu_view(alias, &info, dtype, shape, strides)?;
+    let mut host = cpu_view(storage, &info, dtype, shape, strides)?;
     if let Some(reason) = resolved {
         let bytes = host.nbytes() as u64;
         host = host.with_copy(record_copy(bytes, reason));
@@ -306,10 +321,10 @@ pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
     }
 }
 
-/// Describes a CPU tensor's memory as a read-only host array owning `alias`, the
-/// non-resizable alias of its storage the shim made.
+/// Describes a CPU tensor's memory as a read-only host array owning `storage`, ferry's own
+/// reference to its non-resizable storage.
 fn cpu_view(
-    alias: Tensor,
+    storage: StorageHandle,
     info: &TensorInfo,
     dtype: DType,
     shape: Vec<usize>,
@@ -341,12 +356,12 @@ fn cpu_view(
         memory: MemoryKind::Cpu,
         access: Access::ReadOnly,
     };
-    let owner: Owner = Arc::new(TensorOwner(Mutex::new(alias)));
+    let owner: Owner = Arc::new(storage);
     // SAFETY: `data` is `data_ptr()` of the tensor: the address of element [0, .., 0] (storage
     // offset applied) in its storage, and the layout was checked to stay inside that storage's
-    // bytes. `owner` holds a TensorImpl of its own over that StorageImpl, so `set_` on the
-    // caller's tensor cannot drop it, and the storage is non-resizable, so no `resize_` can
-    // move or free the bytes while `owner` lives. Read-only: torch may share the memory.
+    // bytes. `owner` holds a reference of its own to that StorageImpl, so `set_` on any tensor
+    // cannot drop it, and the storage is non-resizable, so no `resize_` can move or free the
+    // bytes while `owner` lives. Read-only: torch may share the memory.
     unsafe { HostArray::from_raw_parts(parts, owner) }
 }
 
@@ -482,14 +497,19 @@ mod cuda {
     //! CUDA → host: one copy of the span the view covers into pinned memory.
     use super::*;
 
+    /// Keeps a tch tensor alive as an owner (tch tensors are `Send` but not `Sync`).
+    #[cfg(feature = "cuda")]
+    struct TensorOwner(
+        #[expect(dead_code, reason = "held to keep the storage alive")] std::sync::Mutex<Tensor>,
+    );
+
     #[cfg(feature = "cuda")]
     pub(super) fn to_host(t: &Tensor, dtype: DType) -> Result<HostArray> {
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
         let strides: Vec<isize> = t.stride().iter().map(|&s| s as isize).collect();
-        ferry_core::layout::check_layout(dtype, &shape, &strides)?;
-        // The span: from the lowest to the highest element the view reaches (checked above to
-        // fit isize in bytes, so the arithmetic below cannot overflow).
-        let Some((lo, hi)) = ferry_core::layout::offset_range(&shape, &strides)? else {
+        // The span: from the lowest to the highest element the view reaches (checked to fit isize
+        // in bytes, so the arithmetic below cannot overflow).
+        let Some((lo, hi)) = ferry_core::layout::check_layout(dtype, &shape, &strides)? else {
             let parts = RawParts {
                 data: std::ptr::null(),
                 dtype,
@@ -523,7 +543,7 @@ mod cuda {
             memory: MemoryKind::CudaHost,
             access: Access::Exclusive,
         };
-        let owner: Owner = Arc::new(TensorOwner(Mutex::new(host)));
+        let owner: Owner = Arc::new(TensorOwner(std::sync::Mutex::new(host)));
         // SAFETY: the pinned buffer holds exactly the span, `first` is the view's first element
         // inside it, and `owner` keeps it alive; nobody else holds the buffer.
         Ok(unsafe { HostArray::from_raw_parts(parts, owner) }?.with_copy(record))

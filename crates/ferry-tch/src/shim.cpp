@@ -92,9 +92,13 @@ int64_t ferry_tch_storage_offset(at::Tensor *t, char **err) {
 
 // Everything ferry needs to view a tensor, in one call: returns ndim (-1 on error, with `err`
 // set); sizes and strides are written when ndim <= cap. Flags: 1 requires grad, 2 conjugate
-// bit, 4 negative bit. When `alias` is not NULL and the tensor is a plain CPU tensor (no
-// conjugate or negative bit, not quantized), `*alias` receives a pinned alias of it (as for
-// ferry_tch_to_dlpack_versioned), so a host view costs one call; otherwise it is set to NULL.
+// bit, 4 negative bit. When `storage` is not NULL and the tensor is a plain CPU tensor (no
+// conjugate or negative bit, not quantized), `*storage` receives a handle of its own to the
+// tensor's StorageImpl (free it with ferry_tch_storage_free), after the storage was made
+// non-resizable: `set_`, `set_data` and `set_source_tensor_` on any tensor leave that
+// StorageImpl alive, and `resize_` cannot move or free its bytes (it raises "Trying to resize
+// storage that is not resizable" instead, as after `tensor.numpy()`). So a host view costs one
+// call and one reference count; otherwise `*storage` is set to NULL.
 struct FerryTchInfo {
   void *data;
   int32_t scalar_type;
@@ -106,8 +110,8 @@ struct FerryTchInfo {
 };
 
 int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, int64_t *strides,
-                           int64_t cap, at::Tensor **alias, char **err) {
-  if (alias) *alias = nullptr;
+                           int64_t cap, c10::Storage **storage, char **err) {
+  if (storage) *storage = nullptr;
   try {
     check_strided(*t);
     int64_t ndim = t->dim();
@@ -125,10 +129,10 @@ int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, in
         strides[i] = t->stride(i);
       }
     }
-    if (alias && t->device().is_cpu() && !t->is_conj() && !t->is_neg() && !t->is_quantized()) {
-      at::Tensor pinned = t->detach();
-      pinned.storage().unsafeGetStorageImpl()->set_resizable(false);
-      *alias = new at::Tensor(std::move(pinned));
+    if (storage && t->device().is_cpu() && !t->is_conj() && !t->is_neg() && !t->is_quantized()) {
+      c10::Storage own = t->storage();
+      own.unsafeGetStorageImpl()->set_resizable(false);
+      *storage = new c10::Storage(std::move(own));
     }
     return ndim;
   } catch (...) {
@@ -136,5 +140,9 @@ int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, in
     return -1;
   }
 }
+
+// Releases a handle from ferry_tch_describe (dropping one reference to the StorageImpl, which
+// may free it; libtorch's deleters run on any thread). Never throws.
+void ferry_tch_storage_free(c10::Storage *storage) { delete storage; }
 
 }  // extern "C"
