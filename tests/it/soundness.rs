@@ -387,3 +387,23 @@ fn hole6_tch_dlpack_export_imports_as_shared() {
     let back = ferry::tch_adapter::from_host(&host, tch::Device::Cpu).unwrap();
     assert_ne!(back.data_ptr(), t.data_ptr());
 }
+
+/// Hole 7 (deleters across the FFI): libtorch's `fromDLPackVersioned` can throw after it took
+/// the deleter (an OpenCL device trips an internal assert in `computeDispatchKey`), and the
+/// unwinding runs it. The shim reports that, so the producer's deleter runs exactly once, not
+/// twice (ferry's error path) and not never.
+#[cfg(feature = "tch")]
+#[test]
+fn hole7_tch_import_that_throws_after_taking_the_deleter_releases_once() {
+    let producer = Producer::default();
+    let mut spec = Spec::f32_row_major(&[2]);
+    spec.device = (4, 0); // kDLOpenCL
+    // SAFETY: a fresh pointer from the test producer (its data is never read: not host memory).
+    let tensor = unsafe {
+        ferry::DlpackTensor::from_versioned(producer.versioned(&spec, bytes_of(&[1f32, 2.])))
+    }
+    .unwrap();
+    let err = ferry::tch_adapter::from_dlpack(tensor, tch::Device::Cpu).unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert_eq!(producer.deleted(), 1, "released exactly once: {err}");
+}
