@@ -192,9 +192,7 @@ fn candle_to_tch(c: &mut Criterion) {
         })
     });
     g.bench_function(BenchmarkId::new("ferry_convert", mib), |b| {
-        b.iter(|| {
-            ferry::convert::<ferry::Candle, ferry::Tch>(black_box(&t), &tch::Device::Cpu).unwrap()
-        })
+        b.iter(|| ferry::convert::<ferry::Tch>(black_box(&t), &tch::Device::Cpu).unwrap())
     });
     g.finish();
 }

@@ -170,7 +170,16 @@ fn quantized_tensors_are_refused_with_a_hint_to_dequantize() {
     );
     let q = t.clone().quantize_dynamic(&scheme);
     let err = q.to_host().unwrap_err();
-    assert!(matches!(err, Error::UnsupportedLayout { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Quantized {
+                backend: "burn",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("dequantize"), "{err}");
     let err = fb::to_host_batch(&[t.clone(), q.clone()]).unwrap_err();
     assert!(err.to_string().contains("dequantize"), "{err}");

@@ -82,7 +82,7 @@ fn check_strides_offsets_and_flags(p: &Producer) {
 
     // READ_ONLY never yields a mutable view; it is exported again as read-only.
     let mut spec = Spec::f32_row_major(&[6]);
-    spec.flags = ferry::dlpack::FLAG_READ_ONLY;
+    spec.flags = ferry::dlpack::DlpackFlags::READ_ONLY.bits();
     let mut a = import_versioned(p, &spec).unwrap();
     assert!(a.is_read_only());
     assert!(matches!(

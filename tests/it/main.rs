@@ -15,6 +15,8 @@ mod plot;
 mod properties;
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "candle")]
+mod readme;
 mod soundness;
 mod stress;
 #[cfg(feature = "tch")]

@@ -72,13 +72,106 @@ fn scatter_histogram_and_heatmap_render_pngs_and_svgs() {
     let err = ferry::plot::scatter(
         &[("bad", &grid)],
         "wrong shape",
-        &dir.join("x.png"),
+        dir.join("x.png"),
         (100, 100),
     )
     .unwrap_err();
-    assert!(matches!(err, ferry::Error::RankMismatch { .. }), "{err}");
+    assert!(matches!(err, ferry::plot::Error::NotPairs { .. }), "{err}");
     let err =
-        ferry::plot::heatmap(&grid, "bad extension", &dir.join("x.jpg"), (100, 100)).unwrap_err();
+        ferry::plot::heatmap(&grid, "bad extension", dir.join("x.jpg"), (100, 100)).unwrap_err();
     assert!(err.to_string().contains(".png or .svg"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn scatter_of_a_square_array_names_its_shape() {
+    let square = HostArray::from_vec(vec![5, 5], (0..25).map(|i| i as f32).collect()).unwrap();
+    let path = std::env::temp_dir().join(format!("ferry-plot-square-{}.png", std::process::id()));
+    let err = ferry::plot::scatter(&[("square", &square)], "5x5", &path, (100, 100)).unwrap_err();
+    match &err {
+        ferry::plot::Error::NotPairs { shape, panel, .. } => {
+            assert_eq!((shape.as_slice(), panel.as_str()), (&[5, 5][..], "square"))
+        }
+        other => panic!("expected NotPairs, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("[5, 5]") && message.contains("(n, 2)"),
+        "{message}"
+    );
+    assert!(!path.exists(), "nothing is written for a refused array");
+}
+
+#[test]
+fn unsupported_extension_is_named() {
+    let points = HostArray::from_vec(vec![2, 2], vec![0f32, 0., 1., 1.]).unwrap();
+    let path = std::env::temp_dir().join("ferry-plot-never-written.jpg");
+    let err = ferry::plot::scatter(&[("p", &points)], "jpg", &path, (100, 100)).unwrap_err();
+    match &err {
+        ferry::plot::Error::UnsupportedExtension { extension, .. } => {
+            assert_eq!(extension.as_deref(), Some("jpg"))
+        }
+        other => panic!("expected UnsupportedExtension, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("`jpg`") && message.contains("ferry-plot-never-written.jpg"),
+        "{message}"
+    );
+    // `anyhow` and `Box<dyn Error>` users can take it with `?`.
+    let boxed: Box<dyn std::error::Error + Send + Sync + 'static> = Box::new(err);
+    assert!(boxed.to_string().contains(".png or .svg"));
+}
+
+/// Bounding box and pixel count of the marker-blue pixels whose x lies in `columns`.
+fn blue_blob(
+    buf: &[u8],
+    width: u32,
+    step: usize,
+    columns: std::ops::Range<u32>,
+) -> (u32, u32, u32, u32, usize) {
+    let (mut x0, mut y0, mut x1, mut y1, mut n) = (u32::MAX, u32::MAX, 0, 0, 0);
+    for (i, p) in buf.chunks(step).enumerate() {
+        let (x, y) = (i as u32 % width, i as u32 / width);
+        let (r, g, b) = (i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
+        if columns.contains(&x) && b > r + 60 && b > g + 60 {
+            (x0, y0, x1, y1, n) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y), n + 1);
+        }
+    }
+    (x0, y0, x1, y1, n)
+}
+
+#[test]
+fn scatter_draws_edge_points_whole() {
+    // The corners (0, 0) and (10, 10) span the axes; (5, 5) sits in the middle.
+    let points = HostArray::from_vec(vec![3, 2], vec![0f64, 0., 5., 5., 10., 10.]).unwrap();
+    let path = std::env::temp_dir().join(format!("ferry-plot-edge-{}.png", std::process::id()));
+    ferry::plot::scatter(&[("corners", &points)], "edges", &path, (300, 300)).unwrap();
+    let (w, h, buf, color) = decode(&path);
+    std::fs::remove_file(&path).unwrap();
+    let step = match color {
+        png::ColorType::Rgba => 4,
+        png::ColorType::Rgb => 3,
+        other => panic!("unexpected colour type {other:?}"),
+    };
+    let middle = blue_blob(&buf, w, step, w / 3..2 * w / 3);
+    let corner = blue_blob(&buf, w, step, 2 * w / 3..w);
+    assert!(middle.4 > 0, "the middle point is drawn");
+    assert!(
+        corner.4 * 10 >= middle.4 * 9,
+        "the point at the max x, y is drawn whole: {} pixels against {} in the middle",
+        corner.4,
+        middle.4
+    );
+    assert_eq!(
+        (corner.2 - corner.0, corner.3 - corner.1),
+        (middle.2 - middle.0, middle.3 - middle.1),
+        "the corner marker has the middle marker's size"
+    );
+    // The plotting area ends at the chart's 12-pixel margin; the marker stays inside it with
+    // room to spare (unpadded axes put its centre on that edge, half of it in the margin).
+    assert!(
+        corner.2 + 12 + 3 < w && corner.1 > 12 + 3 && corner.3 < h,
+        "a margin to the image border: {corner:?} in {w}x{h}"
+    );
 }

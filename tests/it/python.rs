@@ -103,7 +103,7 @@ fn candle_tensors_reach_numpy_and_torch_without_copies() {
     ] {
         with_python(|py| {
             let before = live_exports();
-            let obj = tensor_to_python(py, &view)?;
+            let obj = tensor_to_python::<ferry::Candle>(py, &view)?;
             check_shared(py, obj.as_any(), &view.to_host().unwrap())?;
             drop(obj);
             py.run(c"import gc; gc.collect()", None, None)?;
@@ -127,7 +127,7 @@ fn burn_tensors_reach_numpy_and_torch_without_copies() {
     );
     for view in [t.clone(), t.clone().transpose(), t.clone().narrow(1, 2, 3)] {
         with_python(|py| {
-            let obj = tensor_to_python(py, &view)?;
+            let obj = tensor_to_python::<ferry::Burn>(py, &view)?;
             check_shared(py, obj.as_any(), &view.to_host().unwrap())
         });
     }
@@ -139,7 +139,7 @@ fn tch_tensors_reach_numpy_and_torch_without_copies() {
     let t = tch::Tensor::arange(24, (tch::Kind::Float, tch::Device::Cpu)).reshape([4, 6]);
     for view in [t.shallow_clone(), t.tr(), t.narrow(0, 1, 2).narrow(1, 2, 3)] {
         with_python(|py| {
-            let obj = tensor_to_python(py, &view)?;
+            let obj = tensor_to_python::<ferry::Tch>(py, &view)?;
             check_shared(py, obj.as_any(), &view.to_host().unwrap())
         });
     }

@@ -11,7 +11,7 @@ use ferry_tests::producer::{Producer, Spec, bytes_of};
 /// unchecked, allocated a few bytes and wrote 2^62 elements into them (SIGSEGV).
 #[test]
 fn hole4_raw_dtype_broadcast_whose_size_overflows_is_refused() {
-    let complex_half = DType::Raw(DTypeDesc {
+    let complex_half = DType::from_desc(DTypeDesc {
         code: DTypeDesc::COMPLEX,
         bits: 32,
         lanes: 1,
@@ -131,7 +131,7 @@ fn hole6_foreign_dlpack_memory_is_not_writable_without_unsafe_opt_in() {
 
     // A producer that copied for this exchange (IS_COPIED) hands the memory over.
     let mut copied = spec.clone();
-    copied.flags = ferry::dlpack::FLAG_IS_COPIED;
+    copied.flags = ferry::dlpack::DlpackFlags::IS_COPIED.bits();
     // SAFETY: as above.
     let mut given = unsafe {
         HostArray::from_dlpack_versioned(producer.versioned(&copied, bytes_of(&[1f32; 6])))
@@ -141,7 +141,7 @@ fn hole6_foreign_dlpack_memory_is_not_writable_without_unsafe_opt_in() {
 
     // READ_ONLY memory cannot be written even with the opt-in.
     let mut read_only = spec.clone();
-    read_only.flags = ferry::dlpack::FLAG_READ_ONLY;
+    read_only.flags = ferry::dlpack::DlpackFlags::READ_ONLY.bits();
     // SAFETY: as above.
     let frozen = unsafe {
         HostArray::from_dlpack_versioned(producer.versioned(&read_only, bytes_of(&[1f32; 6])))
@@ -276,7 +276,7 @@ fn hole2_candle_inplace_op_replacing_the_storage_waits_for_host_arrays() {
     assert_eq!(after.view::<f32>().unwrap()[[0]], -1.0);
 
     // An owned copy holds no lock: the op runs at once.
-    let copy = ferry::candle_adapter::to_host_with(&t, CopyPolicy::Always).unwrap();
+    let copy = ferry::ToHost::to_host_with(&t, CopyPolicy::Always).unwrap();
     drop(after);
     t.inplace_op1(&ReplaceStorage).unwrap();
     assert_eq!(copy.view::<f32>().unwrap()[[0]], -1.0);
@@ -363,7 +363,7 @@ fn hole4_tch_broadcast_raw_dtype_of_overflowing_size_is_refused() {
     use tch::{Kind, Tensor};
     let one = Tensor::zeros([1], (Kind::ComplexHalf, tch::Device::Cpu));
     let huge = one.expand([(1i64 << 62) + 1], false);
-    let err = ferry::tch_adapter::to_host_with(&huge, CopyPolicy::Always).unwrap_err();
+    let err = ferry::ToHost::to_host_with(&huge, CopyPolicy::Always).unwrap_err();
     assert!(matches!(err, Error::LayoutOverflow { .. }), "{err}");
 }
 

@@ -42,6 +42,20 @@ pub fn report(what: &str, cases: usize) {
     }
 }
 
+/// Every single-framework check of the suite — host views of every dtype and layout, round
+/// trips, refusals — run against `B`; returns the cases run. This is what a new adapter's own
+/// test calls, with its [`SuiteBackend`] implementation (like object_store's `integration`
+/// functions): `assert!(ferry_tests::suite::run_backend::<MyBackend>() > 0);`.
+pub fn run_backend<B: SuiteBackend>() -> usize {
+    to_host_layouts::<B>() + round_trips::<B>() + refusals::<B>()
+}
+
+/// The checks between two frameworks: conversion over DLPack in both directions (every dtype
+/// both hold). Returns the cases run.
+pub fn run_pair<A: SuiteBackend, B: SuiteBackend>() -> usize {
+    cross::<A, B>() + cross::<B, A>()
+}
+
 /// Views of one tensor the framework can express: name and tensor.
 fn layouts<B: SuiteBackend>(t: &B::Tensor) -> Vec<(&'static str, B::Tensor)> {
     vec![
@@ -62,7 +76,7 @@ fn layouts<B: SuiteBackend>(t: &B::Tensor) -> Vec<(&'static str, B::Tensor)> {
 pub fn to_host_layouts<B: SuiteBackend>() -> usize {
     let mut cases = 0;
     let cpu = B::cpu();
-    for &dtype in B::dtypes() {
+    for &dtype in B::DTYPES {
         let t = B::from_host(&fixture(dtype, &[3, 4]), &cpu).unwrap();
         let mut views = layouts::<B>(&t);
         views.push((
@@ -122,7 +136,7 @@ pub fn to_host_layouts<B: SuiteBackend>() -> usize {
 pub fn round_trips<B: SuiteBackend>() -> usize {
     let mut cases = 0;
     let cpu = B::cpu();
-    for &dtype in B::dtypes() {
+    for &dtype in B::DTYPES {
         let ctx = format!("{} {dtype}", B::NAME);
         let host = fixture(dtype, &[3, 4]);
         let t = B::from_host(&host, &cpu).unwrap();
@@ -174,7 +188,7 @@ pub fn round_trips<B: SuiteBackend>() -> usize {
 pub fn refusals<B: SuiteBackend>() -> usize {
     let mut cases = 0;
     for dtype in DType::TYPED {
-        if B::dtypes().contains(&dtype) {
+        if B::DTYPES.contains(&dtype) {
             continue;
         }
         let Err(err) = B::from_host(&fixture(dtype, &[2, 2]), &B::cpu()) else {
@@ -189,7 +203,7 @@ pub fn refusals<B: SuiteBackend>() -> usize {
         cases += 1;
     }
     // Never refuses nothing on the CPU: a host view needs no copy.
-    let t = B::from_host(&fixture(B::dtypes()[0], &[2, 2]), &B::cpu()).unwrap();
+    let t = B::from_host(&fixture(B::DTYPES[0], &[2, 2]), &B::cpu()).unwrap();
     assert_eq!(t.to_host_with(CopyPolicy::Never).unwrap().copies(), 0);
     let forced = t.to_host_with(CopyPolicy::Always).unwrap();
     assert_eq!(forced.copies(), 1, "{}: Always copies", B::NAME);
@@ -200,11 +214,10 @@ pub fn refusals<B: SuiteBackend>() -> usize {
 /// hold, from a non-contiguous view.
 pub fn cross<Src: SuiteBackend, Dst: SuiteBackend>() -> usize {
     let mut cases = 0;
-    for &dtype in Src::dtypes().iter().filter(|d| Dst::dtypes().contains(d)) {
+    for &dtype in Src::DTYPES.iter().filter(|d| Dst::DTYPES.contains(d)) {
         let ctx = format!("{} -> {} {dtype}", Src::NAME, Dst::NAME);
         let src = Src::transpose(&Src::from_host(&fixture(dtype, &[3, 4]), &Src::cpu()).unwrap());
-        let dst =
-            ferry::convert::<Src, Dst>(&src, &Dst::cpu()).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        let dst = ferry::convert::<Dst>(&src, &Dst::cpu()).unwrap_or_else(|e| panic!("{ctx}: {e}"));
         assert_same(
             &Dst::read_back(&dst).unwrap(),
             &Src::read_back(&src).unwrap(),

@@ -37,7 +37,7 @@ pub trait BurnKind: burn::tensor::kind::Transaction + sealed::Sealed + 'static {
 
 impl BurnKind for Float {
     const DTYPES: &'static [DType] = &[DType::F32, DType::F64, DType::F16, DType::BF16];
-    const HINT: &'static str = "a Float tensor holds f16, bf16, f32 or f64; use Tensor<D, Int> or Tensor<D, Bool>, or cast";
+    const HINT: &'static str = "a Burn Float tensor cannot hold it (Float holds f16, bf16, f32 or f64): use Tensor<D, Int> or Tensor<D, Bool>, or cast";
 
     fn wrap_flex(primitive: FlexTensor) -> BackendTensor<Flex> {
         BackendTensor::Float(primitive)
@@ -59,8 +59,7 @@ impl BurnKind for Int {
         DType::U16,
         DType::U8,
     ];
-    const HINT: &'static str =
-        "an Int tensor holds i8..i64 or u8..u64; use Tensor<D, Float> or Tensor<D, Bool>, or cast";
+    const HINT: &'static str = "a Burn Int tensor cannot hold it (Int holds i8..i64 and u8..u64): use Tensor<D, Float> or Tensor<D, Bool>, or cast";
 
     fn wrap_flex(primitive: FlexTensor) -> BackendTensor<Flex> {
         BackendTensor::Int(primitive)
@@ -73,8 +72,7 @@ impl BurnKind for Int {
 
 impl BurnKind for Bool {
     const DTYPES: &'static [DType] = &[DType::Bool];
-    const HINT: &'static str =
-        "a Bool tensor holds bool; use Tensor<D, Int> or Tensor<D, Float>, or cast";
+    const HINT: &'static str = "a Burn Bool tensor cannot hold it (Bool holds bool): use Tensor<D, Int> or Tensor<D, Float>, or cast";
 
     fn wrap_flex(primitive: FlexTensor) -> BackendTensor<Flex> {
         BackendTensor::Bool(primitive)

@@ -14,18 +14,18 @@
 
 #![allow(deprecated)] // burn-ndarray is deprecated in 0.22 but still a shipped CPU backend.
 
-use std::sync::Arc;
+use std::marker::PhantomData;
 
 use burn::backend::flex::{FlexTensor, Layout as FlexLayout};
 use burn::backend::ndarray::NdArrayTensor;
 use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};
 use burn::tensor::{
-    AllocationProperty, BoolStore, Bytes, DType as BurnDType, Device, Tensor, TensorData,
+    AllocationProperty, BoolStore, Bytes, DType as BurnDType, Device, Float, Tensor, TensorData,
     Transaction,
 };
 use ferry_core::{
-    Access, CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, MemoryKind, Owner,
-    RawParts, Result, record_copy,
+    Backend, CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, Result, StorageLayout,
+    record_copy,
 };
 
 mod kind;
@@ -81,62 +81,100 @@ pub fn burn_dtype(dtype: DType) -> Result<BurnDType> {
             return Err(Error::UnsupportedDtype {
                 backend: BACKEND,
                 dtype,
-                hint: "burn has no complex or fp8 tensors; cast to f32 or f64 first",
+                hint: "burn has no complex or fp8 tensors; cast to f32 or f64 first".into(),
             });
         }
     })
 }
 
 fn quantized(shape: Vec<usize>) -> Error {
-    Error::UnsupportedLayout {
+    Error::Quantized {
+        backend: BACKEND,
         shape,
-        strides: Vec::new(),
-        dtype: DType::Raw(ferry_core::DTypeDesc {
-            code: ferry_core::DTypeDesc::INT,
-            bits: 8,
-            lanes: 1,
-        }),
-        reason: "the burn tensor is quantized; call dequantize() explicitly to read its values",
+        hint: "call dequantize() explicitly to read its values",
     }
 }
 
-/// A host array over a burn tensor's data: zero-copy on Flex and NdArray, one copy elsewhere.
+/// The Burn backend: `Burn<D, K>` stands for `burn::tensor::Tensor<D, K>` (rank `D`, kind
+/// `Float`, `Int` or `Bool`) on a `burn::tensor::Device`, for code that is generic over
+/// [`Backend`]. Its CPU device is Flex; [`Burn::cpu()`](Burn::cpu) needs no rank.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Burn<const D: usize = 2, K = Float>(PhantomData<K>);
+
+impl Burn {
+    /// Burn's CPU device (Flex), for any rank and kind: `Burn::cpu()`.
+    pub fn cpu() -> Device {
+        Device::flex()
+    }
+}
+
+impl<const D: usize, K: BurnKind> Backend for Burn<D, K> {
+    const NAME: &'static str = BACKEND;
+    const DTYPES: &'static [DType] = K::DTYPES;
+    type Tensor = Tensor<D, K>;
+    type Device = Device;
+
+    fn cpu() -> Device {
+        Device::flex()
+    }
+
+    fn view(tensor: &Tensor<D, K>) -> Result<HostArray> {
+        view(tensor)
+    }
+
+    fn to_host(tensor: &Tensor<D, K>) -> Result<HostArray> {
+        to_host(tensor)
+    }
+
+    fn to_dlpack(tensor: &Tensor<D, K>) -> Result<DlpackTensor> {
+        to_dlpack(tensor)
+    }
+
+    fn from_host(array: &HostArray, device: &Device) -> Result<Tensor<D, K>> {
+        from_host(array, device)
+    }
+
+    fn into_tensor(array: HostArray, device: &Device) -> Result<Tensor<D, K>> {
+        into_tensor(array, device)
+    }
+
+    fn from_dlpack(tensor: DlpackTensor, device: &Device) -> Result<Tensor<D, K>> {
+        from_dlpack(tensor, device)
+    }
+}
+
+/// A zero-copy, read-only host array over a Flex or NdArray tensor; tensors of other backends
+/// are refused with [`Error::NeedsCopy`] (use [`to_host`]).
+pub fn view<const D: usize, K: BurnKind>(tensor: &Tensor<D, K>) -> Result<HostArray> {
+    if let Some(view) = primitive_view(tensor.clone().into_dispatch().kind)? {
+        return Ok(view);
+    }
+    let dtype = ferry_dtype(tensor.dtype()).ok_or_else(|| quantized(tensor.shape().to_vec()))?;
+    let shape = tensor.shape().to_vec();
+    let strides = ferry_core::layout::row_major_strides(&shape).unwrap_or_default();
+    Err(Error::NeedsCopy {
+        reason: CopyReason::DeviceTransfer,
+        shape,
+        strides,
+        dtype,
+    })
+}
+
+/// A host array over a burn tensor's data: zero-copy on Flex and NdArray (see [`view`]), one
+/// copy through Burn's own read elsewhere.
 pub fn to_host<const D: usize, K: BurnKind>(tensor: &Tensor<D, K>) -> Result<HostArray> {
-    to_host_with(tensor, CopyPolicy::IfNeeded)
-}
-
-/// [`to_host`] with an explicit copy policy.
-pub fn to_host_with<const D: usize, K: BurnKind>(
-    tensor: &Tensor<D, K>,
-    policy: CopyPolicy,
-) -> Result<HostArray> {
-    let host = match primitive_view(tensor.clone().into_dispatch().kind)? {
-        Some(view) => view,
-        None => {
-            let dtype =
-                ferry_dtype(tensor.dtype()).ok_or_else(|| quantized(tensor.shape().to_vec()))?;
-            if policy == CopyPolicy::Never {
-                let shape = tensor.shape().to_vec();
-                let strides = ferry_core::layout::row_major_strides(&shape).unwrap_or_default();
-                return Err(Error::NeedsCopy {
-                    reason: CopyReason::DeviceTransfer,
-                    shape,
-                    strides,
-                    dtype,
-                });
-            }
-            return from_tensor_data(
-                tensor
-                    .clone()
-                    .try_into_data()
-                    .map_err(|e| Error::backend_message(BACKEND, format!("{e:?}")))?,
-            );
-        }
-    };
-    match policy {
-        CopyPolicy::Always => host.to_contiguous(CopyPolicy::Always),
-        _ => Ok(host),
+    if let Some(view) = primitive_view(tensor.clone().into_dispatch().kind)? {
+        return Ok(view);
     }
+    if matches!(tensor.dtype(), BurnDType::QFloat(_)) {
+        return Err(quantized(tensor.shape().to_vec()));
+    }
+    from_tensor_data(
+        tensor
+            .clone()
+            .try_into_data()
+            .map_err(|e| Error::backend_message(BACKEND, format!("{e:?}")))?,
+    )
 }
 
 /// Reads many tensors: CPU-backend tensors as zero-copy views, the rest in one [`Transaction`]
@@ -199,40 +237,18 @@ fn primitive_view(kind: DispatchTensorKind) -> Result<Option<HostArray>> {
 /// Views a Flex primitive; `None` for bool storage wider than a byte (read through Burn).
 fn flex_view(p: FlexTensor) -> Result<Option<HostArray>> {
     let dtype = ferry_dtype(p.dtype()).ok_or_else(|| quantized(p.layout().shape().to_vec()))?;
-    let size = p.dtype().size();
-    if dtype == DType::Bool && size != 1 {
+    if dtype == DType::Bool && p.dtype().size() != 1 {
         return Ok(None);
     }
-    let layout = p.layout();
-    let shape = layout.shape().to_vec();
-    let strides = layout.strides().to_vec();
+    let layout = StorageLayout {
+        dtype,
+        shape: p.layout().shape().to_vec(),
+        strides: p.layout().strides().to_vec(),
+        offset: p.layout().start_offset(),
+    };
     let buffer = p.bytes();
-    ferry_core::layout::check_in_storage(
-        dtype,
-        &shape,
-        &strides,
-        layout.start_offset(),
-        buffer.len(),
-    )?;
-    let data = if shape.contains(&0) {
-        std::ptr::null()
-    } else {
-        // In bounds: check_in_storage put element [0, .., 0] inside the buffer.
-        buffer.as_ptr().wrapping_add(layout.start_offset() * size)
-    };
-    let parts = RawParts {
-        data,
-        dtype,
-        shape,
-        strides,
-        memory: MemoryKind::Cpu,
-        access: Access::ReadOnly,
-    };
-    let owner: Owner = Arc::new(KeepAlive(p));
-    // SAFETY: the elements live in the Flex tensor's shared byte buffer, kept alive by `owner`;
-    // the layout was checked to stay inside it; Burn only writes into uniquely held buffers and
-    // `owner` holds a reference, so the memory does not change while the array lives.
-    unsafe { HostArray::from_raw_parts(parts, owner) }.map(Some)
+    let (addr, len) = (buffer.as_ptr() as usize, buffer.len());
+    HostArray::from_storage(Frozen::new(p, addr, len), layout).map(Some)
 }
 
 fn ndarray_view(p: NdArrayTensor) -> Result<HostArray> {
@@ -260,29 +276,72 @@ fn ndarray_view(p: NdArrayTensor) -> Result<HostArray> {
         NdArrayTensor::U8(s) => view!(s, DType::U8),
         NdArrayTensor::Bool(s) => view!(s, DType::Bool),
     };
-    let parts = RawParts {
-        data,
+    // The storage a host array needs is the span the (valid) ndarray view reaches.
+    let (lo, len) = ferry_core::layout::byte_span(dtype, &shape, &strides)?.unwrap_or((0, 0));
+    let size = dtype.size_in_bytes().unwrap_or(1) as isize;
+    let layout = StorageLayout {
         dtype,
         shape,
         strides,
-        memory: MemoryKind::Cpu,
-        access: Access::ReadOnly,
+        offset: (-lo / size) as usize,
     };
-    let owner: Owner = Arc::new(KeepAlive(p));
-    // SAFETY: the view's elements live in the NdArray storage (an ArcArray or borrowed Bytes)
-    // held by `owner`; ndarray views are valid layouts; Burn copies on write when a storage is
-    // shared, and `owner` shares it, so the memory does not change while the array lives.
-    unsafe { HostArray::from_raw_parts(parts, owner) }
+    let addr = (data as usize).wrapping_add_signed(lo);
+    HostArray::from_storage(Frozen::new(p, addr, len), layout)
 }
 
-/// Keeps a burn value alive as a ferry owner. It is `Send` exactly when the value is; it is
-/// `Sync` because it offers no access at all through `&KeepAlive` (the field is private and
-/// never read), so sharing a reference shares nothing — the reasoning of std's `Exclusive`.
-struct KeepAlive<T>(T);
+/// A burn value (a Flex or NdArray primitive, or Burn's `Bytes`) and the bytes of it a host
+/// array reads. It is `Send` exactly when the value is; it is `Sync` because it offers no access
+/// to the value through `&Frozen` (the field is private and never read), so sharing a reference
+/// shares nothing — the reasoning of std's `Exclusive`.
+struct Frozen<T> {
+    _value: T,
+    /// Address of the first byte the array may read.
+    addr: usize,
+    /// Bytes from `addr` on that the array may read.
+    len: usize,
+}
 
-// SAFETY: no method or field of `KeepAlive` is reachable through a shared reference, so
-// concurrent `&KeepAlive<T>` cannot touch the `T`; `Send` still requires `T: Send`.
-unsafe impl<T: Send> Sync for KeepAlive<T> {}
+impl<T> Frozen<T> {
+    fn new(value: T, addr: usize, len: usize) -> Frozen<T> {
+        Frozen {
+            _value: value,
+            addr,
+            len,
+        }
+    }
+}
+
+// SAFETY: no method or field of `Frozen` reaches the `T` through a shared reference, so
+// concurrent `&Frozen<T>` cannot touch it; `Send` still requires `T: Send`.
+unsafe impl<T: Send> Sync for Frozen<T> {}
+
+// SAFETY: callers build a `Frozen` only over bytes of its value's own buffer (a Flex tensor's
+// shared bytes, the span of an NdArray view, Burn's `Bytes`), which the value keeps alive and
+// in place; Burn writes in place only into buffers nobody else holds, and the value is such a
+// holder, so the bytes do not change while it lives.
+unsafe impl<T: Send + 'static> ferry_core::Storage for Frozen<T> {
+    fn bytes(&self) -> (*const u8, usize) {
+        (self.addr as *const u8, self.len)
+    }
+}
+
+/// Burn's `Bytes` from its data read, owned alone (the address was taken with `as_mut_ptr`).
+struct ReadBytes(Frozen<Bytes>);
+
+// SAFETY: as for `Frozen`; and the `Bytes` came out of a `TensorData` ferry took by value
+// (`into_parts`), so nobody else holds the buffer, and `addr` carries write permission.
+unsafe impl ferry_core::Storage for ReadBytes {
+    fn bytes(&self) -> (*const u8, usize) {
+        self.0.bytes()
+    }
+}
+
+// SAFETY: see the `Storage` impl.
+unsafe impl ferry_core::StorageMut for ReadBytes {
+    fn bytes_mut(&mut self) -> (*mut u8, usize) {
+        (self.0.addr as *mut u8, self.0.len)
+    }
+}
 
 /// A host array over Burn's own data read (row-major, host bytes), recorded as one copy.
 fn from_tensor_data(data: TensorData) -> Result<HostArray> {
@@ -293,22 +352,10 @@ fn from_tensor_data(data: TensorData) -> Result<HostArray> {
     }
     let (mut bytes, _, _) = data.into_parts();
     let record = record_copy(bytes.len() as u64, CopyReason::DeviceTransfer);
-    ferry_core::layout::check_in_storage(dtype, &shape, &strides_of(&shape)?, 0, bytes.len())?;
-    let strides = strides_of(&shape)?;
-    let ptr = bytes.as_mut_ptr().cast_const();
-    let parts = RawParts {
-        data: ptr,
-        dtype,
-        shape,
-        strides,
-        memory: MemoryKind::Cpu,
-        access: Access::Exclusive,
-    };
-    let owner: Owner = Arc::new(KeepAlive(bytes));
-    // SAFETY: `bytes` holds the row-major elements Burn read (length checked above), owned by
-    // `owner` alone (moving `Bytes` does not move its heap buffer); `ptr` comes from
-    // `as_mut_ptr`.
-    Ok(unsafe { HostArray::from_raw_parts(parts, owner) }?.with_copy(record))
+    let (addr, len) = (bytes.as_mut_ptr() as usize, bytes.len());
+    let layout = StorageLayout::row_major(dtype, shape)?;
+    let storage = ReadBytes(Frozen::new(bytes, addr, len));
+    Ok(HostArray::from_storage_mut(storage, layout)?.with_copy(record))
 }
 
 /// Narrows a 32-bit bool storage to ferry's 8-bit 0/1 bools (one copy).
@@ -323,37 +370,9 @@ fn narrow_bool(shape: Vec<usize>, data: TensorData) -> Result<HostArray> {
         _ => data.as_bytes().iter().map(|&v| u8::from(v != 0)).collect(),
     };
     let record = record_copy(values.len() as u64, CopyReason::Cast);
-    HostArray::from_vec(shape, values)?
-        .cast_to(DType::U8)
-        .map(|a| retag_bool(a).with_copy(record))
-}
-
-fn retag_bool(a: HostArray) -> HostArray {
-    // 0/1 bytes are valid bools: re-describe the same buffer with the bool dtype. The keep-alive
-    // takes the place of `a`, which is dropped, so the new array is as exclusive as `a` was.
-    let parts = RawParts {
-        data: a.as_ptr(),
-        dtype: DType::Bool,
-        shape: a.shape().to_vec(),
-        strides: a.strides().to_vec(),
-        memory: a.memory(),
-        access: a.access(),
-    };
-    let owner = a.keep_alive();
-    drop(a);
-    // SAFETY: same memory, layout and access as `a`, whose pointer (and its write permission)
-    // is reused; `owner` keeps the memory alive and `a` is gone, so nothing else reaches it; bool
-    // and u8 have the same size and the bytes are 0 or 1.
-    unsafe { HostArray::from_raw_parts(parts, owner) }.expect("same layout as a valid array")
-}
-
-/// Row-major strides for a shape Burn produced, or a layout overflow error.
-fn strides_of(shape: &[usize]) -> Result<Vec<isize>> {
-    ferry_core::layout::row_major_strides(shape).ok_or_else(|| Error::LayoutOverflow {
-        shape: shape.iter().map(|&d| d as i64).collect(),
-        strides: Vec::new(),
-        itemsize_bits: 8,
-    })
+    // 0/1 bytes are valid bools (and bool views check every byte anyway).
+    let layout = StorageLayout::row_major(DType::Bool, shape)?;
+    Ok(HostArray::from_storage_mut(values, layout)?.with_copy(record))
 }
 
 /// A burn tensor on `device` with the array's values. On the Flex backend the array's memory
@@ -383,12 +402,12 @@ pub fn into_tensor<const D: usize, K: BurnKind>(
         return Err(Error::UnsupportedDtype {
             backend: BACKEND,
             dtype: array.dtype(),
-            hint: K::HINT,
+            hint: K::HINT.into(),
         });
     }
     #[allow(unreachable_patterns)] // other variants exist when users enable more burn backends
     match device.as_dispatch() {
-        burn::backend::DispatchDevice::Flex(_) => return flex_share::<D, K>(array, dtype),
+        burn::backend::DispatchDevice::Flex(_) => return Ok(flex_share::<D, K>(array, dtype)),
         burn::backend::DispatchDevice::NdArray(_) => return ndarray_move::<D, K>(array),
         _ => {}
     }
@@ -400,27 +419,24 @@ pub fn into_tensor<const D: usize, K: BurnKind>(
 }
 
 /// Shares the array's memory with a Flex tensor: Burn's copy-on-write never writes into it.
-fn flex_share<const D: usize, K: BurnKind>(
-    array: HostArray,
-    dtype: BurnDType,
-) -> Result<Tensor<D, K>> {
-    let (lo, hi) = span_bytes(&array)?;
+fn flex_share<const D: usize, K: BurnKind>(array: HostArray, dtype: BurnDType) -> Tensor<D, K> {
+    let (first, len) = array.byte_span();
     let shape = array.shape().to_vec();
     let strides = array.strides().to_vec();
     let size = array.itemsize().unwrap_or(1);
-    let start = (array.as_ptr() as usize - lo) / size;
+    let start = (array.as_ptr() as usize - first as usize) / size;
     let shared = bytes::Bytes::from_owner(HostSpan {
         array,
-        lo,
-        len: hi - lo,
+        lo: first as usize,
+        len,
     });
     let bytes = Bytes::from_shared(shared, AllocationProperty::Other);
     let layout = FlexLayout::new(shape.into(), strides, start);
     let primitive = FlexTensor::new(bytes, layout, dtype);
-    Ok(Tensor::from_dispatch(DispatchTensor {
+    Tensor::from_dispatch(DispatchTensor {
         kind: DispatchTensorKind::Flex(K::wrap_flex(primitive)),
         autodiff: DispatchAutodiffContext::Disabled,
-    }))
+    })
 }
 
 /// Moves the array into an NdArray tensor: no copy for a uniquely owned row-major buffer, one
@@ -447,7 +463,7 @@ fn ndarray_move<const D: usize, K: BurnKind>(array: HostArray) -> Result<Tensor<
             return Err(Error::UnsupportedDtype {
                 backend: "burn ndarray backend",
                 dtype,
-                hint: "the NdArray backend has no half-precision storage; use the Flex backend or cast to f32",
+                hint: "the NdArray backend has no half-precision storage; use the Flex backend or cast to f32".into(),
             });
         }
     };
@@ -455,27 +471,6 @@ fn ndarray_move<const D: usize, K: BurnKind>(array: HostArray) -> Result<Tensor<
         kind: DispatchTensorKind::NdArray(K::wrap_ndarray(primitive)),
         autodiff: DispatchAutodiffContext::Disabled,
     }))
-}
-
-/// The lowest and one-past-highest byte address the array's layout reaches (burn dtypes are
-/// whole bytes). The layout was checked when the array was made, so these fit the address
-/// space; the arithmetic is checked all the same.
-fn span_bytes(array: &HostArray) -> Result<(usize, usize)> {
-    let base = array.as_ptr() as usize;
-    let size = array.itemsize().unwrap_or(1) as i128;
-    let Some((lo, hi)) = ferry_core::layout::offset_range(array.shape(), array.strides())? else {
-        return Ok((base, base));
-    };
-    let first = base as i128 + lo as i128 * size;
-    let end = base as i128 + (hi as i128 + 1) * size;
-    match (usize::try_from(first), usize::try_from(end)) {
-        (Ok(first), Ok(end)) => Ok((first, end)),
-        _ => Err(Error::LayoutOverflow {
-            shape: array.shape().iter().map(|&d| d as i64).collect(),
-            strides: array.strides().iter().map(|&s| s as i64).collect(),
-            itemsize_bits: array.dtype().desc().total_bits(),
-        }),
-    }
 }
 
 /// The bytes of a host array's span, as an owner `bytes::Bytes` can hold.

@@ -7,22 +7,6 @@ use ferry_core::{DType, DlpackTensor, Error, HostArray, Result};
 
 use crate::StorageReadLock;
 
-/// Storage elements `[first, end)` a layout reaches (candle strides are never negative, so the
-/// first element is the lowest), after checking (in bits, for sub-byte dtypes) that they lie
-/// inside a storage of `storage_bytes` bytes.
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-fn span(dtype: DType, layout: &Layout, storage_bytes: usize) -> Result<(usize, usize)> {
-    let dims = layout.dims();
-    let strides: Vec<isize> = layout.stride().iter().map(|&s| s as isize).collect();
-    let start = layout.start_offset();
-    ferry_core::layout::check_in_storage(dtype, dims, &strides, start, storage_bytes)?;
-    match ferry_core::layout::offset_range(dims, &strides)? {
-        None => Ok((start, start)),
-        // Non-negative (candle strides are unsigned) and inside the storage: checked above.
-        Some((_, hi)) => Ok((start, start + hi as usize + 1)),
-    }
-}
-
 #[cfg(not(feature = "cuda"))]
 mod imp {
     use super::*;
@@ -66,10 +50,10 @@ mod imp {
     use candle_core::cuda_backend::cudarc::driver::{
         CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, HostSlice, PinnedHostSlice,
     };
-    use ferry_core::{Access, CopyReason, Device, MemoryKind, RawParts, record_copy};
+    use ferry_core::{CopyReason, Device, MemoryKind, record_copy};
 
     use super::*;
-    use crate::{BACKEND, candle_dtype};
+    use crate::{BACKEND, candle_dtype, storage_layout};
 
     fn cuda_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
         Error::backend(BACKEND, e)
@@ -102,12 +86,6 @@ mod imp {
         with_slice!(storage, s => s.num_bytes())
     }
 
-    /// Byte range of storage elements `[first, end)` for `dtype` (sub-byte types are packed).
-    fn byte_range(dtype: DType, (first, end): (usize, usize)) -> (usize, usize) {
-        let bits = dtype.desc().total_bits() as usize;
-        (first * bits / 8, (end * bits).div_ceil(8))
-    }
-
     /// Copies bytes `[lo, hi)` of `slice` into fresh pinned host memory on `stream`, after the
     /// work queued on it, and waits for the copy.
     fn copy_span<T: DeviceRepr>(
@@ -132,13 +110,57 @@ mod imp {
         Ok(pinned)
     }
 
-    /// The address of the pinned buffer, with write permission (the host array over it is
-    /// ferry's own and writable).
-    fn pinned_ptr<T>(pinned: &mut PinnedHostSlice<T>, stream: &CudaStream) -> *const u8 {
-        // SAFETY: the stream was synchronised after the copy into `pinned`, so using it is safe;
-        // the returned guard only records an event.
-        let (slice, _guard) = unsafe { pinned.stream_synced_mut_slice(stream) };
-        slice.as_mut_ptr().cast::<u8>().cast_const()
+    /// A pinned host buffer holding a copied span, as ferry storage the host array owns alone.
+    struct PinnedSpan<T> {
+        /// Keeps the pinned allocation alive.
+        _pinned: PinnedHostSlice<T>,
+        /// Its first byte, taken with write permission (as an address: the buffer is `Send`).
+        addr: usize,
+        /// Its length in bytes.
+        len: usize,
+    }
+
+    impl<T: DeviceRepr> PinnedSpan<T> {
+        fn new(mut pinned: PinnedHostSlice<T>, stream: &CudaStream) -> PinnedSpan<T> {
+            let len = pinned.len() * size_of::<T>();
+            let addr = {
+                // SAFETY: the stream was synchronised after the copy into `pinned`, so using it
+                // is safe; the returned guard only records an event.
+                let (slice, _guard) = unsafe { pinned.stream_synced_mut_slice(stream) };
+                slice.as_mut_ptr() as usize
+            };
+            PinnedSpan {
+                _pinned: pinned,
+                addr,
+                len,
+            }
+        }
+    }
+
+    // SAFETY: `addr..addr + len` is the pinned allocation `_pinned` owns alone and keeps alive;
+    // nothing else holds it (it was allocated for this copy), so it is unchanged unless the
+    // array owning this value writes it. Pinned memory is host memory the CPU reads.
+    unsafe impl<T: Send + Sync + 'static> ferry_core::Storage for PinnedSpan<T>
+    where
+        PinnedHostSlice<T>: Send + Sync,
+    {
+        fn bytes(&self) -> (*const u8, usize) {
+            (self.addr as *const u8, self.len)
+        }
+
+        fn memory(&self) -> MemoryKind {
+            MemoryKind::CudaHost
+        }
+    }
+
+    // SAFETY: as above; `addr` was taken from `as_mut_ptr` of the owned pinned slice.
+    unsafe impl<T: Send + Sync + 'static> ferry_core::StorageMut for PinnedSpan<T>
+    where
+        PinnedHostSlice<T>: Send + Sync,
+    {
+        fn bytes_mut(&mut self) -> (*mut u8, usize) {
+            (self.addr as *mut u8, self.len)
+        }
     }
 
     pub(crate) fn to_host(
@@ -146,42 +168,25 @@ mod imp {
         layout: &Layout,
         dtype: DType,
     ) -> Result<HostArray> {
-        let shape = layout.dims().to_vec();
-        let strides: Vec<isize> = layout.stride().iter().map(|&s| s as isize).collect();
-        let span = span(dtype, layout, storage_len(storage))?;
-        if span.0 == span.1 {
-            let parts = RawParts {
-                data: std::ptr::null(),
-                dtype,
-                shape,
-                strides,
-                memory: MemoryKind::Cpu,
-                access: Access::Exclusive,
-            };
-            // SAFETY: an empty array reads no memory.
-            return unsafe { HostArray::from_raw_parts(parts, ferry_core::dlpack::owner(())) };
+        let view = storage_layout(dtype, layout);
+        let range = view.byte_range(storage_len(storage))?;
+        if range.is_empty() {
+            return HostArray::from_storage_mut(Vec::<u8>::new(), view.rebase(0)?);
         }
-        let (lo, hi) = byte_range(dtype, span);
         let stream = storage.device.cuda_stream();
-        let (owner, data): (ferry_core::Owner, *const u8) = with_slice!(storage, s => {
-            let mut pinned = copy_span(s, &stream, lo, hi)?;
-            let ptr = pinned_ptr(&mut pinned, &stream);
-            (Arc::new(pinned), ptr)
-        });
-        let record = record_copy((hi - lo) as u64, CopyReason::DeviceTransfer);
-        let bits = dtype.desc().total_bits() as usize;
-        let skip = (span.0 * bits / 8) - lo;
-        let parts = RawParts {
-            data: data.wrapping_add(skip),
-            dtype,
-            shape,
-            strides,
-            memory: MemoryKind::CudaHost,
-            access: Access::Exclusive,
-        };
-        // SAFETY: the pinned buffer holds exactly the span the layout reaches (relative to its
-        // first element), is kept alive by `owner`, and nobody else holds it.
-        Ok(unsafe { HostArray::from_raw_parts(parts, owner) }?.with_copy(record))
+        let record = record_copy(range.len() as u64, CopyReason::DeviceTransfer);
+        let host = with_slice!(storage, s => {
+            // Whole elements of the slice's type, from the one holding the span's first byte.
+            let first = range.start / size_of_val_of(s) * size_of_val_of(s);
+            let pinned = copy_span(s, &stream, first, range.end)?;
+            HostArray::from_storage_mut(PinnedSpan::new(pinned, &stream), view.rebase(first)?)
+        })?;
+        Ok(host.with_copy(record))
+    }
+
+    /// Bytes of one element of a CUDA slice's element type.
+    fn size_of_val_of<T>(_: &CudaSlice<T>) -> usize {
+        size_of::<T>().max(1)
     }
 
     /// Exports the locked CUDA storage: the export holds the read lock (and the tensor) until
@@ -194,7 +199,7 @@ mod imp {
             ));
         };
         let layout = lock.layout();
-        let (first, _) = span(dtype, layout, storage_len(storage))?;
+        let first = storage_layout(dtype, layout).locate(storage_len(storage))?;
         let stream = storage.device.cuda_stream();
         let ordinal = match storage.device().location() {
             candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id as i32,
@@ -206,16 +211,15 @@ mod imp {
         });
         // Consumers may read on any stream: finish the work queued on candle's stream first.
         stream.synchronize().map_err(cuda_err)?;
-        let bits = dtype.desc().total_bits() as usize;
-        // Inside the buffer: `span` checked the layout against the storage's bytes.
-        let data = (base as usize + first * bits / 8) as *mut std::ffi::c_void;
+        // Inside the buffer: `locate` checked the layout against the storage's bytes.
+        let data = (base as usize + first) as *mut std::ffi::c_void;
         let parts = ferry_core::dlpack::ExportParts {
             data,
             dtype,
             shape: layout.dims().to_vec(),
             strides: layout.stride().iter().map(|&s| s as isize).collect(),
             device: Device::cuda(ordinal),
-            flags: ferry_core::dlpack::FLAG_READ_ONLY,
+            flags: ferry_core::dlpack::DlpackFlags::READ_ONLY,
         };
         // SAFETY: the device buffer belongs to the tensor's storage, kept alive, read-locked and
         // so unchanged by `lock` in the owner; the layout was checked to lie inside it.
@@ -225,10 +229,10 @@ mod imp {
     pub(crate) fn from_dlpack(tensor: DlpackTensor, device: &CandleDevice) -> Result<Tensor> {
         let source = tensor.device();
         let CandleDevice::Cuda(cuda) = device else {
-            return Err(Error::NotHostMemory {
-                device: source,
-                shape: tensor.shape().to_vec(),
-                dtype: tensor.dtype(),
+            return Err(Error::DeviceMismatch {
+                expected: Device::CPU,
+                found: source,
+                hint: "import it onto the candle CUDA device it lives on, then call to_device(&Device::Cpu)",
             });
         };
         let target = match device.location() {
@@ -236,10 +240,10 @@ mod imp {
             _ => -1,
         };
         if !source.is_cuda() || source.device_id != target {
-            return Err(Error::NotHostMemory {
-                device: source,
-                shape: tensor.shape().to_vec(),
-                dtype: tensor.dtype(),
+            return Err(Error::DeviceMismatch {
+                expected: Device::cuda(target),
+                found: source,
+                hint: "import it onto the candle device of that ordinal (Device::new_cuda(ordinal)), then move it with to_device",
             });
         }
         let dtype = candle_dtype(tensor.dtype())?;
@@ -274,7 +278,7 @@ mod imp {
                 return Err(Error::UnsupportedDtype {
                     backend: BACKEND,
                     dtype: crate::ferry_dtype(other),
-                    hint: "this candle dtype has no CUDA import",
+                    hint: "this candle dtype has no CUDA import".into(),
                 });
             }
         };

@@ -8,7 +8,7 @@
 //!   replace its buffer, wait until then instead of changing or freeing memory under the array
 //!   (like rust-numpy's borrow checking, but blocking). On the thread that holds the array such
 //!   a call would wait forever: drop the array first, or take an owned copy
-//!   (`to_host_with(.., CopyPolicy::Always)`, which holds no lock).
+//!   (`Candle::to_host_with(.., CopyPolicy::Always)`, which holds no lock).
 //! - CUDA tensors (feature `cuda`) come out with one device→host copy of only the span the
 //!   view covers, into pinned memory, after the work queued on the device's stream is done.
 //! - Into candle: a uniquely owned row-major buffer moves in without a copy; anything else is
@@ -20,8 +20,8 @@ use std::mem::ManuallyDrop;
 use candle_core::{CpuStorage, DType as CandleDType, Device as CandleDevice, Storage, Tensor};
 use ferry_core::raw_dtypes as raw;
 use ferry_core::{
-    Access, CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, MemoryKind, RawParts,
-    Result, record_copy,
+    Backend, CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, Result, StorageLayout,
+    record_copy,
 };
 
 mod cuda;
@@ -47,7 +47,7 @@ pub fn ferry_dtype(dtype: CandleDType) -> DType {
         CandleDType::F6E3M2 => DType::Raw(raw::FLOAT6_E3M2FN),
         CandleDType::F4 => DType::Raw(raw::FLOAT4_E2M1FN),
         // A dtype added to candle after 0.11: carried as opaque bytes of its size.
-        other => DType::Raw(ferry_core::DTypeDesc {
+        other => DType::from_desc(ferry_core::DTypeDesc {
             code: ferry_core::DTypeDesc::OPAQUE_HANDLE,
             bits: (other.size_in_bytes() * 8).clamp(8, 255) as u8,
             lanes: 1,
@@ -57,10 +57,10 @@ pub fn ferry_dtype(dtype: CandleDType) -> DType {
 
 /// The candle dtype for a ferry dtype, or [`Error::UnsupportedDtype`] naming what to do.
 pub fn candle_dtype(dtype: DType) -> Result<CandleDType> {
-    let unsupported = |hint| Error::UnsupportedDtype {
+    let unsupported = |hint: &'static str| Error::UnsupportedDtype {
         backend: BACKEND,
         dtype,
-        hint,
+        hint: hint.into(),
     };
     Ok(match dtype {
         DType::U8 => CandleDType::U8,
@@ -94,36 +94,84 @@ fn candle_err(e: candle_core::Error) -> Error {
     Error::backend(BACKEND, e)
 }
 
-/// A host array over the tensor's data: zero-copy on CPU, one copy of the viewed span from a
-/// GPU. Same as [`to_host_with`] with [`CopyPolicy::IfNeeded`].
-pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
-    to_host_with(tensor, CopyPolicy::IfNeeded)
+/// The dtypes candle tensors hold, in ferry's terms (its fp8/fp6/fp4 types travel as raw
+/// descriptors and are not listed).
+pub const DTYPES: &[DType] = &[
+    DType::U8,
+    DType::U32,
+    DType::I16,
+    DType::I32,
+    DType::I64,
+    DType::BF16,
+    DType::F16,
+    DType::F32,
+    DType::F64,
+];
+
+/// The Candle backend (`candle_core::Tensor` on a `candle_core::Device`), for code that is
+/// generic over [`Backend`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Candle;
+
+impl Backend for Candle {
+    const NAME: &'static str = BACKEND;
+    const DTYPES: &'static [DType] = DTYPES;
+    type Tensor = Tensor;
+    type Device = CandleDevice;
+
+    fn cpu() -> CandleDevice {
+        CandleDevice::Cpu
+    }
+
+    fn view(tensor: &Tensor) -> Result<HostArray> {
+        view(tensor)
+    }
+
+    fn to_host(tensor: &Tensor) -> Result<HostArray> {
+        to_host(tensor)
+    }
+
+    fn to_dlpack(tensor: &Tensor) -> Result<DlpackTensor> {
+        to_dlpack(tensor)
+    }
+
+    fn from_host(array: &HostArray, device: &CandleDevice) -> Result<Tensor> {
+        from_host(array, device)
+    }
+
+    fn into_tensor(array: HostArray, device: &CandleDevice) -> Result<Tensor> {
+        into_tensor(array, device)
+    }
+
+    fn from_dlpack(tensor: DlpackTensor, device: &CandleDevice) -> Result<Tensor> {
+        from_dlpack(tensor, device)
+    }
 }
 
-/// [`to_host`] with an explicit copy policy: `Never` refuses device tensors, `Always` copies
-/// CPU tensors too (into a fresh row-major buffer).
-pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
+/// A zero-copy, read-only host array over a CPU tensor's storage; a device tensor is refused
+/// with [`Error::NeedsCopy`] (use [`to_host`]).
+pub fn view(tensor: &Tensor) -> Result<HostArray> {
     if tensor.device().is_cpu() {
-        let view = cpu_view(tensor)?;
-        return match policy {
-            // The copy holds no lock; the view's lock is released when `view` drops.
-            CopyPolicy::Always => view.to_contiguous(CopyPolicy::Always),
-            _ => Ok(view),
-        };
+        return cpu_view(tensor);
+    }
+    let layout = tensor.layout();
+    Err(Error::NeedsCopy {
+        reason: CopyReason::DeviceTransfer,
+        shape: layout.dims().to_vec(),
+        strides: layout.stride().iter().map(|&s| s as isize).collect(),
+        dtype: ferry_dtype(tensor.dtype()),
+    })
+}
+
+/// A host array over the tensor's data: zero-copy on CPU (see [`view`]), one copy of the
+/// viewed span from a GPU.
+pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
+    if tensor.device().is_cpu() {
+        return cpu_view(tensor);
     }
     let (storage, layout) = tensor.storage_and_layout();
     match &*storage {
-        Storage::Cuda(cuda) => {
-            if policy == CopyPolicy::Never {
-                return Err(Error::NeedsCopy {
-                    reason: CopyReason::DeviceTransfer,
-                    shape: layout.dims().to_vec(),
-                    strides: layout.stride().iter().map(|&s| s as isize).collect(),
-                    dtype: ferry_dtype(tensor.dtype()),
-                });
-            }
-            cuda::to_host(cuda, layout, ferry_dtype(tensor.dtype()))
-        }
+        Storage::Cuda(cuda) => cuda::to_host(cuda, layout, ferry_dtype(tensor.dtype())),
         Storage::Cpu(_) => cpu_view(tensor),
         Storage::Metal(_) => Err(Error::NotCompiled {
             capability: "reading candle Metal tensors",
@@ -176,70 +224,58 @@ impl Drop for StorageReadLock {
     }
 }
 
+// SAFETY: `bytes` reads the buffer of the CPU storage this value holds a read lock on (and
+// keeps alive through `tensor`): the same Vec every call, as candle cannot replace a storage's
+// buffer or write into it without the write lock, which waits until this value drops. Any
+// other storage reports no bytes.
+unsafe impl ferry_core::Storage for StorageReadLock {
+    fn bytes(&self) -> (*const u8, usize) {
+        let Storage::Cpu(cpu) = self.storage() else {
+            return (std::ptr::null(), 0);
+        };
+        match cpu {
+            CpuStorage::U8(v) => bytes(v),
+            CpuStorage::U32(v) => bytes(v),
+            CpuStorage::I16(v) => bytes(v),
+            CpuStorage::I32(v) => bytes(v),
+            CpuStorage::I64(v) => bytes(v),
+            CpuStorage::BF16(v) => bytes(v),
+            CpuStorage::F16(v) => bytes(v),
+            CpuStorage::F32(v) => bytes(v),
+            CpuStorage::F64(v) => bytes(v),
+            CpuStorage::F8E4M3(v) => bytes(v),
+            CpuStorage::F6E2M3(v)
+            | CpuStorage::F6E3M2(v)
+            | CpuStorage::F4(v)
+            | CpuStorage::F8E8M0(v) => bytes(v),
+        }
+    }
+}
+
 /// Describes a CPU tensor's storage as a read-only host array that keeps the tensor alive and
-/// its storage read-locked (see [`StorageReadLock`]).
+/// its storage read-locked (see [`StorageReadLock`]). candle does not check that a layout fits
+/// its storage (`from_raw_buffer` takes any byte count for fp4/fp6); `from_storage` does, in
+/// bits.
 fn cpu_view(tensor: &Tensor) -> Result<HostArray> {
     let lock = StorageReadLock::new(tensor);
-    let layout = lock.layout();
-    let Storage::Cpu(cpu) = lock.storage() else {
+    if !matches!(lock.storage(), Storage::Cpu(_)) {
         return Err(Error::backend_message(
             BACKEND,
             "a CPU tensor's storage is not a CPU storage",
         ));
-    };
-    let (base, len_bytes): (*const u8, usize) = match cpu {
-        CpuStorage::U8(v) => bytes(v),
-        CpuStorage::U32(v) => bytes(v),
-        CpuStorage::I16(v) => bytes(v),
-        CpuStorage::I32(v) => bytes(v),
-        CpuStorage::I64(v) => bytes(v),
-        CpuStorage::BF16(v) => bytes(v),
-        CpuStorage::F16(v) => bytes(v),
-        CpuStorage::F32(v) => bytes(v),
-        CpuStorage::F64(v) => bytes(v),
-        CpuStorage::F8E4M3(v) => bytes(v),
-        CpuStorage::F6E2M3(v)
-        | CpuStorage::F6E3M2(v)
-        | CpuStorage::F4(v)
-        | CpuStorage::F8E8M0(v) => bytes(v),
-    };
-    let dtype = ferry_dtype(tensor.dtype());
-    let shape = layout.dims().to_vec();
-    let strides: Vec<isize> = layout.stride().iter().map(|&s| s as isize).collect();
-    let start = layout.start_offset();
-    let bits = dtype.desc().total_bits() as usize;
-    let start_bits = start.checked_mul(bits);
-    if !start_bits.is_some_and(|b| b.is_multiple_of(8)) {
-        return Err(Error::UnsupportedLayout {
-            shape,
-            strides,
-            dtype,
-            reason: "a view of packed sub-byte elements must start on a byte boundary",
-        });
     }
-    // candle does not check that a layout fits its storage (`from_raw_buffer` takes any byte
-    // count for fp4/fp6), so ferry does, in bits.
-    ferry_core::layout::check_in_storage(dtype, &shape, &strides, start, len_bytes)?;
-    let data = if shape.contains(&0) {
-        std::ptr::null()
-    } else {
-        // In bounds: check_in_storage put element [0, .., 0] inside the storage.
-        base.wrapping_add(start_bits.unwrap_or(0) / 8)
-    };
-    let parts = RawParts {
-        data,
+    let layout = storage_layout(ferry_dtype(tensor.dtype()), lock.layout());
+    HostArray::from_storage(lock, layout)
+}
+
+/// A candle layout (dims, strides and start offset in elements) in ferry's terms.
+pub(crate) fn storage_layout(dtype: DType, layout: &candle_core::Layout) -> StorageLayout {
+    StorageLayout {
         dtype,
-        shape,
-        strides,
-        memory: MemoryKind::Cpu,
-        access: Access::ReadOnly,
-    };
-    let owner = ferry_core::dlpack::owner(lock);
-    // SAFETY: `data` points into the Vec of the tensor's CPU storage and the layout was checked
-    // to stay inside it. `owner` holds the tensor and a read lock on that storage: candle only
-    // writes or replaces a storage's buffer under its write lock, so the bytes stay where they
-    // are, unchanged, until the last clone of the array drops. Read-only: candle shares storage.
-    unsafe { HostArray::from_raw_parts(parts, owner) }
+        shape: layout.dims().to_vec(),
+        strides: layout.stride().iter().map(|&s| s as isize).collect(),
+        offset: layout.start_offset(),
+    }
 }
 
 fn bytes<T>(v: &[T]) -> (*const u8, usize) {

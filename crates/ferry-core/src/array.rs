@@ -6,7 +6,10 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use ndarray::{ArcArray, ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn, ShapeBuilder};
+use ndarray::{
+    ArcArray, ArrayD, ArrayView, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMutD, Axis, CowArray,
+    Dimension, Ix1, Ix2, IxDyn, ShapeBuilder,
+};
 
 use crate::copy::{CopyPolicy, CopyReason, CopyRecord, gather, record_copy, try_alloc_uninit};
 use crate::layout::{self, element_count, is_row_major, may_overlap};
@@ -423,6 +426,15 @@ impl HostArray {
         is_row_major(&self.shape, &self.strides)
     }
 
+    /// The bytes the elements span, from the lowest to the highest (packed bytes for a
+    /// sub-byte dtype): the first byte and the length; length 0 for an empty array.
+    pub fn byte_span(&self) -> (*const u8, usize) {
+        match layout::byte_span(self.dtype, &self.shape, &self.strides) {
+            Ok(Some((lo, len))) => (self.as_ptr().wrapping_offset(lo), len),
+            _ => (self.as_ptr(), 0),
+        }
+    }
+
     /// The copies ferry made to produce this array, oldest first.
     pub fn copy_log(&self) -> &[CopyRecord] {
         &self.copies
@@ -582,6 +594,45 @@ impl HostArray {
         self.check_values::<T>()?;
         // SAFETY: dtype, alignment and value validity were checked just above.
         Ok(unsafe { self.raw_view::<T>() })
+    }
+
+    /// A typed view of fixed rank `D` (`Ix1`, `Ix2`, ...), for code that indexes with
+    /// `[[i, j]]` or calls `rows()`/`dot()`: [`view`](Self::view), then
+    /// [`Error::RankMismatch`] naming the array's shape and the rank asked for.
+    pub fn view_dim<T: Element, D: Dimension>(&self) -> Result<ArrayView<'_, T, D>> {
+        self.check_rank::<D>()?;
+        Ok(self.view::<T>()?.into_dimensionality::<D>()?)
+    }
+
+    /// [`view_dim`](Self::view_dim) for one axis.
+    pub fn view1<T: Element>(&self) -> Result<ArrayView1<'_, T>> {
+        self.view_dim::<T, Ix1>()
+    }
+
+    /// [`view_dim`](Self::view_dim) for two axes: `host.view2::<f32>()?.column(0)`.
+    pub fn view2<T: Element>(&self) -> Result<ArrayView2<'_, T>> {
+        self.view_dim::<T, Ix2>()
+    }
+
+    /// The values as `T` in one step: a zero-copy view when the array already holds `T`, else
+    /// an explicit [`cast`](Self::cast) (one recorded copy) — instead of naming the type twice
+    /// in `cast::<T>()?.view::<T>()?`. Same refusals as `cast` and `view`.
+    pub fn view_cast<T: Element>(&self) -> Result<CowArray<'_, T, IxDyn>> {
+        if self.dtype == T::DTYPE {
+            return self.view::<T>().map(CowArray::from);
+        }
+        Ok(CowArray::from(self.cast::<T>()?.into_array::<T>()?))
+    }
+
+    fn check_rank<D: Dimension>(&self) -> Result<()> {
+        match D::NDIM {
+            Some(expected) if expected != self.ndim() => Err(Error::RankMismatch {
+                shape: self.shape.clone(),
+                expected,
+                found: self.ndim(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// A mutable typed view. Only for memory ferry may write ([`Access::Exclusive`]: its own

@@ -1,99 +1,89 @@
 //! Explicit dtype conversions (`HostArray::cast`): elementwise, with Rust `as` semantics for
-//! numbers (saturating float→int), `!= 0` for →bool, and complex→real refused.
+//! numbers (saturating float→int; f16 and bf16 through half's `AsPrimitive`), `!= 0` for →bool,
+//! and complex→real refused.
 
 use half::{bf16, f16};
 use ndarray::ArrayD;
-use num_complex::{Complex32, Complex64};
+use num_complex::Complex;
+use num_traits::AsPrimitive;
 
 use crate::copy::{CopyPolicy, CopyReason, record_copy, try_alloc_uninit};
 use crate::{DType, Element, Error, HostArray, Result, dispatch_dtype};
 
-/// A value wide enough to carry any typed element exactly (integers) or as `f64` (floats).
-#[derive(Clone, Copy)]
-enum Wide {
-    Int(i128),
-    Float(f64),
-    Complex(f64, f64),
+/// The real element types: each converts to every other with `as` semantics through
+/// `num_traits::AsPrimitive` (half's `num-traits` feature for f16 and bf16).
+trait Real:
+    AsPrimitive<u8>
+    + AsPrimitive<u16>
+    + AsPrimitive<u32>
+    + AsPrimitive<u64>
+    + AsPrimitive<i8>
+    + AsPrimitive<i16>
+    + AsPrimitive<i32>
+    + AsPrimitive<i64>
+    + AsPrimitive<f16>
+    + AsPrimitive<bf16>
+    + AsPrimitive<f32>
+    + AsPrimitive<f64>
+{
 }
 
+/// An element type `cast` converts from and to.
 trait Castable: Element {
-    fn to_wide(self) -> Wide;
-    fn from_wide(w: Wide) -> Self;
-}
-
-fn as_f64(w: Wide) -> f64 {
-    match w {
-        Wide::Int(i) => i as f64,
-        Wide::Float(f) | Wide::Complex(f, _) => f,
+    /// `self` as a `D`.
+    fn cast<D: Castable>(self) -> D;
+    /// A real value as `Self`.
+    fn from_real<S: Real>(value: S) -> Self;
+    /// A complex value as `Self`; real targets keep `re` (`cast_array` refuses complex→real
+    /// before any element is converted).
+    fn from_complex<S: Real>(re: S, _im: S) -> Self {
+        Self::from_real(re)
     }
 }
 
-macro_rules! castable_int {
+macro_rules! real {
     ($($t:ty),*) => {$(
+        impl Real for $t {}
         impl Castable for $t {
-            fn to_wide(self) -> Wide { Wide::Int(self as i128) }
-            fn from_wide(w: Wide) -> Self {
-                match w {
-                    Wide::Int(i) => i as $t,
-                    Wide::Float(f) | Wide::Complex(f, _) => f as $t,
-                }
+            fn cast<D: Castable>(self) -> D {
+                D::from_real(self)
+            }
+            fn from_real<S: Real>(value: S) -> Self {
+                value.as_()
             }
         }
     )*};
 }
-castable_int!(u8, u16, u32, u64, i8, i16, i32, i64);
+real!(u8, u16, u32, u64, i8, i16, i32, i64, f16, bf16, f32, f64);
 
-macro_rules! castable_float {
-    ($($t:ty: $from:expr, $to:expr);*) => {$(
-        impl Castable for $t {
-            fn to_wide(self) -> Wide { Wide::Float($to(self)) }
-            fn from_wide(w: Wide) -> Self { $from(as_f64(w)) }
+impl Castable for bool {
+    fn cast<D: Castable>(self) -> D {
+        D::from_real(u8::from(self))
+    }
+    fn from_real<S: Real>(value: S) -> Self {
+        AsPrimitive::<f64>::as_(value) != 0.0
+    }
+    fn from_complex<S: Real>(re: S, im: S) -> Self {
+        Self::from_real(re) || Self::from_real(im)
+    }
+}
+
+macro_rules! complex {
+    ($($t:ty),*) => {$(
+        impl Castable for Complex<$t> {
+            fn cast<D: Castable>(self) -> D {
+                D::from_complex(self.re, self.im)
+            }
+            fn from_real<S: Real>(value: S) -> Self {
+                Self::new(value.as_(), 0.0)
+            }
+            fn from_complex<S: Real>(re: S, im: S) -> Self {
+                Self::new(re.as_(), im.as_())
+            }
         }
     )*};
 }
-castable_float!(
-    f32: |v: f64| v as f32, |v: f32| f64::from(v);
-    f64: |v: f64| v, |v: f64| v;
-    f16: f16::from_f64, f16::to_f64;
-    bf16: bf16::from_f64, bf16::to_f64
-);
-
-impl Castable for bool {
-    fn to_wide(self) -> Wide {
-        Wide::Int(i128::from(self))
-    }
-    fn from_wide(w: Wide) -> Self {
-        match w {
-            Wide::Int(i) => i != 0,
-            Wide::Float(f) => f != 0.0,
-            Wide::Complex(re, im) => re != 0.0 || im != 0.0,
-        }
-    }
-}
-
-impl Castable for Complex32 {
-    fn to_wide(self) -> Wide {
-        Wide::Complex(f64::from(self.re), f64::from(self.im))
-    }
-    fn from_wide(w: Wide) -> Self {
-        match w {
-            Wide::Complex(re, im) => Complex32::new(re as f32, im as f32),
-            other => Complex32::new(as_f64(other) as f32, 0.0),
-        }
-    }
-}
-
-impl Castable for Complex64 {
-    fn to_wide(self) -> Wide {
-        Wide::Complex(self.re, self.im)
-    }
-    fn from_wide(w: Wide) -> Self {
-        match w {
-            Wide::Complex(re, im) => Complex64::new(re, im),
-            other => Complex64::new(as_f64(other), 0.0),
-        }
-    }
-}
+complex!(f32, f64);
 
 fn convert<S: Castable, D: Castable>(src: &HostArray) -> Result<HostArray> {
     let aligned_copy;
@@ -116,7 +106,7 @@ fn convert<S: Castable, D: Castable>(src: &HostArray) -> Result<HostArray> {
         return Err(too_big());
     }
     let mut values: Vec<D> = try_alloc_uninit(n).map_err(|_| too_big())?;
-    values.extend(view.iter().map(|&v| D::from_wide(v.to_wide())));
+    values.extend(view.iter().map(|&v| v.cast::<D>()));
     let out = ArrayD::from_shape_vec(view.raw_dim(), values).expect("one value per element");
     let record = record_copy((out.len() * size_of::<D>()) as u64, CopyReason::Cast);
     Ok(HostArray::from_array(out).with_copy(record))
@@ -139,4 +129,43 @@ pub(crate) fn cast_array(src: &HostArray, to: DType) -> Result<HostArray> {
     dispatch_dtype!(src.dtype(), S => {
         dispatch_dtype!(to, D => convert::<S, D>(src), raw => unreachable!("checked above"))
     }, raw => unreachable!("checked above"))
+}
+
+#[cfg(test)]
+mod tests {
+    use half::{bf16, f16};
+    use num_complex::{Complex32, Complex64};
+
+    use super::Castable;
+
+    #[test]
+    fn elements_convert_like_as() {
+        let big = (1i64 << 60) + (1 << 36) + 1;
+        assert_eq!(
+            big.cast::<f32>(),
+            big as f32,
+            "rounded once, not through f64"
+        );
+        assert_eq!(big.cast::<Complex32>(), Complex32::new(big as f32, 0.0));
+        assert_eq!(
+            (300f32.cast::<u8>(), (-1.5f64).cast::<u8>()),
+            (255, 0),
+            "saturating"
+        );
+        assert_eq!(u64::MAX.cast::<i64>(), -1);
+        assert_eq!(53_084_179i32.cast::<bf16>(), bf16::from_f32(53_215_232.0));
+        assert_eq!(f16::from_f32(2.5).cast::<i8>(), 2);
+        assert!(f64::NAN.cast::<bool>() && !(-0.0f32).cast::<bool>());
+        assert!(
+            Complex64::new(0.0, 1.0).cast::<bool>() && !Complex32::new(0.0, 0.0).cast::<bool>()
+        );
+        assert_eq!(
+            (true.cast::<f64>(), false.cast::<Complex64>()),
+            (1.0, Complex64::new(0.0, 0.0))
+        );
+        assert_eq!(
+            Complex64::new(1.5, -2.0).cast::<Complex32>(),
+            Complex32::new(1.5, -2.0)
+        );
+    }
 }

@@ -68,40 +68,81 @@ impl fmt::Display for DTypeDesc {
     }
 }
 
-/// DLPack descriptors of the raw (untyped) dtypes frameworks use: fp8, fp6 and fp4.
-pub mod raw_dtypes {
-    use super::DTypeDesc;
+/// A DLPack dtype that ferry has no typed variant for (fp8/fp6/fp4, vector lanes, opaque
+/// handles): the payload of [`DType::Raw`]. It can only be made from a descriptor that no named
+/// [`DType`] stands for, so `DType::Raw` of `f32`'s descriptor cannot exist and two equal
+/// dtypes are always the same variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RawDType(DTypeDesc);
 
-    const fn desc(code: u8, bits: u8) -> DTypeDesc {
-        DTypeDesc {
-            code,
-            bits,
-            lanes: 1,
+impl RawDType {
+    /// The raw dtype of `desc`, or `None` when a named [`DType`] stands for it (use
+    /// [`DType::from_desc`], which picks the right variant).
+    pub fn new(desc: DTypeDesc) -> Option<RawDType> {
+        match DType::from_desc(desc) {
+            DType::Raw(raw) => Some(raw),
+            _ => None,
         }
     }
 
+    /// The DLPack descriptor.
+    pub fn desc(self) -> DTypeDesc {
+        self.0
+    }
+}
+
+impl std::ops::Deref for RawDType {
+    type Target = DTypeDesc;
+
+    fn deref(&self) -> &DTypeDesc {
+        &self.0
+    }
+}
+
+impl fmt::Display for RawDType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// The raw (untyped) dtypes frameworks use: fp8, fp6 and fp4, by their DLPack names.
+pub mod raw_dtypes {
+    use super::{DTypeDesc, RawDType};
+
+    // No named dtype has these descriptors (codes 7..=17, or complex of 32 bits), so they are
+    // valid raw dtypes.
+    const fn desc(code: u8, bits: u8) -> RawDType {
+        RawDType(DTypeDesc {
+            code,
+            bits,
+            lanes: 1,
+        })
+    }
+
+    /// `kDLComplex` of 32 bits: two f16 (torch's `complex32`, `ComplexHalf`)
+    pub const COMPLEX32: RawDType = desc(5, 32);
     /// `kDLFloat8_e3m4`
-    pub const FLOAT8_E3M4: DTypeDesc = desc(7, 8);
+    pub const FLOAT8_E3M4: RawDType = desc(7, 8);
     /// `kDLFloat8_e4m3`
-    pub const FLOAT8_E4M3: DTypeDesc = desc(8, 8);
+    pub const FLOAT8_E4M3: RawDType = desc(8, 8);
     /// `kDLFloat8_e4m3b11fnuz`
-    pub const FLOAT8_E4M3B11FNUZ: DTypeDesc = desc(9, 8);
+    pub const FLOAT8_E4M3B11FNUZ: RawDType = desc(9, 8);
     /// `kDLFloat8_e4m3fn` (OCP e4m3, no infinities; candle's and torch's `float8_e4m3fn`)
-    pub const FLOAT8_E4M3FN: DTypeDesc = desc(10, 8);
+    pub const FLOAT8_E4M3FN: RawDType = desc(10, 8);
     /// `kDLFloat8_e4m3fnuz`
-    pub const FLOAT8_E4M3FNUZ: DTypeDesc = desc(11, 8);
+    pub const FLOAT8_E4M3FNUZ: RawDType = desc(11, 8);
     /// `kDLFloat8_e5m2`
-    pub const FLOAT8_E5M2: DTypeDesc = desc(12, 8);
+    pub const FLOAT8_E5M2: RawDType = desc(12, 8);
     /// `kDLFloat8_e5m2fnuz`
-    pub const FLOAT8_E5M2FNUZ: DTypeDesc = desc(13, 8);
+    pub const FLOAT8_E5M2FNUZ: RawDType = desc(13, 8);
     /// `kDLFloat8_e8m0fnu`
-    pub const FLOAT8_E8M0FNU: DTypeDesc = desc(14, 8);
+    pub const FLOAT8_E8M0FNU: RawDType = desc(14, 8);
     /// `kDLFloat6_e2m3fn`, packed
-    pub const FLOAT6_E2M3FN: DTypeDesc = desc(15, 6);
+    pub const FLOAT6_E2M3FN: RawDType = desc(15, 6);
     /// `kDLFloat6_e3m2fn`, packed
-    pub const FLOAT6_E3M2FN: DTypeDesc = desc(16, 6);
+    pub const FLOAT6_E3M2FN: RawDType = desc(16, 6);
     /// `kDLFloat4_e2m1fn`, packed
-    pub const FLOAT4_E2M1FN: DTypeDesc = desc(17, 4);
+    pub const FLOAT4_E2M1FN: RawDType = desc(17, 4);
 }
 
 /// The element type of a [`HostArray`](crate::HostArray).
@@ -142,8 +183,9 @@ pub enum DType {
     C64,
     /// Two `f64`s ([`num_complex::Complex64`]).
     C128,
-    /// A DLPack dtype with no typed view in ferry, kept with its descriptor.
-    Raw(DTypeDesc),
+    /// A DLPack dtype with no typed view in ferry, kept with its descriptor (never one a named
+    /// variant stands for: see [`RawDType`]).
+    Raw(RawDType),
 }
 
 impl DType {
@@ -184,7 +226,7 @@ impl DType {
             DType::F64 => (DTypeDesc::FLOAT, 64),
             DType::C64 => (DTypeDesc::COMPLEX, 64),
             DType::C128 => (DTypeDesc::COMPLEX, 128),
-            DType::Raw(d) => return d,
+            DType::Raw(d) => return d.desc(),
         };
         DTypeDesc {
             code,
@@ -196,7 +238,7 @@ impl DType {
     /// The dtype a DLPack descriptor names: a typed variant when ferry has one, else `Raw`.
     pub fn from_desc(desc: DTypeDesc) -> DType {
         if desc.lanes != 1 {
-            return DType::Raw(desc);
+            return DType::Raw(RawDType(desc));
         }
         match (desc.code, desc.bits) {
             (DTypeDesc::BOOL, 8) => DType::Bool,
@@ -214,7 +256,7 @@ impl DType {
             (DTypeDesc::FLOAT, 64) => DType::F64,
             (DTypeDesc::COMPLEX, 64) => DType::C64,
             (DTypeDesc::COMPLEX, 128) => DType::C128,
-            _ => DType::Raw(desc),
+            _ => DType::Raw(RawDType(desc)),
         }
     }
 
@@ -403,26 +445,39 @@ mod tests {
 
     #[test]
     fn unknown_descriptors_stay_raw() {
+        let raw = |desc| RawDType::new(desc).expect("no named dtype");
         let fp8 = DTypeDesc {
             code: 10,
             bits: 8,
             lanes: 1,
         };
-        assert_eq!(DType::from_desc(fp8), DType::Raw(fp8));
-        assert_eq!(DType::Raw(fp8).size_in_bytes(), Some(1));
+        assert_eq!(DType::from_desc(fp8), DType::Raw(raw(fp8)));
+        assert_eq!(DType::Raw(raw(fp8)).size_in_bytes(), Some(1));
         let fp4 = DTypeDesc {
             code: 17,
             bits: 4,
             lanes: 1,
         };
-        assert_eq!(DType::Raw(fp4).size_in_bytes(), None);
+        assert_eq!(DType::Raw(raw(fp4)).size_in_bytes(), None);
         let f32x4 = DTypeDesc {
             code: 2,
             bits: 32,
             lanes: 4,
         };
-        assert_eq!(DType::from_desc(f32x4), DType::Raw(f32x4));
-        assert_eq!(DType::Raw(f32x4).size_in_bytes(), Some(16));
-        assert_eq!(DType::Raw(fp8).to_string(), "raw float8 (code 10, 8 bits)");
+        assert_eq!(DType::from_desc(f32x4), DType::Raw(raw(f32x4)));
+        assert_eq!(DType::Raw(raw(f32x4)).size_in_bytes(), Some(16));
+        assert_eq!(
+            DType::Raw(raw(fp8)).to_string(),
+            "raw float8 (code 10, 8 bits)"
+        );
+    }
+
+    #[test]
+    fn named_descriptors_cannot_be_raw() {
+        for dt in DType::TYPED {
+            assert_eq!(RawDType::new(dt.desc()), None, "{dt}");
+        }
+        assert_eq!(raw_dtypes::COMPLEX32.desc().total_bits(), 32);
+        assert!(RawDType::new(raw_dtypes::COMPLEX32.desc()).is_some());
     }
 }

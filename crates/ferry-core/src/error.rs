@@ -143,12 +143,12 @@ pub enum Error {
     },
     /// An array of the wrong number of axes for a fixed-rank tensor type.
     #[error(
-        "array of shape {shape:?} has {found} axes but the target tensor type has {expected}; reshape it first"
+        "array of shape {shape:?} has {found} axes but {expected} were asked for; reshape it, or index or insert axes, first"
     )]
     RankMismatch {
         /// Shape of the array.
         shape: Vec<usize>,
-        /// Axes the target holds.
+        /// Axes asked for (a fixed-rank view or tensor type).
         expected: usize,
         /// Axes the array has.
         found: usize,
@@ -201,16 +201,41 @@ pub enum Error {
         /// How to get it.
         hint: &'static str,
     },
-    /// A dtype the target framework cannot hold.
-    #[error("{backend} has no dtype {dtype}; {hint}")]
+    /// A dtype the target framework (or tensor type) cannot hold.
+    #[error("{backend} refuses dtype {dtype}; {hint}")]
     UnsupportedDtype {
-        /// Which framework.
+        /// Which framework (or file format) refused it.
         backend: &'static str,
         /// The dtype that was asked for.
         dtype: DType,
         /// What to do instead (usually an explicit cast).
+        hint: std::borrow::Cow<'static, str>,
+    },
+    /// A quantized tensor, whose values are not stored as plain elements.
+    #[error(
+        "the {backend} tensor of shape {shape:?} is quantized and has no plain host layout; {hint}"
+    )]
+    Quantized {
+        /// Which framework.
+        backend: &'static str,
+        /// Shape of the tensor (empty when the framework does not say).
+        shape: Vec<usize>,
+        /// What to do instead (dequantize explicitly).
         hint: &'static str,
     },
+    /// A tensor on another device than the one an operation was asked to use.
+    #[error("the tensor lives on {found} but {expected} was asked for; {hint}")]
+    DeviceMismatch {
+        /// The device asked for.
+        expected: Device,
+        /// Where the tensor lives.
+        found: Device,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// ndarray refused a shape (e.g. a fixed-rank conversion of an array of another rank).
+    #[error("ndarray refused the shape: {0}; check the array's shape() first")]
+    Shape(#[from] ndarray::ShapeError),
     /// Reading or writing a file failed.
     #[error("{action} {path}: {source}")]
     Io {
@@ -261,20 +286,16 @@ impl Error {
         }
     }
 
-    #[cfg(any(feature = "npy", feature = "safetensors"))]
-    pub(crate) fn invalid_file(format: &'static str, reason: impl Into<String>) -> Error {
+    /// An [`Error::InvalidFile`] for `format`.
+    pub fn invalid_file(format: &'static str, reason: impl Into<String>) -> Error {
         Error::InvalidFile {
             format,
             reason: reason.into(),
         }
     }
 
-    #[cfg(any(feature = "npy", feature = "safetensors"))]
-    pub(crate) fn io(
-        action: &'static str,
-        path: &std::path::Path,
-        source: std::io::Error,
-    ) -> Error {
+    /// An [`Error::Io`]: `action` ("reading", "writing", "mapping") on `path` failed.
+    pub fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Error {
         Error::Io {
             action,
             path: path.display().to_string(),

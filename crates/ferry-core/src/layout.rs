@@ -132,6 +132,24 @@ pub fn check_layout(
     Ok(range)
 }
 
+/// The bytes a layout of `dtype` reaches, after [`check_layout`]: the offset of its lowest
+/// byte from element `[0, .., 0]` (zero or negative) and the span's length; `None` when the
+/// layout is empty. Packed sub-byte layouts (row-major) span their packed bytes.
+pub fn byte_span(
+    dtype: DType,
+    shape: &[usize],
+    strides: &[isize],
+) -> Result<Option<(isize, usize)>> {
+    let Some((lo, hi)) = check_layout(dtype, shape, strides)? else {
+        return Ok(None);
+    };
+    // No overflow: check_layout bounded the extent in bytes by isize::MAX.
+    Ok(Some(match dtype.size_in_bytes() {
+        Some(size) => (lo * size as isize, (hi - lo + 1) as usize * size),
+        None => (0, packed_bytes(hi as usize + 1, dtype).unwrap_or(0)),
+    }))
+}
+
 /// Checks that a layout whose element `[0, .., 0]` is element `offset` of a storage of
 /// `storage_bytes` bytes reaches only that storage (in bits, so packed sub-byte dtypes are
 /// checked exactly). Adapters call this before describing a framework's storage, so a layout
@@ -263,7 +281,7 @@ mod tests {
 
     #[test]
     fn packed_sizes_that_overflow_are_refused() {
-        let c32 = DType::Raw(crate::DTypeDesc {
+        let c32 = DType::from_desc(crate::DTypeDesc {
             code: crate::DTypeDesc::COMPLEX,
             bits: 32,
             lanes: 1,

@@ -1,6 +1,7 @@
 //! `ferry-core`: the interchange layer of ferry — [`HostArray`] (a strided host array with a
 //! runtime dtype that owns, borrows or keeps alive foreign memory), dtypes, layout checks,
-//! DLPack 1.3 import/export, errors and copy accounting. It knows no framework.
+//! DLPack 1.3 import/export, errors, copy accounting, and the [`Backend`] trait every framework
+//! adapter implements. It knows no framework, no file format and no Python.
 //!
 //! ```
 //! use ferry_core::{HostArray, CopyPolicy};
@@ -18,6 +19,7 @@
 //! ```
 
 mod array;
+mod backend;
 mod cast;
 pub mod copy;
 mod device;
@@ -25,19 +27,16 @@ pub mod dlpack;
 mod dtype;
 mod error;
 pub mod layout;
-#[cfg(feature = "npy")]
-pub mod npy;
-#[cfg(feature = "safetensors")]
-pub mod safetensors;
-#[cfg(any(feature = "npy", feature = "safetensors"))]
-mod stored;
+mod storage;
 
 pub use array::{Access, HostArray, Owner, RawParts};
+pub use backend::Backend;
 pub use copy::{CopyPolicy, CopyReason, CopyRecord, CopyTotals, copy_totals, record_copy};
 pub use device::{Device, MemoryKind};
 pub use dlpack::{DlpackTensor, RawDlpack};
-pub use dtype::{DType, DTypeDesc, Element, raw_dtypes};
+pub use dtype::{DType, DTypeDesc, Element, RawDType, raw_dtypes};
 pub use error::{Error, Result};
+pub use storage::{Storage, StorageLayout, StorageMut};
 
 /// Re-exported for [`DlpackTensor::into_raw`] pointers and adapter exports.
 pub use dlpack_rs;

@@ -5,7 +5,8 @@
 //!
 //! ```
 //! # fn main() -> ferry_core::Result<()> {
-//! use ferry_core::{HostArray, npy};
+//! use ferry_core::HostArray;
+//! use ferry_io::npy;
 //!
 //! let a = HostArray::from_vec(vec![2, 3], vec![0f32, 1., 2., 3., 4., 5.])?;
 //! let mut file = Vec::new();
@@ -16,14 +17,16 @@
 //! ```
 //!
 //! Dtypes NumPy lacks (bf16, fp8/fp6/fp4) are refused with [`Error::UnsupportedDtype`]; cast
-//! them or use [`safetensors`](crate::safetensors). Big-endian files are refused too.
+//! them or save them as safetensors (feature `safetensors`). Big-endian files are refused too.
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+use ferry_core::layout::MAX_NDIM;
+use ferry_core::{Access, DType, Error, HostArray, Result};
+
 use crate::stored::{self, Order};
-use crate::{Access, DType, Error, HostArray, Result};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 /// Headers longer than this are refused (NumPy itself stops at 10 000 bytes by default).
@@ -56,7 +59,7 @@ pub fn descr(dtype: DType) -> Result<&'static str> {
             return Err(Error::UnsupportedDtype {
                 backend: "npy",
                 dtype: other,
-                hint: "NumPy has no such dtype; cast it (cast::<f32>()) or save it with ferry's safetensors module",
+                hint: "NumPy has no such dtype; cast it (cast::<f32>()) or save it with ferry's safetensors module".into(),
             });
         }
     })
@@ -114,32 +117,44 @@ impl Header {
     }
 }
 
-/// Reads the magic string, version and header dictionary from the start of a file.
-fn read_header(reader: &mut impl Read) -> Result<Header> {
+/// Fills `buf` from `reader` (`source` names it): a stream that ends first is an invalid file
+/// (`ends_early` says where it ended), any other failure the stream's own.
+fn fill(
+    reader: &mut impl Read,
+    buf: &mut [u8],
+    source: &str,
+    ends_early: impl FnOnce() -> String,
+) -> Result<()> {
+    reader.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => invalid(ends_early()),
+        _ => Error::io("reading", Path::new(source), e),
+    })
+}
+
+/// Reads the magic string, version and header dictionary from the start of `reader`
+/// (`source` names it in errors).
+fn read_header(reader: &mut impl Read, source: &str) -> Result<Header> {
     let mut preamble = [0u8; 8];
-    reader
-        .read_exact(&mut preamble)
-        .map_err(|_| invalid("file is shorter than the 8-byte npy preamble"))?;
+    fill(reader, &mut preamble, source, || {
+        format!("{source} is shorter than the 8-byte npy preamble")
+    })?;
     if &preamble[..6] != MAGIC {
         return Err(invalid(format!(
-            "file starts with {:02x?}, not the npy magic string \\x93NUMPY",
+            "{source} starts with {:02x?}, not the npy magic string \\x93NUMPY",
             &preamble[..6]
         )));
     }
     let (major, minor) = (preamble[6], preamble[7]);
+    let ends_in_length = || format!("{source} ends inside the header length");
     let (header_len, prefix) = match major {
         1 => {
             let mut len = [0u8; 2];
-            reader
-                .read_exact(&mut len)
-                .map_err(|_| invalid("file ends inside the header length"))?;
+            fill(reader, &mut len, source, ends_in_length)?;
             (usize::from(u16::from_le_bytes(len)), 10)
         }
         2 | 3 => {
             let mut len = [0u8; 4];
-            reader
-                .read_exact(&mut len)
-                .map_err(|_| invalid("file ends inside the header length"))?;
+            fill(reader, &mut len, source, ends_in_length)?;
             (u32::from_le_bytes(len) as usize, 12)
         }
         _ => {
@@ -154,9 +169,9 @@ fn read_header(reader: &mut impl Read) -> Result<Header> {
         )));
     }
     let mut text = vec![0u8; header_len];
-    reader
-        .read_exact(&mut text)
-        .map_err(|_| invalid(format!("file ends inside its {header_len}-byte header")))?;
+    fill(reader, &mut text, source, || {
+        format!("{source} ends inside its {header_len}-byte header")
+    })?;
     let text = String::from_utf8_lossy(&text);
     let dict = match Literal::parse(&text)? {
         Literal::Dict(entries) => entries,
@@ -200,11 +215,10 @@ fn read_header(reader: &mut impl Read) -> Result<Header> {
             .collect::<Result<Vec<_>>>()?,
         other => return Err(invalid(format!("shape {other:?} is not a tuple"))),
     };
-    if shape.len() > crate::layout::MAX_NDIM {
+    if shape.len() > MAX_NDIM {
         return Err(invalid(format!(
-            "shape has {} axes; at most {} are supported",
-            shape.len(),
-            crate::layout::MAX_NDIM
+            "shape has {} axes; at most {MAX_NDIM} are supported",
+            shape.len()
         )));
     }
     let header = Header {
@@ -291,7 +305,7 @@ pub fn read(reader: impl Read) -> Result<HostArray> {
 /// a header that asks for more is refused before any data is read, and data within the limit
 /// is read straight into an aligned buffer.
 fn read_bounded(mut reader: impl Read, limit: u64, source: &str) -> Result<HostArray> {
-    let header = read_header(&mut reader)?;
+    let header = read_header(&mut reader, source)?;
     let nbytes = header.nbytes()?;
     if header.len as u128 + nbytes as u128 > u128::from(limit) {
         return Err(invalid(format!(
@@ -299,17 +313,13 @@ fn read_bounded(mut reader: impl Read, limit: u64, source: &str) -> Result<HostA
             header.len, header.shape, header.dtype
         )));
     }
-    let io_error = |e| Error::io("reading", Path::new(source), e);
     if limit != u64::MAX {
         let ends_early = format!(
             "{source} ends inside the {nbytes} data bytes of shape {:?}, dtype {}",
             header.shape, header.dtype
         );
         return stored::read_dense(header.dtype, header.shape, header.order, |buf| {
-            reader.read_exact(buf).map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => invalid(ends_early),
-                _ => io_error(e),
-            })
+            fill(&mut reader, buf, source, || ends_early)
         });
     }
     // Unknown length: the buffer grows only as fast as the stream delivers.
@@ -317,7 +327,7 @@ fn read_bounded(mut reader: impl Read, limit: u64, source: &str) -> Result<HostA
     reader
         .take(nbytes as u64)
         .read_to_end(&mut data)
-        .map_err(io_error)?;
+        .map_err(|e| Error::io("reading", Path::new(source), e))?;
     if data.len() != nbytes {
         return Err(invalid(format!(
             "data of shape {:?}, dtype {} needs {nbytes} bytes but {source} holds {}",
@@ -364,7 +374,7 @@ pub unsafe fn map(path: impl AsRef<Path>) -> Result<HostArray> {
     let path = path.as_ref();
     // SAFETY: forwarded contract.
     let map = unsafe { stored::map_file(path) }?;
-    let header = read_header(&mut &map[..])?;
+    let header = read_header(&mut &map[..], &path.display().to_string())?;
     let nbytes = header.nbytes()?;
     let data = map
         .get(header.len..)
@@ -418,14 +428,24 @@ pub fn save_npz<'a>(
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(method)
         .large_file(true);
-    let zip_error = |e: zip::result::ZipError| Error::io("writing", path, std::io::Error::other(e));
+    let mut members = std::collections::HashSet::new();
     for (name, array) in arrays {
         descr(array.dtype())?;
-        zip.start_file(format!("{name}.npy"), options)
-            .map_err(zip_error)?;
-        write(&mut zip, array)?;
+        let member = format!("{name}.npy");
+        if !members.insert(member.clone()) {
+            return Err(Error::invalid_file(
+                "npz",
+                format!(
+                    "{}: two arrays are named {name:?}; give every array its own name",
+                    path.display()
+                ),
+            ));
+        }
+        zip.start_file(member.as_str(), options)
+            .map_err(|e| zip_error("writing", path, e))?;
+        write(&mut zip, array).map_err(|e| in_member(path, &member, e))?;
     }
-    zip.finish().map_err(zip_error)?;
+    zip.finish().map_err(|e| zip_error("writing", path, e))?;
     Ok(())
 }
 
@@ -435,12 +455,10 @@ pub fn load_npz(path: impl AsRef<Path>) -> Result<Vec<(String, HostArray)>> {
     let path = path.as_ref();
     let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| Error::invalid_file("npz", format!("{}: {e}", path.display())))?;
+        .map_err(|e| zip_error("reading", path, e))?;
     let mut out = Vec::with_capacity(zip.len());
     for i in 0..zip.len() {
-        let entry = zip
-            .by_index(i)
-            .map_err(|e| Error::invalid_file("npz", format!("{}: {e}", path.display())))?;
+        let entry = zip.by_index(i).map_err(|e| zip_error("reading", path, e))?;
         let declared = entry.size();
         let name = entry
             .name()
@@ -450,16 +468,50 @@ pub fn load_npz(path: impl AsRef<Path>) -> Result<Vec<(String, HostArray)>> {
             .into_owned();
         // Read no more than the member says it holds, so a small compressed member cannot
         // inflate into an allocation its header alone asked for.
-        let array = read_bounded(entry, declared, "the member").map_err(|e| match e {
-            Error::InvalidFile { reason, .. } => {
-                Error::invalid_file("npz", format!("member {name:?}: {reason}"))
-            }
-            other => other,
-        })?;
+        let array =
+            read_bounded(entry, declared, "the member").map_err(|e| in_member(path, &name, e))?;
         let name = name.strip_suffix(".npy").unwrap_or(&name).to_string();
         out.push((name, array));
     }
     Ok(out)
+}
+
+/// A failure of the zip archive at `path`: the operating system's as [`Error::Io`], the rest
+/// (a corrupt or unsupported archive) as [`Error::InvalidFile`].
+fn zip_error(action: &'static str, path: &Path, e: zip::result::ZipError) -> Error {
+    match e {
+        zip::result::ZipError::Io(source) => Error::io(action, path, source),
+        other => Error::invalid_file("npz", format!("{}: {other}", path.display())),
+    }
+}
+
+/// An error from reading or writing the member `member` of the archive at `path`, told as the
+/// archive's: corrupt compressed data or a wrong checksum (which zip reports as I/O errors) is
+/// an invalid file, and every message names the archive and the member.
+fn in_member(path: &Path, member: &str, e: Error) -> Error {
+    let place = format!("{} (member {member:?})", path.display());
+    match e {
+        Error::InvalidFile { reason, .. } => {
+            Error::invalid_file("npz", format!("{place}: {reason}"))
+        }
+        Error::Io {
+            action: "reading",
+            source,
+            ..
+        } if matches!(
+            source.kind(),
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+        ) =>
+        {
+            Error::invalid_file("npz", format!("{place}: {source}"))
+        }
+        Error::Io { action, source, .. } => Error::Io {
+            action,
+            path: place,
+            source,
+        },
+        other => other,
+    }
 }
 
 /// The Python literals an `.npy` header is written in.
@@ -624,11 +676,34 @@ mod tests {
             let bytes = header_bytes(DType::F32, &shape, Order::ColumnMajor).unwrap();
             assert_eq!(bytes.len() % DATA_ALIGN, 0);
             assert_eq!(bytes.last(), Some(&b'\n'));
-            let header = read_header(&mut &bytes[..]).unwrap();
+            let header = read_header(&mut &bytes[..], "the header").unwrap();
             assert_eq!(header.shape, shape);
             assert_eq!(header.order, Order::ColumnMajor);
             assert_eq!(header.len, bytes.len());
         }
+    }
+
+    #[test]
+    fn npz_refusals_name_the_archive_and_are_invalid_files() {
+        let path = std::env::temp_dir().join(format!("ferry-io-{}.npz", std::process::id()));
+        let a = HostArray::from_vec(vec![3], vec![1f32, 2., 3.]).unwrap();
+        let err = save_npz(&path, [("a", &a), ("a", &a)], false).unwrap_err();
+        assert!(matches!(err, Error::InvalidFile { .. }), "{err}");
+        // A corrupt deflate stream (reserved block type) is the file's fault, not the disk's.
+        save_npz(&path, [("a", &a)], true).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let field = |at: usize| usize::from(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
+        let data = 30 + field(26) + field(28);
+        bytes[data] = 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = load_npz(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(err, Error::InvalidFile { .. }), "{err}");
+        assert!(err.to_string().contains("\"a.npy\""), "{err}");
+        assert!(
+            !err.to_string().contains("shorter"),
+            "not masked as a short file: {err}"
+        );
     }
 
     #[test]

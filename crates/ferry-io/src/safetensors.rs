@@ -5,7 +5,8 @@
 //!
 //! ```
 //! # fn main() -> ferry_core::Result<()> {
-//! use ferry_core::{HostArray, safetensors};
+//! use ferry_core::HostArray;
+//! use ferry_io::safetensors;
 //!
 //! let w = HostArray::from_vec(vec![2, 2], vec![1f32, 2., 3., 4.])?;
 //! let bytes = safetensors::to_bytes([("weight", &w)], None)?;
@@ -20,9 +21,9 @@ use std::path::Path;
 
 use ::safetensors::tensor::{Dtype, SafeTensors, View};
 
-use crate::dtype::raw_dtypes;
+use ferry_core::{Access, DType, Error, HostArray, Owner, Result, raw_dtypes};
+
 use crate::stored::{self, Order};
-use crate::{Access, DType, Error, HostArray, Owner, Result};
 
 /// The arrays and metadata of one safetensors file.
 #[derive(Debug, Clone, Default)]
@@ -73,7 +74,7 @@ fn format_dtype(dtype: DType) -> Result<Dtype> {
             return Err(Error::UnsupportedDtype {
                 backend: "safetensors",
                 dtype: other,
-                hint: "the format has no such dtype (complex128 included); cast it first or save it with ferry's npy module",
+                hint: "the format has no such dtype (complex128 included); cast it first or save it with ferry's npy module".into(),
             });
         }
     })

@@ -4,10 +4,20 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::array::{Access, RawParts};
-use crate::copy::{CopyReason, record_copy};
-use crate::layout::{self, element_count, row_major_strides};
-use crate::{DType, Error, HostArray, MemoryKind, Owner, Result};
+use ferry_core::layout::{element_count, packed_bytes, row_major_strides};
+use ferry_core::{
+    Access, CopyReason, DType, Error, HostArray, MemoryKind, Owner, RawParts, Result,
+    StorageLayout, record_copy,
+};
+
+/// A dense `shape` of `dtype` whose element count or byte size does not fit `isize`.
+fn overflow(dtype: DType, shape: &[usize]) -> Error {
+    Error::LayoutOverflow {
+        shape: shape.iter().map(|&len| len as i64).collect(),
+        strides: Vec::new(),
+        itemsize_bits: dtype.desc().total_bits(),
+    }
+}
 
 /// In which order a stored array's elements follow each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,17 +25,21 @@ pub(crate) enum Order {
     /// C order: the last axis varies fastest.
     RowMajor,
     /// Fortran order: the first axis varies fastest.
+    #[cfg_attr(
+        not(feature = "npy"),
+        expect(dead_code, reason = "only .npy files store Fortran order")
+    )]
     ColumnMajor,
 }
 
 /// Element strides of a dense array of `shape` stored in `order`.
 pub(crate) fn dense_strides(dtype: DType, shape: &[usize], order: Order) -> Result<Vec<isize>> {
-    let overflow = || layout::overflow(shape, &[], dtype.desc().total_bits());
+    let too_big = || overflow(dtype, shape);
     match order {
-        Order::RowMajor => row_major_strides(shape).ok_or_else(overflow),
+        Order::RowMajor => row_major_strides(shape).ok_or_else(too_big),
         Order::ColumnMajor => {
             let reversed: Vec<usize> = shape.iter().rev().copied().collect();
-            let mut strides = row_major_strides(&reversed).ok_or_else(overflow)?;
+            let mut strides = row_major_strides(&reversed).ok_or_else(too_big)?;
             strides.reverse();
             Ok(strides)
         }
@@ -34,14 +48,9 @@ pub(crate) fn dense_strides(dtype: DType, shape: &[usize], order: Order) -> Resu
 
 /// Bytes a dense array of `shape` and `dtype` takes, or a layout overflow error.
 pub(crate) fn dense_nbytes(dtype: DType, shape: &[usize]) -> Result<usize> {
-    let overflow = || layout::overflow(shape, &[], dtype.desc().total_bits());
-    let n = element_count(shape).ok_or_else(overflow)?;
-    let bits = n as u128 * u128::from(dtype.desc().total_bits());
-    let bytes = bits.div_ceil(8);
-    if bytes > isize::MAX as u128 {
-        return Err(overflow());
-    }
-    Ok(bytes as usize)
+    element_count(shape)
+        .and_then(|n| packed_bytes(n, dtype))
+        .ok_or_else(|| overflow(dtype, shape))
 }
 
 /// An array over a fresh buffer (aligned to 8 bytes, enough for every typed dtype) that `fill`
@@ -58,18 +67,15 @@ pub(crate) fn read_dense(
     // SAFETY: `words` owns at least `nbytes` initialised bytes; u8 has no alignment needs.
     let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), nbytes) };
     fill(bytes)?;
-    let parts = RawParts {
-        data: words.as_mut_ptr().cast::<u8>().cast_const(),
+    let layout = StorageLayout {
         dtype,
         shape,
         strides,
-        memory: MemoryKind::Cpu,
-        access: Access::Exclusive,
+        offset: 0,
     };
-    // SAFETY: `words` holds exactly the dense elements the strides reach (row- or column-major
-    // over `nbytes`), moves into the owner without reallocating, and nobody else refers to it;
-    // the pointer comes from `as_mut_ptr`.
-    unsafe { HostArray::from_raw_parts(parts, Arc::new(words)) }
+    // `words` holds the dense elements (row- or column-major over `nbytes`), owned by the array
+    // alone; from_storage_mut checks the layout against its bytes.
+    HostArray::from_storage_mut(words, layout)
 }
 
 /// An array over `bytes`, stored densely in `order`, which `owner` keeps alive: zero-copy when

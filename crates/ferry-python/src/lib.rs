@@ -1,12 +1,165 @@
-//! The `ferry` Python extension module: `ferry.HostArray` (exported to NumPy and PyTorch with
-//! their `from_dlpack`), `ferry.from_dlpack` for their arrays, and `.npy`/`.npz`/safetensors
-//! files. Everything lives in `ferry::python`; this crate only names the module.
+//! `ferry-python`: the Python hand-off — `ferry.HostArray`, a class NumPy, PyTorch, JAX and
+//! CuPy import with their `from_dlpack`; `ferry.from_dlpack`, which imports theirs; file
+//! functions; and the Rust functions that hand framework tensors to an embedded or calling
+//! Python and take them back.
+//!
+//! ```no_run
+//! # fn main() -> pyo3::PyResult<()> {
+//! use pyo3::prelude::*;
+//!
+//! let host = ferry_core::HostArray::from_vec(vec![2, 3], vec![0f32, 1., 2., 3., 4., 5.]).unwrap();
+//! Python::attach(|py| {
+//!     let np = py.import("numpy")?;
+//!     // The NumPy array shares the host array's memory.
+//!     let array = np.call_method1("from_dlpack", (ferry_python::to_python(py, host)?,))?;
+//!     assert_eq!(array.call_method0("sum")?.extract::<f32>()?, 15.0);
+//!     Ok(())
+//! })
+//! # }
+//! ```
+//!
+//! Framework tensors go the same way with [`tensor_to_python`] and come back with
+//! [`tensor_from_python`], for any framework's [`Backend`].
+//!
+//! The only ferry crate that knows pyo3: it is both the `ferry` extension module (a cdylib;
+//! `cargo xtask python` builds it) and an rlib that the facade re-exports as `ferry::python`
+//! (feature `python`). Modules: `capsule` (the DLPack capsule protocol), `class`
+//! (`ferry.HostArray`), `files` (`.npy`/`.npz`/safetensors functions).
+//!
+//! Protocol (DLPack's Python specification):
+//! - `__dlpack__(*, stream=None, max_version=None, dl_device=None, copy=None)` returns a
+//!   `"dltensor_versioned"` capsule when `max_version` has major ≥ 1, else a legacy `"dltensor"`
+//!   one. Consumers rename it to `"used_…"`; the capsule's destructor frees only a capsule that
+//!   was never consumed.
+//! - `copy=True` exports a fresh copy (flag IS_COPIED); `copy=False` that cannot be honoured
+//!   raises `BufferError` — as does a read-only array asked for through a legacy capsule, which
+//!   cannot carry the READ_ONLY flag (with `copy=None` such a consumer gets a writable copy).
+//! - Deleters: ferry's own release Rust memory only and never touch Python, so they need no
+//!   GIL and are safe while the interpreter finalises. When that memory came from a Python
+//!   producer, the producer's deleter runs (NumPy's and PyTorch's take the GIL themselves and do
+//!   nothing once the interpreter is finalising).
 
+use ferry_core::{Backend, CopyPolicy, Error, HostArray};
+use pyo3::exceptions::{PyBufferError, PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 
-/// `import ferry`.
+mod capsule;
+mod class;
+mod files;
+
+pub use capsule::live_exports;
+pub use class::PyHostArray;
+/// Re-exported so embedding code uses the same pyo3 as this crate.
+pub use pyo3;
+
+use capsule::import_dlpack;
+
+/// A ferry error as the Python exception a NumPy user expects.
+pub fn to_py_err(error: Error) -> PyErr {
+    let message = error.to_string();
+    match error {
+        Error::NeedsCopy { .. } | Error::NotHostMemory { .. } | Error::NotWritable { .. } => {
+            PyBufferError::new_err(message)
+        }
+        Error::DtypeMismatch { .. }
+        | Error::UnsupportedDtype { .. }
+        | Error::UnsupportedCast { .. }
+        | Error::NoTypedView { .. } => PyTypeError::new_err(message),
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            PyFileNotFoundError::new_err(message)
+        }
+        Error::Io { .. } => PyOSError::new_err(message),
+        _ => PyValueError::new_err(message),
+    }
+}
+
+/// A `ferry.HostArray` over `array` (no copy).
+pub fn to_python(py: Python<'_>, array: HostArray) -> PyResult<Bound<'_, PyHostArray>> {
+    Bound::new(py, PyHostArray::new(array))
+}
+
+/// The host array behind any object that speaks DLPack (NumPy arrays, PyTorch tensors,
+/// `ferry.HostArray`, ...), sharing its memory; the producer's deleter runs once when the last
+/// view drops.
+pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<HostArray> {
+    import_any(obj, None)
+}
+
+/// A `ferry.HostArray`'s own array (copied when `copy=True`), or a DLPack import of anything
+/// else.
+fn import_any(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
+    match obj.cast::<PyHostArray>() {
+        Ok(ours) if copy == Some(true) => ours
+            .get()
+            .array
+            .to_contiguous(CopyPolicy::Always)
+            .map_err(to_py_err),
+        Ok(ours) => Ok(ours.get().array.clone()),
+        Err(_) => import_dlpack(obj, copy),
+    }
+}
+
+/// Hands a framework tensor to Python as a `ferry.HostArray` (zero-copy for host memory; one
+/// copy of the viewed span for GPU memory), ready for `numpy.from_dlpack` or
+/// `torch.from_dlpack`: `tensor_to_python::<ferry::Candle>(py, &t)`.
+pub fn tensor_to_python<'py, B: Backend>(
+    py: Python<'py>,
+    tensor: &B::Tensor,
+) -> PyResult<Bound<'py, PyHostArray>> {
+    to_python(py, B::to_host(tensor).map_err(to_py_err)?)
+}
+
+/// Takes any DLPack object from Python into a tensor of backend `B` on `device` (sharing
+/// memory where the framework can wrap it, else one copy into its storage).
+pub fn tensor_from_python<B: Backend>(
+    obj: &Bound<'_, PyAny>,
+    device: &B::Device,
+) -> PyResult<B::Tensor> {
+    let array = from_python(obj)?;
+    B::from_dlpack(array.into_dlpack(), device).map_err(to_py_err)
+}
+
+/// Imports an array from any object with `__dlpack__` (NumPy, PyTorch, JAX, CuPy), sharing
+/// its memory unless `copy=True`.
+#[pyfunction]
+#[pyo3(name = "from_dlpack", signature = (x, /, *, copy=None))]
+fn py_from_dlpack(x: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<PyHostArray> {
+    import_any(x, copy).map(PyHostArray::new)
+}
+
+/// Exports handed to Python consumers that are still alive.
+#[pyfunction]
+#[pyo3(name = "live_exports")]
+fn py_live_exports() -> usize {
+    live_exports()
+}
+
+/// Fills a Python module with ferry's class and functions (the `ferry` extension module calls
+/// this; so can a program that embeds Python, see [`add_module`]).
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyHostArray>()?;
+    m.add_function(wrap_pyfunction!(py_from_dlpack, m)?)?;
+    m.add_function(wrap_pyfunction!(py_live_exports, m)?)?;
+    files::register(m)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
+
+/// Makes `import ferry` work in an embedded interpreter: builds the module and puts it in
+/// `sys.modules`.
+pub fn add_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    let m = PyModule::new(py, "ferry")?;
+    register(&m)?;
+    py.import(intern!(py, "sys"))?
+        .getattr(intern!(py, "modules"))?
+        .set_item("ferry", &m)?;
+    Ok(m)
+}
+
+/// `import ferry`: the extension module's entry point.
 #[pymodule]
 #[pyo3(name = "ferry")]
 fn ferry_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    ferry::python::register(m)
+    register(m)
 }

@@ -21,13 +21,12 @@
 //! - CUDA tensors (feature `cuda`): one copy of the viewed span into pinned memory.
 
 use std::ffi::{CStr, c_char, c_void};
-use std::sync::Arc;
 
 use ferry_core::dlpack_rs::ffi::DLManagedTensorVersioned;
 use ferry_core::raw_dtypes as raw;
 use ferry_core::{
-    Access, CopyPolicy, CopyReason, DType, DTypeDesc, DlpackTensor, Error, HostArray, MemoryKind,
-    Owner, RawDlpack, RawParts, Result, record_copy,
+    Access, Backend, CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, RawDlpack,
+    Result, StorageLayout, record_copy,
 };
 use tch::{Device, Tensor};
 use torch_sys::C_tensor;
@@ -85,7 +84,7 @@ fn ptr(t: &Tensor) -> *mut C_tensor {
 
 /// The ferry dtype of a c10 `ScalarType` code; `None` for quantized and bit-packed types.
 pub fn ferry_dtype(scalar_type: i32) -> Option<DType> {
-    let raw8 = |d: DTypeDesc| Some(DType::Raw(d));
+    let raw8 = |d: ferry_core::RawDType| Some(DType::Raw(d));
     match scalar_type {
         0 => Some(DType::U8),
         1 => Some(DType::I8),
@@ -95,11 +94,7 @@ pub fn ferry_dtype(scalar_type: i32) -> Option<DType> {
         5 => Some(DType::F16),
         6 => Some(DType::F32),
         7 => Some(DType::F64),
-        8 => raw8(DTypeDesc {
-            code: DTypeDesc::COMPLEX,
-            bits: 32,
-            lanes: 1,
-        }),
+        8 => raw8(raw::COMPLEX32),
         9 => Some(DType::C64),
         10 => Some(DType::C128),
         11 => Some(DType::Bool),
@@ -141,7 +136,8 @@ fn tch_kind(dtype: DType) -> Result<tch::Kind> {
             return Err(Error::UnsupportedDtype {
                 backend: BACKEND,
                 dtype,
-                hint: "tch 0.22 has no Kind for it; cast to a signed or floating dtype first",
+                hint: "tch 0.22 has no Kind for it; cast to a signed or floating dtype first"
+                    .into(),
             });
         }
     })
@@ -245,33 +241,93 @@ fn describe(t: &Tensor, pin: bool) -> Result<Described> {
     })
 }
 
-/// A host array over a tch tensor: zero-copy on CPU, one copy from a GPU.
-pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
-    to_host_with(tensor, CopyPolicy::IfNeeded)
+/// The dtypes libtorch tensors hold, in ferry's terms (quantized and bit-packed ones are
+/// refused).
+pub const DTYPES: &[DType] = &[
+    DType::Bool,
+    DType::U8,
+    DType::I8,
+    DType::I16,
+    DType::I32,
+    DType::I64,
+    DType::F16,
+    DType::BF16,
+    DType::F32,
+    DType::F64,
+    DType::C64,
+    DType::C128,
+];
+
+/// The tch backend (`tch::Tensor` on a `tch::Device`), for code that is generic over
+/// [`Backend`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tch;
+
+impl Backend for Tch {
+    const NAME: &'static str = BACKEND;
+    const DTYPES: &'static [DType] = DTYPES;
+    type Tensor = Tensor;
+    type Device = Device;
+
+    fn cpu() -> Device {
+        Device::Cpu
+    }
+
+    fn view(tensor: &Tensor) -> Result<HostArray> {
+        read(tensor, false)
+    }
+
+    fn to_host(tensor: &Tensor) -> Result<HostArray> {
+        read(tensor, true)
+    }
+
+    fn to_dlpack(tensor: &Tensor) -> Result<DlpackTensor> {
+        to_dlpack(tensor)
+    }
+
+    fn from_host(array: &HostArray, device: &Device) -> Result<Tensor> {
+        from_host(array, *device)
+    }
+
+    fn from_dlpack(tensor: DlpackTensor, device: &Device) -> Result<Tensor> {
+        from_dlpack(tensor, *device)
+    }
 }
 
-/// [`to_host`] with an explicit copy policy.
-pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
+/// A zero-copy, read-only host array over a plain CPU tensor; tensors that need a copy first
+/// (on a GPU, or with conjugate or negative bits) are refused with [`Error::NeedsCopy`].
+pub fn view(tensor: &Tensor) -> Result<HostArray> {
+    read(tensor, false)
+}
+
+/// A host array over a tch tensor: zero-copy on CPU (see [`view`]), one copy from a GPU or
+/// to resolve conjugate and negative bits (like `.numpy(force=True)`).
+pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
+    read(tensor, true)
+}
+
+fn read(tensor: &Tensor, may_copy: bool) -> Result<HostArray> {
     let Described {
         info,
         shape,
         strides,
         storage,
     } = describe(tensor, true)?;
-    let dtype = ferry_dtype(info.scalar_type).ok_or_else(|| Error::UnsupportedLayout {
+    let dtype = ferry_dtype(info.scalar_type).ok_or_else(|| Error::Quantized {
+        backend: BACKEND,
         shape: shape.clone(),
-        strides: strides.clone(),
-        dtype: DType::Raw(DTypeDesc { code: DTypeDesc::OPAQUE_HANDLE, bits: 8, lanes: 1 }),
-        reason: "quantized or bit-packed libtorch tensors have no host layout; dequantize() them first",
+        hint: "libtorch's quantized and bit-packed tensors have no host layout; call dequantize() first",
     })?;
     if let Some(storage) = storage {
         // The common case: a plain CPU tensor (detached or not: a view needs no autograd).
-        let host = cpu_view(storage, &info, dtype, shape, strides)?;
-        return match policy {
-            CopyPolicy::Always => host.to_contiguous(CopyPolicy::Always),
-            _ => Ok(host),
-        };
+        return cpu_view(storage, &info, dtype, shape, strides);
     }
+    let needs_copy = |reason| Error::NeedsCopy {
+        reason,
+        shape: shape.clone(),
+        strides: strides.clone(),
+        dtype,
+    };
     // Like `.numpy(force=True)`: detach (shares memory), resolve conj/neg bits (copies).
     let mut t = if info.flags & REQUIRES_GRAD != 0 {
         tensor.detach()
@@ -279,6 +335,9 @@ pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
         tensor.shallow_clone()
     };
     let mut resolved = None;
+    if info.flags & (IS_CONJ | IS_NEG) != 0 && !may_copy {
+        return Err(needs_copy(CopyReason::Cast));
+    }
     if info.flags & IS_CONJ != 0 {
         t = t.f_resolve_conj().map_err(tch_err)?;
         resolved = Some(CopyReason::Cast);
@@ -288,13 +347,8 @@ pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
         resolved = Some(CopyReason::Cast);
     }
     if t.device() != Device::Cpu {
-        if policy == CopyPolicy::Never {
-            return Err(Error::NeedsCopy {
-                reason: CopyReason::DeviceTransfer,
-                shape,
-                strides,
-                dtype,
-            });
+        if !may_copy {
+            return Err(needs_copy(CopyReason::DeviceTransfer));
         }
         return cuda::to_host(&t, dtype);
     }
@@ -310,14 +364,34 @@ pub fn to_host_with(tensor: &Tensor, policy: CopyPolicy) -> Result<HostArray> {
             "a resolved CPU tensor still has conjugate or negative bits",
         )
     })?;
-    let mut host = cpu_view(storage, &info, dtype, shape, strides)?;
-    if let Some(reason) = resolved {
-        let bytes = host.nbytes() as u64;
-        host = host.with_copy(record_copy(bytes, reason));
-    }
-    match policy {
-        CopyPolicy::Always => host.to_contiguous(CopyPolicy::Always),
-        _ => Ok(host),
+    let host = cpu_view(storage, &info, dtype, shape, strides)?;
+    Ok(match resolved {
+        Some(reason) => {
+            let bytes = host.nbytes() as u64;
+            host.with_copy(record_copy(bytes, reason))
+        }
+        None => host,
+    })
+}
+
+/// A libtorch CPU storage as ferry storage: ferry's own non-resizable reference and the
+/// storage's byte range.
+struct TchStorage {
+    _handle: StorageHandle,
+    /// Address of the storage's first byte.
+    base: usize,
+    /// Bytes in the storage.
+    len: usize,
+}
+
+// SAFETY: `_handle` is a reference of ferry's own to the StorageImpl whose bytes are
+// `base..base + len`, made non-resizable (`shim.cpp`): `set_` on any tensor cannot drop it and
+// no `resize_` can move or free the bytes while the handle lives. Torch may write the memory
+// through tensors that share it — like `tensor.numpy()`, which ARCHITECTURE.md's safety model
+// documents for tch — but ferry's arrays over it are read-only and never write.
+unsafe impl ferry_core::Storage for TchStorage {
+    fn bytes(&self) -> (*const u8, usize) {
+        (self.base as *const u8, self.len)
     }
 }
 
@@ -330,7 +404,8 @@ fn cpu_view(
     shape: Vec<usize>,
     strides: Vec<isize>,
 ) -> Result<HostArray> {
-    let (Ok(offset), Ok(storage_bytes)) = (
+    let itemsize = dtype.size_in_bytes().unwrap_or(1);
+    let (Ok(offset), Ok(len)) = (
         usize::try_from(info.storage_offset),
         usize::try_from(info.storage_bytes),
     ) else {
@@ -342,27 +417,23 @@ fn cpu_view(
             ),
         ));
     };
-    ferry_core::layout::check_in_storage(dtype, &shape, &strides, offset, storage_bytes)?;
-    let data = if shape.contains(&0) {
-        std::ptr::null()
-    } else {
-        info.data.cast::<u8>().cast_const()
-    };
-    let parts = RawParts {
-        data,
+    // `data_ptr()` is element `offset` of the storage; the storage starts `offset` elements
+    // before it (from_storage checks the layout against `len` before any address is used).
+    let base = (info.data as usize).wrapping_sub(offset.wrapping_mul(itemsize));
+    let layout = StorageLayout {
         dtype,
         shape,
         strides,
-        memory: MemoryKind::Cpu,
-        access: Access::ReadOnly,
+        offset,
     };
-    let owner: Owner = Arc::new(storage);
-    // SAFETY: `data` is `data_ptr()` of the tensor: the address of element [0, .., 0] (storage
-    // offset applied) in its storage, and the layout was checked to stay inside that storage's
-    // bytes. `owner` holds a reference of its own to that StorageImpl, so `set_` on any tensor
-    // cannot drop it, and the storage is non-resizable, so no `resize_` can move or free the
-    // bytes while `owner` lives. Read-only: torch may share the memory.
-    unsafe { HostArray::from_raw_parts(parts, owner) }
+    HostArray::from_storage(
+        TchStorage {
+            _handle: storage,
+            base,
+            len,
+        },
+        layout,
+    )
 }
 
 /// The storage offset of a tensor, in elements (tch does not expose it).
@@ -497,11 +568,38 @@ mod cuda {
     //! CUDA → host: one copy of the span the view covers into pinned memory.
     use super::*;
 
-    /// Keeps a tch tensor alive as an owner (tch tensors are `Send` but not `Sync`).
+    /// A pinned host tensor holding a copied span, as storage a host array owns alone (tch
+    /// tensors are `Send` but not `Sync`, hence the mutex).
     #[cfg(feature = "cuda")]
-    struct TensorOwner(
-        #[expect(dead_code, reason = "held to keep the storage alive")] std::sync::Mutex<Tensor>,
-    );
+    struct PinnedSpan {
+        _tensor: std::sync::Mutex<Tensor>,
+        /// Address of the buffer's first byte.
+        addr: usize,
+        /// Bytes in the buffer.
+        len: usize,
+    }
+
+    // SAFETY: `addr..addr + len` is the buffer of a pinned tensor made for this copy and held
+    // only by `_tensor`, which keeps it alive and in place (nothing can resize a tensor nobody
+    // else reaches). Pinned memory is host memory the CPU reads.
+    #[cfg(feature = "cuda")]
+    unsafe impl ferry_core::Storage for PinnedSpan {
+        fn bytes(&self) -> (*const u8, usize) {
+            (self.addr as *const u8, self.len)
+        }
+
+        fn memory(&self) -> ferry_core::MemoryKind {
+            ferry_core::MemoryKind::CudaHost
+        }
+    }
+
+    // SAFETY: as above; nobody else holds the tensor, and its `data_ptr` is a mutable pointer.
+    #[cfg(feature = "cuda")]
+    unsafe impl ferry_core::StorageMut for PinnedSpan {
+        fn bytes_mut(&mut self) -> (*mut u8, usize) {
+            (self.addr as *mut u8, self.len)
+        }
+    }
 
     #[cfg(feature = "cuda")]
     pub(super) fn to_host(t: &Tensor, dtype: DType) -> Result<HostArray> {
@@ -509,17 +607,15 @@ mod cuda {
         let strides: Vec<isize> = t.stride().iter().map(|&s| s as isize).collect();
         // The span: from the lowest to the highest element the view reaches (checked to fit isize
         // in bytes, so the arithmetic below cannot overflow).
-        let Some((lo, hi)) = ferry_core::layout::check_layout(dtype, &shape, &strides)? else {
-            let parts = RawParts {
-                data: std::ptr::null(),
-                dtype,
-                shape,
-                strides,
-                memory: MemoryKind::Cpu,
-                access: Access::Exclusive,
-            };
-            // SAFETY: an empty array reads no memory.
-            return unsafe { HostArray::from_raw_parts(parts, ferry_core::dlpack::owner(())) };
+        let range = ferry_core::layout::check_layout(dtype, &shape, &strides)?;
+        let mut layout = StorageLayout {
+            dtype,
+            shape,
+            strides,
+            offset: 0,
+        };
+        let Some((lo, hi)) = range else {
+            return HostArray::from_storage_mut(Vec::<u8>::new(), layout);
         };
         let size = dtype.size_in_bytes().unwrap_or(1);
         let len = (hi - lo + 1) as i64;
@@ -532,21 +628,15 @@ mod cuda {
         host.f_copy_(&span).map_err(tch_err)?; // synchronous: waits for the queued work
         let bytes = len as usize * size;
         let record = record_copy(bytes as u64, CopyReason::DeviceTransfer);
-        let base = host.data_ptr().cast::<u8>();
-        // In bounds: -lo elements into a buffer of hi - lo + 1 elements.
-        let first = base.wrapping_add(lo.unsigned_abs() * size);
-        let parts = RawParts {
-            data: first,
-            dtype,
-            shape,
-            strides,
-            memory: MemoryKind::CudaHost,
-            access: Access::Exclusive,
+        let addr = host.data_ptr() as usize;
+        // Element [0, .., 0] is -lo elements into the copied span.
+        layout.offset = lo.unsigned_abs();
+        let pinned = PinnedSpan {
+            _tensor: std::sync::Mutex::new(host),
+            addr,
+            len: bytes,
         };
-        let owner: Owner = Arc::new(TensorOwner(std::sync::Mutex::new(host)));
-        // SAFETY: the pinned buffer holds exactly the span, `first` is the view's first element
-        // inside it, and `owner` keeps it alive; nobody else holds the buffer.
-        Ok(unsafe { HostArray::from_raw_parts(parts, owner) }?.with_copy(record))
+        Ok(HostArray::from_storage_mut(pinned, layout)?.with_copy(record))
     }
 
     #[cfg(not(feature = "cuda"))]

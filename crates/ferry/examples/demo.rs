@@ -218,7 +218,8 @@ fn main() -> Result<()> {
         "100 standard-normal samples per backend, via ferry",
         &png,
         (420 * panels.len() as u32, 440),
-    )?;
+    )
+    .map_err(|e| ferry::Error::backend("ferry-plot", e))?;
     println!("\nscatter plot: {}", png.display());
 
     println!();

@@ -35,22 +35,30 @@ compile_error!(
 pub use ferry_core::*;
 
 mod backend;
-#[cfg(feature = "plot")]
-pub mod plot;
-#[cfg(feature = "python")]
-pub mod python;
 
+/// NumPy's `.npy`/`.npz` files (feature `npy`; the `ferry-io` crate).
+#[cfg(feature = "npy")]
+pub use ferry_io::npy;
+/// safetensors files (feature `safetensors`; the `ferry-io` crate).
+#[cfg(feature = "safetensors")]
+pub use ferry_io::safetensors;
+/// Scatter plots, histograms and heatmaps (feature `plot`; the `ferry-plot` crate).
+#[cfg(feature = "plot")]
+pub use ferry_plot as plot;
+/// The Python hand-off (feature `python`; the `ferry-python` crate).
+#[cfg(feature = "python")]
+pub use ferry_python as python;
 /// Re-exported so embedding code uses the same pyo3 as [`python`].
 #[cfg(feature = "python")]
-pub use pyo3;
+pub use ferry_python::pyo3;
 
+pub use backend::{ToHost, convert, to_host};
 #[cfg(feature = "burn")]
-pub use backend::Burn;
+pub use ferry_burn::Burn;
 #[cfg(feature = "candle")]
-pub use backend::Candle;
+pub use ferry_candle::Candle;
 #[cfg(feature = "tch")]
-pub use backend::Tch;
-pub use backend::{Backend, ToHost, convert, to_host};
+pub use ferry_tch::Tch;
 
 /// The Burn adapter's own functions (batched reads, the kind trait).
 #[cfg(feature = "burn")]

@@ -1,7 +1,7 @@
 //! What the suite needs from a framework beyond [`ferry::Backend`]: the framework's own ops
 //! (transpose, narrow, broadcast, reductions) and its own read-back, to compare ferry against.
 
-use ferry::{Backend, HostArray, Result};
+use ferry::{Backend, HostArray, Result, ToHost};
 
 #[cfg(feature = "burn")]
 mod burn;
@@ -19,8 +19,9 @@ pub struct Capabilities {
     pub fixed_rank: Option<usize>,
 }
 
-/// A framework under test.
-pub trait SuiteBackend: Backend {
+/// A framework under test: its [`Backend`] (whose tensors ferry's facade carries with
+/// [`ToHost`]) and the framework's own ops the suite compares ferry against.
+pub trait SuiteBackend: Backend<Tensor: ToHost> {
     /// What the framework can express.
     const CAPS: Capabilities;
 

@@ -1,0 +1,281 @@
+//! DLPack export: [`HostArray`]s and adapter-owned memory ([`export_owner`]) as managed tensors
+//! that ferry allocates, and the deleters that free them.
+
+use std::ffi::c_void;
+use std::ptr::NonNull;
+
+use dlpack_rs::ffi::{
+    DLDataType, DLDevice, DLManagedTensor, DLManagedTensorVersioned, DLPackVersion, DLTensor,
+};
+
+use super::{DLPACK_VERSION, DlpackFlags, DlpackTensor, ManagedStruct};
+use crate::array::Access;
+use crate::{DType, Device, HostArray, Owner, Result};
+
+impl HostArray {
+    /// Exports as a DLPack 1.3 versioned managed tensor sharing this array's memory. Strides are
+    /// always written and READ_ONLY is set for read-only arrays. IS_COPIED is never set: the
+    /// consumer shares the memory with `self` (see [`into_dlpack`](Self::into_dlpack)). The
+    /// deleter releases exactly this array's hold on its owner.
+    pub fn to_dlpack(&self) -> DlpackTensor {
+        export::<DLManagedTensorVersioned>(Keep::Host(self.clone()), self.export_meta(false))
+    }
+
+    /// Like [`to_dlpack`](Self::to_dlpack), handing this array over: IS_COPIED is set when ferry
+    /// copied the data to produce it, the memory is ferry's own ([`Access::Exclusive`]) and
+    /// nothing else holds it, so the consumer owns it exclusively (DLPack's meaning of the flag).
+    pub fn into_dlpack(self) -> DlpackTensor {
+        let exclusive =
+            self.copies() > 0 && self.access() == Access::Exclusive && self.owner_is_unique();
+        let meta = self.export_meta(exclusive);
+        export::<DLManagedTensorVersioned>(Keep::Host(self), meta)
+    }
+
+    /// Exports as a legacy (pre-1.0) `DLManagedTensor` for old consumers; like
+    /// [`to_dlpack`](Self::to_dlpack) without version or flags.
+    pub fn to_dlpack_legacy(&self) -> DlpackTensor {
+        export::<DLManagedTensor>(Keep::Host(self.clone()), self.export_meta(false))
+    }
+
+    fn export_meta(&self, exclusive_copy: bool) -> ExportMeta {
+        let mut flags = DlpackFlags::empty();
+        flags.set(DlpackFlags::READ_ONLY, self.is_read_only());
+        flags.set(DlpackFlags::IS_COPIED, exclusive_copy);
+        ExportMeta {
+            data: self.as_ptr().cast_mut(),
+            dtype: self.dtype(),
+            device: self.device(),
+            flags,
+        }
+    }
+}
+
+/// Memory an adapter exports over DLPack (device memory included).
+#[derive(Debug, Clone)]
+pub struct ExportParts {
+    /// Length of each axis.
+    pub shape: Vec<usize>,
+    /// Step of each axis in elements.
+    pub strides: Vec<isize>,
+    /// Address of element `[0, .., 0]` (device address for device memory).
+    pub data: *mut c_void,
+    /// Where the memory lives.
+    pub device: Device,
+    /// Element type.
+    pub dtype: DType,
+    /// DLPack flags (READ_ONLY, IS_COPIED).
+    pub flags: DlpackFlags,
+}
+
+/// Exports foreign memory (for example a framework's CUDA buffer) as a versioned DLPack tensor
+/// whose deleter drops `owner`.
+///
+/// # Safety
+///
+/// Every element the layout reaches lives in memory of `parts.device` that stays valid while
+/// `owner` is alive, and the layout's extent fits the address space.
+pub unsafe fn export_owner(parts: ExportParts, owner: Owner) -> Result<DlpackTensor> {
+    HostArray::validate_layout(parts.dtype, &parts.shape, &parts.strides)?;
+    let ExportParts {
+        data,
+        dtype,
+        shape,
+        strides,
+        device,
+        flags,
+    } = parts;
+    let meta = ExportMeta {
+        data: data.cast(),
+        dtype,
+        device,
+        flags,
+    };
+    let keep = Keep::Foreign {
+        owner,
+        shape,
+        strides,
+    };
+    Ok(export::<DLManagedTensorVersioned>(keep, meta))
+}
+
+struct ExportMeta {
+    data: *mut u8,
+    dtype: DType,
+    device: Device,
+    flags: DlpackFlags,
+}
+
+/// What an exported tensor keeps alive; its shape and strides buffers are what the `DLTensor`
+/// points at.
+enum Keep {
+    Host(HostArray),
+    Foreign {
+        #[expect(
+            dead_code,
+            reason = "held only to keep the memory alive until the deleter runs"
+        )]
+        owner: Owner,
+        shape: Vec<usize>,
+        strides: Vec<isize>,
+    },
+    /// The array was taken back by a ferry import of ferry's own export.
+    Taken,
+}
+
+impl Keep {
+    fn shape_strides(&self) -> (&[usize], &[isize]) {
+        match self {
+            Keep::Host(a) => (a.shape(), a.strides()),
+            Keep::Foreign { shape, strides, .. } => (shape, strides),
+            Keep::Taken => (&[], &[]),
+        }
+    }
+}
+
+/// The allocation behind one exported tensor: the managed struct first, then what it keeps.
+#[repr(C)]
+struct ExportCtx<M> {
+    managed: M,
+    keep: Keep,
+}
+
+/// How ferry fills in each managed-tensor struct.
+trait Exported: ManagedStruct {
+    /// The version [`DlpackTensor::version`] reports for this struct.
+    const VERSION: (u32, u32);
+    fn new(tensor: DLTensor, ctx: *mut c_void, flags: DlpackFlags) -> Self;
+}
+
+impl Exported for DLManagedTensorVersioned {
+    const VERSION: (u32, u32) = DLPACK_VERSION;
+    fn new(dl_tensor: DLTensor, manager_ctx: *mut c_void, flags: DlpackFlags) -> Self {
+        DLManagedTensorVersioned {
+            version: DLPackVersion {
+                major: DLPACK_VERSION.0,
+                minor: DLPACK_VERSION.1,
+            },
+            manager_ctx,
+            deleter: Some(delete_versioned),
+            flags: flags.bits(),
+            dl_tensor,
+        }
+    }
+}
+
+impl Exported for DLManagedTensor {
+    const VERSION: (u32, u32) = (0, 0);
+    fn new(dl_tensor: DLTensor, manager_ctx: *mut c_void, _flags: DlpackFlags) -> Self {
+        DLManagedTensor {
+            dl_tensor,
+            manager_ctx,
+            deleter: Some(delete_legacy),
+        }
+    }
+}
+
+fn export<M: Exported>(keep: Keep, meta: ExportMeta) -> DlpackTensor {
+    let (shape, strides) = keep.shape_strides();
+    let ndim = shape.len();
+    let desc = meta.dtype.desc();
+    let (shape_ptr, strides_ptr) = if ndim == 0 {
+        (std::ptr::null_mut(), std::ptr::null_mut())
+    } else {
+        // i64 and usize/isize share a layout (asserted in the parent module); shape entries are
+        // ≤ isize::MAX.
+        (
+            shape.as_ptr().cast_mut().cast::<i64>(),
+            strides.as_ptr().cast_mut().cast::<i64>(),
+        )
+    };
+    let tensor = DLTensor {
+        data: meta.data.cast(),
+        device: DLDevice {
+            device_type: meta.device.device_type as u32,
+            device_id: meta.device.device_id,
+        },
+        ndim: ndim as i32,
+        dtype: DLDataType {
+            code: desc.code,
+            bits: desc.bits,
+            lanes: desc.lanes,
+        },
+        shape: shape_ptr,
+        strides: strides_ptr,
+        byte_offset: 0,
+    };
+    // The shape/strides buffers are heap allocations owned by `keep`; moving `keep` into the
+    // context moves only their handles, so the pointers above stay valid.
+    let raw = Box::into_raw(Box::new(ExportCtx {
+        managed: M::new(tensor, std::ptr::null_mut(), meta.flags),
+        keep,
+    }));
+    // SAFETY: `raw` is a fresh, non-null Box allocation that nobody else has seen yet, so
+    // rewriting its managed struct (now with its own address as `manager_ctx`) races with
+    // nothing; the managed struct is its first field (repr(C)), so a pointer to the allocation
+    // is a pointer to the managed struct.
+    let managed = unsafe {
+        (*raw).managed = M::new(tensor, raw.cast(), meta.flags);
+        NonNull::new_unchecked(raw.cast::<M>())
+    };
+    DlpackTensor {
+        handle: Some(M::wrap(managed)),
+        data: meta.data,
+        dtype: meta.dtype,
+        device: meta.device,
+        flags: meta.flags,
+        version: M::VERSION,
+        computed_strides: None,
+    }
+}
+
+/// Takes the array back out of one of ferry's own `HostArray` exports (leaving the context
+/// holding nothing, for the deleter to free); `None` for any other tensor.
+///
+/// # Safety
+/// `p` points at a live managed tensor (major version 1, or legacy) that nobody else reads or
+/// writes during the call.
+pub(super) unsafe fn take_host<M: ManagedStruct>(p: NonNull<M>) -> Option<HostArray> {
+    // SAFETY: live per the contract.
+    let m = unsafe { p.as_ref() };
+    if !m.is_ferry_export() {
+        return None;
+    }
+    // SAFETY: ferry's deleter is only installed on structs that `export` allocated as the first
+    // field of an `ExportCtx<M>`, whose address is `manager_ctx`; `keep` does not overlap the
+    // managed struct `m` borrows, and nobody else touches the context during the call.
+    let keep = unsafe { &mut (*m.manager_ctx().cast::<ExportCtx<M>>()).keep };
+    match std::mem::replace(keep, Keep::Taken) {
+        Keep::Host(array) => Some(array),
+        other => {
+            *keep = other;
+            None
+        }
+    }
+}
+
+pub(super) unsafe extern "C" fn delete_versioned(managed: *mut DLManagedTensorVersioned) {
+    // SAFETY: DLPack calls the deleter once, with the pointer ferry handed out.
+    unsafe { free_export(managed) }
+}
+
+pub(super) unsafe extern "C" fn delete_legacy(managed: *mut DLManagedTensor) {
+    // SAFETY: as in `delete_versioned`.
+    unsafe { free_export(managed) }
+}
+
+/// Frees the context of one of ferry's exports, dropping what it keeps.
+///
+/// # Safety
+/// `managed` is NULL or a managed tensor that `export` allocated, not freed yet.
+unsafe fn free_export<M: ManagedStruct>(managed: *mut M) {
+    if managed.is_null() {
+        return;
+    }
+    // SAFETY: ferry's deleter is only installed on structs that `export` allocated as the first
+    // field of an `ExportCtx`, and DLPack calls it once; freeing the context drops the kept array.
+    unsafe {
+        drop(Box::from_raw(
+            (*managed).manager_ctx().cast::<ExportCtx<M>>(),
+        ))
+    };
+}

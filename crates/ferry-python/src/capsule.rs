@@ -1,0 +1,265 @@
+//! DLPack's Python capsule protocol: ferry's exports as `dltensor[_versioned]` capsules (with
+//! a destructor that frees only what no consumer took), consuming other producers' capsules,
+//! and asking an object's `__dlpack__` for one the way the specification says.
+
+use std::ffi::{CStr, c_void};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ferry_core::dlpack_rs::ffi::{DLManagedTensor, DLManagedTensorVersioned};
+use ferry_core::{CopyPolicy, Device, DlpackTensor, HostArray, MemoryKind, RawDlpack, RawParts};
+use pyo3::exceptions::{PyBufferError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use pyo3::{ffi, intern};
+
+use crate::to_py_err;
+
+const VERSIONED: &CStr = c"dltensor_versioned";
+const USED_VERSIONED: &CStr = c"used_dltensor_versioned";
+const LEGACY: &CStr = c"dltensor";
+const USED_LEGACY: &CStr = c"used_dltensor";
+
+/// The DLPack version ferry asks producers for.
+const MAX_VERSION: (u32, u32) = (1, 3);
+
+/// Exports handed to Python whose deleter has not run yet.
+static LIVE_EXPORTS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many arrays ferry exported to Python consumers that are still alive (their DLPack
+/// deleter has not run). Zero once every consumer dropped what it imported.
+pub fn live_exports() -> usize {
+    LIVE_EXPORTS.load(Ordering::SeqCst)
+}
+
+/// The owner of one export: keeps the array alive and counts itself in [`live_exports`].
+pub(crate) struct LiveExport(
+    #[expect(dead_code, reason = "held to keep the memory alive")] HostArray,
+);
+
+impl LiveExport {
+    /// The array an export hands out: `array`'s memory, labelled as `memory`, owned by a
+    /// counted `LiveExport`. Its copy log is `array`'s only when `copied_now` (this export made
+    /// the copy, so the consumer receives the only handle and may be told IS_COPIED).
+    ///
+    /// The new owner is held by nobody else, so only `copied_now` may leave the memory
+    /// `Exclusive`: otherwise `array`'s other clones (the `ferry.HostArray` object, the caller's
+    /// own `HostArray`) still reach it, and the export is `Shared` — a ferry re-import of it
+    /// must not hand out a mutable view while they read.
+    pub(crate) fn wrap(array: HostArray, memory: MemoryKind, copied_now: bool) -> HostArray {
+        LIVE_EXPORTS.fetch_add(1, Ordering::SeqCst);
+        let access = if copied_now {
+            array.access()
+        } else {
+            array.access().shared()
+        };
+        let parts = RawParts {
+            data: array.as_ptr(),
+            dtype: array.dtype(),
+            shape: array.shape().to_vec(),
+            strides: array.strides().to_vec(),
+            memory,
+            access,
+        };
+        let log = if copied_now {
+            array.copy_log().to_vec()
+        } else {
+            Vec::new()
+        };
+        let owner: ferry_core::Owner = Arc::new(LiveExport(array));
+        // SAFETY: the same memory and layout as `array` (its pointer, with the provenance it was
+        // built with), which the owner keeps alive. Access is never widened: it stays Exclusive
+        // only for a copy made for this export, which `owner` alone reaches (`array` moved into
+        // it), else it is Shared or ReadOnly. `memory` is only ever the CPU label for host
+        // memory the CPU can address (pinned or managed).
+        let wrapped = unsafe { HostArray::from_raw_parts(parts, owner) }
+            .expect("the layout of an existing array is valid");
+        log.into_iter().fold(wrapped, HostArray::with_copy)
+    }
+}
+
+impl Drop for LiveExport {
+    fn drop(&mut self) {
+        LIVE_EXPORTS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A capsule holding `tensor` under DLPack's name; the capsule frees it only if no consumer
+/// took it.
+pub(crate) fn new_capsule(py: Python<'_>, tensor: DlpackTensor) -> PyResult<Py<PyAny>> {
+    let (ptr, name) = match tensor.into_raw() {
+        RawDlpack::Versioned(p) => (p.cast::<c_void>(), VERSIONED),
+        RawDlpack::Legacy(p) => (p.cast::<c_void>(), LEGACY),
+    };
+    // SAFETY: `ptr` is a live managed tensor this capsule now owns; `name` is a static string;
+    // the destructor below honours DLPack's capsule rules.
+    let capsule = unsafe { ffi::PyCapsule_New(ptr, name.as_ptr(), Some(capsule_destructor)) };
+    if capsule.is_null() {
+        // SAFETY: the capsule was not made, so the tensor is still ours to release.
+        unsafe { release(ptr, name) };
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: `capsule` is a new, non-null reference we own.
+    Ok(unsafe { Bound::from_owned_ptr(py, capsule) }.unbind())
+}
+
+/// Calls the deleter of the managed tensor at `ptr`, of the kind `name` says.
+///
+/// # Safety
+///
+/// `ptr` is a live managed tensor of that kind whose deleter has not run.
+unsafe fn release(ptr: *mut c_void, name: &CStr) {
+    // SAFETY: per the contract.
+    unsafe {
+        if name == VERSIONED {
+            let managed = ptr.cast::<DLManagedTensorVersioned>();
+            if let Some(deleter) = (*managed).deleter {
+                deleter(managed);
+            }
+        } else {
+            let managed = ptr.cast::<DLManagedTensor>();
+            if let Some(deleter) = (*managed).deleter {
+                deleter(managed);
+            }
+        }
+    }
+}
+
+/// Destructor of ferry's capsules: a capsule still named `dltensor[_versioned]` was never
+/// consumed, so its tensor is released here; a renamed one belongs to its consumer.
+unsafe extern "C" fn capsule_destructor(capsule: *mut ffi::PyObject) {
+    // SAFETY: Python calls this with the GIL held on a live capsule; an error indicator that was
+    // set is kept as it was (the destructor may run while an exception propagates).
+    unsafe {
+        let (mut kind, mut value, mut traceback) = (
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        ffi::PyErr_Fetch(&mut kind, &mut value, &mut traceback);
+        for name in [VERSIONED, LEGACY] {
+            if ffi::PyCapsule_IsValid(capsule, name.as_ptr()) == 1 {
+                let ptr = ffi::PyCapsule_GetPointer(capsule, name.as_ptr());
+                if !ptr.is_null() {
+                    release(ptr, name);
+                }
+                break;
+            }
+        }
+        ffi::PyErr_Restore(kind, value, traceback);
+    }
+}
+
+/// Takes the managed tensor out of a DLPack capsule, renaming the capsule to `used_…` so its
+/// destructor leaves the tensor alone.
+fn take_capsule(capsule: &Bound<'_, PyAny>) -> PyResult<DlpackTensor> {
+    let py = capsule.py();
+    let ptr = capsule.as_ptr();
+    for (name, used) in [(VERSIONED, USED_VERSIONED), (LEGACY, USED_LEGACY)] {
+        // SAFETY: `ptr` is a live object (borrowed from `capsule`); IsValid accepts any object.
+        if unsafe { ffi::PyCapsule_IsValid(ptr, name.as_ptr()) } != 1 {
+            continue;
+        }
+        // SAFETY: the capsule is valid under `name`.
+        let managed = unsafe { ffi::PyCapsule_GetPointer(ptr, name.as_ptr()) };
+        if managed.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        // SAFETY: renaming a valid capsule to a static name.
+        if unsafe { ffi::PyCapsule_SetName(ptr, used.as_ptr()) } != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        // SAFETY: the producer handed over a managed tensor of this kind, and the rename made us
+        // its only owner; producers' deleters (NumPy's, PyTorch's) may be called from any thread.
+        let tensor = unsafe {
+            if name == VERSIONED {
+                DlpackTensor::from_versioned(managed.cast())
+            } else {
+                DlpackTensor::from_legacy(managed.cast())
+            }
+        };
+        return tensor.map_err(to_py_err);
+    }
+    Err(PyTypeError::new_err(format!(
+        "__dlpack__ returned {}, not an unused 'dltensor' or 'dltensor_versioned' capsule",
+        capsule.get_type().name()?
+    )))
+}
+
+/// Imports any object that speaks DLPack (NumPy, PyTorch, JAX, CuPy, ferry itself): asks with
+/// `max_version=(1, 3)` and falls back to a legacy capsule when the producer raises
+/// `TypeError`; device arrays are asked for with `dl_device=(kDLCPU, 0)`.
+pub(crate) fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
+    // SAFETY: `obj` is a live object; the check reads only its type.
+    let capsule = if unsafe { ffi::PyCapsule_CheckExact(obj.as_ptr()) } == 1 {
+        // A bare capsule (what `__dlpack__` returned, or `torch.utils.dlpack.to_dlpack`).
+        obj.clone()
+    } else {
+        request_capsule(obj, copy)?
+    };
+    let tensor = take_capsule(&capsule)?;
+    let copied = tensor.is_copied();
+    let array = tensor.into_host().map_err(to_py_err)?;
+    finish_copy(array, copied, copy)
+}
+
+/// Calls `obj.__dlpack__` the way DLPack's Python specification asks consumers to.
+fn request_capsule<'py>(
+    obj: &Bound<'py, PyAny>,
+    copy: Option<bool>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    if !obj.hasattr(intern!(py, "__dlpack__"))? {
+        return Err(PyTypeError::new_err(format!(
+            "object of type {} has no __dlpack__ method; ferry imports NumPy arrays, PyTorch tensors, JAX and CuPy arrays (anything with __dlpack__)",
+            obj.get_type().name()?
+        )));
+    }
+    let device = if obj.hasattr(intern!(py, "__dlpack_device__"))? {
+        let (device_type, device_id): (i32, i32) = obj
+            .call_method0(intern!(py, "__dlpack_device__"))?
+            .extract()?;
+        Device {
+            device_type,
+            device_id,
+        }
+    } else {
+        Device::CPU
+    };
+    let kwargs = PyDict::new(py);
+    kwargs.set_item(intern!(py, "max_version"), MAX_VERSION)?;
+    if let Some(copy) = copy {
+        kwargs.set_item(intern!(py, "copy"), copy)?;
+    }
+    if !device.is_host_readable() {
+        kwargs.set_item(intern!(py, "dl_device"), (Device::CPU_TYPE, 0))?;
+    }
+    match obj.call_method(intern!(py, "__dlpack__"), (), Some(&kwargs)) {
+        Err(e) if e.is_instance_of::<PyTypeError>(py) => {
+            if !device.is_host_readable() {
+                return Err(PyBufferError::new_err(format!(
+                    "the {} lives on {device} and its producer speaks only legacy DLPack, which cannot copy to the host; move it to the CPU first (for example t.cpu())",
+                    obj.get_type().name()?
+                )));
+            }
+            obj.call_method0(intern!(py, "__dlpack__"))
+        }
+        result => result,
+    }
+}
+
+/// Honours `copy=True` when the producer did not copy already, and refuses a producer's copy
+/// that `copy=False` forbade.
+fn finish_copy(array: HostArray, copied: bool, copy: Option<bool>) -> PyResult<HostArray> {
+    if copy == Some(false) && copied {
+        return Err(PyBufferError::new_err(format!(
+            "copy=False, but the producer copied the array of shape {:?}, dtype {}",
+            array.shape(),
+            array.dtype()
+        )));
+    }
+    if copy == Some(true) && !copied {
+        return array.to_contiguous(CopyPolicy::Always).map_err(to_py_err);
+    }
+    Ok(array)
+}

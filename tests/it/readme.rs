@@ -1,0 +1,102 @@
+//! The README's code, as a newcomer copies it: the three jobs (plot, custom function, legacy
+//! f64 code fed integers), the generic `summary`, fixed-rank and cast views, and `convert`
+//! with the source framework inferred.
+
+use candle_core::{Device, Tensor};
+use ferry::{DType, Error, ToHost};
+
+type AnyResult = Result<(), Box<dyn std::error::Error>>;
+
+#[cfg(feature = "plot")]
+#[test]
+fn readme_plot_snippet_writes_a_png() -> AnyResult {
+    let dir = std::env::temp_dir().join(format!("ferry-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let samples = Tensor::randn(0f32, 1., (100, 2), &Device::Cpu)?.to_host()?;
+    ferry::plot::scatter(
+        &[("candle", &samples)],
+        "samples",
+        dir.join("scatter.png"),
+        (640, 480),
+    )?;
+    assert!(std::fs::metadata(dir.join("scatter.png"))?.len() > 0);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[test]
+fn readme_custom_function_and_legacy_snippets_compute_what_they_say() -> AnyResult {
+    let grid = Tensor::arange(0f32, 25., &Device::Cpu)?.reshape((5, 5))?;
+    let host = grid.to_host()?;
+    let row_sums = host.view2::<f32>()?.sum_axis(ferry::ndarray::Axis(1));
+    let theirs: Vec<f32> = grid.sum(1)?.to_vec1()?;
+    assert_eq!(row_sums.to_vec(), theirs);
+    assert_eq!(host.copies(), 0);
+    let owned = grid.to_array::<f32>()?;
+    assert_eq!(owned.shape(), [5, 5]);
+
+    // The legacy snippet's input is integers, [[1, 2], [3, 4]].
+    let legacy = Tensor::new(&[[1i64, 2], [3, 4]], &Device::Cpu)?;
+    let mean = legacy.to_host()?.view_cast::<f64>()?.mean();
+    assert_eq!(mean, Some(2.5));
+    Ok(())
+}
+
+#[test]
+fn view_cast_borrows_when_the_dtype_already_matches() -> AnyResult {
+    let t = Tensor::new(&[[1f64, 2.], [3., 4.]], &Device::Cpu)?;
+    let host = t.to_host()?;
+    let same = host.view_cast::<f64>()?;
+    assert!(same.is_view(), "f64 viewed as f64 is a view, not a copy");
+    let host32 = Tensor::new(&[1f32, 2.], &Device::Cpu)?.to_host()?;
+    assert!(
+        host32.view_cast::<f64>()?.is_owned(),
+        "f32 as f64 is a cast"
+    );
+    Ok(())
+}
+
+#[test]
+fn fixed_rank_views_name_both_ranks_and_the_shape() -> AnyResult {
+    let host = Tensor::zeros((2, 3, 4), candle_core::DType::F32, &Device::Cpu)?.to_host()?;
+    let err = host.view2::<f32>().unwrap_err();
+    assert!(
+        matches!(err, Error::RankMismatch { expected: 2, found: 3, ref shape } if shape == &[2, 3, 4]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("[2, 3, 4]"), "{err}");
+    assert_eq!(
+        host.view_dim::<f32, ferry::ndarray::Ix3>()?.shape(),
+        [2, 3, 4]
+    );
+    // ndarray's own shape errors convert with `?`.
+    let shape_err: Error = ferry::ndarray::Array::from_shape_vec((2, 2), vec![1f32])
+        .unwrap_err()
+        .into();
+    assert!(matches!(shape_err, Error::Shape(_)), "{shape_err}");
+    Ok(())
+}
+
+#[cfg(feature = "burn")]
+#[test]
+fn convert_infers_the_source_and_burn_cpu_needs_no_rank() -> AnyResult {
+    let t = Tensor::new(&[[1f32, 2.], [3., 4.]], &Device::Cpu)?;
+    let b = ferry::convert::<ferry::Burn>(&t, &ferry::Burn::cpu())?;
+    assert_eq!(b.to_host()?.view::<f32>()?, t.to_host()?.view::<f32>()?);
+    // A dtype the target cannot hold names the way out through the host.
+    let ints = Tensor::new(&[1i64, 2], &Device::Cpu)?;
+    let err = ferry::convert::<ferry::Burn<1>>(&ints, &ferry::Burn::cpu()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedDtype {
+                dtype: DType::I64,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("from_host"), "{err}");
+    assert!(err.to_string().contains("Burn Float tensor"), "{err}");
+    Ok(())
+}
