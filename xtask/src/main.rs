@@ -240,6 +240,18 @@ fn python_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
     Ok(())
 }
 
+/// The facade's feature sets whose docs `ci` builds one by one (none, then each alone).
+const FACADE_FEATURES: [&str; 8] = [
+    "",
+    "candle",
+    "burn",
+    "tch",
+    "npy",
+    "safetensors",
+    "plot",
+    "python",
+];
+
 fn ci() -> Result<()> {
     let start = Instant::now();
     run(cargo().args(["fmt", "--all", "--check"]))?;
@@ -290,6 +302,20 @@ fn ci() -> Result<()> {
     run(cargo()
         .args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
+    // The facade's docs (intra-doc links included) hold for every feature on its own too.
+    for features in FACADE_FEATURES {
+        let doc = [
+            "doc",
+            "--package",
+            "ferry",
+            "--no-deps",
+            "--no-default-features",
+        ];
+        run(cargo()
+            .args(doc)
+            .args(["--features", features])
+            .env("RUSTDOCFLAGS", "-D warnings"))?;
+    }
     step("docs", start);
     // The benchmarks keep compiling and running: small sizes, short runs, no assertions.
     bench(true, false)?;

@@ -35,50 +35,40 @@ pub trait BurnKind: burn::tensor::kind::Transaction + sealed::Sealed + 'static {
     fn wrap_ndarray(primitive: NdArrayTensor) -> BackendTensor<NdArray>;
 }
 
-impl BurnKind for Float {
-    const DTYPES: &'static [DType] = &[DType::F32, DType::F64, DType::F16, DType::BF16];
-    const HINT: &'static str = "a Burn Float tensor cannot hold it (Float holds f16, bf16, f32 or f64): use Tensor<D, Int> or Tensor<D, Bool>, or cast";
+/// `impl BurnKind` for a burn kind: its dtypes, its refusal hint and its `BackendTensor`
+/// variant.
+macro_rules! burn_kind {
+    ($kind:ident, $variant:ident, [$($dtype:ident),+], $hint:expr) => {
+        impl BurnKind for $kind {
+            const DTYPES: &'static [DType] = &[$(DType::$dtype),+];
+            const HINT: &'static str = $hint;
 
-    fn wrap_flex(primitive: FlexTensor) -> BackendTensor<Flex> {
-        BackendTensor::Float(primitive)
-    }
+            fn wrap_flex(primitive: FlexTensor) -> BackendTensor<Flex> {
+                BackendTensor::$variant(primitive)
+            }
 
-    fn wrap_ndarray(primitive: NdArrayTensor) -> BackendTensor<NdArray> {
-        BackendTensor::Float(primitive)
-    }
+            fn wrap_ndarray(primitive: NdArrayTensor) -> BackendTensor<NdArray> {
+                BackendTensor::$variant(primitive)
+            }
+        }
+    };
 }
 
-impl BurnKind for Int {
-    const DTYPES: &'static [DType] = &[
-        DType::I64,
-        DType::I32,
-        DType::I16,
-        DType::I8,
-        DType::U64,
-        DType::U32,
-        DType::U16,
-        DType::U8,
-    ];
-    const HINT: &'static str = "a Burn Int tensor cannot hold it (Int holds i8..i64 and u8..u64): use Tensor<D, Float> or Tensor<D, Bool>, or cast";
-
-    fn wrap_flex(primitive: FlexTensor) -> BackendTensor<Flex> {
-        BackendTensor::Int(primitive)
-    }
-
-    fn wrap_ndarray(primitive: NdArrayTensor) -> BackendTensor<NdArray> {
-        BackendTensor::Int(primitive)
-    }
-}
-
-impl BurnKind for Bool {
-    const DTYPES: &'static [DType] = &[DType::Bool];
-    const HINT: &'static str = "a Burn Bool tensor cannot hold it (Bool holds bool): use Tensor<D, Int> or Tensor<D, Float>, or cast";
-
-    fn wrap_flex(primitive: FlexTensor) -> BackendTensor<Flex> {
-        BackendTensor::Bool(primitive)
-    }
-
-    fn wrap_ndarray(primitive: NdArrayTensor) -> BackendTensor<NdArray> {
-        BackendTensor::Bool(primitive)
-    }
-}
+burn_kind!(
+    Float,
+    Float,
+    [F32, F64, F16, BF16],
+    "a Burn Float tensor cannot hold it (Float holds f16, bf16, f32 or f64): use Tensor<D, Int> or Tensor<D, Bool>, or cast"
+);
+burn_kind!(
+    Int,
+    Int,
+    [I64, I32, I16, I8, U64, U32, U16, U8],
+    "a Burn Int tensor cannot hold it (Int holds i8..i64 and u8..u64): use Tensor<D, Float> or Tensor<D, Bool>, or cast"
+);
+burn_kind!(
+    Bool,
+    Bool,
+    [Bool],
+    "a Burn Bool tensor cannot hold it (Bool holds bool): use Tensor<D, Int> or Tensor<D, Float>, or cast"
+);

@@ -96,17 +96,10 @@ fn candle_err(e: candle_core::Error) -> Error {
 
 /// The dtypes candle tensors hold, in ferry's terms (its fp8/fp6/fp4 types travel as raw
 /// descriptors and are not listed).
-pub const DTYPES: &[DType] = &[
-    DType::U8,
-    DType::U32,
-    DType::I16,
-    DType::I32,
-    DType::I64,
-    DType::BF16,
-    DType::F16,
-    DType::F32,
-    DType::F64,
-];
+pub const DTYPES: &[DType] = {
+    use DType::*;
+    &[U8, U32, I16, I32, I64, BF16, F16, F32, F64]
+};
 
 /// The Candle backend (`candle_core::Tensor` on a `candle_core::Device`), for code that is
 /// generic over [`Backend`].

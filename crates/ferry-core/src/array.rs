@@ -139,10 +139,10 @@ impl HostArray {
     ///   tensor made from this memory, the DLPack producer).
     pub unsafe fn from_raw_parts(parts: RawParts, owner: Owner) -> Result<HostArray> {
         let RawParts {
-            data,
-            dtype,
             shape,
             strides,
+            dtype,
+            data,
             memory,
             access,
         } = parts;
@@ -219,27 +219,39 @@ impl HostArray {
             // No copy: a unique ArcArray hands its buffer over.
             return Self::from_array(array.into_owned());
         }
-        let shape = array.shape().to_vec();
-        let strides = array.strides().to_vec();
-        let data = array.as_ptr().cast::<u8>();
-        let owner: Owner = Arc::new(array);
-        // SAFETY: the elements live in the shared buffer kept alive by `owner`; other handles
-        // exist, and ArcArray copies before it writes into a shared buffer, so nobody writes this
-        // memory while the array lives; the array is read-only.
-        unsafe {
-            Self::from_raw_parts(
-                RawParts {
-                    data,
-                    dtype: T::DTYPE,
-                    shape,
-                    strides,
-                    memory: MemoryKind::Cpu,
-                    access: Access::ReadOnly,
-                },
-                owner,
-            )
-        }
-        .expect("an ndarray layout is always valid")
+        let (data, shape, strides) = (
+            array.as_ptr().cast(),
+            array.shape().to_vec(),
+            array.strides().to_vec(),
+        );
+        // SAFETY: the elements of `array`, kept alive by the owner; other handles exist, and
+        // ArcArray copies before it writes into a shared buffer, so nobody writes this memory
+        // while the array lives.
+        unsafe { Self::read_only_ndarray::<T>(data, shape, strides, Arc::new(array)) }
+    }
+
+    /// A read-only array over an ndarray's elements.
+    ///
+    /// # Safety
+    ///
+    /// `data`, `shape` and `strides` are those of an ndarray of `T` whose buffer `owner` keeps
+    /// alive, and nobody writes that buffer while `owner` lives.
+    unsafe fn read_only_ndarray<T: Element>(
+        data: *const u8,
+        shape: Vec<usize>,
+        strides: Vec<isize>,
+        owner: Owner,
+    ) -> HostArray {
+        let parts = RawParts {
+            data,
+            dtype: T::DTYPE,
+            shape,
+            strides,
+            memory: MemoryKind::Cpu,
+            access: Access::ReadOnly,
+        };
+        // SAFETY: the caller's contract; read-only, so ferry never writes.
+        unsafe { Self::from_raw_parts(parts, owner) }.expect("an ndarray layout is always valid")
     }
 
     /// Wraps a `Vec` as a row-major array of `shape` without copying.
@@ -722,25 +734,14 @@ impl HostArray {
     }
 
     fn from_arc_owner<T: Element>(owner: Arc<ArrayD<T>>) -> HostArray {
-        let shape = owner.shape().to_vec();
-        let strides = owner.strides().to_vec();
-        let data = owner.as_ptr().cast::<u8>();
-        // SAFETY: the elements live in the array behind `owner`, which is shared and therefore
-        // marked read-only.
-        unsafe {
-            Self::from_raw_parts(
-                RawParts {
-                    data,
-                    dtype: T::DTYPE,
-                    shape,
-                    strides,
-                    memory: MemoryKind::Cpu,
-                    access: Access::ReadOnly,
-                },
-                owner,
-            )
-        }
-        .expect("an ndarray layout is always valid")
+        let (data, shape, strides) = (
+            owner.as_ptr().cast(),
+            owner.shape().to_vec(),
+            owner.strides().to_vec(),
+        );
+        // SAFETY: the elements of the array behind `owner`, which is shared (nobody can get a
+        // mutable reference to it) and therefore never written.
+        unsafe { Self::read_only_ndarray::<T>(data, shape, strides, owner) }
     }
 
     fn into_array_copy<T: Element>(self) -> Result<ArrayD<T>> {
@@ -768,25 +769,32 @@ impl HostArray {
     /// Copies into a fresh row-major `ArrayD<T>` (caller checked dtype and values).
     fn gather_into_array<T: Element>(&self, reason: CopyReason) -> Result<(ArrayD<T>, CopyRecord)> {
         let n = self.len();
-        let mut buf = self.copy_buffer::<T>(n)?;
-        // SAFETY: the source layout is readable (from_raw_parts contract); `buf` has room for n
-        // elements of T and is a fresh allocation.
-        unsafe {
-            gather(
-                self.data.as_ptr(),
-                &self.shape,
-                &self.strides,
-                size_of::<T>(),
-                buf.as_mut_ptr().cast(),
-            );
-            buf.set_len(n);
-        }
+        let buf = self.gather_into_vec::<T>(n, size_of::<T>())?;
         // n * size_of::<T>() was checked by copy_buffer.
         let record = record_copy((n * size_of::<T>()) as u64, reason);
         Ok((
             ArrayD::from_shape_vec(IxDyn(&self.shape), buf).expect("n elements for this shape"),
             record,
         ))
+    }
+
+    /// Gathers the elements, `elem_size` bytes each, in row-major order into a fresh buffer of
+    /// `len` values of `T` (`len * size_of::<T>()` is the elements' total size).
+    fn gather_into_vec<T>(&self, len: usize, elem_size: usize) -> Result<Vec<T>> {
+        let mut buf = self.copy_buffer::<T>(len)?;
+        // SAFETY: the source layout is readable (from_raw_parts contract); `buf` is a fresh
+        // allocation with room for `len` values of T, which is all the elements' bytes.
+        unsafe {
+            gather(
+                self.data.as_ptr(),
+                &self.shape,
+                &self.strides,
+                elem_size,
+                buf.as_mut_ptr().cast(),
+            );
+            buf.set_len(len);
+        }
+        Ok(buf)
     }
 
     /// A row-major array with the same values: this array itself when it already is row-major
@@ -867,18 +875,7 @@ impl HostArray {
         let total = n.checked_mul(size).ok_or_else(|| {
             layout::overflow(&self.shape, &self.strides, self.dtype.desc().total_bits())
         })?;
-        let mut buf = self.copy_buffer::<u8>(total)?;
-        // SAFETY: the source layout is readable; `buf` has room for n elements of `size` bytes.
-        unsafe {
-            gather(
-                self.data.as_ptr(),
-                &self.shape,
-                &self.strides,
-                size,
-                buf.as_mut_ptr(),
-            );
-            buf.set_len(total);
-        }
+        let buf = self.gather_into_vec::<u8>(total, size)?;
         let record = record_copy(total as u64, reason);
         let mut out = HostArray::from_vec(vec![total], buf)?;
         out.dtype = self.dtype;

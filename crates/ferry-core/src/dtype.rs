@@ -364,67 +364,24 @@ unsafe impl Element for bool {
 #[doc(hidden)]
 macro_rules! dispatch_dtype {
     ($dtype:expr, $T:ident => $body:expr, raw => $raw:expr) => {
+        $crate::__dispatch_typed!($dtype, $T, $body, $raw;
+            Bool: bool, U8: u8, U16: u16, U32: u32, U64: u64,
+            I8: i8, I16: i16, I32: i32, I64: i64,
+            F16: $crate::half::f16, BF16: $crate::half::bf16, F32: f32, F64: f64,
+            C64: $crate::num_complex::Complex32, C128: $crate::num_complex::Complex64)
+    };
+}
+
+/// The `match` behind [`dispatch_dtype!`]: one arm per (variant, Rust type) pair.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __dispatch_typed {
+    ($dtype:expr, $T:ident, $body:expr, $raw:expr; $($variant:ident: $ty:ty),+) => {
         match $dtype {
-            $crate::DType::Bool => {
-                type $T = bool;
+            $($crate::DType::$variant => {
+                type $T = $ty;
                 $body
-            }
-            $crate::DType::U8 => {
-                type $T = u8;
-                $body
-            }
-            $crate::DType::U16 => {
-                type $T = u16;
-                $body
-            }
-            $crate::DType::U32 => {
-                type $T = u32;
-                $body
-            }
-            $crate::DType::U64 => {
-                type $T = u64;
-                $body
-            }
-            $crate::DType::I8 => {
-                type $T = i8;
-                $body
-            }
-            $crate::DType::I16 => {
-                type $T = i16;
-                $body
-            }
-            $crate::DType::I32 => {
-                type $T = i32;
-                $body
-            }
-            $crate::DType::I64 => {
-                type $T = i64;
-                $body
-            }
-            $crate::DType::F16 => {
-                type $T = $crate::half::f16;
-                $body
-            }
-            $crate::DType::BF16 => {
-                type $T = $crate::half::bf16;
-                $body
-            }
-            $crate::DType::F32 => {
-                type $T = f32;
-                $body
-            }
-            $crate::DType::F64 => {
-                type $T = f64;
-                $body
-            }
-            $crate::DType::C64 => {
-                type $T = $crate::num_complex::Complex32;
-                $body
-            }
-            $crate::DType::C128 => {
-                type $T = $crate::num_complex::Complex64;
-                $body
-            }
+            })+
             $crate::DType::Raw(_) => $raw,
         }
     };

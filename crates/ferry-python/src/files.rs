@@ -109,7 +109,6 @@ fn save_safetensors(
         .map_err(to_py_err)
 }
 
-#[cfg(any(feature = "npy", feature = "safetensors"))]
 fn named_arrays(dict: &Bound<'_, PyDict>) -> PyResult<Vec<(String, HostArray)>> {
     dict.iter()
         .map(|(name, array)| Ok((name.extract::<String>()?, from_python(&array)?)))
@@ -130,6 +129,5 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(load_safetensors, m)?)?;
         m.add_function(wrap_pyfunction!(save_safetensors, m)?)?;
     }
-    let _ = m;
     Ok(())
 }

@@ -46,6 +46,7 @@ use pyo3::prelude::*;
 
 mod capsule;
 mod class;
+#[cfg(any(feature = "npy", feature = "safetensors"))]
 mod files;
 
 pub use capsule::live_exports;
@@ -141,6 +142,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyHostArray>()?;
     m.add_function(wrap_pyfunction!(py_from_dlpack, m)?)?;
     m.add_function(wrap_pyfunction!(py_live_exports, m)?)?;
+    #[cfg(any(feature = "npy", feature = "safetensors"))]
     files::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -243,20 +243,10 @@ fn describe(t: &Tensor, pin: bool) -> Result<Described> {
 
 /// The dtypes libtorch tensors hold, in ferry's terms (quantized and bit-packed ones are
 /// refused).
-pub const DTYPES: &[DType] = &[
-    DType::Bool,
-    DType::U8,
-    DType::I8,
-    DType::I16,
-    DType::I32,
-    DType::I64,
-    DType::F16,
-    DType::BF16,
-    DType::F32,
-    DType::F64,
-    DType::C64,
-    DType::C128,
-];
+pub const DTYPES: &[DType] = {
+    use DType::*;
+    &[Bool, U8, I8, I16, I32, I64, F16, BF16, F32, F64, C64, C128]
+};
 
 /// The tch backend (`tch::Tensor` on a `tch::Device`), for code that is generic over
 /// [`Backend`].
@@ -264,14 +254,10 @@ pub const DTYPES: &[DType] = &[
 pub struct Tch;
 
 impl Backend for Tch {
-    const NAME: &'static str = BACKEND;
-    const DTYPES: &'static [DType] = DTYPES;
     type Tensor = Tensor;
     type Device = Device;
-
-    fn cpu() -> Device {
-        Device::Cpu
-    }
+    const NAME: &'static str = BACKEND;
+    const DTYPES: &'static [DType] = DTYPES;
 
     fn view(tensor: &Tensor) -> Result<HostArray> {
         read(tensor, false)
@@ -291,6 +277,10 @@ impl Backend for Tch {
 
     fn from_dlpack(tensor: DlpackTensor, device: &Device) -> Result<Tensor> {
         from_dlpack(tensor, *device)
+    }
+
+    fn cpu() -> Device {
+        Device::Cpu
     }
 }
 

@@ -29,8 +29,8 @@ trait DemoBackend {
     fn grid() -> Self::T;
     /// The framework's own row sums of `grid()`.
     fn native_row_sums(t: &Self::T) -> Vec<f32>;
-    /// [[1, 2], [3, 4]] as f32.
-    fn small() -> Self::T;
+    /// [[1, 2], [3, 4]] as the framework's i64, on the host (legacy code wants f64).
+    fn small() -> Result<HostArray>;
 }
 
 #[cfg(feature = "candle")]
@@ -55,9 +55,10 @@ impl DemoBackend for DemoCandle {
     fn native_row_sums(t: &Self::T) -> Vec<f32> {
         t.sum(1).and_then(|s| s.to_vec1()).expect("candle sum")
     }
-    fn small() -> Self::T {
-        candle_core::Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], &candle_core::Device::Cpu)
+    fn small() -> Result<HostArray> {
+        candle_core::Tensor::new(&[[1i64, 2], [3, 4]], &candle_core::Device::Cpu)
             .expect("candle tensor")
+            .to_host()
     }
 }
 
@@ -90,8 +91,12 @@ impl DemoBackend for DemoBurn {
             .try_to_vec::<f32>()
             .expect("burn sum")
     }
-    fn small() -> Self::T {
-        burn::tensor::Tensor::from_data([[1f32, 2.0], [3.0, 4.0]], &burn::tensor::Device::flex())
+    fn small() -> Result<HostArray> {
+        burn::tensor::Tensor::<2, burn::tensor::Int>::from_data(
+            [[1i64, 2], [3, 4]],
+            &burn::tensor::Device::flex(),
+        )
+        .to_host()
     }
 }
 
@@ -115,8 +120,10 @@ impl DemoBackend for DemoTch {
         Vec::<f32>::try_from(t.sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Float))
             .expect("tch sum")
     }
-    fn small() -> Self::T {
-        tch::Tensor::from_slice(&[1f32, 2.0, 3.0, 4.0]).reshape([2, 2])
+    fn small() -> Result<HostArray> {
+        tch::Tensor::from_slice(&[1i64, 2, 3, 4])
+            .reshape([2, 2])
+            .to_host()
     }
 }
 
@@ -165,9 +172,9 @@ fn run<B: DemoBackend>(samples: &mut Vec<(&'static str, HostArray)>) -> Result<R
         B::NAME
     );
 
-    // Scenario 3: legacy code that takes f64 views (an explicit cast).
-    let small = B::small().to_host()?;
-    let m = mean(&small.cast::<f64>()?.view::<f64>()?);
+    // Scenario 3: legacy code that takes f64 views, fed integers (an explicit cast).
+    let small = B::small()?;
+    let m = mean(&small.view_cast::<f64>()?.view());
     println!("[{}] legacy mean of [[1,2],[3,4]]: {m}", B::NAME);
     assert_eq!(m, 2.5);
 
@@ -193,7 +200,7 @@ impl ColumnMean for ArrayViewD<'_, f32> {
     }
 }
 
-fn main() -> Result<()> {
+fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let mut rows = Vec::new();
     let mut samples = Vec::new();
     #[cfg(feature = "candle")]
@@ -210,7 +217,7 @@ fn main() -> Result<()> {
     let out = std::env::var_os("FERRY_DEMO_OUT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/ferry-demo"));
-    std::fs::create_dir_all(&out).map_err(|e| ferry::Error::backend("demo", e))?;
+    std::fs::create_dir_all(&out)?;
     let png = out.join("scatter.png");
     let panels: Vec<(&str, &HostArray)> = samples.iter().map(|(n, h)| (*n, h)).collect();
     ferry::plot::scatter(
@@ -218,8 +225,7 @@ fn main() -> Result<()> {
         "100 standard-normal samples per backend, via ferry",
         &png,
         (420 * panels.len() as u32, 440),
-    )
-    .map_err(|e| ferry::Error::backend("ferry-plot", e))?;
+    )?;
     println!("\nscatter plot: {}", png.display());
 
     println!();
