@@ -133,3 +133,18 @@ fn unsupported_dtypes_are_refused() {
     let cuda = Tensor::zeros([1], (Kind::Float, Device::Cpu));
     assert_eq!(cuda.to_host_with(CopyPolicy::Never).unwrap().copies(), 0);
 }
+
+/// A quantized libtorch tensor is refused as what it is, with its shape and the way out.
+#[test]
+fn quantized_tch_tensors_are_refused_as_quantized() {
+    let t =
+        tch::Tensor::from_slice(&[1f32, 2.0, 3.0]).quantize_per_tensor(0.1, 0, tch::Kind::QInt8);
+    let err = ferry::to_host(&t).unwrap_err();
+    assert!(
+        matches!(err, ferry::Error::Quantized { backend: "tch", ref shape, .. } if shape == &[3]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("dequantize"), "{err}");
+    let back = ferry::to_host(&t.dequantize()).unwrap();
+    assert_eq!(back.shape(), [3]);
+}

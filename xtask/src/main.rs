@@ -240,16 +240,23 @@ fn python_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
     Ok(())
 }
 
-/// The facade's feature sets whose docs `ci` builds one by one (none, then each alone).
-const FACADE_FEATURES: [&str; 8] = [
-    "",
-    "candle",
-    "burn",
-    "tch",
-    "npy",
-    "safetensors",
-    "plot",
-    "python",
+/// Packages and feature sets whose docs `ci` builds one by one (no features, then each alone),
+/// so no intra-doc link or import depends on a feature being on.
+const DOC_FEATURE_SETS: [(&str, &str); 14] = [
+    ("ferry", ""),
+    ("ferry", "candle"),
+    ("ferry", "burn"),
+    ("ferry", "tch"),
+    ("ferry", "npy"),
+    ("ferry", "safetensors"),
+    ("ferry", "plot"),
+    ("ferry", "python"),
+    ("ferry-io", ""),
+    ("ferry-io", "npy"),
+    ("ferry-io", "safetensors"),
+    ("ferry-python", ""),
+    ("ferry-python", "npy"),
+    ("ferry-python", "safetensors"),
 ];
 
 fn ci() -> Result<()> {
@@ -302,17 +309,16 @@ fn ci() -> Result<()> {
     run(cargo()
         .args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
-    // The facade's docs (intra-doc links included) hold for every feature on its own too.
-    for features in FACADE_FEATURES {
-        let doc = [
-            "doc",
-            "--package",
-            "ferry",
-            "--no-deps",
-            "--no-default-features",
-        ];
+    // Docs (intra-doc links included) hold for every feature on its own too.
+    for (package, features) in DOC_FEATURE_SETS {
         run(cargo()
-            .args(doc)
+            .args([
+                "doc",
+                "--no-deps",
+                "--no-default-features",
+                "--package",
+                package,
+            ])
             .args(["--features", features])
             .env("RUSTDOCFLAGS", "-D warnings"))?;
     }

@@ -146,14 +146,20 @@ impl<const D: usize, K: BurnKind> Backend for Burn<D, K> {
 /// A zero-copy, read-only host array over a Flex or NdArray tensor; tensors of other backends
 /// are refused with [`Error::NeedsCopy`] (use [`to_host`]).
 pub fn view<const D: usize, K: BurnKind>(tensor: &Tensor<D, K>) -> Result<HostArray> {
+    let dtype = plain_dtype(tensor)?;
     if let Some(view) = primitive_view(tensor.clone().into_dispatch().kind)? {
         return Ok(view);
     }
-    let dtype = ferry_dtype(tensor.dtype()).ok_or_else(|| quantized(tensor.shape().to_vec()))?;
     let shape = tensor.shape().to_vec();
     let strides = ferry_core::layout::row_major_strides(&shape).unwrap_or_default();
+    // Off the CPU backends a read is a device transfer; a 32-bit bool storage on them must be
+    // narrowed to ferry's 8-bit bools.
+    let reason = match tensor.dtype() {
+        BurnDType::Bool(BoolStore::U32) => CopyReason::Cast,
+        _ => CopyReason::DeviceTransfer,
+    };
     Err(Error::NeedsCopy {
-        reason: CopyReason::DeviceTransfer,
+        reason,
         shape,
         strides,
         dtype,
@@ -163,11 +169,9 @@ pub fn view<const D: usize, K: BurnKind>(tensor: &Tensor<D, K>) -> Result<HostAr
 /// A host array over a burn tensor's data: zero-copy on Flex and NdArray (see [`view`]), one
 /// copy through Burn's own read elsewhere.
 pub fn to_host<const D: usize, K: BurnKind>(tensor: &Tensor<D, K>) -> Result<HostArray> {
+    plain_dtype(tensor)?;
     if let Some(view) = primitive_view(tensor.clone().into_dispatch().kind)? {
         return Ok(view);
-    }
-    if matches!(tensor.dtype(), BurnDType::QFloat(_)) {
-        return Err(quantized(tensor.shape().to_vec()));
     }
     from_tensor_data(
         tensor
@@ -186,9 +190,7 @@ pub fn to_host_batch<const D: usize, K: BurnKind>(
     let mut pending = Vec::new();
     let mut transaction = Transaction::default();
     for (i, t) in tensors.iter().enumerate() {
-        if matches!(t.dtype(), BurnDType::QFloat(_)) {
-            return Err(quantized(t.shape().to_vec()));
-        }
+        plain_dtype(t)?;
         match primitive_view(t.clone().into_dispatch().kind)? {
             Some(view) => out.push(Some(view)),
             None => {
@@ -210,6 +212,11 @@ pub fn to_host_batch<const D: usize, K: BurnKind>(
         .into_iter()
         .map(|a| a.expect("every slot filled"))
         .collect())
+}
+
+/// The ferry dtype of a tensor, or [`Error::Quantized`] (with its shape) for a quantized one.
+fn plain_dtype<const D: usize, K: BurnKind>(tensor: &Tensor<D, K>) -> Result<DType> {
+    ferry_dtype(tensor.dtype()).ok_or_else(|| quantized(tensor.shape().to_vec()))
 }
 
 /// Views a CPU-backend primitive without copying; `None` for backends that need Burn's read.
@@ -248,7 +255,10 @@ fn flex_view(p: FlexTensor) -> Result<Option<HostArray>> {
     };
     let buffer = p.bytes();
     let (addr, len) = (buffer.as_ptr() as usize, buffer.len());
-    HostArray::from_storage(Frozen::new(p, addr, len), layout).map(Some)
+    // SAFETY: the Flex tensor's shared byte buffer, on the heap and held by `p`; Burn writes in
+    // place only into buffers nobody else holds, and `p` is a holder.
+    let storage = unsafe { Frozen::new(p, addr, len) };
+    HostArray::from_storage(storage, layout).map(Some)
 }
 
 fn ndarray_view(p: NdArrayTensor) -> Result<HostArray> {
@@ -286,7 +296,11 @@ fn ndarray_view(p: NdArrayTensor) -> Result<HostArray> {
         offset: (-lo / size) as usize,
     };
     let addr = (data as usize).wrapping_add_signed(lo);
-    HostArray::from_storage(Frozen::new(p, addr, len), layout)
+    // SAFETY: the bytes a valid ndarray view of the NdArray storage reaches (an ArcArray's heap
+    // buffer or borrowed `Bytes`, held by `p`); Burn copies on write when a storage is shared,
+    // and `p` shares it.
+    let storage = unsafe { Frozen::new(p, addr, len) };
+    HostArray::from_storage(storage, layout)
 }
 
 /// A burn value (a Flex or NdArray primitive, or Burn's `Bytes`) and the bytes of it a host
@@ -302,7 +316,11 @@ struct Frozen<T> {
 }
 
 impl<T> Frozen<T> {
-    fn new(value: T, addr: usize, len: usize) -> Frozen<T> {
+    /// # Safety
+    ///
+    /// `addr..addr + len` lies in a heap buffer that `value` keeps alive and in place wherever
+    /// it moves, and that Burn does not write while `value` holds it (see the `Storage` impl).
+    unsafe fn new(value: T, addr: usize, len: usize) -> Frozen<T> {
         Frozen {
             _value: value,
             addr,
@@ -328,8 +346,9 @@ unsafe impl<T: Send + 'static> ferry_core::Storage for Frozen<T> {
 /// Burn's `Bytes` from its data read, owned alone (the address was taken with `as_mut_ptr`).
 struct ReadBytes(Frozen<Bytes>);
 
-// SAFETY: as for `Frozen`; and the `Bytes` came out of a `TensorData` ferry took by value
-// (`into_parts`), so nobody else holds the buffer, and `addr` carries write permission.
+// SAFETY: as for `Frozen`; and `addr` was taken with `Bytes::as_mut_ptr`, whose `DerefMut`
+// copies a shared buffer first (copy on write), so the buffer is this `Bytes`' alone and the
+// address carries write permission; the `Bytes` is then moved in here and never lent out.
 unsafe impl ferry_core::Storage for ReadBytes {
     fn bytes(&self) -> (*const u8, usize) {
         self.0.bytes()
@@ -354,7 +373,8 @@ fn from_tensor_data(data: TensorData) -> Result<HostArray> {
     let record = record_copy(bytes.len() as u64, CopyReason::DeviceTransfer);
     let (addr, len) = (bytes.as_mut_ptr() as usize, bytes.len());
     let layout = StorageLayout::row_major(dtype, shape)?;
-    let storage = ReadBytes(Frozen::new(bytes, addr, len));
+    // SAFETY: `bytes`' own heap buffer, which `as_mut_ptr` made unique (see `ReadBytes`).
+    let storage = ReadBytes(unsafe { Frozen::new(bytes, addr, len) });
     Ok(HostArray::from_storage_mut(storage, layout)?.with_copy(record))
 }
 

@@ -174,13 +174,13 @@ mod imp {
             return HostArray::from_storage_mut(Vec::<u8>::new(), view.rebase(0)?);
         }
         let stream = storage.device.cuda_stream();
-        let record = record_copy(range.len() as u64, CopyReason::DeviceTransfer);
         let host = with_slice!(storage, s => {
             // Whole elements of the slice's type, from the one holding the span's first byte.
             let first = range.start / size_of_val_of(s) * size_of_val_of(s);
             let pinned = copy_span(s, &stream, first, range.end)?;
             HostArray::from_storage_mut(PinnedSpan::new(pinned, &stream), view.rebase(first)?)
         })?;
+        let record = record_copy(range.len() as u64, CopyReason::DeviceTransfer);
         Ok(host.with_copy(record))
     }
 

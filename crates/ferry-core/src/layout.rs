@@ -152,9 +152,9 @@ pub fn byte_span(
 
 /// Checks that a layout whose element `[0, .., 0]` is element `offset` of a storage of
 /// `storage_bytes` bytes reaches only that storage (in bits, so packed sub-byte dtypes are
-/// checked exactly). Adapters call this before describing a framework's storage, so a layout
-/// the framework got wrong is an error, not a stray read; [`check_layout`] (which
-/// `HostArray::from_raw_parts` runs) checks the rest.
+/// checked exactly). [`StorageLayout::locate`](crate::StorageLayout::locate) runs it for every
+/// array built over someone else's storage, so a layout a framework got wrong is an error, not
+/// a stray read; [`check_layout`] (which `HostArray::from_raw_parts` runs) checks the rest.
 pub fn check_in_storage(
     dtype: DType,
     shape: &[usize],

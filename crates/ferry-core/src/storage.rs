@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::array::{Access, RawParts};
 use crate::layout::{byte_span, check_in_storage};
-use crate::{DType, Error, HostArray, MemoryKind, Owner, Result};
+use crate::{DType, Element, Error, HostArray, MemoryKind, Owner, Result};
 
 /// Host memory ferry may read for as long as a value of this type lives.
 ///
@@ -17,9 +17,12 @@ use crate::{DType, Error, HostArray, MemoryKind, Owner, Result};
 /// Implementors promise that for every value `s`:
 /// - `s.bytes()` returns the same `(ptr, len)` on every call, and `[ptr, ptr + len)` is one
 ///   allocation (or `len == 0`) that the CPU can read;
-/// - those bytes stay allocated, at that address, and are not written by anyone while `s`
-///   lives (the storage is frozen or copy-on-write, or writers are locked out: a framework that
-///   may still write the memory must not implement this trait for it);
+/// - those bytes are not inside `s` itself, and they stay allocated and at that address while
+///   `s` lives, wherever `s` is moved (they are on the heap, or someone else's);
+/// - nothing writes them while `s` lives (the storage is frozen or copy-on-write, or writers
+///   are locked out) — except value writes through the framework's own tensors that the
+///   adapter documents as the caller's to avoid, the `tensor.numpy()` contract (ARCHITECTURE.md's
+///   safety model: libtorch has no locks);
 /// - `ptr` is non-null when `len > 0`;
 /// - [`memory`](Storage::memory) says truthfully what kind of host memory the bytes are in.
 pub unsafe trait Storage: Send + Sync + 'static {
@@ -45,10 +48,11 @@ pub unsafe trait StorageMut: Storage {
     fn bytes_mut(&mut self) -> (*mut u8, usize);
 }
 
-// SAFETY: a Vec's buffer is one allocation of `len` initialised elements that stays in place
-// while the Vec lives and is not resized (nothing can: the Vec is moved into the array's owner
-// and never handed out again); `as_ptr` is non-null (dangling for capacity 0, with len 0).
-unsafe impl<T: Copy + Send + Sync + 'static> Storage for Vec<T> {
+// SAFETY: a Vec's buffer is one heap allocation of `len` initialised elements that stays in
+// place while the Vec lives, wherever the Vec moves, and is not resized (nothing can: the Vec
+// is moved into the array's owner and never handed out again); `as_ptr` is non-null (dangling
+// for capacity 0, with len 0). `Element` types have no padding and no uninitialised bytes.
+unsafe impl<T: Element> Storage for Vec<T> {
     fn bytes(&self) -> (*const u8, usize) {
         (self.as_ptr().cast(), std::mem::size_of_val(self.as_slice()))
     }
@@ -56,7 +60,7 @@ unsafe impl<T: Copy + Send + Sync + 'static> Storage for Vec<T> {
 
 // SAFETY: as for `Storage`; the Vec owns its buffer alone and `as_mut_ptr` (same address as
 // `as_ptr`) carries write permission.
-unsafe impl<T: Copy + Send + Sync + 'static> StorageMut for Vec<T> {
+unsafe impl<T: Element> StorageMut for Vec<T> {
     fn bytes_mut(&mut self) -> (*mut u8, usize) {
         let len = std::mem::size_of_val(self.as_slice());
         (self.as_mut_ptr().cast(), len)
@@ -132,6 +136,7 @@ impl StorageLayout {
         let bits = self.dtype.desc().total_bits() as usize;
         let skipped = start
             .checked_mul(8)
+            .filter(|_| bits > 0)
             .filter(|b| b.is_multiple_of(bits))
             .map(|b| b / bits)
             .filter(|&elements| elements <= self.offset);
@@ -171,30 +176,30 @@ impl HostArray {
     /// storage — sub-byte dtypes are checked in bits — and every layout
     /// [`from_raw_parts`](HostArray::from_raw_parts) refuses.
     pub fn from_storage<S: Storage>(storage: S, layout: StorageLayout) -> Result<HostArray> {
+        let storage = Arc::new(storage);
         let (base, len) = storage.bytes();
         let data = layout.first_element(base, len)?;
         let memory = storage.memory();
-        let owner: Owner = Arc::new(storage);
         let parts = parts(data, layout, memory, Access::ReadOnly);
         // SAFETY: `data` and every element the layout reaches lie inside `storage`'s bytes
-        // (checked above), which `Storage` promises stay allocated, in place and unwritten
-        // while `storage` lives; `owner` is `storage`. ReadOnly: ferry never writes.
-        unsafe { HostArray::from_raw_parts(parts, owner) }
+        // (checked above), which `Storage` promises stay allocated and in place while the owner
+        // lives and are written by nobody but the framework's documented in-place ops (the
+        // `.numpy()` contract); the owner is `storage`. ReadOnly: ferry never writes.
+        unsafe { HostArray::from_raw_parts(parts, storage) }
     }
 
     /// Like [`from_storage`](HostArray::from_storage), for a storage the array then owns
     /// alone: the array is [`Access::Exclusive`], so [`view_mut`](HostArray::view_mut) may
     /// write it.
-    pub fn from_storage_mut<S: StorageMut>(
-        mut storage: S,
-        layout: StorageLayout,
-    ) -> Result<HostArray> {
-        let (base, len) = storage.bytes_mut();
+    pub fn from_storage_mut<S: StorageMut>(storage: S, layout: StorageLayout) -> Result<HostArray> {
+        let mut storage = Arc::new(storage);
+        let unique = Arc::get_mut(&mut storage).expect("a new Arc is unique");
+        let (base, len) = unique.bytes_mut();
+        let memory = unique.memory();
         let data = layout.first_element(base.cast_const(), len)?;
-        let memory = storage.memory();
-        let owner: Owner = Arc::new(storage);
         let parts = parts(data, layout, memory, Access::Exclusive);
-        // SAFETY: as in `from_storage`; in addition `StorageMut` promises that only `storage`
+        let owner: Owner = storage;
+        // SAFETY: as in `from_storage`; in addition `StorageMut` promises that only the storage
         // (now `owner`, held by this array alone) reaches the memory and that `base`, from
         // which `data` derives, carries write permission.
         unsafe { HostArray::from_raw_parts(parts, owner) }
@@ -209,5 +214,135 @@ fn parts(data: *const u8, layout: StorageLayout, memory: MemoryKind, access: Acc
         strides: layout.strides,
         memory,
         access,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Dimension;
+
+    use super::*;
+    use crate::raw_dtypes;
+
+    fn layout(dtype: DType, shape: &[usize], strides: &[isize], offset: usize) -> StorageLayout {
+        StorageLayout {
+            dtype,
+            shape: shape.to_vec(),
+            strides: strides.to_vec(),
+            offset,
+        }
+    }
+
+    #[test]
+    fn views_inside_the_storage_read_what_plain_indexing_reads() {
+        let values: Vec<i32> = (0..12).collect();
+        // A transposed 3x2 window starting at element 1, and a flipped row.
+        for (shape, strides, offset) in [
+            (vec![3, 2], vec![1, 4], 1),
+            (vec![4], vec![-1], 3),
+            (vec![2, 0], vec![1, 1], 12),
+        ] {
+            let l = layout(DType::I32, &shape, &strides, offset);
+            let a = HostArray::from_storage(values.clone(), l).unwrap();
+            assert!(a.is_read_only());
+            let v = a.view::<i32>().unwrap();
+            for (index, &got) in v.indexed_iter() {
+                let flat = offset as isize
+                    + index
+                        .slice()
+                        .iter()
+                        .zip(&strides)
+                        .map(|(&i, &s)| i as isize * s)
+                        .sum::<isize>();
+                assert_eq!(
+                    got, values[flat as usize],
+                    "{shape:?} {strides:?} at {index:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn layouts_reaching_outside_the_storage_are_refused() {
+        let values = vec![0f32; 6];
+        for (shape, strides, offset) in [
+            (vec![7], vec![1], 0),
+            (vec![2, 3], vec![3, 1], 1),
+            (vec![2], vec![-1], 0),
+            (vec![1], vec![1], 6),
+            (vec![3], vec![isize::MAX], 0),
+        ] {
+            let err = HostArray::from_storage(
+                values.clone(),
+                layout(DType::F32, &shape, &strides, offset),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::OutsideStorage { .. } | Error::LayoutOverflow { .. }
+                ),
+                "{shape:?} {strides:?} +{offset}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn sub_byte_views_are_checked_in_bits_and_start_on_a_byte() {
+        let fp4 = DType::Raw(raw_dtypes::FLOAT4_E2M1FN);
+        let packed = vec![0u8; 2]; // four fp4 elements
+        let fits = layout(fp4, &[2], &[1], 2);
+        assert_eq!(fits.byte_range(2).unwrap(), 1..2);
+        assert!(HostArray::from_storage(packed.clone(), fits).is_ok());
+        let too_long = layout(fp4, &[3], &[1], 2);
+        assert!(matches!(
+            too_long.locate(2),
+            Err(Error::OutsideStorage { .. })
+        ));
+        let odd_start = layout(fp4, &[1], &[1], 1);
+        assert!(matches!(
+            odd_start.locate(2),
+            Err(Error::UnsupportedLayout { .. })
+        ));
+    }
+
+    #[test]
+    fn byte_ranges_and_rebasing_follow_the_lowest_element() {
+        // Element [0, 0] is element 5; a negative stride reaches back to element 1.
+        let l = layout(DType::U16, &[2, 3], &[-4, 1], 5);
+        assert_eq!(l.locate(20).unwrap(), 10);
+        assert_eq!(l.byte_range(20).unwrap(), 2..16);
+        // A copy of bytes 2..16 holds the same view with element [0, 0] at index 4.
+        assert_eq!(l.clone().rebase(2).unwrap().offset, 4);
+        // Inside an element, or after the view's first element: refused.
+        assert!(l.clone().rebase(3).is_err());
+        assert!(l.rebase(12).is_err());
+        // A zero-bit dtype cannot be rebased (and no constructor accepts it).
+        let zero_bits = DType::from_desc(crate::DTypeDesc {
+            code: 2,
+            bits: 0,
+            lanes: 1,
+        });
+        assert!(layout(zero_bits, &[1], &[1], 0).rebase(0).is_err());
+    }
+
+    #[test]
+    fn owned_storage_is_writable_and_shared_storage_is_not() {
+        let mut a = HostArray::from_storage_mut(
+            vec![1u8, 2, 3],
+            StorageLayout::row_major(DType::U8, vec![3]).unwrap(),
+        )
+        .unwrap();
+        a.view_mut::<u8>().unwrap()[0] = 9;
+        assert_eq!(a.view::<u8>().unwrap()[0], 9);
+        let clone = a.clone();
+        assert!(a.view_mut::<u8>().is_err(), "a clone shares it");
+        drop(clone);
+        let b = HostArray::from_storage(
+            vec![1u8],
+            StorageLayout::row_major(DType::U8, vec![1]).unwrap(),
+        )
+        .unwrap();
+        assert!(!b.is_writable());
     }
 }

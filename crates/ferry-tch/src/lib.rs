@@ -111,6 +111,26 @@ pub fn ferry_dtype(scalar_type: i32) -> Option<DType> {
     }
 }
 
+/// Why a tensor of c10 scalar type `code` (one [`ferry_dtype`] does not map) has no host
+/// layout: quantized (QInt8, QUInt8, QInt32, QUInt4x2, QUInt2x4), or bit-packed.
+fn unreadable(code: i32, shape: &[usize]) -> Error {
+    match code {
+        12 | 13 | 14 | 16 | 17 => Error::Quantized {
+            backend: BACKEND,
+            shape: shape.to_vec(),
+            hint: "call dequantize() first",
+        },
+        _ => Error::backend_message(
+            BACKEND,
+            format!(
+                "the tensor of shape {shape:?} has c10 scalar type {code} (a bit-packed or \
+                 sub-byte type), which has no host layout ferry can describe; convert it with \
+                 to_kind first"
+            ),
+        ),
+    }
+}
+
 /// The c10 scalar type of a tensor, as its raw code (tch's `Kind` has no unsigned wide types).
 pub fn scalar_type(t: &Tensor) -> i32 {
     // SAFETY: `t` is a live tensor; at_scalar_type only reads its dtype.
@@ -153,6 +173,7 @@ struct TensorInfo {
     flags: i32,
     storage_bytes: i64,
     storage_offset: i64,
+    storage_data: *mut std::ffi::c_void,
 }
 
 const REQUIRES_GRAD: i32 = 1;
@@ -198,6 +219,7 @@ fn describe(t: &Tensor, pin: bool) -> Result<Described> {
         flags: 0,
         storage_bytes: 0,
         storage_offset: 0,
+        storage_data: std::ptr::null_mut(),
     };
     let (mut sizes, mut strides) = ([0i64; DESCRIBE_CAP], [0i64; DESCRIBE_CAP]);
     let mut err = std::ptr::null_mut();
@@ -241,8 +263,9 @@ fn describe(t: &Tensor, pin: bool) -> Result<Described> {
     })
 }
 
-/// The dtypes libtorch tensors hold, in ferry's terms (quantized and bit-packed ones are
-/// refused).
+/// The dtypes ferry creates libtorch tensors of (`Backend::DTYPES`). tch 0.22 has no `Kind`
+/// for u16, u32 and u64, so those are read from libtorch but not written to it; quantized and
+/// bit-packed tensors are refused.
 pub const DTYPES: &[DType] = {
     use DType::*;
     &[Bool, U8, I8, I16, I32, I64, F16, BF16, F32, F64, C64, C128]
@@ -303,11 +326,8 @@ fn read(tensor: &Tensor, may_copy: bool) -> Result<HostArray> {
         strides,
         storage,
     } = describe(tensor, true)?;
-    let dtype = ferry_dtype(info.scalar_type).ok_or_else(|| Error::Quantized {
-        backend: BACKEND,
-        shape: shape.clone(),
-        hint: "libtorch's quantized and bit-packed tensors have no host layout; call dequantize() first",
-    })?;
+    let dtype =
+        ferry_dtype(info.scalar_type).ok_or_else(|| unreadable(info.scalar_type, &shape))?;
     if let Some(storage) = storage {
         // The common case: a plain CPU tensor (detached or not: a view needs no autograd).
         return cpu_view(storage, &info, dtype, shape, strides);
@@ -374,11 +394,26 @@ struct TchStorage {
     len: usize,
 }
 
+impl TchStorage {
+    /// # Safety
+    ///
+    /// `base..base + len` are the bytes of the StorageImpl `handle` refers to (as
+    /// `ferry_tch_describe` reports them).
+    unsafe fn new(handle: StorageHandle, base: *mut c_void, len: usize) -> TchStorage {
+        TchStorage {
+            _handle: handle,
+            base: base as usize,
+            len,
+        }
+    }
+}
+
 // SAFETY: `_handle` is a reference of ferry's own to the StorageImpl whose bytes are
-// `base..base + len`, made non-resizable (`shim.cpp`): `set_` on any tensor cannot drop it and
-// no `resize_` can move or free the bytes while the handle lives. Torch may write the memory
-// through tensors that share it — like `tensor.numpy()`, which ARCHITECTURE.md's safety model
-// documents for tch — but ferry's arrays over it are read-only and never write.
+// `base..base + len` (constructor contract), made non-resizable (`shim.cpp`): `set_` on any
+// tensor cannot drop it and no `resize_` can move or free the bytes while the handle lives;
+// they are libtorch's heap memory, not inside this value. Torch may write the memory through
+// tensors that share it — the `tensor.numpy()` exception of `Storage`'s contract, documented for
+// tch in ARCHITECTURE.md — but ferry's arrays over it are read-only and never write.
 unsafe impl ferry_core::Storage for TchStorage {
     fn bytes(&self) -> (*const u8, usize) {
         (self.base as *const u8, self.len)
@@ -394,7 +429,6 @@ fn cpu_view(
     shape: Vec<usize>,
     strides: Vec<isize>,
 ) -> Result<HostArray> {
-    let itemsize = dtype.size_in_bytes().unwrap_or(1);
     let (Ok(offset), Ok(len)) = (
         usize::try_from(info.storage_offset),
         usize::try_from(info.storage_bytes),
@@ -407,23 +441,16 @@ fn cpu_view(
             ),
         ));
     };
-    // `data_ptr()` is element `offset` of the storage; the storage starts `offset` elements
-    // before it (from_storage checks the layout against `len` before any address is used).
-    let base = (info.data as usize).wrapping_sub(offset.wrapping_mul(itemsize));
     let layout = StorageLayout {
         dtype,
         shape,
         strides,
         offset,
     };
-    HostArray::from_storage(
-        TchStorage {
-            _handle: storage,
-            base,
-            len,
-        },
-        layout,
-    )
+    // SAFETY: `storage_data` and `storage_bytes` describe the storage `storage` refers to: the
+    // shim read them from the same `t->storage()` it took the handle from.
+    let storage = unsafe { TchStorage::new(storage, info.storage_data, len) };
+    HostArray::from_storage(storage, layout)
 }
 
 /// The storage offset of a tensor, in elements (tch does not expose it).
@@ -569,6 +596,19 @@ mod cuda {
         len: usize,
     }
 
+    #[cfg(feature = "cuda")]
+    impl PinnedSpan {
+        /// The bytes of `host`, a contiguous pinned tensor made for one copy, owned by the
+        /// result alone.
+        fn new(host: Tensor) -> PinnedSpan {
+            PinnedSpan {
+                addr: host.data_ptr() as usize,
+                len: host.numel() * host.kind().elt_size_in_bytes(),
+                _tensor: std::sync::Mutex::new(host),
+            }
+        }
+    }
+
     // SAFETY: `addr..addr + len` is the buffer of a pinned tensor made for this copy and held
     // only by `_tensor`, which keeps it alive and in place (nothing can resize a tensor nobody
     // else reaches). Pinned memory is host memory the CPU reads.
@@ -618,14 +658,9 @@ mod cuda {
         host.f_copy_(&span).map_err(tch_err)?; // synchronous: waits for the queued work
         let bytes = len as usize * size;
         let record = record_copy(bytes as u64, CopyReason::DeviceTransfer);
-        let addr = host.data_ptr() as usize;
         // Element [0, .., 0] is -lo elements into the copied span.
         layout.offset = lo.unsigned_abs();
-        let pinned = PinnedSpan {
-            _tensor: std::sync::Mutex::new(host),
-            addr,
-            len: bytes,
-        };
+        let pinned = PinnedSpan::new(host);
         Ok(HostArray::from_storage_mut(pinned, layout)?.with_copy(record))
     }
 

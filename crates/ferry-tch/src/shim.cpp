@@ -107,6 +107,9 @@ struct FerryTchInfo {
   int32_t flags;
   int64_t storage_bytes;
   int64_t storage_offset;
+  // The storage's first byte (`storage_bytes` bytes from here), so ferry checks a view against
+  // the storage without deriving the storage from `data`.
+  void *storage_data;
 };
 
 int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, int64_t *strides,
@@ -123,6 +126,7 @@ int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, in
     info->storage_offset = t->storage_offset();
     // Quantized tensors are refused by scalar type before their data is looked at.
     info->data = t->is_quantized() ? nullptr : t->data_ptr();
+    info->storage_data = t->is_quantized() ? nullptr : const_cast<void *>(t->storage().data());
     if (ndim <= cap) {
       for (int64_t i = 0; i < ndim; ++i) {
         sizes[i] = t->size(i);
