@@ -1,7 +1,7 @@
 """Shared helpers of ferry's Python-side conformance tests: dtypes, layouts and value makers.
 
-The tests run against the `ferry` extension module that `cargo xtask python` builds, and the
-real NumPy and PyTorch of the provisioned venv.
+The tests run against the `ferry` wheel that `cargo xtask python` builds and installs into a
+fresh venv, and the real NumPy, PyTorch and tvm-ffi of the provisioned Python.
 """
 
 import ctypes

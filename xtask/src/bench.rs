@@ -99,8 +99,55 @@ fn baseline<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
     })
 }
 
+/// One Python-side timing from benches/python_handoff.py: per-call nanoseconds, and the case
+/// of the same group it is compared with (the NumPy or PyTorch call doing the same job).
+#[derive(Debug)]
+pub struct PyRow {
+    /// `python_handoff` (ferry beside NumPy/PyTorch) or `python_exchange` (C exchange API).
+    pub group: String,
+    /// The call timed.
+    pub case: String,
+    /// Best per-call time in nanoseconds.
+    pub ns: f64,
+    /// The case of the same group this one is compared with.
+    pub baseline: Option<String>,
+}
+
+/// The Python timings the script printed (`row` lines) and its `versions` line.
+pub fn parse_python(output: &str) -> (Vec<PyRow>, String) {
+    let mut rows = Vec::new();
+    let mut versions = String::new();
+    for line in output.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields.as_slice() {
+            ["row", group, case, ns, baseline] => {
+                if let Ok(ns) = ns.parse() {
+                    rows.push(PyRow {
+                        group: group.to_string(),
+                        case: case.to_string(),
+                        ns,
+                        baseline: Some(baseline.to_string()).filter(|b| !b.is_empty()),
+                    });
+                }
+            }
+            ["versions", v] => versions = v.to_string(),
+            _ => {}
+        }
+    }
+    (rows, versions)
+}
+
+/// The baseline row of a Python timing, and the ratio of their times.
+fn py_baseline<'a>(rows: &'a [PyRow], row: &PyRow) -> Option<(&'a PyRow, f64)> {
+    let name = row.baseline.as_deref()?;
+    let base = rows
+        .iter()
+        .find(|r| r.group == row.group && r.case == name && r.baseline.is_none())?;
+    Some((base, row.ns / base.ns))
+}
+
 /// A target from DEVELOPERS.md checked against this run: what, measured, wanted, met.
-fn targets(rows: &[Row]) -> Vec<(String, String, String, bool)> {
+fn targets(rows: &[Row], python: &[PyRow]) -> Vec<(String, String, String, bool)> {
     let find = |group: &str, name: &str| rows.iter().find(|r| r.group == group && r.name == name);
     let mut out = Vec::new();
     for group in ["candle_to_host", "burn_to_host", "tch_to_host"] {
@@ -140,11 +187,26 @@ fn targets(rows: &[Row]) -> Vec<(String, String, String, bool)> {
             r.median <= 100.0,
         ));
     }
+    for row in python.iter().filter(|r| r.group == "python_handoff") {
+        if let Some((base, ratio)) = py_baseline(python, row) {
+            out.push((
+                format!("Python: `{}` against `{}`", row.case, base.case),
+                format!("{ratio:.2}× its time"),
+                "≤ 1.0×".into(),
+                ratio <= 1.0,
+            ));
+        }
+    }
     out
 }
 
 /// The Markdown report.
-pub fn report(criterion: &Path, numpy: &[(String, f64)], quick: bool) -> Result<String> {
+pub fn report(
+    criterion: &Path,
+    numpy: &[(String, f64)],
+    python: &(Vec<PyRow>, String),
+    quick: bool,
+) -> Result<String> {
     let mut rows = Vec::new();
     if criterion.exists() {
         collect(criterion, &mut rows)?;
@@ -214,7 +276,31 @@ pub fn report(criterion: &Path, numpy: &[(String, f64)], quick: bool) -> Result<
             None => writeln!(out, ".")?,
         }
     }
-    let checks = targets(&rows);
+    let (py_rows, versions) = python;
+    if !py_rows.is_empty() {
+        writeln!(
+            out,
+            "\n## Python hand-off\n\n`benches/python_handoff.py` in one process against the installed wheel ({versions}); best per-call time of 7 rounds, each case's rounds interleaved with its baseline's. `python_exchange` times the same consumer with `HostArray.__dlpack_c_exchange_api__` present and removed.\n"
+        )?;
+        writeln!(
+            out,
+            "| group | case | per call | baseline | × baseline time |"
+        )?;
+        writeln!(out, "|---|---|---|---|---|")?;
+        for row in py_rows.iter().filter(|r| r.baseline.is_some()) {
+            let (base, ratio) = py_baseline(py_rows, row)
+                .map(|(b, r)| (format!("`{}` {}", b.case, human(b.ns)), format!("{r:.2}")))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "| {} | `{}` | {} | {base} | {ratio} |",
+                row.group,
+                row.case,
+                human(row.ns)
+            )?;
+        }
+    }
+    let checks = targets(&rows, py_rows);
     if !checks.is_empty() {
         writeln!(out, "\n## Targets\n")?;
         writeln!(out, "| target | measured | wanted | met |")?;

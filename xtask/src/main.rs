@@ -20,8 +20,10 @@ commands:
   bench [--quick] run the criterion benchmarks and write benches/RESULTS.md
                   (--report: rewrite the table from the last run without rerunning)
   fuzz [--cases N] run the DLPack importer property fuzzer (default 100000 cases)
-  python [ARGS]   build the `ferry` Python module into target/python and run the Python-side
-                  tests (pytest ARGS) against the provisioned NumPy and PyTorch
+  python [ARGS]   build the `ferry` wheel (maturin, release, abi3), install it into a fresh
+                  venv with the provisioned NumPy and PyTorch, run the Python-side tests
+                  (pytest ARGS) and check the type stubs with mypy --strict
+  pip-check       `pip install ./crates/ferry-python` into a new venv and import it
   valgrind        run every test that needs no libtorch under valgrind memcheck, then the tch
                   tests
   libtorch        provision libtorch 2.9.0 from PyPI (cached) and print its folder
@@ -46,6 +48,7 @@ fn main() -> Result<()> {
             let extra: Vec<&str> = args[1..].iter().map(String::as_str).collect();
             python_tests(&extra, &mut totals)
         }
+        Some("pip-check") => pip_install_check(),
         Some("libtorch") => {
             println!("{}", provision::libtorch()?.display());
             Ok(())
@@ -174,21 +177,78 @@ fn build_env() -> Result<()> {
     Ok(())
 }
 
-/// Builds the `ferry` extension module on its own (so it carries only what it uses, not every
-/// framework the workspace enables) into `target/python/ferry.so` and runs tests/python with
-/// pytest, adding its results to `totals`.
+/// The venv the Python tests and benchmarks run in, made once per xtask run by [`wheel_venv`].
+static WHEEL_VENV: OnceLock<PathBuf> = OnceLock::new();
+
+/// Builds the `ferry` wheel as users get it (maturin, release, abi3) into
+/// `target/python/wheels`, and installs it into a fresh venv (`target/python/venv`) whose
+/// other packages — the pinned NumPy, PyTorch, pytest and tvm-ffi — come from the provisioned
+/// Python through a `.pth` line; returns the venv's python.
+fn wheel_venv() -> Result<PathBuf> {
+    if let Some(python) = WHEEL_VENV.get() {
+        return Ok(python.clone());
+    }
+    let tools = provision::python_tools()?;
+    let (provisioned, site) = PYTHON.get().context("python not provisioned")?;
+    let wheels = root_target().join("python/wheels");
+    let _ = std::fs::remove_dir_all(&wheels);
+    let start = Instant::now();
+    run(Command::new(tools.join("maturin"))
+        .args(["build", "--release", "--manifest-path"])
+        .arg(workspace_root().join("crates/ferry-python/Cargo.toml"))
+        .arg("--out")
+        .arg(&wheels)
+        .arg("--interpreter")
+        .arg(provisioned))?;
+    let wheel = std::fs::read_dir(&wheels)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .context("maturin wrote no wheel")?;
+    let name = wheel.file_name().unwrap_or_default().to_string_lossy();
+    if !name.contains("-abi3-") {
+        bail!("python: {name} is not an abi3 wheel");
+    }
+    println!(
+        "python: built {name} ({} KiB) in {:.0?}",
+        std::fs::metadata(&wheel)?.len() / 1024,
+        start.elapsed()
+    );
+    let venv = root_target().join("python/venv");
+    run(Command::new(provisioned)
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv))?;
+    let python = venv.join("bin/python");
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ])
+        .output()?;
+    let venv_site = PathBuf::from(String::from_utf8(out.stdout)?.trim());
+    std::fs::write(
+        venv_site.join("ferry-test-packages.pth"),
+        format!("{}\n", site.display()),
+    )?;
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--disable-pip-version-check",
+        ])
+        .arg(&wheel))?;
+    let _ = WHEEL_VENV.set(python.clone());
+    Ok(python)
+}
+
+/// Runs tests/python with pytest against the installed wheel (see [`wheel_venv`]), adding its
+/// results to `totals`, then checks the type stubs: `mypy --strict` over
+/// tests/python/typed_example.py, which then runs.
 fn python_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
-    run(cargo().args(["build", "--package", "ferry-python"]))?;
-    let built = root_target().join("debug/libferry_python.so");
-    let dir = root_target().join("python");
-    std::fs::create_dir_all(&dir)?;
-    let module = dir.join("ferry.so");
-    // A fresh file (not an overwrite) so a running interpreter's mapping is never changed.
-    let _ = std::fs::remove_file(&module);
-    std::fs::copy(&built, &module)
-        .with_context(|| format!("copying {} to {}", built.display(), module.display()))?;
-    let (python, _) = PYTHON.get().context("python not provisioned")?;
-    let mut cmd = Command::new(python);
+    let python = wheel_venv()?;
+    let mut cmd = Command::new(&python);
     cmd.args([
         "-m",
         "pytest",
@@ -200,7 +260,6 @@ fn python_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
     ])
     .arg(workspace_root().join("tests/python"))
     .args(extra)
-    .env("PYTHONPATH", &dir)
     .stdout(Stdio::piped());
     eprintln!("$ {}", show(&cmd));
     let mut child = cmd.spawn().context("could not start pytest")?;
@@ -228,7 +287,7 @@ fn python_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
     totals.failed += count("failed") + count("error");
     totals.ignored += count("skipped");
     println!(
-        "python: {} passed, {} failed, {} skipped (NumPy and PyTorch from {})",
+        "python: {} passed, {} failed, {} skipped (the installed wheel in {})",
         count("passed"),
         count("failed") + count("error"),
         count("skipped"),
@@ -236,6 +295,61 @@ fn python_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
     );
     if !status.success() {
         bail!("python tests failed with {status}");
+    }
+    let example = workspace_root().join("tests/python/typed_example.py");
+    run(Command::new(provision::python_tools()?.join("python"))
+        .args([
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--python-executable",
+        ])
+        .arg(&python)
+        .arg(&example))?;
+    run(Command::new(&python).arg(&example))?;
+    Ok(())
+}
+
+/// What a user does, on its own: `pip install ./crates/ferry-python` into a new venv (pip
+/// fetches maturin and NumPy from PyPI; `--no-cache-dir`, so no wheel built from an older
+/// checkout is reused), then the README's first Python line.
+fn pip_install_check() -> Result<()> {
+    let venv = root_target().join("python/pip-venv");
+    let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    run(Command::new(&system_python)
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv))?;
+    let python = venv.join("bin/python");
+    let start = Instant::now();
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "off",
+        ])
+        .arg(workspace_root().join("crates/ferry-python")))?;
+    println!(
+        "pip: installed ./crates/ferry-python in {:.0?}",
+        start.elapsed()
+    );
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import ferry, numpy as np; print(np.from_dlpack(ferry.from_dlpack(np.arange(3))))",
+        ])
+        .output()?;
+    let printed = String::from_utf8_lossy(&out.stdout);
+    print!("{printed}");
+    if !out.status.success() || printed.trim() != "[0 1 2]" {
+        bail!(
+            "pip: the installed module printed {printed:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -289,6 +403,8 @@ fn ci() -> Result<()> {
     step("tests", start);
     python_tests(&[], &mut totals)?;
     step("python tests", start);
+    pip_install_check()?;
+    step("pip install ./crates/ferry-python", start);
     let cases = std::fs::read_to_string(&report).unwrap_or_default();
     let mut lines: Vec<&str> = cases.lines().collect();
     lines.sort_unstable();
@@ -409,8 +525,9 @@ fn cuda_checks() -> Result<()> {
     Ok(())
 }
 
+/// The demo needs libtorch (for tch) and nothing from Python.
 fn demo() -> Result<()> {
-    build_env()?;
+    let _ = LIBTORCH.set(provision::libtorch()?);
     run(cargo().args([
         "run",
         "--release",
@@ -439,7 +556,8 @@ fn bench(quick: bool, report_only: bool) -> Result<()> {
         eprintln!("bench: numpy baseline skipped: {e:#}");
         Vec::new()
     });
-    let table = bench::report(&criterion_dir, &numpy, quick)?;
+    let python = python_handoff(quick)?;
+    let table = bench::report(&criterion_dir, &numpy, &python, quick)?;
     println!("{table}");
     if !quick {
         let path = workspace_root().join("benches/RESULTS.md");
@@ -447,6 +565,24 @@ fn bench(quick: bool, report_only: bool) -> Result<()> {
         println!("bench: wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Runs benches/python_handoff.py against the installed wheel (2,000 calls a round with
+/// `--quick`, else 20,000).
+fn python_handoff(quick: bool) -> Result<(Vec<bench::PyRow>, String)> {
+    let python = wheel_venv()?;
+    let calls = if quick { "2000" } else { "20000" };
+    let out = Command::new(python)
+        .arg(workspace_root().join("benches/python_handoff.py"))
+        .arg(calls)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "benches/python_handoff.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(bench::parse_python(&String::from_utf8(out.stdout)?))
 }
 
 /// Runs benches/numpy_transpose.py in the provisioned Python.

@@ -1,6 +1,7 @@
 //! Provisioning of what the builds need and a fresh machine lacks: libtorch 2.9.0 from PyPI
-//! (for tch) and nvcc from PyPI (for the CUDA compile checks), each in a cached folder that is
-//! reused when present and of the right version.
+//! (for tch), nvcc from PyPI (for the CUDA compile checks), the Python test packages, and the
+//! Python tools (maturin, mypy), each in a cached folder that is reused when present and of the
+//! right version.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -158,10 +159,12 @@ pub fn nvcc() -> Result<PathBuf> {
 }
 
 /// What the Python-side tests and benchmark baselines import, pinned, on top of torch 2.9.0:
-/// NumPy, safetensors, pytest, and the rest of torch's own dependencies (its CUDA libraries,
-/// which `import torch` loads even on a machine without a GPU; triton is not needed).
-const PYTHON_PACKAGES: [&str; 30] = [
+/// NumPy, safetensors, pytest, tvm-ffi, and the rest of torch's own dependencies (its CUDA
+/// libraries, which `import torch` loads even on a machine without a GPU; triton is not needed).
+const PYTHON_PACKAGES: [&str; 31] = [
     "numpy==2.4.6",
+    // A real consumer of DLPack 1.3's C exchange API (tests/python/test_exchange.py).
+    "apache-tvm-ffi==0.1.15.post2",
     "safetensors==0.6.2",
     "pytest==8.4.2",
     "iniconfig==2.3.1",
@@ -193,6 +196,25 @@ const PYTHON_PACKAGES: [&str; 30] = [
     "nvidia-cuda-cupti-cu12==12.8.90",
 ];
 
+/// Builds and checks Python packages: maturin (the wheel's build backend) and mypy (checks the
+/// type stubs), with mypy's own dependencies, pinned.
+const TOOL_PACKAGES: [&str; 7] = [
+    "maturin==1.16.0",
+    "mypy==2.4.1",
+    "mypy_extensions==1.2.0",
+    "pathspec==1.1.1",
+    "librt==0.17.0",
+    "ast_serialize==0.13.1",
+    "typing_extensions==4.16.0",
+];
+
+/// The Python tools' venv (`bin/maturin`, and `bin/python -m mypy`); returns its `bin` folder.
+pub fn python_tools() -> Result<PathBuf> {
+    let dir = cache_dir().join("python-tools");
+    venv(&dir, "python tools", &TOOL_PACKAGES)?;
+    Ok(dir.join("venv/bin"))
+}
+
 /// A Python with torch 2.9.0, NumPy, safetensors and pytest (the libtorch venv, completed once
 /// and marked ready); returns `(python, site-packages)`.
 pub fn python_env() -> Result<(PathBuf, PathBuf)> {
@@ -219,7 +241,7 @@ pub fn python_env() -> Result<(PathBuf, PathBuf)> {
     pip_install(&dir.join("venv/bin/pip"), &PYTHON_PACKAGES)?;
     crate::run(Command::new(&python).args([
         "-c",
-        "import numpy, torch, safetensors, pytest; print('python: torch', torch.__version__, 'numpy', numpy.__version__)",
+        "import numpy, torch, safetensors, pytest, tvm_ffi; print('python: torch', torch.__version__, 'numpy', numpy.__version__)",
     ]))?;
     std::fs::write(&marker, wanted)?;
     eprintln!("python: ready in {:.0?}", start.elapsed());

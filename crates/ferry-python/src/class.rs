@@ -1,13 +1,16 @@
 //! The `ferry.HostArray` Python class: a [`HostArray`] with NumPy's attributes, exported
 //! through `__dlpack__` (with every option of the protocol) and to NumPy and PyTorch.
 
+use std::sync::OnceLock;
+
 use ferry_core::{CopyPolicy, DType, Device, HostArray, MemoryKind};
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyCapsule, PyTuple};
 
 use crate::capsule::{LiveExport, new_capsule};
+use crate::exchange::exchange_api_capsule;
 use crate::to_py_err;
 
 /// A ferry [`HostArray`] as a Python object (`ferry.HostArray`), exported to NumPy, PyTorch and
@@ -16,12 +19,28 @@ use crate::to_py_err;
 #[derive(Debug, Clone)]
 pub struct PyHostArray {
     pub(crate) array: HostArray,
+    /// The shape then the strides as DLPack's `int64_t`s, made on the first
+    /// `dltensor_from_py_object_no_sync` call and kept (its `DLTensor` points into them).
+    dlpack_dims: OnceLock<Box<[i64]>>,
 }
 
 impl PyHostArray {
     /// Wraps an array.
     pub fn new(array: HostArray) -> PyHostArray {
-        PyHostArray { array }
+        PyHostArray {
+            array,
+            dlpack_dims: OnceLock::new(),
+        }
+    }
+
+    /// The shape then the strides as `i64`s, made once and never changed afterwards.
+    pub(crate) fn dlpack_dims(&self) -> &[i64] {
+        self.dlpack_dims.get_or_init(|| {
+            // usize and isize fit i64 on every platform ferry builds for (64-bit).
+            let shape = self.array.shape().iter().map(|&d| d as i64);
+            let strides = self.array.strides().iter().map(|&s| s as i64);
+            shape.chain(strides).collect()
+        })
     }
 
     /// The wrapped array.
@@ -140,6 +159,13 @@ fn dtype_named(name: &str) -> PyResult<DType> {
 
 #[pymethods]
 impl PyHostArray {
+    /// DLPack 1.3's C exchange API table (a `"dlpack_exchange_api"` capsule) on the type, for
+    /// consumers that exchange arrays through C calls instead of `__dlpack__`.
+    #[classattr]
+    fn __dlpack_c_exchange_api__(py: Python<'_>) -> PyResult<Bound<'_, PyCapsule>> {
+        exchange_api_capsule(py)
+    }
+
     /// Length of each axis.
     #[getter]
     fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {

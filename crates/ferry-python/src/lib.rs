@@ -24,7 +24,8 @@
 //! The only ferry crate that knows pyo3: it is both the `ferry` extension module (a cdylib;
 //! `cargo xtask python` builds it) and an rlib that the facade re-exports as `ferry::python`
 //! (feature `python`). Modules: `capsule` (the DLPack capsule protocol), `class`
-//! (`ferry.HostArray`), `files` (`.npy`/`.npz`/safetensors functions).
+//! (`ferry.HostArray`), `exchange` (DLPack 1.3's C exchange API table), `files`
+//! (`.npy`/`.npz`/safetensors functions).
 //!
 //! Protocol (DLPack's Python specification):
 //! - `__dlpack__(*, stream=None, max_version=None, dl_device=None, copy=None)` returns a
@@ -34,6 +35,9 @@
 //! - `copy=True` exports a fresh copy (flag IS_COPIED); `copy=False` that cannot be honoured
 //!   raises `BufferError` — as does a read-only array asked for through a legacy capsule, which
 //!   cannot carry the READ_ONLY flag (with `copy=None` such a consumer gets a writable copy).
+//! - `type(h).__dlpack_c_exchange_api__` is DLPack 1.3's C exchange API: a static table of C
+//!   functions (export, import, borrowed `DLTensor`, allocator, stream) that consumers such as
+//!   tvm-ffi call instead of `__dlpack__`, with the same flags and deleter rules.
 //! - Deleters: ferry's own release Rust memory only and never touch Python, so they need no
 //!   GIL and are safe while the interpreter finalises. When that memory came from a Python
 //!   producer, the producer's deleter runs (NumPy's and PyTorch's take the GIL themselves and do
@@ -46,6 +50,7 @@ use pyo3::prelude::*;
 
 mod capsule;
 mod class;
+mod exchange;
 #[cfg(any(feature = "npy", feature = "safetensors"))]
 mod files;
 

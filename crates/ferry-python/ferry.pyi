@@ -1,0 +1,93 @@
+"""Type stubs of the `ferry` extension module (maturin ships them as `ferry/__init__.pyi`,
+with `py.typed`).
+
+`ferry.HostArray` carries arrays from candle, Burn and tch (or any DLPack producer) to NumPy,
+PyTorch and every other DLPack consumer without copying host memory.
+"""
+
+import os
+from typing import Any, Protocol, final
+
+import numpy.typing as npt
+
+__version__: str
+
+class SupportsDLPack(Protocol):
+    """Anything with DLPack's Python methods: NumPy arrays, PyTorch tensors, JAX and CuPy
+    arrays, `ferry.HostArray`."""
+
+    def __dlpack__(self, /, *, stream: Any = ..., max_version: tuple[int, int] | None = ..., dl_device: tuple[int, int] | None = ..., copy: bool | None = ...) -> Any: ...
+    def __dlpack_device__(self) -> tuple[int, int]: ...
+
+_PathLike = str | os.PathLike[str]
+
+@final
+class HostArray:
+    """A strided host array shared with its producer (no copy) and exported over DLPack."""
+
+    __dlpack_c_exchange_api__: Any
+    """DLPack 1.3's C exchange API table: a PyCapsule named ``"dlpack_exchange_api"``."""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Length of each axis."""
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Step of each axis in elements (NumPy's ``strides`` divided by ``itemsize``)."""
+    @property
+    def dtype(self) -> str:
+        """NumPy's name of the dtype (``"float32"``, ``"bfloat16"``, ...)."""
+    @property
+    def ndim(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def readonly(self) -> bool:
+        """Whether ferry refuses writes through this array (exports carry READ_ONLY)."""
+    @property
+    def data_ptr(self) -> int:
+        """Address of element ``[0, ..., 0]``."""
+    @property
+    def copies(self) -> int:
+        """How many copies ferry made to produce this array."""
+    def __len__(self) -> int: ...
+    def __dlpack__(self, /, *, stream: int | None = None, max_version: tuple[int, int] | None = None, dl_device: tuple[int, int] | None = None, copy: bool | None = None) -> Any:
+        """A ``"dltensor_versioned"`` capsule (``"dltensor"`` without ``max_version``)."""
+    def __dlpack_device__(self) -> tuple[int, int]: ...
+    def tobytes(self) -> bytes:
+        """The elements in row-major order."""
+    def copy(self) -> HostArray:
+        """A row-major copy in fresh, writable memory."""
+    def astype(self, dtype: str) -> HostArray:
+        """The values converted to ``dtype`` (a NumPy name)."""
+    def numpy(self) -> npt.NDArray[Any]:
+        """A NumPy array sharing this memory."""
+    def torch(self) -> Any:
+        """A ``torch.Tensor`` sharing this memory (or a row-major copy PyTorch can hold)."""
+
+def from_dlpack(x: SupportsDLPack | HostArray | Any, /, *, copy: bool | None = None) -> HostArray:
+    """Imports anything with ``__dlpack__`` (or a DLPack capsule), sharing its memory unless
+    ``copy=True``."""
+
+def live_exports() -> int:
+    """Exports handed to DLPack consumers that are still alive."""
+
+def load_npy(path: _PathLike, *, mmap: bool = False) -> HostArray:
+    """Reads an ``.npy`` file (memory-mapped and read-only with ``mmap=True``)."""
+
+def save_npy(path: _PathLike, array: SupportsDLPack | HostArray) -> None:
+    """Writes an array to an ``.npy`` file."""
+
+def load_npz(path: _PathLike) -> dict[str, HostArray]:
+    """Reads every array of an ``.npz`` archive."""
+
+def save_npz(path: _PathLike, arrays: dict[str, SupportsDLPack | HostArray], *, compressed: bool = False) -> None:
+    """Writes arrays to an ``.npz`` archive (deflated with ``compressed=True``)."""
+
+def load_safetensors(path: _PathLike, *, mmap: bool = True) -> tuple[dict[str, HostArray], dict[str, str]]:
+    """Reads a safetensors file: its arrays and its string metadata."""
+
+def save_safetensors(path: _PathLike, tensors: dict[str, SupportsDLPack | HostArray], metadata: dict[str, str] | None = None) -> None:
+    """Writes arrays (and optional string metadata) to a safetensors file."""

@@ -1,0 +1,412 @@
+//! DLPack 1.3's C exchange API: the static `DLPackExchangeAPI` table that `ferry.HostArray`
+//! publishes as the type attribute `__dlpack_c_exchange_api__` (a PyCapsule named
+//! `"dlpack_exchange_api"`), so a consumer that knows the table (tvm-ffi, CuTe DSL) exchanges
+//! arrays through C calls instead of the `__dlpack__` method call.
+//!
+//! Layout and semantics follow the DLPack 1.3 header (`DLPackExchangeAPIHeader`,
+//! `DLPackExchangeAPI`): every function returns 0 on success and -1 on failure. The `*_py_object`
+//! functions and `current_work_stream` are called with the GIL held and set a Python exception on
+//! failure; the allocator touches no Python and reports through the caller's `SetError`. No
+//! function lets a Rust panic cross the C boundary. ferry's arrays live in host memory, so
+//! nothing here synchronises a stream.
+
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr::NonNull;
+
+use ferry_core::dlpack_rs::ffi::{
+    DLDataType, DLDevice, DLManagedTensorVersioned, DLPackVersion, DLTensor,
+};
+use ferry_core::{
+    DType, DTypeDesc, Device, DlpackTensor, HostArray, MemoryKind, RawDlpack, StorageLayout,
+};
+use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyCapsule;
+
+use crate::capsule::LiveExport;
+use crate::class::PyHostArray;
+use crate::to_py_err;
+
+/// The capsule name DLPack 1.3 gives the table.
+const CAPSULE_NAME: &CStr = c"dlpack_exchange_api";
+
+/// `void (*SetError)(void* error_ctx, const char* kind, const char* message)`.
+type SetError = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char);
+
+/// DLPack 1.3's `DLPackExchangeAPIHeader`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct DLPackExchangeAPIHeader {
+    /// The DLPack version of the table (1.3).
+    pub version: DLPackVersion,
+    /// An older table for consumers of an older major version; ferry has none (NULL).
+    pub prev_api: *mut DLPackExchangeAPIHeader,
+}
+
+/// DLPack 1.3's `DLPackExchangeAPI`: the header, then five function pointers in the header's
+/// order.
+#[repr(C)]
+#[derive(Debug)]
+pub struct DLPackExchangeAPI {
+    /// Version and chain to older tables.
+    pub header: DLPackExchangeAPIHeader,
+    /// `DLPackManagedTensorAllocator`: a new managed tensor shaped like a prototype.
+    pub managed_tensor_allocator: Option<
+        unsafe extern "C" fn(
+            *mut DLTensor,
+            *mut *mut DLManagedTensorVersioned,
+            *mut c_void,
+            Option<SetError>,
+        ) -> c_int,
+    >,
+    /// `DLPackManagedTensorFromPyObjectNoSync`: export a producer object (no stream sync).
+    pub managed_tensor_from_py_object_no_sync:
+        Option<unsafe extern "C" fn(*mut c_void, *mut *mut DLManagedTensorVersioned) -> c_int>,
+    /// `DLPackManagedTensorToPyObjectNoSync`: a producer object owning a managed tensor.
+    pub managed_tensor_to_py_object_no_sync:
+        Option<unsafe extern "C" fn(*mut DLManagedTensorVersioned, *mut *mut c_void) -> c_int>,
+    /// `DLPackDLTensorFromPyObjectNoSync`: a borrowed, non-owning `DLTensor` of an object.
+    pub dltensor_from_py_object_no_sync:
+        Option<unsafe extern "C" fn(*mut c_void, *mut DLTensor) -> c_int>,
+    /// `DLPackCurrentWorkStream`: the stream the producer works on for a device.
+    pub current_work_stream: Option<unsafe extern "C" fn(i32, i32, *mut *mut c_void) -> c_int>,
+}
+
+/// The table in a `static`: it is never written and its one pointer field is NULL.
+struct Table(DLPackExchangeAPI);
+
+// SAFETY: the table is immutable for the life of the process; its only pointer (`prev_api`) is
+// NULL and the rest are function pointers, so sharing it between threads shares nothing mutable.
+unsafe impl Sync for Table {}
+
+/// The process-wide table every capsule points at (DLPack: it must outlive every consumer).
+static TABLE: Table = Table(DLPackExchangeAPI {
+    header: DLPackExchangeAPIHeader {
+        version: DLPackVersion { major: 1, minor: 3 },
+        prev_api: std::ptr::null_mut(),
+    },
+    managed_tensor_allocator: Some(managed_tensor_allocator),
+    managed_tensor_from_py_object_no_sync: Some(managed_tensor_from_py_object_no_sync),
+    managed_tensor_to_py_object_no_sync: Some(managed_tensor_to_py_object_no_sync),
+    dltensor_from_py_object_no_sync: Some(dltensor_from_py_object_no_sync),
+    current_work_stream: Some(current_work_stream),
+});
+
+/// The capsule published as `ferry.HostArray.__dlpack_c_exchange_api__` (no destructor: the
+/// table is static).
+pub(crate) fn exchange_api_capsule(py: Python<'_>) -> PyResult<Bound<'_, PyCapsule>> {
+    let table = NonNull::from(&TABLE.0).cast::<c_void>();
+    // SAFETY: the pointer is to a static that lives as long as the process and is never
+    // written, and the name is a static C string; consumers only read through it.
+    unsafe { PyCapsule::new_with_pointer(py, table, CAPSULE_NAME) }
+}
+
+/// Runs `body` with the GIL the caller holds, turning an error or a panic into a Python
+/// exception and -1.
+///
+/// # Safety
+///
+/// The calling thread holds the GIL (the exchange API's contract for these functions).
+unsafe fn with_python(body: impl FnOnce(Python<'_>) -> PyResult<()>) -> c_int {
+    // SAFETY: per the contract, the caller holds the GIL.
+    let py = unsafe { Python::assume_attached() };
+    let outcome = catch_unwind(AssertUnwindSafe(|| body(py)));
+    let error = match outcome {
+        Ok(Ok(())) => return 0,
+        Ok(Err(error)) => error,
+        Err(_) => PyRuntimeError::new_err("ferry panicked in a DLPack exchange API call"),
+    };
+    error.restore(py);
+    -1
+}
+
+/// The ferry array behind `py_object`, which the consumer found the table on.
+///
+/// # Safety
+///
+/// `py_object` is a live Python object (borrowed) and the GIL is held (`py`).
+unsafe fn host_array_of<'py>(
+    py: Python<'py>,
+    py_object: *mut c_void,
+) -> PyResult<Bound<'py, PyHostArray>> {
+    if py_object.is_null() {
+        return Err(PyValueError::new_err(
+            "the DLPack exchange API was given a NULL object",
+        ));
+    }
+    // SAFETY: per the contract, a live object borrowed for this call.
+    let object = unsafe { Bound::from_borrowed_ptr(py, py_object.cast()) };
+    if let Ok(ours) = object.cast::<PyHostArray>() {
+        return Ok(ours.clone());
+    }
+    Err(PyTypeError::new_err(format!(
+        "ferry's DLPack exchange API exports ferry.HostArray objects only, got {}",
+        object
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".into(), |n| n.to_string())
+    )))
+}
+
+/// `DLPackManagedTensorFromPyObjectNoSync`: the same versioned export as
+/// `h.__dlpack__(max_version=(1, 3))` (shared memory, READ_ONLY for read-only arrays), without
+/// the method call or the capsule.
+///
+/// # Safety
+///
+/// DLPack's contract: the GIL is held, `py_object` is a live object, and `out` is writable.
+unsafe extern "C" fn managed_tensor_from_py_object_no_sync(
+    py_object: *mut c_void,
+    out: *mut *mut DLManagedTensorVersioned,
+) -> c_int {
+    let body = |py: Python<'_>| {
+        if out.is_null() {
+            return Err(PyValueError::new_err("out is NULL"));
+        }
+        // SAFETY: per the contract, a live object, and the GIL is held.
+        let host = unsafe { host_array_of(py, py_object) }?;
+        let array = host.get().array();
+        let export = LiveExport::wrap(array.clone(), array.memory(), false);
+        // SAFETY: `out` is non-null and, per the contract, writable.
+        unsafe { *out = versioned(export.into_dlpack()) };
+        Ok(())
+    };
+    // SAFETY: the caller holds the GIL (the exchange API's contract).
+    unsafe { with_python(body) }
+}
+
+/// The versioned managed tensor of an export made with `into_dlpack`.
+fn versioned(tensor: DlpackTensor) -> *mut DLManagedTensorVersioned {
+    match tensor.into_raw() {
+        RawDlpack::Versioned(managed) => managed,
+        RawDlpack::Legacy(_) => unreachable!("into_dlpack exports versioned tensors"),
+    }
+}
+
+/// `DLPackManagedTensorToPyObjectNoSync`: a `ferry.HostArray` (a new reference) that owns
+/// `tensor`; its deleter runs once when the last view drops, or at once when the tensor is
+/// refused.
+///
+/// # Safety
+///
+/// DLPack's contract: the GIL is held, `tensor` is a live managed tensor whose ownership is
+/// handed over (its deleter has not run and nobody else will call it), and `out_py_object` is
+/// writable.
+unsafe extern "C" fn managed_tensor_to_py_object_no_sync(
+    tensor: *mut DLManagedTensorVersioned,
+    out_py_object: *mut *mut c_void,
+) -> c_int {
+    let body = |py: Python<'_>| {
+        if tensor.is_null() {
+            return Err(PyValueError::new_err("tensor is NULL"));
+        }
+        // Ownership is taken before anything can fail, so the deleter runs exactly once on
+        // every path (`from_versioned` and `into_host` run it when they refuse the tensor).
+        // SAFETY: per the contract, a live managed tensor handed over to ferry.
+        let imported = unsafe { DlpackTensor::from_versioned(tensor) }
+            .and_then(DlpackTensor::into_host)
+            .map_err(to_py_err)?;
+        if out_py_object.is_null() {
+            return Err(PyValueError::new_err("out_py_object is NULL"));
+        }
+        let object = Bound::new(py, PyHostArray::new(imported))?;
+        // SAFETY: `out_py_object` is non-null and, per the contract, writable; the new
+        // reference goes to the caller.
+        unsafe { *out_py_object = object.into_ptr().cast() };
+        Ok(())
+    };
+    // SAFETY: the caller holds the GIL (the exchange API's contract).
+    unsafe { with_python(body) }
+}
+
+/// `DLPackDLTensorFromPyObjectNoSync`: a borrowed `DLTensor` of the array, valid while the
+/// object lives (shape and strides point into the object). A `DLTensor` has no flags, so a
+/// read-only array is refused with `BufferError`: the managed export carries READ_ONLY.
+///
+/// # Safety
+///
+/// DLPack's contract: the GIL is held, `py_object` is a live object, and `out` is writable.
+unsafe extern "C" fn dltensor_from_py_object_no_sync(
+    py_object: *mut c_void,
+    out: *mut DLTensor,
+) -> c_int {
+    let body = |py: Python<'_>| {
+        if out.is_null() {
+            return Err(PyValueError::new_err("out is NULL"));
+        }
+        // SAFETY: per the contract, a live object, and the GIL is held.
+        let host = unsafe { host_array_of(py, py_object) }?;
+        let ours = host.get();
+        let array = ours.array();
+        if array.is_read_only() {
+            return Err(PyBufferError::new_err(format!(
+                "array of shape {:?}, dtype {} is read-only and a bare DLTensor cannot say so; use managed_tensor_from_py_object_no_sync or __dlpack__, which set READ_ONLY",
+                array.shape(),
+                array.dtype()
+            )));
+        }
+        let ndim = array.ndim();
+        let ndim_c = i32::try_from(ndim)
+            .map_err(|_| PyValueError::new_err(format!("{ndim} axes do not fit DLPack's ndim")))?;
+        // Shape then strides, stored in the object and never changed: the pointers stay valid
+        // while the object lives, which is as long as DLPack lets the consumer use them.
+        let dims = ours.dlpack_dims();
+        let (shape, strides) = if ndim == 0 {
+            (std::ptr::null_mut(), std::ptr::null_mut())
+        } else {
+            let (shape, strides) = dims.split_at(ndim);
+            (shape.as_ptr().cast_mut(), strides.as_ptr().cast_mut())
+        };
+        let device = array.device();
+        let desc = array.dtype().desc();
+        let tensor = DLTensor {
+            data: array.as_ptr().cast_mut().cast(),
+            device: DLDevice {
+                device_type: device.device_type as _,
+                device_id: device.device_id,
+            },
+            ndim: ndim_c,
+            dtype: DLDataType {
+                code: desc.code,
+                bits: desc.bits,
+                lanes: desc.lanes,
+            },
+            shape,
+            strides,
+            byte_offset: 0,
+        };
+        // SAFETY: `out` is non-null and, per the contract, writable.
+        unsafe { out.write(tensor) };
+        Ok(())
+    };
+    // SAFETY: the caller holds the GIL (the exchange API's contract).
+    unsafe { with_python(body) }
+}
+
+/// `DLPackCurrentWorkStream`: ferry's arrays live in host memory and ferry runs no device work,
+/// so the stream is always NULL (for CPU, what DLPack asks; for a device, its default stream).
+///
+/// # Safety
+///
+/// DLPack's contract: the GIL is held and `out_current_stream` is writable.
+unsafe extern "C" fn current_work_stream(
+    _device_type: i32,
+    _device_id: i32,
+    out_current_stream: *mut *mut c_void,
+) -> c_int {
+    let body = |_: Python<'_>| {
+        if out_current_stream.is_null() {
+            return Err(PyValueError::new_err("out_current_stream is NULL"));
+        }
+        // SAFETY: non-null and, per the contract, writable.
+        unsafe { out_current_stream.write(std::ptr::null_mut()) };
+        Ok(())
+    };
+    // SAFETY: the caller holds the GIL (the exchange API's contract).
+    unsafe { with_python(body) }
+}
+
+/// `DLPackManagedTensorAllocator`: a new, zeroed, row-major CPU array shaped like `prototype`
+/// (its dtype, ndim, shape and device), exported as a writable managed tensor. Touches no
+/// Python: failures go to `set_error` (when given) and return -1.
+///
+/// # Safety
+///
+/// DLPack's contract: `prototype` is a live `DLTensor` whose `shape` holds `ndim` entries,
+/// `out` is writable, and `set_error`, when given, may be called with `error_ctx`.
+unsafe extern "C" fn managed_tensor_allocator(
+    prototype: *mut DLTensor,
+    out: *mut *mut DLManagedTensorVersioned,
+    error_ctx: *mut c_void,
+    set_error: Option<SetError>,
+) -> c_int {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        if prototype.is_null() || out.is_null() {
+            return Err(("ValueError", "prototype or out is NULL".to_string()));
+        }
+        // SAFETY: per the contract, a live DLTensor.
+        let prototype = unsafe { &*prototype };
+        // SAFETY: per the contract, `shape` holds `ndim` entries.
+        let array = unsafe { allocate_like(prototype) }?;
+        let export = LiveExport::wrap(array, MemoryKind::Cpu, true);
+        // SAFETY: `out` is non-null and, per the contract, writable.
+        unsafe { out.write(versioned(export.into_dlpack())) };
+        Ok(())
+    }));
+    let (kind, message) = match outcome {
+        Ok(Ok(())) => return 0,
+        Ok(Err(error)) => error,
+        Err(_) => (
+            "RuntimeError",
+            "ferry panicked in managed_tensor_allocator".to_string(),
+        ),
+    };
+    if let Some(set_error) = set_error {
+        let kind = std::ffi::CString::new(kind).unwrap_or_default();
+        let message = std::ffi::CString::new(message.replace('\0', " ")).unwrap_or_default();
+        // SAFETY: per the contract; both strings live until the call returns.
+        unsafe { set_error(error_ctx, kind.as_ptr(), message.as_ptr()) };
+    }
+    -1
+}
+
+/// A zeroed row-major array with `prototype`'s dtype and shape, on the CPU.
+///
+/// # Safety
+///
+/// `prototype.shape` holds `prototype.ndim` entries (or `ndim` is 0).
+unsafe fn allocate_like(prototype: &DLTensor) -> Result<HostArray, (&'static str, String)> {
+    let device = Device {
+        device_type: prototype.device.device_type as i32,
+        device_id: prototype.device.device_id,
+    };
+    if device != Device::CPU {
+        return Err((
+            "BufferError",
+            format!("ferry allocates host memory only (kDLCPU), not on {device}"),
+        ));
+    }
+    let ndim = usize::try_from(prototype.ndim)
+        .map_err(|_| ("ValueError", format!("ndim {} is negative", prototype.ndim)))?;
+    let dims: &[i64] = if ndim == 0 {
+        &[]
+    } else if prototype.shape.is_null() {
+        return Err(("ValueError", format!("ndim is {ndim} but shape is NULL")));
+    } else {
+        // SAFETY: per the contract, `shape` holds `ndim` entries.
+        unsafe { std::slice::from_raw_parts(prototype.shape, ndim) }
+    };
+    let shape = dims
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<Vec<usize>, _>>()
+        .map_err(|_| {
+            (
+                "ValueError",
+                format!("shape {dims:?} has a negative length"),
+            )
+        })?;
+    let dtype = DType::from_desc(DTypeDesc {
+        code: prototype.dtype.code,
+        bits: prototype.dtype.bits,
+        lanes: prototype.dtype.lanes,
+    });
+    let layout = StorageLayout::row_major(dtype, shape.clone())
+        .map_err(|e| ("ValueError", e.to_string()))?;
+    let bytes = layout
+        .byte_range(usize::MAX)
+        .map_err(|e| ("ValueError", e.to_string()))?
+        .end;
+    // u64 words: aligned for every dtype ferry types (none needs more than 8 bytes).
+    let words = bytes.div_ceil(8);
+    let mut buffer: Vec<u64> = Vec::new();
+    buffer.try_reserve_exact(words).map_err(|_| {
+        (
+            "MemoryError",
+            format!("could not allocate {bytes} bytes for shape {shape:?}, dtype {dtype}"),
+        )
+    })?;
+    buffer.resize(words, 0);
+    HostArray::from_storage_mut(buffer, layout).map_err(|e| ("ValueError", e.to_string()))
+}
