@@ -195,6 +195,43 @@ def test_legacy_producers_and_consumers(no_leaks):
     assert numpy_ptr(y) == numpy_ptr(x) and y.strides == x.strides
 
 
+def test_import_asks_once_for_host_memory_and_falls_back_step_by_step(no_leaks):
+    calls = []
+
+    class Producer:
+        """Records every `__dlpack__` call; refuses the keywords it does not know."""
+
+        def __init__(self, x, known, device=(1, 0)):
+            self.x, self.known, self.device = x, known, device
+
+        def __dlpack__(self, **kwargs):
+            calls.append(sorted(kwargs))
+            if set(kwargs) - self.known:
+                raise TypeError(f"unexpected keywords {sorted(set(kwargs) - self.known)}")
+            return self.x.__dlpack__(**{k: v for k, v in kwargs.items() if k != "dl_device"})
+
+        def __dlpack_device__(self):
+            calls.append("__dlpack_device__")
+            return self.device
+
+    x = np.arange(6, dtype=np.float32)
+    # A current producer: one call, asking for host memory, and no __dlpack_device__ call.
+    assert ferry.from_dlpack(Producer(x, {"max_version", "dl_device", "copy"})).data_ptr == numpy_ptr(x)
+    assert calls == [["dl_device", "max_version"]]
+    # DLPack 1.0 without dl_device: asked again with max_version (and copy) alone.
+    calls.clear()
+    h = ferry.from_dlpack(Producer(x, {"max_version", "copy"}), copy=True)
+    assert h.data_ptr != numpy_ptr(x) and h.tobytes() == x.tobytes()
+    assert calls == [["copy", "dl_device", "max_version"], ["copy", "max_version"]]
+    # A legacy producer of device memory: refused with what to do, after asking its device.
+    calls.clear()
+    with pytest.raises(BufferError, match="legacy DLPack.*t.cpu()"):
+        ferry.from_dlpack(Producer(x, set(), device=(2, 0)))
+    assert calls == [["dl_device", "max_version"], ["max_version"], "__dlpack_device__"]
+    with pytest.raises(TypeError, match="type list has no __dlpack__ method"):
+        ferry.from_dlpack([1, 2, 3])
+
+
 def test_copy_device_and_stream_arguments(no_leaks):
     x = np.arange(8, dtype=np.float64).reshape(2, 4)
     h = ferry.from_dlpack(x)

@@ -6,6 +6,41 @@ use std::path::Path;
 
 use anyhow::Result;
 
+/// How a benchmark run is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Run {
+    /// `cargo xtask bench`: full sizes, the release-like `bench` profile; writes RESULTS.md.
+    Full,
+    /// `cargo xtask bench --quick`: small sizes and short runs, still optimised.
+    Quick,
+    /// What `cargo xtask ci` runs: the quick sizes built in the `dev` profile, which reuses the
+    /// test build instead of compiling every framework optimised (about 20 minutes on CI's two
+    /// cores). It shows that the benchmarks build and run; its times mean nothing.
+    Smoke,
+}
+
+impl Run {
+    /// Small sizes and short runs.
+    pub fn quick(self) -> bool {
+        self != Run::Full
+    }
+
+    /// The cargo profile the benchmarks build in.
+    pub fn profile(self) -> &'static str {
+        if self == Run::Smoke { "dev" } else { "bench" }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Run::Full => "",
+            Run::Quick => " --quick (small sizes, short runs)",
+            Run::Smoke => {
+                " in `cargo xtask ci` (small sizes, unoptimised `dev` profile: a smoke run, not a measurement)"
+            }
+        }
+    }
+}
+
 /// One measured benchmark: group, name, median and range in nanoseconds, bytes per iteration.
 struct Row {
     group: String,
@@ -205,7 +240,7 @@ pub fn report(
     criterion: &Path,
     numpy: &[(String, f64)],
     python: &(Vec<PyRow>, String),
-    quick: bool,
+    run: Run,
 ) -> Result<String> {
     let mut rows = Vec::new();
     if criterion.exists() {
@@ -217,11 +252,7 @@ pub fn report(
     writeln!(
         out,
         "Produced by `cargo xtask bench`{}. Machine: {}; {} CPUs. Ratios compare against a",
-        if quick {
-            " --quick (small sizes, short runs)"
-        } else {
-            ""
-        },
+        run.label(),
         machine(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     )?;

@@ -17,8 +17,9 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   demo            run the three scenarios on every enabled backend and write the plots
   ci              fmt check, clippy -D warnings, all tests, docs with warnings denied
-  bench [--quick] run the criterion benchmarks and write benches/RESULTS.md
-                  (--report: rewrite the table from the last run without rerunning)
+  bench [--quick] run the criterion benchmarks and the Python hand-off timings and write
+                  benches/RESULTS.md (--quick: small sizes, printed only; --report: rewrite
+                  the table from the last criterion run without rerunning it)
   fuzz [--cases N] run the DLPack importer property fuzzer (default 100000 cases)
   python [ARGS]   build the `ferry` wheel (maturin, release, abi3), install it into a fresh
                   venv with the provisioned NumPy and PyTorch, run the Python-side tests
@@ -37,7 +38,11 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("demo") => demo(),
         Some("bench") => bench(
-            args.iter().any(|a| a == "--quick"),
+            if args.iter().any(|a| a == "--quick") {
+                bench::Run::Quick
+            } else {
+                bench::Run::Full
+            },
             args.iter().any(|a| a == "--report"),
         ),
         Some("fuzz") => fuzz(parse_cases(&args)?),
@@ -431,9 +436,10 @@ fn ci() -> Result<()> {
             .env("RUSTDOCFLAGS", "-D warnings"))?;
     }
     step("docs", start);
-    // The benchmarks keep compiling and running: small sizes, short runs, no assertions.
-    bench(true, false)?;
-    step("bench --quick", start);
+    // The benchmarks keep compiling and running: small sizes, short runs, no assertions, built
+    // in the dev profile (a smoke run; measurements are `cargo xtask bench`'s job).
+    bench(bench::Run::Smoke, false)?;
+    step("bench (smoke run)", start);
     println!("ci: finished in {:.0?}", start.elapsed());
     println!(
         "ci: {} passed, {} failed, {} skipped",
@@ -540,13 +546,21 @@ fn demo() -> Result<()> {
     ]))
 }
 
-fn bench(quick: bool, report_only: bool) -> Result<()> {
+fn bench(mode: bench::Run, report_only: bool) -> Result<()> {
     build_env()?;
+    let quick = mode.quick();
     let criterion_dir = root_target().join("criterion");
+    if report_only && !criterion_dir.exists() {
+        bail!(
+            "bench --report: no criterion results in {}; run `cargo xtask bench` first",
+            criterion_dir.display()
+        );
+    }
     if !report_only {
         let _ = std::fs::remove_dir_all(&criterion_dir);
         let mut cmd = cargo();
-        cmd.args(["bench", "--package", "ferry-benches", "--bench", "host"]);
+        cmd.args(["bench", "--package", "ferry-benches", "--bench", "host"])
+            .args(["--profile", mode.profile()]);
         if quick {
             cmd.env("FERRY_BENCH_QUICK", "1");
         }
@@ -557,9 +571,9 @@ fn bench(quick: bool, report_only: bool) -> Result<()> {
         Vec::new()
     });
     let python = python_handoff(quick)?;
-    let table = bench::report(&criterion_dir, &numpy, &python, quick)?;
+    let table = bench::report(&criterion_dir, &numpy, &python, mode)?;
     println!("{table}");
-    if !quick {
+    if mode == bench::Run::Full {
         let path = workspace_root().join("benches/RESULTS.md");
         std::fs::write(&path, &table)?;
         println!("bench: wrote {}", path.display());

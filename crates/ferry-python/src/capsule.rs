@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ferry_core::dlpack_rs::ffi::{DLManagedTensor, DLManagedTensorVersioned};
-use ferry_core::{CopyPolicy, Device, DlpackTensor, HostArray, MemoryKind, RawDlpack, RawParts};
-use pyo3::exceptions::{PyBufferError, PyTypeError};
+use ferry_core::{
+    Access, CopyPolicy, Device, DlpackTensor, HostArray, MemoryKind, RawDlpack, RawParts,
+};
+use pyo3::exceptions::{PyAttributeError, PyBufferError, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 use pyo3::{ffi, intern};
 
@@ -32,27 +35,44 @@ pub fn live_exports() -> usize {
     LIVE_EXPORTS.load(Ordering::SeqCst)
 }
 
-/// The owner of one export: keeps the array alive and counts itself in [`live_exports`].
+/// The owner of one export: keeps the array's memory alive (through its keep-alive handle, so
+/// no copy of the shape and strides is held) and counts itself in [`live_exports`].
 pub(crate) struct LiveExport(
-    #[expect(dead_code, reason = "held to keep the memory alive")] HostArray,
+    #[expect(dead_code, reason = "held to keep the memory alive")] ferry_core::Owner,
 );
 
 impl LiveExport {
-    /// The array an export hands out: `array`'s memory, labelled as `memory`, owned by a
-    /// counted `LiveExport`. Its copy log is `array`'s only when `copied_now` (this export made
-    /// the copy, so the consumer receives the only handle and may be told IS_COPIED).
+    /// The array an export of `array` hands out: the same memory, labelled as `memory`, owned
+    /// by a counted `LiveExport`. Its access is `Shared` (or `ReadOnly`): `array` and its other
+    /// clones (the `ferry.HostArray` object, the caller's own `HostArray`) still reach the
+    /// memory, so a ferry re-import of the export must not hand out a mutable view while they
+    /// read. No copy log: the consumer shares memory that others hold.
+    pub(crate) fn share(array: &HostArray, memory: MemoryKind) -> HostArray {
+        // SAFETY: access narrowed to Shared; see `wrap`.
+        unsafe { Self::wrap(array, memory, array.access().shared()) }
+    }
+
+    /// Like [`share`](Self::share), for `array`, a copy made for this export alone: it is
+    /// moved in and dropped, so the keep-alive inside the new owner is the only holder of its
+    /// memory, which stays `Exclusive` with `array`'s copy log (the consumer may be told
+    /// IS_COPIED).
+    pub(crate) fn hand_over(array: HostArray, memory: MemoryKind) -> HostArray {
+        // SAFETY: `array` is dropped below, so nothing but the new owner reaches its memory.
+        let wrapped = unsafe { Self::wrap(&array, memory, array.access()) };
+        let log = array.copy_log().to_vec();
+        drop(array);
+        log.into_iter().fold(wrapped, HostArray::with_copy)
+    }
+
+    /// `array`'s memory and layout with `access`, owned by a new counted `LiveExport` that
+    /// holds `array`'s keep-alive handle.
     ///
-    /// The new owner is held by nobody else, so only `copied_now` may leave the memory
-    /// `Exclusive`: otherwise `array`'s other clones (the `ferry.HostArray` object, the caller's
-    /// own `HostArray`) still reach it, and the export is `Shared` — a ferry re-import of it
-    /// must not hand out a mutable view while they read.
-    pub(crate) fn wrap(array: HostArray, memory: MemoryKind, copied_now: bool) -> HostArray {
+    /// # Safety
+    ///
+    /// `access` is no wider than `array`'s, and `Exclusive` only when every other holder of
+    /// `array`'s memory is dropped before the returned array is used.
+    unsafe fn wrap(array: &HostArray, memory: MemoryKind, access: Access) -> HostArray {
         LIVE_EXPORTS.fetch_add(1, Ordering::SeqCst);
-        let access = if copied_now {
-            array.access()
-        } else {
-            array.access().shared()
-        };
         let parts = RawParts {
             data: array.as_ptr(),
             dtype: array.dtype(),
@@ -61,20 +81,13 @@ impl LiveExport {
             memory,
             access,
         };
-        let log = if copied_now {
-            array.copy_log().to_vec()
-        } else {
-            Vec::new()
-        };
-        let owner: ferry_core::Owner = Arc::new(LiveExport(array));
+        let owner: ferry_core::Owner = Arc::new(LiveExport(array.keep_alive()));
         // SAFETY: the same memory and layout as `array` (its pointer, with the provenance it was
-        // built with), which the owner keeps alive. Access is never widened: it stays Exclusive
-        // only for a copy made for this export, which `owner` alone reaches (`array` moved into
-        // it), else it is Shared or ReadOnly. `memory` is only ever the CPU label for host
-        // memory the CPU can address (pinned or managed).
-        let wrapped = unsafe { HostArray::from_raw_parts(parts, owner) }
-            .expect("the layout of an existing array is valid");
-        log.into_iter().fold(wrapped, HostArray::with_copy)
+        // built with), which the owner keeps alive through `array`'s keep-alive handle. Access
+        // is never widened, and is Exclusive only as the contract allows. `memory` is only ever
+        // the CPU label for host memory the CPU can address (pinned or managed).
+        unsafe { HostArray::from_raw_parts(parts, owner) }
+            .expect("the layout of an existing array is valid")
     }
 }
 
@@ -187,8 +200,8 @@ fn take_capsule(capsule: &Bound<'_, PyAny>) -> PyResult<DlpackTensor> {
 }
 
 /// Imports any object that speaks DLPack (NumPy, PyTorch, JAX, CuPy, ferry itself): asks with
-/// `max_version=(1, 3)` and falls back to a legacy capsule when the producer raises
-/// `TypeError`; device arrays are asked for with `dl_device=(kDLCPU, 0)`.
+/// `max_version=(1, 3)` and `dl_device=(kDLCPU, 0)` and falls back step by step when the
+/// producer raises `TypeError`.
 pub(crate) fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
     // SAFETY: `obj` is a live object; the check reads only its type.
     let capsule = if unsafe { ffi::PyCapsule_CheckExact(obj.as_ptr()) } == 1 {
@@ -203,49 +216,81 @@ pub(crate) fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyRes
     finish_copy(array, copied, copy)
 }
 
-/// Calls `obj.__dlpack__` the way DLPack's Python specification asks consumers to.
+/// The keyword arguments of the first `__dlpack__` request for `copy`: `max_version=(1, 3)`,
+/// `dl_device=(kDLCPU, 0)` and `copy` when given. Made once per interpreter for each value of
+/// `copy` (callees never see the dict itself: CPython passes its items).
+fn request_kwargs<'py>(py: Python<'py>, copy: Option<bool>) -> PyResult<Bound<'py, PyDict>> {
+    static KWARGS: [PyOnceLock<Py<PyDict>>; 3] =
+        [PyOnceLock::new(), PyOnceLock::new(), PyOnceLock::new()];
+    let slot = match copy {
+        None => 0,
+        Some(false) => 1,
+        Some(true) => 2,
+    };
+    KWARGS[slot]
+        .get_or_try_init(py, || {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item(intern!(py, "max_version"), MAX_VERSION)?;
+            kwargs.set_item(intern!(py, "dl_device"), (Device::CPU_TYPE, 0))?;
+            if let Some(copy) = copy {
+                kwargs.set_item(intern!(py, "copy"), copy)?;
+            }
+            Ok::<_, PyErr>(kwargs.unbind())
+        })
+        .map(|kwargs| kwargs.bind(py).clone())
+}
+
+/// Calls `obj.__dlpack__` the way DLPack's Python specification asks consumers to, asking for
+/// host memory directly with `dl_device=(kDLCPU, 0)` as NumPy does (so the common call costs
+/// one method call, without `__dlpack_device__`). A producer that raises `TypeError` is asked
+/// again with `max_version` (and `copy`) alone, then with no arguments (a legacy capsule);
+/// only then does ferry ask `__dlpack_device__`, to explain a device array that a legacy
+/// producer cannot copy to the host.
 fn request_capsule<'py>(
     obj: &Bound<'py, PyAny>,
     copy: Option<bool>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = obj.py();
-    if !obj.hasattr(intern!(py, "__dlpack__"))? {
-        return Err(PyTypeError::new_err(format!(
-            "object of type {} has no __dlpack__ method; ferry imports NumPy arrays, PyTorch tensors, JAX and CuPy arrays (anything with __dlpack__)",
-            obj.get_type().name()?
-        )));
-    }
-    let device = if obj.hasattr(intern!(py, "__dlpack_device__"))? {
-        let (device_type, device_id): (i32, i32) = obj
-            .call_method0(intern!(py, "__dlpack_device__"))?
-            .extract()?;
-        Device {
-            device_type,
-            device_id,
+    let method = intern!(py, "__dlpack__");
+    let first = obj.call_method(method, (), Some(&request_kwargs(py, copy)?));
+    match first {
+        Ok(capsule) => return Ok(capsule),
+        Err(e) if e.is_instance_of::<PyAttributeError>(py) && !obj.hasattr(method)? => {
+            return Err(PyTypeError::new_err(format!(
+                "object of type {} has no __dlpack__ method; ferry imports NumPy arrays, PyTorch tensors, JAX and CuPy arrays (anything with __dlpack__)",
+                obj.get_type().name()?
+            )));
         }
-    } else {
-        Device::CPU
-    };
+        Err(e) if !e.is_instance_of::<PyTypeError>(py) => return Err(e),
+        Err(_) => {}
+    }
+    // A producer of DLPack 1.0 without `dl_device`.
     let kwargs = PyDict::new(py);
     kwargs.set_item(intern!(py, "max_version"), MAX_VERSION)?;
     if let Some(copy) = copy {
         kwargs.set_item(intern!(py, "copy"), copy)?;
     }
-    if !device.is_host_readable() {
-        kwargs.set_item(intern!(py, "dl_device"), (Device::CPU_TYPE, 0))?;
+    match obj.call_method(method, (), Some(&kwargs)) {
+        Err(e) if e.is_instance_of::<PyTypeError>(py) => {}
+        result => return result,
     }
-    match obj.call_method(intern!(py, "__dlpack__"), (), Some(&kwargs)) {
-        Err(e) if e.is_instance_of::<PyTypeError>(py) => {
-            if !device.is_host_readable() {
-                return Err(PyBufferError::new_err(format!(
-                    "the {} lives on {device} and its producer speaks only legacy DLPack, which cannot copy to the host; move it to the CPU first (for example t.cpu())",
-                    obj.get_type().name()?
-                )));
-            }
-            obj.call_method0(intern!(py, "__dlpack__"))
+    // A legacy producer: only host memory can come back.
+    if obj.hasattr(intern!(py, "__dlpack_device__"))? {
+        let (device_type, device_id): (i32, i32) = obj
+            .call_method0(intern!(py, "__dlpack_device__"))?
+            .extract()?;
+        let device = Device {
+            device_type,
+            device_id,
+        };
+        if !device.is_host_readable() {
+            return Err(PyBufferError::new_err(format!(
+                "the {} lives on {device} and its producer speaks only legacy DLPack, which cannot copy to the host; move it to the CPU first (for example t.cpu())",
+                obj.get_type().name()?
+            )));
         }
-        result => result,
     }
+    obj.call_method0(method)
 }
 
 /// Honours `copy=True` when the producer did not copy already, and refuses a producer's copy

@@ -103,17 +103,16 @@ impl PyHostArray {
             )));
         }
         let copy_now = legacy_read_only || copy == Some(true);
-        let source = if copy_now {
+        let kept = if copy_now {
             let fresh = self
                 .array
                 .to_contiguous(CopyPolicy::Always)
                 .map_err(to_py_err)?;
-            memory = fresh.memory();
-            fresh
+            let memory = fresh.memory();
+            LiveExport::hand_over(fresh, memory)
         } else {
-            self.array.clone()
+            LiveExport::share(&self.array, memory)
         };
-        let kept = LiveExport::wrap(source, memory, copy_now);
         let tensor = if versioned {
             kept.into_dlpack()
         } else {

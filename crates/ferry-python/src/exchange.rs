@@ -167,7 +167,7 @@ unsafe extern "C" fn managed_tensor_from_py_object_no_sync(
         // SAFETY: per the contract, a live object, and the GIL is held.
         let host = unsafe { host_array_of(py, py_object) }?;
         let array = host.get().array();
-        let export = LiveExport::wrap(array.clone(), array.memory(), false);
+        let export = LiveExport::share(array, array.memory());
         // SAFETY: `out` is non-null and, per the contract, writable.
         unsafe { *out = versioned(export.into_dlpack()) };
         Ok(())
@@ -329,7 +329,7 @@ unsafe extern "C" fn managed_tensor_allocator(
         let prototype = unsafe { &*prototype };
         // SAFETY: per the contract, `shape` holds `ndim` entries.
         let array = unsafe { allocate_like(prototype) }?;
-        let export = LiveExport::wrap(array, MemoryKind::Cpu, true);
+        let export = LiveExport::hand_over(array, MemoryKind::Cpu);
         // SAFETY: `out` is non-null and, per the contract, writable.
         unsafe { out.write(versioned(export.into_dlpack())) };
         Ok(())
