@@ -233,20 +233,31 @@ unsafe fn check_tensor(t: &DLTensor, flags: DlpackFlags) -> Result<Checked> {
             "shape {raw_shape:?} has negative extent {bad} (dtype {desc}, device {device})"
         )));
     }
-    let shape: Vec<usize> = raw_shape.iter().map(|&d| d as usize).collect();
-    let (strides, computed) = if ndim > 0 && t.strides.is_null() {
+    // SAFETY: `raw_shape` holds non-negative i64s (checked above), whose bit patterns are the
+    // same usize values; i64 and usize share size and alignment (asserted in the parent module).
+    let shape: &[usize] =
+        unsafe { std::slice::from_raw_parts(raw_shape.as_ptr().cast::<usize>(), raw_shape.len()) };
+    let computed = if ndim > 0 && t.strides.is_null() {
         // Pre-1.2 producers may send NULL for compact row-major data.
-        let s = row_major_strides(&shape).ok_or_else(|| overflow(raw_shape, &[], desc))?;
-        (s.clone(), Some(s))
+        Some(row_major_strides(shape).ok_or_else(|| overflow(raw_shape, &[], desc))?)
     } else {
-        let raw_strides = read_i64s(t.strides, "strides")?;
-        (raw_strides.iter().map(|&s| s as isize).collect(), None)
+        None
     };
-    let raw_strides: Vec<i64> = strides.iter().map(|&s| s as i64).collect();
-    element_count(&shape).ok_or_else(|| overflow(raw_shape, &raw_strides, desc))?;
-    HostArray::validate_layout(dtype, &shape, &strides).map_err(|e| match e {
+    let strides: &[isize] = match &computed {
+        Some(s) => s,
+        None => {
+            let raw_strides = read_i64s(t.strides, "strides")?;
+            // SAFETY: i64 and isize share size, alignment and every value (asserted in the
+            // parent module).
+            unsafe { std::slice::from_raw_parts(raw_strides.as_ptr().cast::<isize>(), ndim) }
+        }
+    };
+    // Made only for the error messages.
+    let raw_strides = || -> Vec<i64> { strides.iter().map(|&s| s as i64).collect() };
+    element_count(shape).ok_or_else(|| overflow(raw_shape, &raw_strides(), desc))?;
+    HostArray::validate_layout(dtype, shape, strides).map_err(|e| match e {
         Error::UnsupportedLayout { .. } => e,
-        _ => overflow(raw_shape, &raw_strides, desc),
+        _ => overflow(raw_shape, &raw_strides(), desc),
     })?;
     let byte_offset = isize::try_from(t.byte_offset).map_err(|_| {
         Error::invalid_dlpack(format!("byte_offset {} (as signed: {}) is out of range; it must be a small non-negative number", t.byte_offset, t.byte_offset as i64))
@@ -265,7 +276,7 @@ unsafe fn check_tensor(t: &DLTensor, flags: DlpackFlags) -> Result<Checked> {
     })?;
     if !empty {
         let size = i128::from(desc.total_bits().div_ceil(8));
-        if let Some((lo, hi)) = offset_range(&shape, &strides)? {
+        if let Some((lo, hi)) = offset_range(shape, strides)? {
             let lowest = first as i128 + lo as i128 * size;
             let end = first as i128 + (hi as i128 + 1) * size;
             if lowest < 0 || end > usize::MAX as i128 {
