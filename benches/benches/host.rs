@@ -44,24 +44,62 @@ fn contiguous_copy(c: &mut Criterion) {
     g.finish();
 }
 
+/// Transposed f32 matrices to row-major: memcpy of the same bytes (the bound: a transpose moves
+/// as many), ndarray, and ferry on two threads and on one; plus a 3-D permutation.
 fn transpose(c: &mut Criterion) {
     let mut g = c.benchmark_group("transpose");
-    let mib = if quick() { 1 } else { 64 };
-    let s = side(mib);
-    let src: Vec<f32> = (0..s * s).map(|i| i as f32).collect();
-    let mut touched = vec![0f32; s * s];
-    let array = ferry::ndarray::Array2::from_shape_vec((s, s), src.clone()).unwrap();
-    let host = HostArray::from_array(array.clone().reversed_axes().into_dyn());
-    g.throughput(Throughput::Bytes((s * s * 4) as u64));
+    let sizes = if quick() { vec![1] } else { vec![1, 64, 256] };
+    for mib in sizes {
+        let s = side(mib);
+        let src: Vec<f32> = (0..s * s).map(|i| i as f32).collect();
+        let mut touched = vec![0f32; s * s];
+        let array = ferry::ndarray::Array2::from_shape_vec((s, s), src.clone()).unwrap();
+        let host = HostArray::from_array(array.clone().reversed_axes().into_dyn());
+        g.throughput(Throughput::Bytes((s * s * 4) as u64));
+        g.bench_function(BenchmarkId::new("memcpy_touched", mib), |b| {
+            b.iter(|| touched.copy_from_slice(black_box(&src)))
+        });
+        if mib <= 64 {
+            g.bench_function(BenchmarkId::new("ndarray_as_standard_layout", mib), |b| {
+                b.iter(|| black_box(&array).t().as_standard_layout().into_owned())
+            });
+        }
+        for (name, threads) in [
+            ("ferry_to_contiguous", 0),
+            ("ferry_to_contiguous_1_thread", 1),
+        ] {
+            ferry::set_copy_threads(threads);
+            g.bench_function(BenchmarkId::new(name, mib), |b| {
+                b.iter(|| {
+                    black_box(&host)
+                        .to_contiguous(CopyPolicy::IfNeeded)
+                        .unwrap()
+                })
+            });
+        }
+        ferry::set_copy_threads(0);
+    }
+    g.finish();
+    // NCHW -> NHWC of 64×256×32×32 f32 (64 MiB; 8×64×16×16 with --quick), against memcpy.
+    let mut g = c.benchmark_group("permute_nchw_nhwc");
+    let (n, ch, h, w) = if quick() {
+        (8, 64, 16, 16)
+    } else {
+        (64, 256, 32, 32)
+    };
+    let len = n * ch * h * w;
+    let src: Vec<f32> = (0..len).map(|i| i as f32).collect();
+    let mut touched = vec![0f32; len];
+    let nchw = ferry::ndarray::Array4::from_shape_vec((n, ch, h, w), src.clone()).unwrap();
+    let nhwc = HostArray::from_array(nchw.permuted_axes([0, 2, 3, 1]).into_dyn());
+    let mib = (len * 4) >> 20;
+    g.throughput(Throughput::Bytes((len * 4) as u64));
     g.bench_function(BenchmarkId::new("memcpy_touched", mib), |b| {
         b.iter(|| touched.copy_from_slice(black_box(&src)))
     });
-    g.bench_function(BenchmarkId::new("ndarray_as_standard_layout", mib), |b| {
-        b.iter(|| black_box(&array).t().as_standard_layout().into_owned())
-    });
     g.bench_function(BenchmarkId::new("ferry_to_contiguous", mib), |b| {
         b.iter(|| {
-            black_box(&host)
+            black_box(&nhwc)
                 .to_contiguous(CopyPolicy::IfNeeded)
                 .unwrap()
         })

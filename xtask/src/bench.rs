@@ -120,7 +120,7 @@ fn human(ns: f64) -> String {
 fn baseline<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
     let size = row.name.split_once(' ').map(|(_, s)| s);
     let base = match row.group.as_str() {
-        "contiguous_copy" | "transpose" => "memcpy_touched",
+        "contiguous_copy" | "transpose" | "permute_nchw_nhwc" => "memcpy_touched",
         "candle_to_host" => "native_flatten_to_vec1",
         "burn_to_host" => "native_to_data",
         "tch_to_host" => "native_vec_try_from",
@@ -199,15 +199,23 @@ fn targets(rows: &[Row], python: &[PyRow]) -> Vec<(String, String, String, bool)
             ));
         }
     }
+    // DEVELOPERS.md's copy target, and the transpose targets of the speed issue (stricter than
+    // DEVELOPERS.md's 0.4× on two threads and 0.25× on one).
     for (group, case, want) in [
         ("contiguous_copy", "ferry_to_contiguous_always 64 MiB", 0.8),
-        ("transpose", "ferry_to_contiguous 64 MiB", 0.4),
+        ("transpose", "ferry_to_contiguous 64 MiB", 0.6),
+        ("transpose", "ferry_to_contiguous_1_thread 64 MiB", 0.35),
     ] {
         if let (Some(ours), Some(base)) = (find(group, case), find(group, "memcpy_touched 64 MiB"))
         {
             let ratio = base.median / ours.median;
+            let threads = if case.contains("1_thread") {
+                "1 thread"
+            } else {
+                "2 threads"
+            };
             out.push((
-                format!("{group}: {case} (2 threads)"),
+                format!("{group}: {case} ({threads})"),
                 format!("{ratio:.2}× memcpy"),
                 format!("≥ {want}× memcpy"),
                 ratio >= want,

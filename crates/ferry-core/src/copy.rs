@@ -1,11 +1,13 @@
 //! Copies: the copy policy, copy accounting, and the kernels that gather any strided layout
-//! into a fresh row-major buffer (memcpy for contiguous runs, cache-blocked tiles otherwise,
-//! two threads for large arrays, huge-page-backed destinations).
+//! into a fresh row-major buffer (memcpy for contiguous runs, an AVX 16×16 kernel for 4-byte
+//! transposes, cache-blocked tiles otherwise, two threads for large arrays, huge-page-backed
+//! destinations).
 
 use std::cell::Cell;
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::layout::{row_major_strides, simplify};
 
@@ -117,7 +119,24 @@ const PARALLEL_MIN_BYTES: usize = 4 << 20;
 const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
 const HUGE_PAGE: usize = 2 << 20;
 
+/// The cap [`set_copy_threads`] set (0: none).
+static THREAD_CAP: AtomicUsize = AtomicUsize::new(0);
+
+/// Caps the threads one large copy is split over (1: single-threaded; 0: back to the default,
+/// every available core up to 8, or `FERRY_THREADS` when set). For measuring one core, or
+/// leaving cores to other work.
+pub fn set_copy_threads(threads: usize) {
+    THREAD_CAP.store(threads, Ordering::Relaxed);
+}
+
 fn worker_threads() -> usize {
+    match THREAD_CAP.load(Ordering::Relaxed) {
+        0 => default_threads(),
+        cap => cap.min(default_threads()),
+    }
+}
+
+fn default_threads() -> usize {
     static N: OnceLock<usize> = OnceLock::new();
     *N.get_or_init(|| {
         // FERRY_THREADS caps the copy threads (1 = single-threaded), e.g. to measure one core.
@@ -259,7 +278,9 @@ fn for_each_outer(axes: &[(usize, isize, isize)], mut f: impl FnMut(isize, isize
     }
 }
 
-/// Tile edge of the blocked transpose. Tiles go through a buffer (64 KiB for 4-byte elements,
+/// Tile edge of the generic blocked transpose (every element size; the 4-byte one with a source
+/// contiguous along the tiled axis takes `avx_transpose` where the CPU has AVX). Tiles go
+/// through a buffer (64 KiB for 4-byte elements,
 /// L2-resident at worst), so the cache-set conflicts that make large power-of-two tiles slow for
 /// a direct strided copy do not apply; measured on 64 MiB f32: 32 → 0.28×, 64 → 0.41×,
 /// 128 → 0.43× memcpy with two threads.
@@ -321,6 +342,25 @@ unsafe fn gather_typed<T: Copy>(src: *const u8, shape: &[usize], strides: &[isiz
                 .map(|a| (shape[a], strides[a], dst_strides[a]))
                 .collect();
             let (n_k, s_k, d_k) = (shape[k], strides[k], dst_strides[k]);
+            #[cfg(target_arch = "x86_64")]
+            if size_of::<T>() == 4 && s_k == 1 && avx_transpose::available() {
+                for_each_outer(&outer, |so, d| {
+                    // SAFETY: for this outer index, element (k, l) of the source is at
+                    // `so + k + l * s_last` and of the destination at `d + k * d_k + l`, for
+                    // k < n_k and l < n_last: inside the caller's layout and destination.
+                    unsafe {
+                        avx_transpose::transpose_u32(
+                            src.offset(so).cast(),
+                            s_last,
+                            dst.offset(d).cast(),
+                            d_k,
+                            n_k,
+                            n_last,
+                        )
+                    };
+                });
+                return;
+            }
             // Each tile goes through a small buffer that stays in L1: read along the source's
             // contiguous axis, write along the destination's, so neither side strides through
             // memory element by element.
@@ -358,6 +398,137 @@ unsafe fn gather_typed<T: Copy>(src: *const u8, shape: &[usize], strides: &[isiz
                 }
             });
         }
+    }
+}
+
+/// The 4-byte transpose on x86-64 with AVX: 16×16 blocks as four 8×8 in-register transposes,
+/// the source read along its contiguous rows (a stripe of 16 at a time), each destination
+/// cache line written whole by two adjacent stores.
+///
+/// Measured on 64 MiB f32 (4096², two threads, AMD EPYC, pre-touched destination): 12.3 ms
+/// against 14.3 ms with non-temporal stores (whose write-combining loses to the cache here,
+/// even on destinations twice the last-level cache), and against about 35 ms for the generic
+/// tile kernel below.
+#[cfg(target_arch = "x86_64")]
+mod avx_transpose {
+    use std::arch::x86_64::{
+        __m256, _mm256_loadu_ps, _mm256_permute2f128_ps, _mm256_shuffle_ps, _mm256_storeu_ps,
+        _mm256_unpackhi_ps, _mm256_unpacklo_ps,
+    };
+
+    /// Whether this CPU runs the kernel (checked once by the standard library's cache).
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx")
+    }
+
+    /// `dst[k * d_k + l] = src[k + l * s_last]` for k < n_k, l < n_last (4-byte elements).
+    ///
+    /// # Safety
+    ///
+    /// - The CPU has AVX ([`available`]).
+    /// - Every `src[k + l * s_last]` is readable and every `dst[k * d_k + l]` writable, and the
+    ///   two ranges do not overlap.
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn transpose_u32(
+        src: *const u32,
+        s_last: isize,
+        dst: *mut u32,
+        d_k: isize,
+        n_k: usize,
+        n_last: usize,
+    ) {
+        let (src, dst) = (src.cast::<f32>(), dst.cast::<f32>());
+        let (full_k, full_l) = (n_k / 16 * 16, n_last / 16 * 16);
+        // Source rows (fixed l) are contiguous: a stripe of 16 of them is read front to back.
+        for lb in (0..full_l).step_by(16) {
+            for kb in (0..full_k).step_by(16) {
+                // SAFETY: the 16×16 block at (kb, lb) lies inside both layouts (full blocks
+                // only); the caller checked AVX.
+                unsafe {
+                    block16(
+                        src.offset(kb as isize + lb as isize * s_last),
+                        s_last,
+                        dst.offset(kb as isize * d_k + lb as isize),
+                        d_k,
+                    )
+                };
+            }
+        }
+        // The edges (rows from full_k, columns from full_l) element by element.
+        let edge = |k: usize, l: usize| {
+            // SAFETY: (k, l) is inside both layouts; elements may be unaligned.
+            unsafe {
+                let v = src
+                    .offset(k as isize + l as isize * s_last)
+                    .read_unaligned();
+                dst.offset(k as isize * d_k + l as isize).write_unaligned(v);
+            }
+        };
+        for l in 0..full_l {
+            (full_k..n_k).for_each(|k| edge(k, l));
+        }
+        for l in full_l..n_last {
+            (0..n_k).for_each(|k| edge(k, l));
+        }
+    }
+
+    /// One 16×16 block: four 8×8 transposes; destination row k receives columns 0..8 and
+    /// 8..16 by two adjacent stores.
+    ///
+    /// # Safety
+    ///
+    /// AVX; `src[k + l * s_last]` readable and `dst[k * d_k + l]` writable for k, l < 16.
+    #[target_feature(enable = "avx")]
+    unsafe fn block16(src: *const f32, s_last: isize, dst: *mut f32, d_k: isize) {
+        for kq in [0isize, 8] {
+            let load = |l0: isize| -> [__m256; 8] {
+                std::array::from_fn(|j| {
+                    // SAFETY: row l0 + j < 16 of the source, 8 elements from column kq; AVX.
+                    unsafe { _mm256_loadu_ps(src.offset(kq + (l0 + j as isize) * s_last)) }
+                })
+            };
+            let left = transpose8(load(0));
+            let right = transpose8(load(8));
+            for i in 0..8 {
+                // SAFETY: destination row kq + i, columns 0..16; AVX.
+                unsafe {
+                    let row = dst.offset((kq + i as isize) * d_k);
+                    _mm256_storeu_ps(row, left[i]);
+                    _mm256_storeu_ps(row.add(8), right[i]);
+                }
+            }
+        }
+    }
+
+    /// The 8×8 transpose of eight rows of eight lanes.
+    #[target_feature(enable = "avx")]
+    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ]
     }
 }
 
@@ -443,6 +614,30 @@ mod tests {
         let (r, c) = (1024, 1200);
         check(&[c, r], &[1, c as isize], 0, r * c);
         check(&[r * c], &[1], 0, r * c);
+    }
+
+    #[test]
+    fn avx_transposes_match_at_every_alignment() {
+        // The destination starting at each 4-byte offset of a 32-byte line, sides that leave
+        // edges, two threads.
+        let (r, c) = (1512, 1523);
+        let src: Vec<u32> = (0..(r * c) as u32).collect();
+        let (shape, strides) = ([c, r], [1isize, c as isize]);
+        let expected = reference(&src, &shape, &strides, 0);
+        for shift in 0..8 {
+            let mut dst = vec![0u32; r * c + 8];
+            // SAFETY: the layout stays inside `src`; `dst[shift..]` holds r * c elements.
+            unsafe {
+                gather(
+                    src.as_ptr().cast(),
+                    &shape,
+                    &strides,
+                    4,
+                    dst.as_mut_ptr().add(shift).cast(),
+                );
+            }
+            assert!(dst[shift..shift + r * c] == expected[..], "shift {shift}");
+        }
     }
 
     #[test]

@@ -31,7 +31,9 @@ mod storage;
 
 pub use array::{Access, HostArray, Owner, RawParts};
 pub use backend::Backend;
-pub use copy::{CopyPolicy, CopyReason, CopyRecord, CopyTotals, copy_totals, record_copy};
+pub use copy::{
+    CopyPolicy, CopyReason, CopyRecord, CopyTotals, copy_totals, record_copy, set_copy_threads,
+};
 pub use device::{Device, MemoryKind};
 pub use dlpack::{DlpackTensor, RawDlpack};
 pub use dtype::{DType, DTypeDesc, Element, RawDType, raw_dtypes};
