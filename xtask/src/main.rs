@@ -26,7 +26,7 @@ commands:
                   (pytest ARGS) and check the type stubs with mypy --strict
   pip-check       `pip install ./crates/ferry-python` into a new venv and import it
   valgrind        run every test that needs no libtorch under valgrind memcheck, then the tch
-                  tests
+                  tests, then the Python exchange-API tests against the installed wheel
   libtorch        provision libtorch 2.9.0 from PyPI (cached) and print its folder
   nvcc            provision nvcc from PyPI (cached) and print its CUDA home";
 
@@ -661,8 +661,9 @@ fn test_binary(features: &str) -> Result<PathBuf> {
 /// tests (the `tch` module, the tch backend suite, the tch soundness regressions) in a binary
 /// built with libtorch. No suppressions: libtorch's
 /// process-lifetime pools show up only as "possibly lost" or "still reachable", which do not
-/// count; only errors and definite leaks fail the run. The Python tests are left out: they
-/// import PyTorch into the embedded interpreter.
+/// count; only errors and definite leaks fail the run. The embedded-interpreter Rust tests are
+/// left out (they import PyTorch); the installed wheel's exchange-API tests run last
+/// ([`python_memcheck`]).
 fn valgrind() -> Result<()> {
     let memcheck = |exe: &Path, filters: &[&str]| -> Result<()> {
         let start = Instant::now();
@@ -691,6 +692,66 @@ fn valgrind() -> Result<()> {
     build_env()?;
     let with_tch = test_binary("tch")?;
     memcheck(&with_tch, &["tch::", "_tch_"])?;
+    python_memcheck()
+}
+
+/// The installed wheel under memcheck: tests/python/test_exchange.py (the C exchange API table,
+/// capsules, and tvm-ffi taking and returning ferry arrays), without conftest.py so PyTorch is
+/// not loaded. CPython and the dynamic loader report errors of their own under valgrind
+/// (uninitialised bytes in `int.from_bytes`, `strncmp` over-reads), so only an error whose
+/// stack passes through the ferry module (`ferry.abi3.so`) fails the run.
+fn python_memcheck() -> Result<()> {
+    let python = wheel_venv()?;
+    let start = Instant::now();
+    let out = Command::new("valgrind")
+        .args(["--tool=memcheck", "--num-callers=40"])
+        .arg(&python)
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--noconftest",
+        ])
+        .arg(workspace_root().join("tests/python/test_exchange.py"))
+        .env("PYTHONMALLOC", "malloc")
+        .output()?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() {
+        bail!("valgrind: the Python exchange tests failed:\n{log}");
+    }
+    // One block per error: the lines from a message up to the next blank `==pid==` line.
+    const MODULE: &str = "ferry.abi3.so";
+    let mut ours = Vec::new();
+    let mut block = String::new();
+    for line in log.lines() {
+        let body = line.split_once("== ").map_or("", |(_, b)| b);
+        if body.trim().is_empty() {
+            if block.contains(MODULE) {
+                ours.push(std::mem::take(&mut block));
+            }
+            block.clear();
+        } else {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    if block.contains(MODULE) {
+        ours.push(block);
+    }
+    if !ours.is_empty() {
+        bail!(
+            "valgrind: {} error(s) in the ferry module:\n{}",
+            ours.len(),
+            ours.join("\n")
+        );
+    }
+    println!(
+        "valgrind: tests/python/test_exchange.py: no error in the ferry module ({:.0?})",
+        start.elapsed()
+    );
     Ok(())
 }
 
