@@ -584,40 +584,35 @@ fn bench(mode: bench::Run, report_only: bool) -> Result<()> {
 /// Runs benches/python_handoff.py against the installed wheel (2,000 calls a round with
 /// `--quick`, else 20,000).
 fn python_handoff(quick: bool) -> Result<(Vec<bench::PyRow>, String)> {
-    let python = wheel_venv()?;
     let calls = if quick { "2000" } else { "20000" };
-    let out = Command::new(python)
-        .arg(workspace_root().join("benches/python_handoff.py"))
-        .arg(calls)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "benches/python_handoff.py failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(bench::parse_python(&String::from_utf8(out.stdout)?))
+    let out = bench_script(&wheel_venv()?, "python_handoff.py", calls)?;
+    Ok(bench::parse_python(&out))
 }
 
 /// Runs benches/numpy_transpose.py in the provisioned Python.
 fn numpy_baseline(quick: bool) -> Result<Vec<(String, f64)>> {
-    let (venv, _) = provision::python_env()?;
+    let (python, _) = provision::python_env()?;
     let side = if quick { "512" } else { "4096" };
-    let out = Command::new(venv)
-        .arg(workspace_root().join("benches/numpy_transpose.py"))
-        .arg(side)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "numpy script failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?
+    Ok(bench_script(&python, "numpy_transpose.py", side)?
         .lines()
         .filter_map(|l| l.split_once(' '))
         .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
         .collect())
+}
+
+/// What `python benches/<script> <arg>` printed, or its error output.
+fn bench_script(python: &Path, script: &str, arg: &str) -> Result<String> {
+    let out = Command::new(python)
+        .arg(workspace_root().join("benches").join(script))
+        .arg(arg)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "benches/{script} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// Runs the integration tests that exercise ferry's unsafe code (core, DLPack, stress, candle
