@@ -13,7 +13,7 @@ use ferry_core::{
 use pyo3::exceptions::{PyAttributeError, PyBufferError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, intern};
 
 use crate::to_py_err;
@@ -216,28 +216,26 @@ pub(crate) fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyRes
     finish_copy(array, copied, copy)
 }
 
-/// The keyword arguments of the first `__dlpack__` request for `copy`: `max_version=(1, 3)`,
-/// `dl_device=(kDLCPU, 0)` and `copy` when given. Made once per interpreter for each value of
-/// `copy` (callees never see the dict itself: CPython passes its items).
+/// The keyword arguments of the first `__dlpack__` request: `max_version=(1, 3)`,
+/// `dl_device=(kDLCPU, 0)` and `copy` when given. A fresh dict each time (a producer whose
+/// `__dlpack__` is a C function taking a keyword dict receives the dict itself and may change
+/// it); the two tuples are made once per interpreter.
 fn request_kwargs<'py>(py: Python<'py>, copy: Option<bool>) -> PyResult<Bound<'py, PyDict>> {
-    static KWARGS: [PyOnceLock<Py<PyDict>>; 3] =
-        [PyOnceLock::new(), PyOnceLock::new(), PyOnceLock::new()];
-    let slot = match copy {
-        None => 0,
-        Some(false) => 1,
-        Some(true) => 2,
-    };
-    KWARGS[slot]
-        .get_or_try_init(py, || {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item(intern!(py, "max_version"), MAX_VERSION)?;
-            kwargs.set_item(intern!(py, "dl_device"), (Device::CPU_TYPE, 0))?;
-            if let Some(copy) = copy {
-                kwargs.set_item(intern!(py, "copy"), copy)?;
-            }
-            Ok::<_, PyErr>(kwargs.unbind())
-        })
-        .map(|kwargs| kwargs.bind(py).clone())
+    static VERSION: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+    static HOST: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+    let version = VERSION.get_or_try_init(py, || {
+        PyTuple::new(py, [MAX_VERSION.0, MAX_VERSION.1]).map(Bound::unbind)
+    })?;
+    let host = HOST.get_or_try_init(py, || {
+        PyTuple::new(py, [Device::CPU_TYPE, 0]).map(Bound::unbind)
+    })?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item(intern!(py, "max_version"), version.bind(py))?;
+    kwargs.set_item(intern!(py, "dl_device"), host.bind(py))?;
+    if let Some(copy) = copy {
+        kwargs.set_item(intern!(py, "copy"), copy)?;
+    }
+    Ok(kwargs)
 }
 
 /// Calls `obj.__dlpack__` the way DLPack's Python specification asks consumers to, asking for
