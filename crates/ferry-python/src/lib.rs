@@ -21,9 +21,9 @@
 //! Framework tensors go the same way with [`tensor_to_python`] and come back with
 //! [`tensor_from_python`], for any framework's [`Backend`].
 //!
-//! The only ferry crate that knows pyo3: it is both the `ferry` extension module (a cdylib;
-//! `cargo xtask python` builds it) and an rlib that the facade re-exports as `ferry::python`
-//! (feature `python`). Modules: `capsule` (the DLPack capsule protocol), `class`
+//! The only ferry crate that knows pyo3: it is both the `ferry` extension module (a cdylib that
+//! maturin packs into an abi3 wheel: `pip install ./crates/ferry-python`) and an rlib that the
+//! facade re-exports as `ferry::python` (feature `python`). Modules: `capsule` (the DLPack capsule protocol), `class`
 //! (`ferry.HostArray`), `exchange` (DLPack 1.3's C exchange API table), `files`
 //! (`.npy`/`.npz`/safetensors functions).
 //!
