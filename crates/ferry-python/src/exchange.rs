@@ -17,6 +17,7 @@ use std::ptr::NonNull;
 use ferry_core::dlpack_rs::ffi::{
     DLDataType, DLDevice, DLManagedTensorVersioned, DLPackVersion, DLTensor,
 };
+use ferry_core::layout::{element_count, packed_bytes};
 use ferry_core::{
     DType, DTypeDesc, Device, DlpackTensor, HostArray, MemoryKind, RawDlpack, StorageLayout,
 };
@@ -394,10 +395,15 @@ unsafe fn allocate_like(prototype: &DLTensor) -> Result<HostArray, (&'static str
     });
     let layout = StorageLayout::row_major(dtype, shape.clone())
         .map_err(|e| ("ValueError", e.to_string()))?;
-    let bytes = layout
-        .byte_range(usize::MAX)
-        .map_err(|e| ("ValueError", e.to_string()))?
-        .end;
+    // The packed size of `shape`'s elements: what a row-major layout from byte 0 spans.
+    let bytes = element_count(&shape)
+        .and_then(|n| packed_bytes(n, dtype))
+        .ok_or_else(|| {
+            (
+                "ValueError",
+                format!("shape {shape:?} of dtype {dtype} overflows the address space"),
+            )
+        })?;
     // u64 words: aligned for every dtype ferry types (none needs more than 8 bytes).
     let words = bytes.div_ceil(8);
     let mut buffer: Vec<u64> = Vec::new();
