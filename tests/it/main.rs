@@ -1,6 +1,8 @@
 //! The one integration test binary: the core conformance suite (layouts × dtypes, DLPack both
 //! ways, hostile input, deleters, properties) and, per enabled backend, the backend suite.
 
+#[cfg(feature = "arrow")]
+mod arrow;
 mod backends;
 #[cfg(feature = "burn")]
 mod burn;

@@ -14,7 +14,7 @@ static PYTHON: Mutex<()> = Mutex::new(());
 
 /// Runs `f` with the interpreter started, `ferry` importable and the venv's packages on the
 /// path (`FERRY_PYTHON_SITE`, which `cargo xtask ci` sets, or the default cache folder).
-fn with_python<R>(f: impl for<'py> FnOnce(Python<'py>) -> PyResult<R>) -> R {
+pub(crate) fn with_python<R>(f: impl for<'py> FnOnce(Python<'py>) -> PyResult<R>) -> R {
     let _guard = PYTHON.lock().unwrap_or_else(|e| e.into_inner());
     Python::attach(|py| {
         let sys = py.import("sys")?;

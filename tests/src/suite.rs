@@ -47,7 +47,10 @@ pub fn report(what: &str, cases: usize) {
 /// test calls, with its [`SuiteBackend`] implementation (like object_store's `integration`
 /// functions): `assert!(ferry_tests::suite::run_backend::<MyBackend>() > 0);`.
 pub fn run_backend<B: SuiteBackend>() -> usize {
-    to_host_layouts::<B>() + round_trips::<B>() + refusals::<B>()
+    let cases = to_host_layouts::<B>() + round_trips::<B>() + refusals::<B>();
+    #[cfg(feature = "arrow")]
+    let cases = cases + arrow_columns::<B>();
+    cases
 }
 
 /// The checks between two frameworks: conversion over DLPack in both directions (every dtype
@@ -264,4 +267,54 @@ pub fn ops_agree<A: FloatOps, B: FloatOps>() -> usize {
     );
     close(&A::matmul(&xa, &wa), &B::matmul(&xb, &wb), "matmul");
     2
+}
+
+/// Every view of every dtype Arrow holds becomes a column (rows = first axis) equal to the
+/// framework's own read-back, directly and through an in-memory Arrow IPC stream. Row-major
+/// views are exported without a copy (Arrow's buffer is the framework's memory) and read back
+/// over the same address; views whose rows are not contiguous blocks (a 2-D transpose,
+/// narrowed, broadcast, flipped) are copied once, recorded.
+#[cfg(feature = "arrow")]
+pub fn arrow_columns<B: SuiteBackend>() -> usize {
+    use ferry::arrow::{TensorColumn, arrow_type, column, ipc, record_batch};
+    let mut cases = 0;
+    let cpu = B::cpu();
+    for &dtype in B::DTYPES.iter().filter(|&&d| arrow_type(d).is_ok()) {
+        let t = B::from_host(&fixture(dtype, &[3, 4]), &cpu).unwrap();
+        for (name, view) in layouts::<B>(&t) {
+            let ctx = format!("{} {dtype} {name} -> arrow", B::NAME);
+            let host = B::to_host(&view).unwrap();
+            let expected = B::read_back(&view).unwrap();
+            let before = copy_totals();
+            let col = TensorColumn::from_batch("x", &host).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            let copies = copy_totals().since(before).copies;
+            let dense = host.is_standard_layout();
+            if dtype == DType::Bool {
+                assert_eq!(
+                    col.copy_log().len(),
+                    1,
+                    "{ctx}: bools are bit-packed (one copy)"
+                );
+            } else if dense {
+                assert_eq!(
+                    copies, 0,
+                    "{ctx}: a permutation of row-major exports in place"
+                );
+                assert!(col.copy_log().is_empty(), "{ctx}");
+                let back = col.to_host().unwrap();
+                assert_eq!(back.as_ptr(), host.as_ptr(), "{ctx}: same memory back");
+                assert_eq!(back.shape(), host.shape(), "{ctx}: same shape back");
+            } else {
+                assert_eq!(copies, 1, "{ctx}: other layouts are copied once");
+                assert_eq!(col.copy_log().len(), 1, "{ctx}: and the copy is recorded");
+            }
+            assert_same(&col.to_host().unwrap(), &expected, &ctx);
+            let stream = ipc::write_stream(Vec::new(), &[record_batch([col]).unwrap()]).unwrap();
+            let batches = ipc::read_stream(stream.as_slice()).unwrap();
+            let read = column(&batches[0], "x").unwrap().to_host().unwrap();
+            assert_same(&read, &expected, &format!("{ctx}: IPC stream"));
+            cases += 1;
+        }
+    }
+    cases
 }

@@ -159,9 +159,10 @@ pub fn nvcc() -> Result<PathBuf> {
 }
 
 /// What the Python-side tests and benchmark baselines import, pinned, on top of torch 2.9.0:
-/// NumPy, safetensors, pytest, tvm-ffi, and the rest of torch's own dependencies (its CUDA
-/// libraries, which `import torch` loads even on a machine without a GPU; triton is not needed).
-const PYTHON_PACKAGES: [&str; 31] = [
+/// NumPy, safetensors, pytest, tvm-ffi, pyarrow, DataFusion, Ray, and the rest of torch's own
+/// dependencies (its CUDA libraries, which `import torch` loads even on a machine without a
+/// GPU; triton is not needed).
+const PYTHON_PACKAGES: [&str; 52] = [
     "numpy==2.4.6",
     // A real consumer of DLPack 1.3's C exchange API (tests/python/test_exchange.py).
     "apache-tvm-ffi==0.1.15.post2",
@@ -194,6 +195,29 @@ const PYTHON_PACKAGES: [&str; 31] = [
     "nvidia-nvtx-cu12==12.8.90",
     "nvidia-cuda-runtime-cu12==12.8.90",
     "nvidia-cuda-cupti-cu12==12.8.90",
+    // The Arrow bridge's real consumers (tests/python/test_arrow.py): pyarrow, DataFusion and
+    // Ray Data (local mode), with their dependencies; Ray Data imports pandas.
+    "pyarrow==26.0.1",
+    "datafusion==55.0.0",
+    "ray==2.60.0",
+    "pandas==3.1.1",
+    "python-dateutil==4.0.0",
+    "tzdata==2026.6",
+    "cloudpickle==3.1.3",
+    "click==8.5.1",
+    "jsonschema==4.26.0",
+    "jsonschema-specifications==2025.9.1",
+    "referencing==0.37.0",
+    "rpds-py==2026.9.1",
+    "attrs==26.1.0",
+    "msgpack==1.2.4",
+    "protobuf==7.36.2",
+    "PyYAML==6.0.4",
+    "requests==2.34.2",
+    "urllib3==2.8.0",
+    "idna==3.20",
+    "charset-normalizer==3.5.3",
+    "certifi==2026.10.19.post1",
 ];
 
 /// Builds and checks Python packages: maturin (the wheel's build backend) and mypy (checks the
@@ -241,7 +265,7 @@ pub fn python_env() -> Result<(PathBuf, PathBuf)> {
     pip_install(&dir.join("venv/bin/pip"), &PYTHON_PACKAGES)?;
     crate::run(Command::new(&python).args([
         "-c",
-        "import numpy, torch, safetensors, pytest, tvm_ffi; print('python: torch', torch.__version__, 'numpy', numpy.__version__)",
+        "import numpy, torch, safetensors, pytest, tvm_ffi, pyarrow, datafusion, ray; print('python: torch', torch.__version__, 'numpy', numpy.__version__, 'pyarrow', pyarrow.__version__)",
     ]))?;
     std::fs::write(&marker, wanted)?;
     eprintln!("python: ready in {:.0?}", start.elapsed());

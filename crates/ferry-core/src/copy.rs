@@ -40,6 +40,9 @@ pub enum CopyReason {
     Misaligned,
     /// The target framework cannot wrap foreign memory, so the data was copied into its storage.
     FrameworkStorage,
+    /// The elements were re-encoded for a format that stores them differently (Arrow's
+    /// bit-packed booleans).
+    Repacked,
 }
 
 impl fmt::Display for CopyReason {
@@ -51,6 +54,7 @@ impl fmt::Display for CopyReason {
             CopyReason::Forced => "copy forced by policy",
             CopyReason::Misaligned => "misaligned data",
             CopyReason::FrameworkStorage => "framework cannot wrap foreign memory",
+            CopyReason::Repacked => "re-encoded for the target format (bit-packed booleans)",
         })
     }
 }

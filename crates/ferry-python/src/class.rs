@@ -255,6 +255,29 @@ impl PyHostArray {
         self.export(py, stream.as_ref(), max_version, dl_device, copy)
     }
 
+    /// The Arrow PyCapsule interface: the type of the column this array exports as (a 1-D
+    /// array: a primitive column; higher: `arrow.fixed_shape_tensor` with the first axis as
+    /// rows), as an `"arrow_schema"` capsule.
+    #[cfg(feature = "arrow")]
+    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        crate::arrow::schema_capsule(py, &self.array)
+    }
+
+    /// The Arrow PyCapsule interface: `(schema, array)` capsules of the column, sharing this
+    /// array's memory (`pyarrow.array(h)` takes it without copying; `bool` arrays and layouts
+    /// that are no permutation of row-major are copied once). `requested_schema` is ignored, as
+    /// the interface allows.
+    #[cfg(feature = "arrow")]
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_array__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let _ = requested_schema;
+        crate::arrow::array_capsules(py, &self.array)
+    }
+
     /// `(device_type, device_id)` of the memory, DLPack's codes (1 = CPU, 3 = CUDA pinned).
     fn __dlpack_device__(&self) -> (i32, i32) {
         let device = self.array.device();

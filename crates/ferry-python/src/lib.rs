@@ -48,6 +48,8 @@ use pyo3::exceptions::{PyBufferError, PyFileNotFoundError, PyOSError, PyTypeErro
 use pyo3::intern;
 use pyo3::prelude::*;
 
+#[cfg(feature = "arrow")]
+mod arrow;
 mod capsule;
 mod class;
 mod exchange;
@@ -149,6 +151,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_live_exports, m)?)?;
     #[cfg(any(feature = "npy", feature = "safetensors"))]
     files::register(m)?;
+    #[cfg(feature = "arrow")]
+    arrow::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -45,6 +45,11 @@ pub use ferry_io::safetensors;
 /// Scatter plots, histograms and heatmaps (feature `plot`; the `ferry-plot` crate).
 #[cfg(feature = "plot")]
 pub use ferry_plot as plot;
+
+/// Apache Arrow: tensor columns, Arrow IPC and Parquet files, partitioned datasets (feature
+/// `arrow`; the `ferry-arrow` crate).
+#[cfg(feature = "arrow")]
+pub use ferry_arrow as arrow;
 /// The Python hand-off (feature `python`; the `ferry-python` crate).
 #[cfg(feature = "python")]
 pub use ferry_python as python;

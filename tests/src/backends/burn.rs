@@ -7,30 +7,31 @@ use ferry::{Burn, HostArray, Result};
 
 use super::{Capabilities, FloatOps, SuiteBackend};
 
-impl<K: BurnKind> SuiteBackend for Burn<2, K> {
+impl<const D: usize, K: BurnKind> SuiteBackend for Burn<D, K> {
     const CAPS: Capabilities = Capabilities {
         negative_strides: true,
-        fixed_rank: Some(2),
+        fixed_rank: Some(D),
     };
 
-    fn transpose(t: &Tensor<2, K>) -> Tensor<2, K> {
+    fn transpose(t: &Tensor<D, K>) -> Tensor<D, K> {
         t.clone().transpose()
     }
 
-    fn narrow(t: &Tensor<2, K>, axis: usize, start: usize, len: usize) -> Tensor<2, K> {
+    fn narrow(t: &Tensor<D, K>, axis: usize, start: usize, len: usize) -> Tensor<D, K> {
         t.clone().narrow(axis, start, len)
     }
 
-    fn broadcast_leading(t: &Tensor<2, K>, n: usize) -> Tensor<2, K> {
-        let cols = t.dims()[1];
-        t.clone().expand([n, cols])
+    fn broadcast_leading(t: &Tensor<D, K>, n: usize) -> Tensor<D, K> {
+        let mut dims = t.dims();
+        dims[0] = n;
+        t.clone().expand(dims)
     }
 
-    fn flip(t: &Tensor<2, K>, axis: usize) -> Tensor<2, K> {
+    fn flip(t: &Tensor<D, K>, axis: usize) -> Tensor<D, K> {
         t.clone().flip([axis as isize])
     }
 
-    fn read_back(t: &Tensor<2, K>) -> Result<HostArray> {
+    fn read_back(t: &Tensor<D, K>) -> Result<HostArray> {
         let data = t.clone().into_data();
         let shape = data.shape().to_vec();
         let dtype = data.dtype();

@@ -1,0 +1,97 @@
+//! Memory across the boundary, without copying: an Arrow [`Buffer`] over a [`HostArray`]'s
+//! bytes that keeps the array's owner alive, and a read-only [`HostArray`] over an Arrow
+//! [`Buffer`] that keeps the buffer alive. Bit-packed booleans are the one exception: one
+//! recorded copy each way.
+
+use std::panic::AssertUnwindSafe;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use arrow_array::{Array, BooleanArray};
+use arrow_buffer::{Buffer, MutableBuffer};
+use ferry_core::{
+    CopyPolicy, CopyReason, DType, HostArray, Owner, Storage, StorageLayout, record_copy,
+};
+
+use crate::Result;
+
+/// An Arrow buffer as ferry storage: the bytes of `Buffer`'s slice, kept alive by it.
+struct ArrowBytes(Buffer);
+
+// SAFETY: a `Buffer` is a reference-counted handle to bytes on the heap (Arrow's allocation,
+// a foreign one kept by its `Allocation`, or an FFI producer's) that stay at their address
+// while any handle lives; `as_ptr`/`len` are fixed for a handle. Arrow buffers are immutable
+// while shared: the only ways to write them (`into_mutable`, `into_vec`) need the handle to be
+// unique, and this one is a clone kept here, so they fail. `as_ptr` of an empty buffer is
+// dangling but non-null, and its length is 0.
+unsafe impl Storage for ArrowBytes {
+    fn bytes(&self) -> (*const u8, usize) {
+        (self.0.as_ptr(), self.0.len())
+    }
+}
+
+/// A read-only [`HostArray`] of `layout` over `buffer` (which it keeps alive), refused if the
+/// layout reaches outside the buffer.
+pub(crate) fn host_over_buffer(buffer: Buffer, layout: StorageLayout) -> Result<HostArray> {
+    Ok(HostArray::from_storage(ArrowBytes(buffer), layout)?)
+}
+
+/// What keeps a ferry array's memory alive inside Arrow: an opaque keep-alive (no access to
+/// the memory, and it makes the array's `view_mut` refuse while Arrow holds it).
+struct HeldByArrow(#[allow(dead_code)] AssertUnwindSafe<Owner>);
+
+/// A row-major (or permuted row-major) array's elements as one Arrow buffer over the same
+/// memory, or a copy when the data is misaligned for Arrow's typed access. `array` must be
+/// dense: its byte span holds exactly its elements.
+pub(crate) fn buffer_over_host(
+    array: &HostArray,
+) -> Result<(Buffer, Option<ferry_core::CopyRecord>)> {
+    let (start, len) = array.byte_span();
+    let align = array.itemsize().unwrap_or(1);
+    if len == 0 {
+        return Ok((empty(), None));
+    }
+    if !(start as usize).is_multiple_of(align) {
+        let copy = array.to_contiguous(CopyPolicy::Always)?;
+        let record = record_copy(len as u64, CopyReason::Misaligned);
+        let bytes = copy.as_bytes().unwrap_or_default();
+        // `from_slice_ref` copies into Arrow's own 64-byte-aligned allocation.
+        return Ok((Buffer::from_slice_ref(bytes), Some(record)));
+    }
+    let Some(ptr) = NonNull::new(start.cast_mut()) else {
+        return Ok((empty(), None));
+    };
+    let owner = Arc::new(HeldByArrow(AssertUnwindSafe(array.keep_alive())));
+    // SAFETY: `[start, start + len)` is the array's byte span, one readable allocation kept
+    // alive by the array's owner, which `owner` holds until Arrow drops its last handle to the
+    // buffer. Arrow only reads through a custom allocation (it never hands one out as
+    // mutable). ferry does not write it either while `owner` lives: `keep_alive` makes the
+    // array's owner shared, so `view_mut` refuses; other writers are those the array's own
+    // `Access` already admits (the `tensor.numpy()` contract).
+    let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, owner) };
+    Ok((buffer, None))
+}
+
+/// An empty buffer aligned for every Arrow type (a `Vec<u8>`'s dangling pointer is not).
+fn empty() -> Buffer {
+    Buffer::from(MutableBuffer::new(0))
+}
+
+/// Arrow's bit-packed booleans unpacked to one byte each (one recorded copy).
+pub(crate) fn unpack_bools(values: &BooleanArray) -> (Vec<bool>, ferry_core::CopyRecord) {
+    let bools: Vec<bool> = values.values().iter().collect();
+    let record = record_copy(bools.len() as u64, CopyReason::Repacked);
+    (bools, record)
+}
+
+/// A dense `bool` array's elements (in row-major order) bit-packed for Arrow (one recorded
+/// copy).
+pub(crate) fn pack_bools(array: &HostArray) -> Result<(BooleanArray, ferry_core::CopyRecord)> {
+    debug_assert_eq!(array.dtype(), DType::Bool);
+    let view = array.view::<bool>()?;
+    let packed = BooleanArray::from_iter(view.iter().map(|&b| Some(b)));
+    let packed = BooleanArray::new(packed.values().clone(), None);
+    let record = record_copy(packed.values().inner().len() as u64, CopyReason::Repacked);
+    debug_assert_eq!(packed.null_count(), 0);
+    Ok((packed, record))
+}

@@ -1,0 +1,340 @@
+//! Files and streams of tensor columns: Arrow IPC (file and stream) and Parquet, each keeping
+//! the tensor extension types (they travel as field metadata); [`TensorWriter`], which appends
+//! record batches with bounded memory; and [`DatasetWriter`], a hive-partitioned folder
+//! (`key=value/part-0.parquet`) that engines read in parallel.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use ::parquet::arrow::ArrowWriter;
+use ::parquet::file::properties::WriterProperties;
+use arrow_array::RecordBatch;
+use arrow_ipc::writer::{FileWriter, StreamWriter};
+use arrow_schema::SchemaRef;
+
+use crate::{Error, Result};
+
+/// Arrow IPC: the file format (`.arrow`, random access, footer) and the stream format.
+pub mod ipc {
+    use super::*;
+    use arrow_ipc::reader::{FileReader, StreamReader};
+
+    /// Writes `batches` (all with one schema) to a new Arrow IPC file at `path`.
+    pub fn write_file(path: impl AsRef<Path>, batches: &[RecordBatch]) -> Result<()> {
+        write_all(path.as_ref(), FileFormat::IpcFile, batches)
+    }
+
+    /// Every record batch of the Arrow IPC file at `path`.
+    pub fn read_file(path: impl AsRef<Path>) -> Result<Vec<RecordBatch>> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(Error::io(path))?;
+        let reader = FileReader::try_new_buffered(file, None)?;
+        Ok(reader.collect::<Result<_, _>>()?)
+    }
+
+    /// Writes `batches` (all with one schema) as an Arrow IPC stream to `out`, and returns it.
+    pub fn write_stream<W: Write>(out: W, batches: &[RecordBatch]) -> Result<W> {
+        let schema = schema_of(batches)?;
+        let mut writer = StreamWriter::try_new(out, &schema)?;
+        for batch in batches {
+            writer.write(batch)?;
+        }
+        writer.finish()?;
+        Ok(writer.into_inner()?)
+    }
+
+    /// Every record batch of the Arrow IPC stream read from `input`.
+    pub fn read_stream<R: Read>(input: R) -> Result<Vec<RecordBatch>> {
+        let reader = StreamReader::try_new_buffered(input, None)?;
+        Ok(reader.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Parquet files (the Arrow schema, with the tensor extension types, is stored in the file's
+/// `ARROW:schema` metadata, so pyarrow and ferry read the columns back as tensors).
+pub mod parquet {
+    use super::*;
+    use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    /// Writes `batches` (all with one schema) to a new Parquet file at `path` (one row group
+    /// per 128 MiB of encoded data, no compression).
+    pub fn write_file(path: impl AsRef<Path>, batches: &[RecordBatch]) -> Result<()> {
+        write_all(path.as_ref(), FileFormat::Parquet, batches)
+    }
+
+    /// Every record batch of the Parquet file at `path`.
+    pub fn read_file(path: impl AsRef<Path>) -> Result<Vec<RecordBatch>> {
+        batches(path)?.collect()
+    }
+
+    /// The record batches of the Parquet file at `path`, decoded one at a time (for files
+    /// larger than memory).
+    pub fn batches(path: impl AsRef<Path>) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(Error::io(path))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+        Ok(reader.map(|batch| batch.map_err(Error::from)))
+    }
+}
+
+/// The formats [`TensorWriter`] and [`DatasetWriter`] write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FileFormat {
+    /// Parquet (`.parquet`).
+    Parquet,
+    /// Arrow IPC file (`.arrow`).
+    IpcFile,
+    /// Arrow IPC stream (`.arrows`).
+    IpcStream,
+}
+
+impl FileFormat {
+    /// The file name extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Parquet => "parquet",
+            FileFormat::IpcFile => "arrow",
+            FileFormat::IpcStream => "arrows",
+        }
+    }
+}
+
+/// Encoded Parquet data held in memory before a row group is written out.
+const ROW_GROUP_BYTES: usize = 128 << 20;
+
+enum Sink {
+    Parquet(ArrowWriter<BufWriter<File>>),
+    IpcFile(FileWriter<BufWriter<File>>),
+    IpcStream(StreamWriter<BufWriter<File>>),
+}
+
+/// Writes record batches of one schema to one file as they come, so a dataset larger than
+/// memory is written batch by batch: IPC writes each batch at once; Parquet holds at most one
+/// row group (128 MiB of encoded data by default) before writing it out.
+pub struct TensorWriter {
+    sink: Sink,
+    path: PathBuf,
+    schema: SchemaRef,
+    rows: usize,
+    row_group_bytes: usize,
+}
+
+impl std::fmt::Debug for TensorWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TensorWriter")
+            .field("path", &self.path)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TensorWriter {
+    /// A new file at `path` in `format` for batches of `schema`.
+    pub fn create(
+        path: impl AsRef<Path>,
+        format: FileFormat,
+        schema: SchemaRef,
+    ) -> Result<TensorWriter> {
+        Self::create_with(path, format, schema, None)
+    }
+
+    /// Like [`create`](Self::create), with Parquet writer properties (compression, encodings,
+    /// row group size); ignored for IPC.
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        format: FileFormat,
+        schema: SchemaRef,
+        properties: Option<WriterProperties>,
+    ) -> Result<TensorWriter> {
+        let path = path.as_ref().to_path_buf();
+        let file = BufWriter::new(File::create(&path).map_err(Error::io(&path))?);
+        let sink = match format {
+            FileFormat::Parquet => {
+                Sink::Parquet(ArrowWriter::try_new(file, schema.clone(), properties)?)
+            }
+            FileFormat::IpcFile => Sink::IpcFile(FileWriter::try_new(file, &schema)?),
+            FileFormat::IpcStream => Sink::IpcStream(StreamWriter::try_new(file, &schema)?),
+        };
+        Ok(TensorWriter {
+            sink,
+            path,
+            schema,
+            rows: 0,
+            row_group_bytes: ROW_GROUP_BYTES,
+        })
+    }
+
+    /// Caps the encoded Parquet data held in memory before a row group is written (default
+    /// 128 MiB).
+    pub fn with_row_group_bytes(mut self, bytes: usize) -> TensorWriter {
+        self.row_group_bytes = bytes.max(1);
+        self
+    }
+
+    /// Appends `batch` (its schema must be the writer's).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.schema() != self.schema {
+            return Err(Error::Arrow(arrow_schema::ArrowError::SchemaError(
+                format!(
+                    "{}: batch schema {:?} differs from the file's {:?}",
+                    self.path.display(),
+                    batch.schema(),
+                    self.schema
+                ),
+            )));
+        }
+        match &mut self.sink {
+            Sink::Parquet(w) => {
+                w.write(batch)?;
+                if w.in_progress_size() >= self.row_group_bytes {
+                    w.flush()?;
+                }
+            }
+            Sink::IpcFile(w) => w.write(batch)?,
+            Sink::IpcStream(w) => w.write(batch)?,
+        }
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// Parquet row groups written out so far (0 for IPC).
+    pub fn row_groups(&self) -> usize {
+        match &self.sink {
+            Sink::Parquet(w) => w.flushed_row_groups().len(),
+            _ => 0,
+        }
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes what is buffered and the file's footer, and closes it; returns the rows written.
+    pub fn finish(self) -> Result<usize> {
+        let flushed = match self.sink {
+            Sink::Parquet(w) => w.into_inner().map_err(Error::from),
+            Sink::IpcFile(mut w) => w
+                .finish()
+                .and_then(|()| w.into_inner())
+                .map_err(Error::from),
+            Sink::IpcStream(mut w) => w
+                .finish()
+                .and_then(|()| w.into_inner())
+                .map_err(Error::from),
+        };
+        flushed?
+            .into_inner()
+            .map_err(|e| Error::io(&self.path)(e.into_error()))?
+            .sync_all()
+            .map_err(Error::io(&self.path))?;
+        Ok(self.rows)
+    }
+}
+
+/// A hive-partitioned dataset: one folder per value of the partition key
+/// (`root/key=value/part-0.parquet`), written batch by batch through one [`TensorWriter`] per
+/// partition. DataFusion, Ray Data, pyarrow.dataset and Spark read such a folder in parallel and
+/// recover the key as a column.
+#[derive(Debug)]
+pub struct DatasetWriter {
+    root: PathBuf,
+    key: String,
+    format: FileFormat,
+    schema: SchemaRef,
+    writers: BTreeMap<String, TensorWriter>,
+}
+
+impl DatasetWriter {
+    /// A dataset in folder `root` (created if missing), partitioned by `key`, of files in
+    /// `format` holding batches of `schema` (the key is in the folder names, not the files).
+    pub fn create(
+        root: impl AsRef<Path>,
+        key: &str,
+        format: FileFormat,
+        schema: SchemaRef,
+    ) -> Result<DatasetWriter> {
+        check_partition_part("partition key", key)?;
+        let root = root.as_ref().to_path_buf();
+        std::fs::create_dir_all(&root).map_err(Error::io(&root))?;
+        Ok(DatasetWriter {
+            root,
+            key: key.to_owned(),
+            format,
+            schema,
+            writers: BTreeMap::new(),
+        })
+    }
+
+    /// Appends `batch` to the partition `value` (its file is created on first use).
+    pub fn write(&mut self, value: &str, batch: &RecordBatch) -> Result<()> {
+        if !self.writers.contains_key(value) {
+            check_partition_part("partition value", value)?;
+            let dir = self.root.join(format!("{}={value}", self.key));
+            std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+            let path = dir.join(format!("part-0.{}", self.format.extension()));
+            let writer = TensorWriter::create(path, self.format, self.schema.clone())?;
+            self.writers.insert(value.to_owned(), writer);
+        }
+        self.writers
+            .get_mut(value)
+            .expect("inserted above")
+            .write(batch)
+    }
+
+    /// Closes every partition's file; returns their paths, in partition order.
+    pub fn finish(self) -> Result<Vec<PathBuf>> {
+        self.writers
+            .into_values()
+            .map(|w| {
+                let path = w.path().to_path_buf();
+                w.finish().map(|_| path)
+            })
+            .collect()
+    }
+}
+
+/// Refuses partition keys and values that would not make one plain folder name.
+fn check_partition_part(what: &'static str, text: &str) -> Result<()> {
+    let bad = text.is_empty()
+        || text == "."
+        || text == ".."
+        || text.contains(['/', '\\', '=', '\0'])
+        || text.starts_with(['.', '_']);
+    if bad {
+        return Err(Error::Io {
+            path: PathBuf::from(text),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{what} {text:?} cannot name a hive partition folder: use a non-empty name without '/', '\\', '=' that does not start with '.' or '_'"
+                ),
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn schema_of(batches: &[RecordBatch]) -> Result<SchemaRef> {
+    batches.first().map(RecordBatch::schema).ok_or_else(|| {
+        Error::Arrow(arrow_schema::ArrowError::InvalidArgumentError(
+            "no record batches to write: a file needs at least one for its schema".into(),
+        ))
+    })
+}
+
+fn write_all(path: &Path, format: FileFormat, batches: &[RecordBatch]) -> Result<()> {
+    let mut writer = TensorWriter::create(path, format, schema_of(batches)?)?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish().map(|_| ())
+}

@@ -1,0 +1,129 @@
+//! The Arrow PyCapsule interface of the Python module: `HostArray.__arrow_c_schema__` and
+//! `__arrow_c_array__` (a 1-D array as a primitive column, a higher one as an
+//! `arrow.fixed_shape_tensor` column whose rows are the first axis), and `ferry.from_arrow`,
+//! which imports anything with `__arrow_c_array__` (pyarrow, Polars, nanoarrow) without copying.
+
+use std::ffi::{CStr, c_void};
+
+use ferry_arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
+use ferry_arrow::{ColumnKind, TensorColumn};
+use ferry_core::HostArray;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyCapsule, PyList, PyTuple};
+use pyo3::{PyErr, ffi, intern};
+
+use crate::class::PyHostArray;
+
+const SCHEMA: &CStr = c"arrow_schema";
+const ARRAY: &CStr = c"arrow_array";
+
+/// A ferry-arrow error as the Python exception a pyarrow user expects.
+fn to_py_err(error: ferry_arrow::Error) -> PyErr {
+    use ferry_arrow::Error;
+    let message = error.to_string();
+    match error {
+        Error::Core(core) => crate::to_py_err(core),
+        Error::UnsupportedDtype { .. } | Error::UnsupportedArrowType { .. } => {
+            PyTypeError::new_err(message)
+        }
+        _ => PyValueError::new_err(message),
+    }
+}
+
+/// The column `array` is exported as (no copy unless its layout or dtype needs one).
+fn column(array: &HostArray) -> PyResult<TensorColumn> {
+    TensorColumn::from_batch("", array).map_err(to_py_err)
+}
+
+/// `__arrow_c_schema__`: the column's field as an `"arrow_schema"` capsule.
+pub(crate) fn schema_capsule<'py>(
+    py: Python<'py>,
+    array: &HostArray,
+) -> PyResult<Bound<'py, PyCapsule>> {
+    let schema = ferry_arrow::ffi::export_schema(&column(array)?).map_err(to_py_err)?;
+    // The capsule owns the struct; dropping it calls `release` unless a consumer moved it out
+    // (which sets `release` to NULL in place).
+    PyCapsule::new_with_value(py, schema, SCHEMA)
+}
+
+/// `__arrow_c_array__`: `(schema capsule, array capsule)`, the array sharing `array`'s memory.
+pub(crate) fn array_capsules<'py>(
+    py: Python<'py>,
+    array: &HostArray,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let column = column(array)?;
+    let schema = ferry_arrow::ffi::export_schema(&column).map_err(to_py_err)?;
+    let data = ferry_arrow::ffi::export_array(&column);
+    let schema = PyCapsule::new_with_value(py, schema, SCHEMA)?;
+    let data = PyCapsule::new_with_value(py, data, ARRAY)?;
+    PyTuple::new(py, [schema.into_any(), data.into_any()])
+}
+
+/// The pointer a capsule named `name` holds.
+fn capsule_pointer(capsule: &Bound<'_, PyAny>, name: &CStr) -> PyResult<*mut c_void> {
+    // SAFETY: `capsule` is a live object; IsValid accepts any object and checks the name.
+    if unsafe { ffi::PyCapsule_IsValid(capsule.as_ptr(), name.as_ptr()) } != 1 {
+        return Err(PyTypeError::new_err(format!(
+            "__arrow_c_array__ returned {} where a {:?} capsule belongs",
+            capsule.get_type().name()?,
+            name
+        )));
+    }
+    // SAFETY: the capsule is valid under `name`.
+    let ptr = unsafe { ffi::PyCapsule_GetPointer(capsule.as_ptr(), name.as_ptr()) };
+    if ptr.is_null() {
+        return Err(PyErr::fetch(capsule.py()));
+    }
+    Ok(ptr)
+}
+
+/// Imports the column behind anything with `__arrow_c_array__`, taking the array struct out of
+/// its capsule (the capsule's `release` becomes NULL, as the PyCapsule interface says).
+fn import_column(obj: &Bound<'_, PyAny>) -> PyResult<TensorColumn> {
+    let py = obj.py();
+    if !obj.hasattr(intern!(py, "__arrow_c_array__"))? {
+        return Err(PyTypeError::new_err(format!(
+            "{} has no __arrow_c_array__; pass a pyarrow Array (a ChunkedArray's .combine_chunks()), a Polars Series or another Arrow PyCapsule producer",
+            obj.get_type().name()?
+        )));
+    }
+    let pair = obj.call_method0(intern!(py, "__arrow_c_array__"))?;
+    let (schema, data): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
+    let schema_ptr = capsule_pointer(&schema, SCHEMA)?.cast::<FFI_ArrowSchema>();
+    let array_ptr = capsule_pointer(&data, ARRAY)?.cast::<FFI_ArrowArray>();
+    // SAFETY: a valid "arrow_array" capsule points at a live ArrowArray struct that the
+    // consumer may move out; leaving an empty struct (release = NULL) behind marks it moved,
+    // so the capsule's destructor does nothing.
+    let taken = unsafe { std::ptr::replace(array_ptr, FFI_ArrowArray::empty()) };
+    // SAFETY: the schema capsule points at the producer's ArrowSchema describing this array,
+    // alive while `schema` is (it is, until the end of this function); the PyCapsule interface
+    // promises the pair matches, and Arrow arrays are immutable while exported.
+    unsafe { ferry_arrow::ffi::import(taken, &*schema_ptr) }.map_err(to_py_err)
+}
+
+/// Imports an Arrow array from anything with `__arrow_c_array__` (pyarrow, Polars,
+/// nanoarrow), sharing its memory (read-only): a primitive array becomes a 1-D
+/// `ferry.HostArray`, an `arrow.fixed_shape_tensor` array one `HostArray` whose first axis is
+/// the rows, an `arrow.variable_shape_tensor` array a list of `HostArray`s. Nulls are refused.
+#[pyfunction]
+#[pyo3(name = "from_arrow")]
+fn py_from_arrow<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let column = import_column(obj)?;
+    match column.kind() {
+        ColumnKind::VariableShapeTensor => {
+            let tensors = column.to_host_tensors().map_err(to_py_err)?;
+            let tensors: Vec<PyHostArray> = tensors.into_iter().map(PyHostArray::new).collect();
+            Ok(PyList::new(py, tensors)?.into_any())
+        }
+        _ => {
+            let array = column.to_host().map_err(to_py_err)?;
+            Ok(Bound::new(py, PyHostArray::new(array))?.into_any())
+        }
+    }
+}
+
+/// Adds `from_arrow` to the module.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(py_from_arrow, m)?)
+}

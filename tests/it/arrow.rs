@@ -1,0 +1,651 @@
+//! The Arrow bridge: host arrays ↔ Arrow arrays and tensor columns for every layout the suite
+//! knows, refusals, variable-shape columns, and real consumers — pyarrow reading ferry's IPC and
+//! Parquet files (and ferry reading pyarrow's), DataFusion and Ray Data running over a
+//! partitioned dataset ferry wrote from candle, Burn and tch tensors.
+
+use std::path::Path;
+
+use ferry::arrow::{
+    ColumnKind, DatasetWriter, Error as ArrowError, FileFormat, TensorColumn, TensorWriter,
+    arrow_type, column, from_arrow, ipc, parquet, record_batch, to_arrow,
+};
+use ferry::{CopyReason, DType, HostArray, copy_totals};
+use ferry_tests::fixtures::{Layout, layouts, reference_values, strided_array};
+use ferry_tests::suite::{assert_same, fixture};
+
+/// Every dtype both ferry and Arrow have.
+fn arrow_dtypes() -> impl Iterator<Item = DType> {
+    DType::TYPED.into_iter().filter(|&d| arrow_type(d).is_ok())
+}
+
+/// Whether a fixture layout's rows are contiguous blocks of a row-major buffer (what a column
+/// shares without copying).
+fn shares(layout: &Layout) -> bool {
+    matches!(layout.name, "contiguous" | "empty")
+}
+
+#[test]
+fn every_suite_layout_round_trips_sharing_memory_where_arrow_can_hold_it() {
+    for layout in layouts() {
+        let (buffer, host) = strided_array::<f32>(&layout);
+        let ctx = layout.name;
+        if layout.shape.is_empty() {
+            let err = TensorColumn::from_batch("x", &host).unwrap_err();
+            assert!(matches!(err, ArrowError::Shape { .. }), "{ctx}: {err}");
+            assert!(err.to_string().contains("reshape"), "{ctx}: {err}");
+            continue;
+        }
+        let before = copy_totals();
+        let col = TensorColumn::from_batch("x", &host).unwrap();
+        let copies = copy_totals().since(before).copies;
+        let back = col.to_host().unwrap();
+        assert_eq!(back.shape(), host.shape(), "{ctx}");
+        assert_eq!(
+            back.to_array::<f32>()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            reference_values(&buffer, &layout),
+            "{ctx}: values"
+        );
+        assert!(back.is_read_only(), "{ctx}: Arrow's memory is read-only");
+        if shares(&layout) {
+            assert_eq!(copies, 0, "{ctx}");
+            assert!(col.copy_log().is_empty(), "{ctx}");
+            if !host.is_empty() {
+                assert_eq!(back.as_ptr(), host.as_ptr(), "{ctx}: same memory");
+            }
+        } else {
+            assert_eq!(copies, 1, "{ctx}: one copy");
+            assert_eq!(col.copy_log()[0].reason, CopyReason::NonContiguous, "{ctx}");
+            assert_eq!(col.copy_log()[0].bytes, host.nbytes() as u64, "{ctx}");
+        }
+        assert_eq!(
+            back.copies(),
+            0,
+            "{ctx}: reading Arrow's buffer copies nothing"
+        );
+    }
+}
+
+#[test]
+fn permuted_batches_travel_through_the_permutation_without_copying() {
+    // rows × C × H × W, stored rows × H × W × C (NHWC memory, NCHW view): rows outermost.
+    let nhwc = fixture(DType::F32, &[3, 4, 5, 2])
+        .to_array::<f32>()
+        .unwrap();
+    let nchw = HostArray::from_array(nhwc.permuted_axes(vec![0, 3, 1, 2]));
+    let before = copy_totals();
+    let col = TensorColumn::from_batch("images", &nchw).unwrap();
+    assert_eq!(copy_totals().since(before).copies, 0);
+    assert_eq!(col.kind(), ColumnKind::FixedShapeTensor);
+    let metadata = col.field().extension_type_metadata().unwrap();
+    assert!(metadata.contains(r#""shape":[4,5,2]"#), "{metadata}");
+    assert!(metadata.contains(r#""permutation":[2,0,1]"#), "{metadata}");
+    assert_eq!(col.tensor_shape().unwrap(), Some(vec![2, 4, 5]));
+    let back = col.to_host().unwrap();
+    assert_eq!(back.as_ptr(), nchw.as_ptr());
+    assert_eq!(back.strides(), nchw.strides());
+    assert_same(&back, &nchw, "nchw");
+    // One tensor per row, each over the same buffer.
+    let rows = col.to_host_tensors().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1].shape(), &[2, 4, 5]);
+    assert_eq!(rows[1].as_ptr(), nchw.as_ptr().wrapping_add(40 * 4));
+    // Names are given in logical order and stored in physical order.
+    let named = col.with_dim_names(&["C", "H", "W"]).unwrap();
+    assert_eq!(
+        named.dim_names().unwrap(),
+        Some(vec!["C".into(), "H".into(), "W".into()])
+    );
+    let stored = named.field().extension_type_metadata().unwrap();
+    assert!(stored.contains(r#""dim_names":["H","W","C"]"#), "{stored}");
+}
+
+#[test]
+fn every_shared_dtype_round_trips_as_a_primitive_array_without_copying() {
+    for dtype in arrow_dtypes() {
+        let host = fixture(dtype, &[7]);
+        let before = copy_totals();
+        let arrow = to_arrow(&host).unwrap();
+        let back = from_arrow(arrow.as_ref()).unwrap();
+        let copies = copy_totals().since(before).copies;
+        assert_same(&back, &host, &format!("{dtype}"));
+        if dtype == DType::Bool {
+            // Arrow packs bools into bits: one copy out, one back.
+            assert_eq!(copies, 2, "{dtype}");
+            assert_eq!(back.copy_log()[0].reason, CopyReason::Repacked);
+        } else {
+            assert_eq!(copies, 0, "{dtype}");
+            assert_eq!(back.as_ptr(), host.as_ptr(), "{dtype}: same memory");
+        }
+    }
+}
+
+#[test]
+fn arrow_keeps_ferry_memory_alive_and_ferry_keeps_arrow_memory_alive() {
+    let host = fixture(DType::I64, &[5]);
+    let ptr = host.as_ptr();
+    let arrow = to_arrow(&host).unwrap();
+    drop(host);
+    // The Arrow array still reads the values: its buffer holds the array's owner.
+    let values = arrow
+        .as_any()
+        .downcast_ref::<ferry::arrow::arrow_array::Int64Array>()
+        .unwrap();
+    assert_eq!(values.values().as_ref(), &[0, 1, 2, 3, 4]);
+    let back = from_arrow(arrow.as_ref()).unwrap();
+    drop(arrow);
+    assert_eq!(back.as_ptr(), ptr);
+    assert_eq!(back.view1::<i64>().unwrap().to_vec(), vec![0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn an_exported_array_cannot_be_written_while_arrow_holds_it() {
+    let mut host = fixture(DType::F32, &[4]);
+    let arrow = to_arrow(&host).unwrap();
+    assert!(host.view_mut::<f32>().is_err(), "Arrow shares the memory");
+    drop(arrow);
+    host.view_mut::<f32>().unwrap()[0] = 9.0;
+}
+
+#[test]
+fn dtypes_arrow_lacks_nulls_and_bad_metadata_are_typed_errors() {
+    for (dtype, hint) in [
+        (DType::BF16, "cast it to f32"),
+        (DType::C64, "real and imaginary"),
+        (DType::C128, "real and imaginary"),
+    ] {
+        let err = TensorColumn::from_batch("x", &fixture(dtype, &[2, 2])).unwrap_err();
+        assert!(
+            matches!(err, ArrowError::UnsupportedDtype { dtype: d, .. } if d == dtype),
+            "{err}"
+        );
+        assert!(err.to_string().contains(hint), "{err}");
+    }
+    let raw = HostArray::from_bytes(
+        vec![2],
+        DType::Raw(ferry::raw_dtypes::FLOAT8_E4M3FN),
+        &[1, 2],
+    )
+    .unwrap();
+    assert!(matches!(
+        to_arrow(&raw),
+        Err(ArrowError::UnsupportedDtype { .. })
+    ));
+
+    use ferry::arrow::arrow_array::{Float32Array, StringArray};
+    let nulls = Float32Array::from(vec![Some(1.0), None]);
+    let err = from_arrow(&nulls).unwrap_err();
+    assert!(matches!(err, ArrowError::Nulls { nulls: 1, .. }), "{err}");
+    assert!(err.to_string().contains("fill_null"), "{err}");
+    let strings = StringArray::from(vec!["a"]);
+    assert!(matches!(
+        from_arrow(&strings),
+        Err(ArrowError::UnsupportedArrowType { .. })
+    ));
+
+    // A fixed-shape column whose metadata contradicts its storage.
+    let col = TensorColumn::from_batch("t", &fixture(DType::F32, &[2, 3])).unwrap();
+    for bad in [
+        r#"{"shape":[4]}"#,
+        r#"{"shape":[3],"permutation":[1]}"#,
+        r#"{"shape":[3],"dim_names":["a","b"]}"#,
+        r#"not json"#,
+    ] {
+        let mut metadata = col.field().metadata().clone();
+        metadata.insert("ARROW:extension:metadata", bad);
+        let field = (**col.field()).clone().with_metadata(metadata);
+        let err = TensorColumn::try_new(field.into(), col.array().clone()).unwrap_err();
+        assert!(
+            matches!(err, ArrowError::InvalidExtension { .. }),
+            "{bad}: {err}"
+        );
+    }
+    assert!(matches!(
+        col.clone().with_dim_names(&["a", "b"]),
+        Err(ArrowError::InvalidExtension { .. })
+    ));
+    let batch = record_batch([col]).unwrap();
+    assert!(matches!(
+        column(&batch, "nope"),
+        Err(ArrowError::NoSuchColumn { .. })
+    ));
+}
+
+#[test]
+fn ragged_tensors_become_a_variable_shape_column_read_back_without_copying() {
+    let tensors: Vec<HostArray> = [[2, 3], [1, 4], [3, 1]]
+        .iter()
+        .map(|s| fixture(DType::I32, s))
+        .collect();
+    let col = TensorColumn::from_tensors("ragged", &tensors).unwrap();
+    assert_eq!(col.kind(), ColumnKind::VariableShapeTensor);
+    assert_eq!(col.copy_log().len(), 1, "one copy into the data buffer");
+    assert_eq!(col.tensor_shape().unwrap(), None);
+    assert!(matches!(col.to_host(), Err(ArrowError::Shape { .. })));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ragged.arrow");
+    ipc::write_file(&path, &[record_batch([col.clone()]).unwrap()]).unwrap();
+    for source in [
+        col,
+        column(&ipc::read_file(&path).unwrap()[0], "ragged").unwrap(),
+    ] {
+        let before = copy_totals();
+        let back = source.to_host_tensors().unwrap();
+        assert_eq!(copy_totals().since(before).copies, 0);
+        for (b, t) in back.iter().zip(&tensors) {
+            assert_same(b, t, "ragged");
+        }
+        // All rows over one buffer, one after the other.
+        assert_eq!(back[1].as_ptr(), back[0].as_ptr().wrapping_add(6 * 4));
+    }
+    // Same shapes make a fixed-shape column (stacked: one copy).
+    let same: Vec<HostArray> = (0..3).map(|_| fixture(DType::U16, &[2, 2])).collect();
+    let col = TensorColumn::from_tensors("same", &same).unwrap();
+    assert_eq!(col.kind(), ColumnKind::FixedShapeTensor);
+    assert_eq!(col.to_host().unwrap().shape(), &[3, 2, 2]);
+    assert!(matches!(
+        TensorColumn::from_tensors("none", &[]),
+        Err(ArrowError::Shape { .. })
+    ));
+}
+
+#[test]
+fn bool_tensor_columns_are_bit_packed_once_each_way() {
+    let host = HostArray::from_vec(vec![3, 2, 2], (0..12).map(|i| i % 3 == 0).collect()).unwrap();
+    let col = TensorColumn::from_batch("mask", &host).unwrap();
+    assert_eq!(col.copy_log().len(), 1);
+    assert_eq!(col.copy_log()[0].reason, CopyReason::Repacked);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mask.parquet");
+    parquet::write_file(&path, &[record_batch([col]).unwrap()]).unwrap();
+    let back = column(&parquet::read_file(&path).unwrap()[0], "mask")
+        .unwrap()
+        .to_host()
+        .unwrap();
+    assert_eq!(back.copy_log()[0].reason, CopyReason::Repacked);
+    assert_same(&back, &host, "bool");
+}
+
+#[test]
+fn the_tensor_writer_appends_batches_and_the_files_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in [
+        FileFormat::Parquet,
+        FileFormat::IpcFile,
+        FileFormat::IpcStream,
+    ] {
+        let path = dir.path().join(format!("stream.{}", format.extension()));
+        let batch = |i: usize| {
+            let x = fixture(DType::F64, &[10, 3]).cast_to(DType::F64).unwrap();
+            let id = HostArray::from_vec(vec![10], (0..10).map(|r| (i * 10 + r) as i64).collect())
+                .unwrap();
+            record_batch([
+                TensorColumn::from_batch("x", &x).unwrap(),
+                TensorColumn::from_batch("id", &id).unwrap(),
+            ])
+            .unwrap()
+        };
+        let first = batch(0);
+        let mut writer = TensorWriter::create(&path, format, first.schema())
+            .unwrap()
+            .with_row_group_bytes(64);
+        for i in 0..5 {
+            writer.write(&batch(i)).unwrap();
+        }
+        // A batch of another schema is refused.
+        let other =
+            record_batch([TensorColumn::from_batch("y", &fixture(DType::F32, &[2])).unwrap()])
+                .unwrap();
+        assert!(writer.write(&other).is_err());
+        if format == FileFormat::Parquet {
+            // 64-byte row groups: the writer wrote them out as it went.
+            assert!(writer.row_groups() >= 4, "{}", writer.row_groups());
+        }
+        assert_eq!(writer.finish().unwrap(), 50);
+        let batches = match format {
+            FileFormat::Parquet => parquet::read_file(&path).unwrap(),
+            FileFormat::IpcFile => ipc::read_file(&path).unwrap(),
+            _ => ipc::read_stream(std::fs::File::open(&path).unwrap()).unwrap(),
+        };
+        let ids: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                column(b, "id")
+                    .unwrap()
+                    .to_host()
+                    .unwrap()
+                    .to_array::<i64>()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(ids, (0..50).collect::<Vec<_>>(), "{format:?}");
+    }
+}
+
+#[test]
+fn partition_names_that_are_not_plain_folder_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch =
+        record_batch([TensorColumn::from_batch("x", &fixture(DType::F32, &[2])).unwrap()]).unwrap();
+    assert!(DatasetWriter::create(dir.path(), "a/b", FileFormat::Parquet, batch.schema()).is_err());
+    let mut writer =
+        DatasetWriter::create(dir.path(), "part", FileFormat::Parquet, batch.schema()).unwrap();
+    for bad in ["", "..", "x/y", "k=v", ".hidden", "_tmp"] {
+        assert!(writer.write(bad, &batch).is_err(), "{bad:?}");
+    }
+    writer.write("ok", &batch).unwrap();
+    let files = writer.finish().unwrap();
+    assert_eq!(files, vec![dir.path().join("part=ok/part-0.parquet")]);
+}
+
+/// The provisioned Python interpreter (beside the site-packages `FERRY_PYTHON_SITE` names, or
+/// in the default cache).
+#[cfg(feature = "python")]
+fn python_executable() -> std::path::PathBuf {
+    let site = std::env::var_os("FERRY_PYTHON_SITE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME");
+            Path::new(&home).join(".cache/ferry/libtorch-2.9.0/venv/lib/python3.11/site-packages")
+        });
+    // <venv>/lib/pythonX.Y/site-packages → <venv>/bin/python
+    let python = site.join("../../../bin/python");
+    assert!(
+        python.exists(),
+        "no Python beside {}: run `cargo xtask ci`, which provisions it",
+        site.display()
+    );
+    python
+}
+
+#[cfg(feature = "python")]
+mod consumers {
+    use super::*;
+    use crate::python::with_python;
+    use ferry_tests::backends::SuiteBackend;
+    use pyo3::prelude::*;
+    use pyo3::types::{PyBytes, PyDict};
+
+    /// The NumPy name of a dtype.
+    fn numpy_name(dtype: DType) -> &'static str {
+        match dtype {
+            DType::Bool => "bool",
+            DType::U8 => "uint8",
+            DType::U16 => "uint16",
+            DType::U32 => "uint32",
+            DType::U64 => "uint64",
+            DType::I8 => "int8",
+            DType::I16 => "int16",
+            DType::I32 => "int32",
+            DType::I64 => "int64",
+            DType::F16 => "float16",
+            DType::F32 => "float32",
+            DType::F64 => "float64",
+            other => panic!("{other} has no Arrow type"),
+        }
+    }
+
+    /// Columns of `B`'s tensors: for every dtype Arrow has, a contiguous [4, 2, 3] batch and
+    /// its transpose ([4, 3, 2], a permuted view); with the framework's own read-back of each.
+    fn framework_columns<B: SuiteBackend>() -> Vec<(String, TensorColumn, HostArray)> {
+        let mut out = Vec::new();
+        for &dtype in B::DTYPES.iter().filter(|&&d| arrow_type(d).is_ok()) {
+            let t = B::from_host(&fixture(dtype, &[4, 2, 3]), &B::cpu()).unwrap();
+            for (layout, view) in [
+                ("contiguous", B::narrow(&t, 0, 0, 4)),
+                ("permuted", B::transpose(&t)),
+            ] {
+                let name = format!("{}_{dtype}_{layout}", B::NAME.replace(['(', ')', ' '], ""));
+                let host = B::to_host(&view).unwrap();
+                let col = TensorColumn::from_batch(&name, &host).unwrap();
+                if dtype != DType::Bool {
+                    assert!(col.copy_log().is_empty(), "{name}: exported in place");
+                }
+                out.push((name, col, B::read_back(&view).unwrap()));
+            }
+        }
+        out
+    }
+
+    const PYARROW_READS: &str = r#"
+import numpy as np, pyarrow as pa, pyarrow.ipc, pyarrow.parquet as pq
+tables = {
+    "ipc file": pa.ipc.open_file(ipc_file).read_all(),
+    "ipc stream": pa.ipc.open_stream(ipc_stream).read_all(),
+    "parquet": pq.read_table(parquet_file),
+}
+checked = 0
+for source, table in tables.items():
+    for name, (dtype, shape, data, permuted) in expected.items():
+        col = table.column(name).combine_chunks()
+        assert isinstance(col, pa.FixedShapeTensorArray), (source, name, col.type)
+        assert (col.type.permutation is not None) == permuted, (source, name, col.type)
+        if dtype == "bool":
+            nd = np.array(col.storage.flatten().to_pylist(), dtype=bool).reshape(shape)
+        else:
+            nd = col.to_numpy_ndarray()
+        assert str(nd.dtype) == dtype, (source, name, nd.dtype)
+        assert nd.shape == tuple(shape), (source, name, nd.shape, shape)
+        assert np.ascontiguousarray(nd).tobytes() == data, (source, name)
+        checked += 1
+"#;
+
+    #[test]
+    fn pyarrow_reads_ferrys_ipc_and_parquet_files_of_every_backend_bit_for_bit() {
+        let mut columns = Vec::new();
+        #[cfg(feature = "candle")]
+        columns.extend(framework_columns::<ferry::Candle>());
+        #[cfg(feature = "burn")]
+        {
+            use ferry::burn_adapter::burn_kinds::{Bool, Float, Int};
+            columns.extend(framework_columns::<ferry::Burn<3, Float>>());
+            columns.extend(framework_columns::<ferry::Burn<3, Int>>());
+            columns.extend(framework_columns::<ferry::Burn<3, Bool>>());
+        }
+        #[cfg(feature = "tch")]
+        columns.extend(framework_columns::<ferry::Tch>());
+        let dir = tempfile::tempdir().unwrap();
+        let batch = record_batch(columns.iter().map(|(_, c, _)| c.clone())).unwrap();
+        let ipc_file = dir.path().join("all.arrow");
+        let ipc_stream = dir.path().join("all.arrows");
+        let parquet_file = dir.path().join("all.parquet");
+        ipc::write_file(&ipc_file, std::slice::from_ref(&batch)).unwrap();
+        std::fs::write(
+            &ipc_stream,
+            ipc::write_stream(Vec::new(), std::slice::from_ref(&batch)).unwrap(),
+        )
+        .unwrap();
+        parquet::write_file(&parquet_file, &[batch]).unwrap();
+        let checked: usize = with_python(|py| {
+            let expected = PyDict::new(py);
+            for (name, _, read_back) in &columns {
+                let bytes = read_back.as_bytes().unwrap_or_default();
+                expected.set_item(
+                    name,
+                    (
+                        numpy_name(read_back.dtype()),
+                        read_back.shape().to_vec(),
+                        PyBytes::new(py, bytes),
+                        name.ends_with("permuted") && read_back.dtype() != DType::Bool,
+                    ),
+                )?;
+            }
+            let locals = PyDict::new(py);
+            locals.set_item("expected", expected)?;
+            locals.set_item("ipc_file", &ipc_file)?;
+            locals.set_item("ipc_stream", &ipc_stream)?;
+            locals.set_item("parquet_file", &parquet_file)?;
+            py.run(&std::ffi::CString::new(PYARROW_READS)?, None, Some(&locals))?;
+            locals.get_item("checked")?.unwrap().extract()
+        });
+        assert_eq!(checked, 3 * columns.len());
+        assert!(columns.len() >= 20, "{} columns", columns.len());
+    }
+
+    const PYARROW_WRITES: &str = r#"
+import numpy as np, pyarrow as pa, pyarrow.ipc, pyarrow.parquet as pq
+# Two 3x4 tensors in physical (row-major) order, seen logically as 4x3 through permutation.
+physical = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+typ = pa.fixed_shape_tensor(pa.int16(), [3, 4], dim_names=["H", "W"], permutation=[1, 0])
+storage = pa.FixedSizeListArray.from_arrays(pa.array(physical.ravel()), 12)
+tensors = pa.ExtensionArray.from_storage(typ, storage)
+table = pa.table({"t": tensors, "x": pa.array([1.5, 2.5])})
+pq.write_table(table, parquet_file)
+with pa.ipc.new_file(ipc_file, table.schema) as w:
+    w.write_table(table)
+logical = tensors.to_numpy_ndarray()
+expected = (list(logical.shape), np.ascontiguousarray(logical).tobytes())
+"#;
+
+    #[test]
+    fn ferry_reads_pyarrows_files_with_permutation_and_dim_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let ipc_file = dir.path().join("py.arrow");
+        let parquet_file = dir.path().join("py.parquet");
+        let (shape, bytes): (Vec<usize>, Vec<u8>) = with_python(|py| {
+            let locals = PyDict::new(py);
+            locals.set_item("ipc_file", &ipc_file)?;
+            locals.set_item("parquet_file", &parquet_file)?;
+            py.run(
+                &std::ffi::CString::new(PYARROW_WRITES)?,
+                None,
+                Some(&locals),
+            )?;
+            locals.get_item("expected")?.unwrap().extract()
+        });
+        let expected = HostArray::from_bytes(shape, DType::I16, &bytes).unwrap();
+        assert_eq!(expected.shape(), &[2, 4, 3]);
+        for batches in [
+            ipc::read_file(&ipc_file).unwrap(),
+            parquet::read_file(&parquet_file).unwrap(),
+        ] {
+            let t = column(&batches[0], "t").unwrap();
+            assert_eq!(t.dim_names().unwrap(), Some(vec!["W".into(), "H".into()]));
+            let before = copy_totals();
+            let host = t.to_host().unwrap();
+            assert_eq!(copy_totals().since(before).copies, 0);
+            assert!(!host.is_standard_layout(), "read through the permutation");
+            assert_same(&host, &expected, "pyarrow's tensors");
+            let x = column(&batches[0], "x").unwrap().to_host().unwrap();
+            assert_eq!(x.view1::<f64>().unwrap().to_vec(), vec![1.5, 2.5]);
+        }
+    }
+
+    /// What one backend contributes to the engines' dataset, and what ferry computes of it.
+    struct Partition {
+        key: &'static str,
+        embeddings: HostArray,
+    }
+
+    fn partition<B: SuiteBackend>(key: &'static str, rows: usize) -> Partition {
+        let values = HostArray::from_vec(
+            vec![rows, 4, 8],
+            (0..rows * 32)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect(),
+        )
+        .unwrap();
+        let tensor = B::from_host(&values, &B::cpu()).unwrap();
+        Partition {
+            key,
+            embeddings: B::to_host(&tensor).unwrap(),
+        }
+    }
+
+    #[test]
+    #[allow(clippy::vec_init_then_push)] // one push per enabled backend
+    fn datafusion_and_ray_data_answer_over_a_partitioned_dataset_as_ferry_does() {
+        let mut parts = Vec::new();
+        #[cfg(feature = "candle")]
+        parts.push(partition::<ferry::Candle>("candle", 24));
+        #[cfg(feature = "burn")]
+        parts.push(partition::<
+            ferry::Burn<3, ferry::burn_adapter::burn_kinds::Float>,
+        >("burn", 16));
+        #[cfg(feature = "tch")]
+        parts.push(partition::<ferry::Tch>("tch", 8));
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = None;
+        let mut expected = Vec::new();
+        for p in &parts {
+            let view = p.embeddings.view::<f32>().unwrap();
+            let rows = view.outer_iter();
+            let norms: Vec<f64> = rows
+                .clone()
+                .map(|r| {
+                    r.iter()
+                        .map(|&v| f64::from(v) * f64::from(v))
+                        .sum::<f64>()
+                        .sqrt()
+                })
+                .collect();
+            let sum: f64 = view.iter().map(|&v| f64::from(v)).sum();
+            let mean = norms.iter().sum::<f64>() / norms.len() as f64;
+            expected.push(format!(
+                r#""{}": {{"rows": {}, "mean_norm": {mean:?}, "embedding_sum": {sum:?}}}"#,
+                p.key,
+                norms.len()
+            ));
+            let batch = record_batch([
+                TensorColumn::from_batch("embedding", &p.embeddings).unwrap(),
+                TensorColumn::from_batch(
+                    "norm",
+                    &HostArray::from_vec(vec![norms.len()], norms).unwrap(),
+                )
+                .unwrap(),
+            ])
+            .unwrap();
+            writer
+                .get_or_insert_with(|| {
+                    DatasetWriter::create(
+                        dir.path(),
+                        "backend",
+                        FileFormat::Parquet,
+                        batch.schema(),
+                    )
+                    .unwrap()
+                })
+                .write(p.key, &batch)
+                .unwrap();
+        }
+        writer.unwrap().finish().unwrap();
+        std::fs::write(
+            dir.path().join("expected.json"),
+            format!(
+                r#"{{"embedding_shape": [4, 8], "backends": {{{}}}}}"#,
+                expected.join(", ")
+            ),
+        )
+        .unwrap();
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/ferry/examples/arrow_engines.py");
+        let out = std::process::Command::new(python_executable())
+            .arg(&script)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            eprintln!("KEEP {:?}", dir.keep());
+        }
+        assert!(
+            out.status.success(),
+            "arrow_engines.py failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for p in &parts {
+            assert!(
+                stdout.contains(&format!("datafusion: backend={}", p.key)),
+                "{stdout}"
+            );
+            assert!(
+                stdout.contains(&format!("ray data:   backend={}", p.key)),
+                "{stdout}"
+            );
+        }
+        assert!(stdout.contains("answers equal ferry's"), "{stdout}");
+    }
+}
