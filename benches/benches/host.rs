@@ -249,5 +249,32 @@ fn config() -> Criterion {
     }
 }
 
-criterion_group! { name = benches; config = config(); targets = contiguous_copy, transpose, dlpack_round_trip, candle_to_host, burn_to_host, tch_to_host, candle_to_tch }
+/// Arrow: a batch as an `arrow.fixed_shape_tensor` column (zero-copy: the time does not grow
+/// with the size), and the column written to a Parquet file, beside pyarrow's `pq.write_table`
+/// of the same data (benches/pyarrow_parquet.py, in the same run).
+fn arrow_columns(c: &mut Criterion) {
+    use ferry::arrow::{TensorColumn, parquet, record_batch};
+    let mut g = c.benchmark_group("arrow");
+    for mib in sizes() {
+        let rows = mib * 256; // 4 KiB a row
+        // Same values as the pyarrow script: i * 1e-3 in f32.
+        let values: Vec<f32> = (0..rows * 1024).map(|i| i as f32 * 1e-3).collect();
+        let batch = HostArray::from_vec(vec![rows, 32, 32], values).unwrap();
+        g.bench_function(
+            BenchmarkId::new("tensor_column_export", format!("{mib} MiB")),
+            |b| b.iter(|| TensorColumn::from_batch("x", black_box(&batch)).unwrap()),
+        );
+        let table = record_batch([TensorColumn::from_batch("x", &batch).unwrap()]).unwrap();
+        let path = std::env::temp_dir().join("ferry-bench.parquet");
+        g.throughput(Throughput::Bytes((mib << 20) as u64));
+        g.bench_function(
+            BenchmarkId::new("parquet_write_file", format!("{mib} MiB")),
+            |b| b.iter(|| parquet::write_file(&path, std::slice::from_ref(&table)).unwrap()),
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+    g.finish();
+}
+
+criterion_group! { name = benches; config = config(); targets = contiguous_copy, transpose, dlpack_round_trip, candle_to_host, burn_to_host, tch_to_host, candle_to_tch, arrow_columns }
 criterion_main!(benches);

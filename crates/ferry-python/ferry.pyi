@@ -56,6 +56,13 @@ class HostArray:
     def __dlpack__(self, /, *, stream: int | None = None, max_version: tuple[int, int] | None = None, dl_device: tuple[int, int] | None = None, copy: bool | None = None) -> Any:
         """A ``"dltensor_versioned"`` capsule (``"dltensor"`` without ``max_version``)."""
     def __dlpack_device__(self) -> tuple[int, int]: ...
+    def __arrow_c_schema__(self) -> Any:
+        """The Arrow PyCapsule interface: an ``"arrow_schema"`` capsule of the column this
+        array exports as (1-D: a primitive array; higher: ``arrow.fixed_shape_tensor`` whose
+        rows are the first axis)."""
+    def __arrow_c_array__(self, requested_schema: Any | None = None) -> tuple[Any, Any]:
+        """The Arrow PyCapsule interface: ``(schema, array)`` capsules sharing this memory,
+        so ``pyarrow.array(h)`` takes it without copying."""
     def tobytes(self) -> bytes:
         """The elements in row-major order."""
     def copy(self) -> HostArray:
@@ -70,6 +77,17 @@ class HostArray:
 def from_dlpack(x: SupportsDLPack | HostArray | Any, /, *, copy: bool | None = None) -> HostArray:
     """Imports anything with ``__dlpack__`` (or a DLPack capsule), sharing its memory unless
     ``copy=True``."""
+
+class SupportsArrowArray(Protocol):
+    """Anything with the Arrow PyCapsule interface's ``__arrow_c_array__``: pyarrow arrays,
+    Polars series, nanoarrow arrays, `ferry.HostArray`."""
+
+    def __arrow_c_array__(self, requested_schema: Any | None = ...) -> tuple[Any, Any]: ...
+
+def from_arrow(obj: SupportsArrowArray) -> HostArray | list[HostArray]:
+    """Imports an Arrow array sharing its memory (read-only): a primitive array as a 1-D
+    array, an ``arrow.fixed_shape_tensor`` array as one array whose first axis is the rows,
+    an ``arrow.variable_shape_tensor`` array as a list of arrays. Nulls are refused."""
 
 def live_exports() -> int:
     """Exports handed to DLPack consumers that are still alive."""

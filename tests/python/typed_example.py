@@ -37,6 +37,8 @@ def main() -> None:
         print(means, copied.readonly, ferry.live_exports(), len(copied), ferry.__version__)
         capsule: object = ferry.HostArray.__dlpack_c_exchange_api__
         print(type(capsule).__name__, copied.__dlpack_device__(), copied.nbytes)
+        back = ferry.from_arrow(copied)  # a HostArray speaks Arrow's PyCapsule interface too
+        assert isinstance(back, ferry.HostArray) and back.shape == copied.shape
 
 
 if __name__ == "__main__":

@@ -134,6 +134,16 @@ fn baseline<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
     })
 }
 
+/// The `name nanoseconds` lines a baseline script printed (benches/numpy_transpose.py,
+/// benches/pyarrow_parquet.py); lines whose value is no number (versions) are skipped.
+pub fn parse_baselines(output: &str) -> Vec<(String, f64)> {
+    output
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
+        .collect()
+}
+
 /// One Python-side timing from benches/python_handoff.py: per-call nanoseconds, and the case
 /// of the same group it is compared with (the NumPy or PyTorch call doing the same job).
 #[derive(Debug)]
@@ -221,6 +231,18 @@ fn targets(rows: &[Row], python: &[PyRow]) -> Vec<(String, String, String, bool)
                 ratio >= want,
             ));
         }
+    }
+    if let Some(r) = rows
+        .iter()
+        .filter(|r| r.group == "arrow" && r.name.starts_with("tensor_column_export"))
+        .max_by(|a, b| a.median.total_cmp(&b.median))
+    {
+        out.push((
+            format!("arrow: {} (zero-copy tensor column)", r.name),
+            human(r.median),
+            "≤ 200 ns, any size".into(),
+            r.median <= 200.0,
+        ));
     }
     if let Some(r) = find("dlpack", "export_import_round_trip") {
         out.push((
@@ -313,6 +335,26 @@ pub fn report(
                 "; ferry's transpose takes {:.3}× NumPy's time ({:.1}× faster).",
                 ours.median / np,
                 np / ours.median
+            )?,
+            None => writeln!(out, ".")?,
+        }
+    }
+    if let Some((_, theirs)) = numpy.iter().find(|(k, _)| k == "pyarrow_write_table") {
+        // benches/pyarrow_parquet.py writes the Arrow group's column (64 MiB; 1 MiB --quick).
+        let size = if run.quick() { "1 MiB" } else { "64 MiB" };
+        let ours = rows
+            .iter()
+            .find(|r| r.group == "arrow" && r.name == format!("parquet_write_file {size}"));
+        write!(
+            out,
+            "\npyarrow `pq.write_table` of the same {size} tensor column (uncompressed, pyarrow's other defaults) on the same machine: {}",
+            human(*theirs)
+        )?;
+        match ours {
+            Some(ours) => writeln!(
+                out,
+                "; ferry's `parquet::write_file` takes {:.2}× pyarrow's time.",
+                ours.median / theirs
             )?,
             None => writeln!(out, ".")?,
         }

@@ -15,7 +15,8 @@ mod provision;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  demo            run the three scenarios on every enabled backend and write the plots
+  demo            run the scenarios on every backend: plots, custom and legacy functions, and
+                  a Parquet dataset for DataFusion and Ray Data (with the command to query it)
   ci              fmt check, clippy -D warnings, all tests, docs with warnings denied
   bench [--quick] run the criterion benchmarks and the Python hand-off timings and write
                   benches/RESULTS.md (--quick: small sizes, printed only; --report: rewrite
@@ -363,11 +364,12 @@ fn pip_install_check() -> Result<()> {
 /// on): each crate with its optional modules off, and ferry-io with one format alone, so no
 /// intra-doc link or import depends on a feature being on. (Each set rechecks its
 /// dependencies, so the list stays short: the facade's framework features only re-export.)
-const DOC_FEATURE_SETS: [(&str, &str); 4] = [
+const DOC_FEATURE_SETS: [(&str, &str); 5] = [
     ("ferry", ""),
     ("ferry-io", "npy"),
     ("ferry-io", "safetensors"),
     ("ferry-python", ""),
+    ("ferry-arrow", ""),
 ];
 
 fn ci() -> Result<()> {
@@ -410,6 +412,8 @@ fn ci() -> Result<()> {
     step("python tests", start);
     pip_install_check()?;
     step("pip install ./crates/ferry-python", start);
+    demo_check()?;
+    step("demo and its DataFusion/Ray Data command", start);
     let cases = std::fs::read_to_string(&report).unwrap_or_default();
     let mut lines: Vec<&str> = cases.lines().collect();
     lines.sort_unstable();
@@ -532,6 +536,9 @@ fn cuda_checks() -> Result<()> {
 }
 
 /// The demo needs libtorch (for tch) and nothing from Python.
+/// Every backend the demo runs, and the plots and Parquet dataset it writes.
+const DEMO_FEATURES: &str = "candle,burn,tch,plot,arrow";
+
 fn demo() -> Result<()> {
     let _ = LIBTORCH.set(provision::libtorch()?);
     run(cargo().args([
@@ -540,10 +547,37 @@ fn demo() -> Result<()> {
         "--package",
         "ferry",
         "--features",
-        "candle,burn,tch,plot",
+        DEMO_FEATURES,
         "--example",
         "demo",
     ]))
+}
+
+/// CI's check of the main job: the demo (dev profile, reusing the test build), then the
+/// command it prints for querying its Parquet dataset, run as printed with the provisioned
+/// Python (DataFusion and Ray Data check their answers against the ones ferry computed).
+fn demo_check() -> Result<()> {
+    let out_dir = root_target().join("ferry-demo-ci");
+    let mut cmd = cargo();
+    cmd.args(["run", "--package", "ferry", "--features", DEMO_FEATURES])
+        .args(["--example", "demo"])
+        .env("FERRY_DEMO_OUT", &out_dir)
+        .current_dir(workspace_root());
+    eprintln!("$ {}", show(&cmd));
+    let out = cmd.output().context("could not run the demo")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    if !out.status.success() {
+        bail!("demo failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let printed = stdout
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("python "))
+        .context("the demo printed no `python ...` command for its dataset")?;
+    let (python, _) = PYTHON.get().context("python not provisioned")?;
+    run(Command::new(python)
+        .args(printed.split_whitespace())
+        .current_dir(workspace_root()))
 }
 
 fn bench(mode: bench::Run, report_only: bool) -> Result<()> {
@@ -566,10 +600,11 @@ fn bench(mode: bench::Run, report_only: bool) -> Result<()> {
         }
         run(&mut cmd)?;
     }
-    let numpy = numpy_baseline(quick).unwrap_or_else(|e| {
+    let mut numpy = numpy_baseline(quick).unwrap_or_else(|e| {
         eprintln!("bench: numpy baseline skipped: {e:#}");
         Vec::new()
     });
+    numpy.extend(pyarrow_baseline(quick)?);
     let python = python_handoff(quick)?;
     let table = bench::report(&criterion_dir, &numpy, &python, mode)?;
     println!("{table}");
@@ -589,15 +624,24 @@ fn python_handoff(quick: bool) -> Result<(Vec<bench::PyRow>, String)> {
     Ok(bench::parse_python(&out))
 }
 
+/// Runs benches/pyarrow_parquet.py in the provisioned Python (1 MiB with `--quick`, else
+/// 64 MiB, the sizes of the Arrow group).
+fn pyarrow_baseline(quick: bool) -> Result<Vec<(String, f64)>> {
+    let (python, _) = provision::python_env()?;
+    let out = bench_script(
+        &python,
+        "pyarrow_parquet.py",
+        if quick { "1" } else { "64" },
+    )?;
+    Ok(bench::parse_baselines(&out))
+}
+
 /// Runs benches/numpy_transpose.py in the provisioned Python.
 fn numpy_baseline(quick: bool) -> Result<Vec<(String, f64)>> {
     let (python, _) = provision::python_env()?;
     let side = if quick { "512" } else { "4096" };
-    Ok(bench_script(&python, "numpy_transpose.py", side)?
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
-        .collect())
+    let out = bench_script(&python, "numpy_transpose.py", side)?;
+    Ok(bench::parse_baselines(&out))
 }
 
 /// What `python benches/<script> <arg>` printed, or its error output.

@@ -18,10 +18,9 @@ import math
 import os
 import sys
 
-# Ray: no usage reporting, no token file, no progress bars (the run must be quiet and offline).
+# Ray: no usage reporting, no token file, warnings only (the run must be quiet and offline).
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
 
 

@@ -1,6 +1,8 @@
 //! `cargo xtask demo`: the three scenarios (visualise, custom function, legacy code) on every
-//! backend this build enables, a scatter plot with one panel per backend, and a table of what
-//! ferry copied.
+//! backend this build enables, a scatter plot with one panel per backend, a table of what
+//! ferry copied, and (feature `arrow`) a fourth: a batch of embeddings from every backend in
+//! one hive-partitioned Parquet dataset, with the command that queries it with DataFusion and
+//! Ray Data.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,6 +23,8 @@ fn row_sums(a: &ArrayViewD<'_, f32>) -> ArrayD<f32> {
 /// What the demo needs from a framework: tensors made by the framework itself.
 trait DemoBackend {
     const NAME: &'static str;
+    /// The backend's partition in the Parquet dataset (`backend=KEY`).
+    const KEY: &'static str;
     type T: ToHost;
     fn device() -> String;
     /// 100×2 standard-normal samples.
@@ -31,6 +35,8 @@ trait DemoBackend {
     fn native_row_sums(t: &Self::T) -> Vec<f32>;
     /// [[1, 2], [3, 4]] as the framework's i64, on the host (legacy code wants f64).
     fn small() -> Result<HostArray>;
+    /// `rows` standard-normal 4×8 embeddings made by the framework, on the host (scenario 4).
+    fn embeddings(rows: usize) -> Result<HostArray>;
 }
 
 #[cfg(feature = "candle")]
@@ -39,6 +45,7 @@ struct DemoCandle;
 #[cfg(feature = "candle")]
 impl DemoBackend for DemoCandle {
     const NAME: &'static str = "candle";
+    const KEY: &'static str = "candle";
     type T = candle_core::Tensor;
     fn device() -> String {
         "cpu".into()
@@ -60,6 +67,11 @@ impl DemoBackend for DemoCandle {
             .expect("candle tensor")
             .to_host()
     }
+    fn embeddings(rows: usize) -> Result<HostArray> {
+        candle_core::Tensor::randn(0f32, 1.0, (rows, 4, 8), &candle_core::Device::Cpu)
+            .expect("candle randn")
+            .to_host()
+    }
 }
 
 #[cfg(feature = "burn")]
@@ -68,6 +80,7 @@ struct DemoBurn;
 #[cfg(feature = "burn")]
 impl DemoBackend for DemoBurn {
     const NAME: &'static str = "burn (flex)";
+    const KEY: &'static str = "burn";
     type T = burn::tensor::Tensor<2>;
     fn device() -> String {
         "cpu".into()
@@ -98,6 +111,14 @@ impl DemoBackend for DemoBurn {
         )
         .to_host()
     }
+    fn embeddings(rows: usize) -> Result<HostArray> {
+        burn::tensor::Tensor::<3>::random(
+            [rows, 4, 8],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &burn::tensor::Device::flex(),
+        )
+        .to_host()
+    }
 }
 
 #[cfg(feature = "tch")]
@@ -106,6 +127,7 @@ struct DemoTch;
 #[cfg(feature = "tch")]
 impl DemoBackend for DemoTch {
     const NAME: &'static str = "tch";
+    const KEY: &'static str = "tch";
     type T = tch::Tensor;
     fn device() -> String {
         "cpu".into()
@@ -125,6 +147,9 @@ impl DemoBackend for DemoTch {
             .reshape([2, 2])
             .to_host()
     }
+    fn embeddings(rows: usize) -> Result<HostArray> {
+        tch::Tensor::randn([rows as i64, 4, 8], (tch::Kind::Float, tch::Device::Cpu)).to_host()
+    }
 }
 
 struct Row {
@@ -135,7 +160,14 @@ struct Row {
     nanos: u128,
 }
 
-fn run<B: DemoBackend>(samples: &mut Vec<(&'static str, HostArray)>) -> Result<Row> {
+/// A backend's embeddings for the Parquet dataset: its partition key and the host array.
+type Embeddings = (&'static str, HostArray);
+
+fn run<B: DemoBackend>(
+    samples: &mut Vec<(&'static str, HostArray)>,
+    embeddings: &mut Vec<Embeddings>,
+    rows: usize,
+) -> Result<Row> {
     // Scenario 1: samples for a plot.
     let t = B::randn();
     let host = t.to_host()?;
@@ -186,6 +218,7 @@ fn run<B: DemoBackend>(samples: &mut Vec<(&'static str, HostArray)>) -> Result<R
         nanos: times[times.len() / 2],
     };
     samples.push((B::NAME, host));
+    embeddings.push((B::KEY, B::embeddings(rows)?));
     Ok(row)
 }
 
@@ -203,12 +236,13 @@ impl ColumnMean for ArrayViewD<'_, f32> {
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let mut rows = Vec::new();
     let mut samples = Vec::new();
+    let mut embeddings = Vec::new();
     #[cfg(feature = "candle")]
-    rows.push(run::<DemoCandle>(&mut samples)?);
+    rows.push(run::<DemoCandle>(&mut samples, &mut embeddings, 64)?);
     #[cfg(feature = "burn")]
-    rows.push(run::<DemoBurn>(&mut samples)?);
+    rows.push(run::<DemoBurn>(&mut samples, &mut embeddings, 48)?);
     #[cfg(feature = "tch")]
-    rows.push(run::<DemoTch>(&mut samples)?);
+    rows.push(run::<DemoTch>(&mut samples, &mut embeddings, 32)?);
     if rows.is_empty() {
         println!("no backend enabled: build with features candle, burn and/or tch");
         return Ok(());
@@ -227,6 +261,10 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         (420 * panels.len() as u32, 440),
     )?;
     println!("\nscatter plot: {}", png.display());
+    #[cfg(feature = "arrow")]
+    engines::write_dataset(&out.join("dataset"), &embeddings)?;
+    #[cfg(not(feature = "arrow"))]
+    let _ = embeddings;
 
     println!();
     println!(
@@ -244,4 +282,89 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// Scenario 4: tensors to the engines that distribute work. Every backend's embeddings go into
+/// one Parquet dataset partitioned by backend (an `arrow.fixed_shape_tensor` column, shared
+/// with the framework's memory until written, and each embedding's norm); `expected.json`
+/// records what ferry computes, and `arrow_engines.py` checks DataFusion and Ray Data against
+/// it.
+#[cfg(feature = "arrow")]
+mod engines {
+    use std::path::Path;
+
+    use ferry::HostArray;
+    use ferry::arrow::{DatasetWriter, FileFormat, TensorColumn, record_batch};
+    use ferry::ndarray::Axis;
+
+    type Error = Box<dyn std::error::Error>;
+
+    /// One partition's answers: rows, mean of the norms, sum of every value.
+    fn answers(embeddings: &HostArray) -> Result<(Vec<f64>, String), Error> {
+        let values = embeddings.view::<f32>()?.mapv(f64::from);
+        let flat = values.to_shape((embeddings.shape()[0], 32))?;
+        let norms: Vec<f64> = flat.map_axis(Axis(1), |row| row.dot(&row).sqrt()).to_vec();
+        let json = format!(
+            r#"{{"rows": {}, "mean_norm": {:?}, "embedding_sum": {:?}}}"#,
+            norms.len(),
+            norms.iter().sum::<f64>() / norms.len() as f64,
+            values.sum()
+        );
+        Ok((norms, json))
+    }
+
+    pub fn write_dataset(
+        root: &Path,
+        partitions: &[(&'static str, HostArray)],
+    ) -> Result<(), Error> {
+        let _ = std::fs::remove_dir_all(root);
+        let mut dataset: Option<DatasetWriter> = None;
+        let mut expected = Vec::new();
+        for (key, embeddings) in partitions {
+            let (norms, json) = answers(embeddings)?;
+            expected.push(format!(r#""{key}": {json}"#));
+            let norms = HostArray::from_vec(vec![norms.len()], norms)?;
+            let batch = record_batch([
+                TensorColumn::from_batch("embedding", embeddings)?,
+                TensorColumn::from_batch("norm", &norms)?,
+            ])?;
+            if dataset.is_none() {
+                dataset = Some(DatasetWriter::create(
+                    root,
+                    "backend",
+                    FileFormat::Parquet,
+                    batch.schema(),
+                )?);
+            }
+            dataset
+                .as_mut()
+                .expect("created above")
+                .write(key, &batch)?;
+        }
+        let Some(dataset) = dataset else {
+            return Ok(());
+        };
+        let files = dataset.finish()?;
+        let expected = format!(
+            r#"{{"embedding_shape": [4, 8], "backends": {{{}}}}}"#,
+            expected.join(", ")
+        );
+        std::fs::write(root.join("expected.json"), expected)?;
+        let sizes: Vec<String> = partitions
+            .iter()
+            .map(|(key, e)| format!("{key} {} rows", e.shape()[0]))
+            .collect();
+        println!(
+            "\nParquet dataset: {} ({} files, one per backend: {}; embeddings as arrow.fixed_shape_tensor)",
+            root.display(),
+            files.len(),
+            sizes.join(", ")
+        );
+        println!("query it with DataFusion (SQL) and Ray Data (map_batches over NumPy tensors):");
+        println!(
+            "  python crates/ferry/examples/arrow_engines.py {}",
+            root.display()
+        );
+        Ok(())
+    }
 }

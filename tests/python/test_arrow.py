@@ -1,0 +1,136 @@
+"""The Arrow PyCapsule interface: `pyarrow.array(h)` takes a ferry.HostArray without copying
+(a 1-D array as a primitive array, a batch as an `arrow.fixed_shape_tensor` array, a permuted
+batch through the extension's `permutation`), and `ferry.from_arrow` imports pyarrow arrays
+over pyarrow's own buffers; nulls and dtypes Arrow lacks are refused with typed errors."""
+
+import gc
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+import ferry
+from conftest import numpy_values
+
+# Every dtype both ferry and Arrow have (bool is bit-packed in Arrow: a copy each way).
+ARROW_DTYPES = [
+    "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+    "float16", "float32", "float64",
+]
+
+
+def values_address(arr):
+    """Address of the first value of a primitive pyarrow array (its data buffer + offset)."""
+    return arr.buffers()[1].address + arr.offset * arr.type.byte_width
+
+
+@pytest.mark.parametrize("dtype", ARROW_DTYPES)
+def test_a_1d_array_becomes_a_pyarrow_array_over_the_same_memory(dtype):
+    x = numpy_values(dtype, (17,))
+    h = ferry.from_dlpack(x)
+    a = pa.array(h)
+    assert a.type == pa.from_numpy_dtype(x.dtype)
+    assert a.null_count == 0
+    assert values_address(a) == h.data_ptr == x.ctypes.data
+    assert np.asarray(a).tobytes() == x.tobytes()
+    # ferry reads it back over the same memory.
+    back = ferry.from_arrow(a)
+    assert back.data_ptr == x.ctypes.data and back.readonly and back.copies == 0
+
+
+@pytest.mark.parametrize("dtype", ARROW_DTYPES)
+@pytest.mark.parametrize("layout", ["contiguous", "permuted"])
+def test_a_batch_becomes_a_fixed_shape_tensor_array_without_copying(dtype, layout):
+    x = numpy_values(dtype, (4, 3, 5))
+    if layout == "permuted":
+        x = x.transpose(0, 2, 1)  # rows outermost, each tensor transposed
+    h = ferry.from_dlpack(x)
+    a = pa.array(h)
+    assert isinstance(a, pa.FixedShapeTensorArray), a.type
+    assert a.type.permutation == ([1, 0] if layout == "permuted" else None)
+    assert values_address(a.storage.values) == x.ctypes.data
+    nd = a.to_numpy_ndarray()
+    assert nd.shape == x.shape and nd.dtype == x.dtype and nd.tobytes() == x.tobytes()
+    back = ferry.from_arrow(a)
+    assert back.shape == x.shape and back.strides == h.strides
+    assert back.data_ptr == x.ctypes.data and back.copies == 0
+    assert np.asarray(back.numpy()).tobytes() == x.tobytes()
+
+
+def test_torch_tensors_reach_pyarrow_through_ferry_without_copying():
+    t = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4).permute(0, 2, 1)
+    a = pa.array(ferry.from_dlpack(t))
+    assert a.type.shape == [3, 4] and a.type.permutation == [1, 0]
+    assert values_address(a.storage.values) == t.data_ptr()
+    assert np.array_equal(a.to_numpy_ndarray(), t.numpy())
+
+
+def test_layouts_that_are_no_permutation_of_row_major_are_copied_once():
+    x = numpy_values("float64", (6, 4))
+    for view in (x[::2], x[:, ::-1], x.T, np.broadcast_to(x[:1], (3, 4))):
+        a = pa.array(ferry.from_dlpack(view))
+        values = a.storage.values
+        assert not (x.ctypes.data <= values_address(values) < x.ctypes.data + x.nbytes)
+        assert a.to_numpy_ndarray().tobytes() == np.ascontiguousarray(view).tobytes()
+
+
+def test_pyarrow_tensors_with_permutation_and_dim_names_come_in_without_copying():
+    physical = numpy_values("int32", (2, 3, 4))
+    typ = pa.fixed_shape_tensor(pa.int32(), [3, 4], dim_names=["H", "W"], permutation=[1, 0])
+    storage = pa.FixedSizeListArray.from_arrays(pa.array(physical.ravel()), 12)
+    a = pa.ExtensionArray.from_storage(typ, storage)
+    h = ferry.from_arrow(a)
+    assert h.shape == (2, 4, 3) and h.strides == (12, 1, 4)
+    assert h.data_ptr == values_address(storage.values) and h.readonly
+    assert np.array_equal(h.numpy(), a.to_numpy_ndarray())
+    # A slice of the pyarrow array is a view too.
+    s = ferry.from_arrow(a[1:])
+    assert s.shape == (1, 4, 3) and s.data_ptr == h.data_ptr + 12 * 4
+
+
+def test_the_imported_memory_outlives_the_pyarrow_array():
+    a = pa.array(np.arange(1000, dtype=np.int64))
+    h = ferry.from_arrow(a)
+    del a
+    gc.collect()
+    assert h.numpy().sum() == 999 * 1000 // 2
+
+
+def test_bools_are_bit_packed_once_each_way():
+    x = numpy_values("bool", (3, 5))
+    h = ferry.from_dlpack(x)
+    a = pa.array(h)
+    assert a.type.value_type == pa.bool_()
+    back = ferry.from_arrow(a)
+    assert back.copies == 1 and np.array_equal(back.numpy(), x)
+    flat = ferry.from_arrow(pa.array([True, False, True]))
+    assert flat.dtype == "bool" and flat.numpy().tolist() == [True, False, True]
+
+
+def test_nulls_unsupported_types_and_dtypes_arrow_lacks_are_refused():
+    with pytest.raises(ValueError, match="null"):
+        ferry.from_arrow(pa.array([1.0, None]))
+    with pytest.raises(TypeError, match="fixed_shape_tensor"):
+        ferry.from_arrow(pa.array(["a", "b"]))
+    with pytest.raises(TypeError, match="__arrow_c_array__"):
+        ferry.from_arrow(np.arange(3))
+    bf16 = ferry.from_dlpack(torch.ones(4, dtype=torch.bfloat16))
+    with pytest.raises(TypeError, match="cast it to f32"):
+        pa.array(bf16)
+    c64 = ferry.from_dlpack(np.ones(3, dtype=np.complex64))
+    with pytest.raises(TypeError, match="real and imaginary"):
+        c64.__arrow_c_array__()
+    with pytest.raises(ValueError, match="0-d"):
+        pa.array(ferry.from_dlpack(np.array(1.0, dtype=np.float32)))
+
+
+def test_the_schema_capsule_describes_the_array():
+    h = ferry.from_dlpack(numpy_values("float32", (2, 3, 4)))
+    typ = pa.DataType._import_from_c_capsule(h.__arrow_c_schema__())
+    assert isinstance(typ, pa.FixedShapeTensorType) and typ.shape == [3, 4]
+    assert typ == pa.array(h).type
+    # Unused capsules release what they hold (no consumer moved the struct out).
+    for _ in range(1000):
+        h.__arrow_c_array__()
+    gc.collect()
