@@ -1,6 +1,7 @@
 """pyarrow baseline for `cargo xtask bench`'s Arrow group: `pq.write_table` of the same tensor
-column ferry's `parquet_write_file` writes (rows of 32x32 f32 holding i * 1e-3, uncompressed,
-pyarrow's other defaults), timed on this machine. Prints `name median_ns` lines (medians of 9
+column ferry's `parquet_write_file` writes (rows of 32x32 f32 holding i * 1e-3) with ferry's
+settings (uncompressed, no dictionary for the tensor column, column-chunk statistics: pyarrow's
+default), timed on this machine. Prints `name median_ns` lines (medians of 9
 after a warm-up)."""
 import os
 import sys
@@ -29,6 +30,6 @@ values = np.arange(rows * 1024, dtype=np.float64).astype(np.float32) * np.float3
 column = pa.FixedShapeTensorArray.from_numpy_ndarray(values.reshape(rows, 32, 32))
 table = pa.table({"x": column})
 path = os.path.join(tempfile.gettempdir(), "ferry-bench-pyarrow.parquet")
-print(f"pyarrow_write_table {median_ns(lambda: pq.write_table(table, path, compression='none'))}")
+print(f"pyarrow_write_table {median_ns(lambda: pq.write_table(table, path, compression='none', use_dictionary=False))}")
 print(f"pyarrow_version {pa.__version__}")
 os.remove(path)

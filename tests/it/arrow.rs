@@ -649,3 +649,25 @@ expected = (list(logical.shape), np.ascontiguousarray(logical).tobytes())
         assert!(stdout.contains("answers equal ferry's"), "{stdout}");
     }
 }
+
+#[test]
+fn misaligned_memory_is_copied_once_for_arrows_aligned_buffers() {
+    let bytes: Vec<u8> = (0..17).collect();
+    let base = bytes.as_ptr();
+    let parts = ferry::RawParts {
+        data: base.wrapping_add(1),
+        dtype: DType::F32,
+        shape: vec![2, 2],
+        strides: vec![2, 1],
+        memory: ferry::MemoryKind::Cpu,
+        access: ferry::Access::ReadOnly,
+    };
+    // SAFETY: the 16 bytes from `base + 1` lie in `bytes`, which the owner keeps alive and
+    // nobody writes.
+    let host = unsafe { HostArray::from_raw_parts(parts, std::sync::Arc::new(bytes)) }.unwrap();
+    let col = TensorColumn::from_batch("x", &host).unwrap();
+    assert_eq!(col.copy_log().len(), 1);
+    assert_eq!(col.copy_log()[0].reason, CopyReason::Misaligned);
+    let back = col.to_host().unwrap();
+    assert_eq!(back.as_bytes().unwrap(), &(1..17).collect::<Vec<u8>>()[..]);
+}

@@ -1,6 +1,6 @@
 //! The README's code, as a newcomer copies it: the three jobs (plot, custom function, legacy
-//! f64 code fed integers), the generic `summary`, fixed-rank and cast views, and `convert`
-//! with the source framework inferred.
+//! f64 code fed integers), the generic `summary`, fixed-rank and cast views, `convert` with the
+//! source framework inferred, and the Arrow dataset.
 
 use candle_core::{Device, Tensor};
 use ferry::{DType, Error, ToHost};
@@ -98,5 +98,26 @@ fn convert_infers_the_source_and_burn_cpu_needs_no_rank() -> AnyResult {
     );
     assert!(err.to_string().contains("from_host"), "{err}");
     assert!(err.to_string().contains("Burn Float tensor"), "{err}");
+    Ok(())
+}
+
+#[cfg(feature = "arrow")]
+#[test]
+fn readme_arrow_snippet_writes_a_dataset_and_reads_it_back() -> AnyResult {
+    use ferry::arrow::{DatasetWriter, FileFormat, TensorColumn, column, parquet, record_batch};
+
+    let t = Tensor::randn(0f32, 1., (64, 4, 8), &Device::Cpu)?;
+    let embeddings = TensorColumn::from_batch("embedding", &t.to_host()?)?;
+    assert!(embeddings.copy_log().is_empty());
+    let batch = record_batch([embeddings])?;
+    let dir = std::env::temp_dir().join(format!("ferry-readme-dataset-{}", std::process::id()));
+    let mut dataset = DatasetWriter::create(&dir, "backend", FileFormat::Parquet, batch.schema())?;
+    dataset.write("candle", &batch)?;
+    dataset.finish()?;
+    let read = parquet::read_file(dir.join("backend=candle/part-0.parquet"))?;
+    let back = column(&read[0], "embedding")?.to_host()?;
+    assert_eq!(back.shape(), &[64, 4, 8]);
+    assert_eq!(back.to_array::<f32>()?, t.to_host()?.to_array::<f32>()?);
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -347,7 +347,7 @@ pub fn report(
             .find(|r| r.group == "arrow" && r.name == format!("parquet_write_file {size}"));
         write!(
             out,
-            "\npyarrow `pq.write_table` of the same {size} tensor column (uncompressed, pyarrow's other defaults) on the same machine: {}",
+            "\npyarrow `pq.write_table` of the same {size} tensor column with the same settings (uncompressed, no dictionary) on the same machine: {}",
             human(*theirs)
         )?;
         match ours {

@@ -726,7 +726,7 @@ fn valgrind() -> Result<()> {
         );
         Ok(())
     };
-    let plain = test_binary("candle,burn,files,plot")?;
+    let plain = test_binary("candle,burn,files,plot,arrow")?;
     memcheck(&plain, &[])?;
     build_env()?;
     let with_tch = test_binary("tch")?;

@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use arrow_array::{Array, BooleanArray};
 use arrow_buffer::{Buffer, MutableBuffer};
-use ferry_core::{
-    CopyPolicy, CopyReason, DType, HostArray, Owner, Storage, StorageLayout, record_copy,
-};
+use ferry_core::{CopyReason, DType, HostArray, Owner, Storage, StorageLayout, record_copy};
 
 use crate::Result;
 
@@ -41,25 +39,12 @@ pub(crate) fn host_over_buffer(buffer: Buffer, layout: StorageLayout) -> Result<
 struct HeldByArrow(#[allow(dead_code)] AssertUnwindSafe<Owner>);
 
 /// A row-major (or permuted row-major) array's elements as one Arrow buffer over the same
-/// memory, or a copy when the data is misaligned for Arrow's typed access. `array` must be
-/// dense: its byte span holds exactly its elements.
-pub(crate) fn buffer_over_host(
-    array: &HostArray,
-) -> Result<(Buffer, Option<ferry_core::CopyRecord>)> {
+/// memory. `array` must be dense (its byte span holds exactly its elements) and its data
+/// aligned for its element type (arrow-rs asserts it on typed access).
+pub(crate) fn buffer_over_host(array: &HostArray) -> Buffer {
     let (start, len) = array.byte_span();
-    let align = array.itemsize().unwrap_or(1);
-    if len == 0 {
-        return Ok((empty(), None));
-    }
-    if !(start as usize).is_multiple_of(align) {
-        let copy = array.to_contiguous(CopyPolicy::Always)?;
-        let record = record_copy(len as u64, CopyReason::Misaligned);
-        let bytes = copy.as_bytes().unwrap_or_default();
-        // `from_slice_ref` copies into Arrow's own 64-byte-aligned allocation.
-        return Ok((Buffer::from_slice_ref(bytes), Some(record)));
-    }
-    let Some(ptr) = NonNull::new(start.cast_mut()) else {
-        return Ok((empty(), None));
+    let Some(ptr) = NonNull::new(start.cast_mut()).filter(|_| len > 0) else {
+        return empty();
     };
     let owner = Arc::new(HeldByArrow(AssertUnwindSafe(array.keep_alive())));
     // SAFETY: `[start, start + len)` is the array's byte span, one readable allocation kept
@@ -68,8 +53,7 @@ pub(crate) fn buffer_over_host(
     // mutable). ferry does not write it either while `owner` lives: `keep_alive` makes the
     // array's owner shared, so `view_mut` refuses; other writers are those the array's own
     // `Access` already admits (the `tensor.numpy()` contract).
-    let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, owner) };
-    Ok((buffer, None))
+    unsafe { Buffer::from_custom_allocation(ptr, len, owner) }
 }
 
 /// An empty buffer aligned for every Arrow type (a `Vec<u8>`'s dangling pointer is not).

@@ -3,14 +3,14 @@
 //! memory is a permutation of row-major, tensors of differing shapes as
 //! `arrow.variable_shape_tensor` — and record batches of such columns.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_array::{
     Array, ArrayRef, BooleanArray, FixedSizeListArray, Int32Array, ListArray, RecordBatch,
     StructArray, make_array,
 };
-use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
-use arrow_data::ArrayData;
+use arrow_buffer::{Buffer, MutableBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, FieldRef, Fields, Schema};
 use ferry_core::layout::{element_count, row_major_strides};
 use ferry_core::{
@@ -73,31 +73,41 @@ impl TensorColumn {
             copies.extend_from_slice(&dense.copy_log()[batch.copies()..]);
             let (packed, record) = pack_bools(&dense)?;
             copies.push(record);
-            (packed.into_data(), identity(batch.ndim()))
+            (Arc::new(packed) as ArrayRef, identity(batch.ndim()))
         } else {
+            let aligned = batch.is_empty()
+                || (batch.as_ptr() as usize).is_multiple_of(batch.itemsize().unwrap_or(1));
             let (dense, order) = match dense_order(batch.shape(), batch.strides()) {
-                Some(order) if order[0] == 0 => (batch.clone(), order),
-                // Not a permutation of row-major with the rows outermost, so not row-major
-                // either: `IfNeeded` copies (and records the copy).
+                Some(order) if order[0] == 0 && aligned => (Cow::Borrowed(batch), order),
+                // Not a permutation of row-major with the rows outermost (so not row-major
+                // either: `IfNeeded` copies), or misaligned for Arrow's typed access (which
+                // asserts alignment): one copy to a fresh row-major buffer.
                 _ => {
-                    let dense = batch.to_contiguous(CopyPolicy::IfNeeded)?;
-                    copies.extend_from_slice(&dense.copy_log()[batch.copies()..]);
-                    (dense, identity(batch.ndim()))
+                    let policy = if aligned {
+                        CopyPolicy::IfNeeded
+                    } else {
+                        CopyPolicy::Always
+                    };
+                    let dense = batch.to_contiguous(policy)?;
+                    copies.extend(dense.copy_log()[batch.copies()..].iter().map(|r| {
+                        let reason = if aligned {
+                            r.reason
+                        } else {
+                            CopyReason::Misaligned
+                        };
+                        CopyRecord { reason, ..*r }
+                    }));
+                    (Cow::Owned(dense), identity(batch.ndim()))
                 }
             };
-            let (buffer, misaligned) = buffer_over_host(&dense)?;
-            copies.extend(misaligned);
-            let values = ArrayData::builder(value_type.clone())
-                .len(batch.len())
-                .add_buffer(buffer)
-                .build()?;
+            let values = primitive_array(dense.dtype(), buffer_over_host(&dense), dense.len());
             (values, order)
         };
         if batch.ndim() == 1 {
             let field = Field::new(name, value_type, false);
             return Ok(TensorColumn {
                 field: Arc::new(field),
-                array: make_array(values),
+                array: values,
                 kind: ColumnKind::Primitive,
                 copies,
             });
@@ -112,7 +122,11 @@ impl TensorColumn {
                     .expect("a permutation")
             })
             .collect();
-        let permutation = (permutation != identity(permutation.len())).then_some(permutation);
+        let permutation = permutation
+            .iter()
+            .enumerate()
+            .any(|(i, &p)| i != p)
+            .then_some(permutation);
         let array = fixed_size_list(batch, &value_type, &physical, rows, values)?;
         let metadata = TensorMetadata {
             shape: Some(physical),
@@ -130,7 +144,8 @@ impl TensorColumn {
     }
 
     /// A column with a row per tensor: `arrow.fixed_shape_tensor` when all have one shape
-    /// (stacked into one buffer: one recorded copy), else `arrow.variable_shape_tensor`
+    /// (stacked into one buffer: one recorded copy, and one more for each tensor that is not
+    /// row-major), else `arrow.variable_shape_tensor`
     /// ([`ragged`](Self::ragged)). All must share dtype and rank; at least one is needed.
     pub fn from_tensors(name: &str, tensors: &[HostArray]) -> Result<TensorColumn> {
         let first = check_tensors(tensors)?;
@@ -139,13 +154,11 @@ impl TensorColumn {
         }
         let mut shape = vec![tensors.len()];
         shape.extend_from_slice(first.shape());
-        let (bytes, record) = concat_row_major(tensors)?;
-        let stacked = if first.dtype() == DType::Bool {
-            let bools: Vec<bool> = bytes.iter().map(|&b| b != 0).collect();
-            HostArray::from_vec(shape, bools)?
-        } else {
-            HostArray::from_bytes(shape, first.dtype(), &bytes)?
-        };
+        let (buffer, record) = concat_row_major(tensors)?;
+        // The stacked batch over the new buffer, exported without a further copy (bools are
+        // still bit-packed).
+        let layout = StorageLayout::row_major(first.dtype(), shape)?;
+        let stacked = host_over_buffer(buffer, layout)?;
         let mut column = Self::from_batch(name, &stacked)?;
         column.copies.insert(0, record);
         Ok(column)
@@ -153,7 +166,7 @@ impl TensorColumn {
 
     /// An `arrow.variable_shape_tensor` column with a row per tensor (shapes may differ;
     /// dtype and rank may not). The tensors' elements are copied, row-major, into one data
-    /// buffer (one recorded copy).
+    /// buffer (one recorded copy, and one more for each tensor that is not row-major).
     pub fn ragged(name: &str, tensors: &[HostArray]) -> Result<TensorColumn> {
         let first = check_tensors(tensors)?;
         let value_type = arrow_type(first.dtype())?;
@@ -181,18 +194,13 @@ impl TensorColumn {
                 })?);
             }
         }
-        let (bytes, mut record) = concat_row_major(tensors)?;
+        let (buffer, mut record) = concat_row_major(tensors)?;
         let values: ArrayRef = if first.dtype() == DType::Bool {
-            let packed = BooleanArray::from_iter(bytes.iter().map(|&b| Some(b != 0)));
+            let packed = BooleanArray::from_iter(buffer.iter().map(|&b| Some(b != 0)));
             record = record_copy(packed.values().inner().len() as u64, CopyReason::Repacked);
             Arc::new(BooleanArray::new(packed.values().clone(), None))
         } else {
-            make_array(
-                ArrayData::builder(value_type.clone())
-                    .len(total)
-                    .add_buffer(Buffer::from_vec(bytes))
-                    .build()?,
-            )
+            primitive_array(first.dtype(), buffer, total)
         };
         // Nullable items (never null here), as Arrow C++ and pyarrow declare them.
         let data_field = Arc::new(Field::new_list_field(value_type.clone(), true));
@@ -713,6 +721,36 @@ fn values_to_host(
     )
 }
 
+/// A primitive Arrow array of `len` values of `dtype` (not bool) over `buffer`, which holds
+/// exactly those values, aligned for their type (typed constructors: `ArrayData`'s validating
+/// builder and `make_array` would cost more than the rest of a zero-copy export).
+fn primitive_array(dtype: DType, buffer: Buffer, len: usize) -> ArrayRef {
+    use arrow_array::PrimitiveArray;
+    use arrow_array::types::*;
+    macro_rules! typed {
+        ($t:ty) => {
+            Arc::new(PrimitiveArray::<$t>::new(
+                ScalarBuffer::new(buffer, 0, len),
+                None,
+            ))
+        };
+    }
+    match dtype {
+        DType::U8 => typed!(UInt8Type),
+        DType::U16 => typed!(UInt16Type),
+        DType::U32 => typed!(UInt32Type),
+        DType::U64 => typed!(UInt64Type),
+        DType::I8 => typed!(Int8Type),
+        DType::I16 => typed!(Int16Type),
+        DType::I32 => typed!(Int32Type),
+        DType::I64 => typed!(Int64Type),
+        DType::F16 => typed!(Float16Type),
+        DType::F32 => typed!(Float32Type),
+        DType::F64 => typed!(Float64Type),
+        other => unreachable!("{other} is checked by arrow_type before values are built"),
+    }
+}
+
 /// `order[j]` is the axis stored `j`-th, outermost first, when the array's memory is a
 /// permutation of row-major (dense, positive strides); `None` otherwise. Axes of length 1 keep
 /// their logical place among the others, so a row-major array gets the identity.
@@ -755,7 +793,7 @@ fn fixed_size_list(
     value_type: &DataType,
     physical: &[usize],
     rows: usize,
-    values: ArrayData,
+    values: ArrayRef,
 ) -> Result<ArrayRef> {
     let size = element_count(physical)
         .and_then(|n| i32::try_from(n).ok())
@@ -770,7 +808,7 @@ fn fixed_size_list(
     // and pyarrow require of the extension; with non-nullable items pyarrow drops the extension
     // type when it reads a Parquet file.
     let item = Arc::new(Field::new_list_field(value_type.clone(), true));
-    let list = FixedSizeListArray::try_new_with_length(item, size, make_array(values), None, rows)?;
+    let list = FixedSizeListArray::try_new_with_length(item, size, values, None, rows)?;
     Ok(Arc::new(list))
 }
 
@@ -803,16 +841,17 @@ fn check_tensors(tensors: &[HostArray]) -> Result<&HostArray> {
     Ok(first)
 }
 
-/// Every tensor's elements, row-major, one after the other (one recorded copy).
-fn concat_row_major(tensors: &[HostArray]) -> Result<(Vec<u8>, CopyRecord)> {
+/// Every tensor's elements, row-major, one after the other, in one Arrow buffer (aligned for
+/// every type): one recorded copy, plus one for each tensor that is not row-major.
+fn concat_row_major(tensors: &[HostArray]) -> Result<(Buffer, CopyRecord)> {
     let total: usize = tensors.iter().map(HostArray::nbytes).sum();
-    let mut bytes = Vec::with_capacity(total);
+    let mut bytes = MutableBuffer::with_capacity(total);
     for t in tensors {
         let dense = t.to_contiguous(CopyPolicy::IfNeeded)?;
         bytes.extend_from_slice(dense.as_bytes().unwrap_or_default());
     }
     let record = record_copy(bytes.len() as u64, CopyReason::NonContiguous);
-    Ok((bytes, record))
+    Ok((bytes.into(), record))
 }
 
 /// A record batch of `columns` (all with the same number of rows), each field keeping its

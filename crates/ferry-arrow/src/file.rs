@@ -59,7 +59,8 @@ pub mod parquet {
     use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     /// Writes `batches` (all with one schema) to a new Parquet file at `path` (one row group
-    /// per 128 MiB of encoded data, no compression).
+    /// per 128 MiB of encoded data, no compression, no dictionary for tensor columns:
+    /// [`TensorWriter::create`]).
     pub fn write_file(path: impl AsRef<Path>, batches: &[RecordBatch]) -> Result<()> {
         write_all(path.as_ref(), FileFormat::Parquet, batches)
     }
@@ -132,17 +133,24 @@ impl std::fmt::Debug for TensorWriter {
 }
 
 impl TensorWriter {
-    /// A new file at `path` in `format` for batches of `schema`.
+    /// A new file at `path` in `format` for batches of `schema`. Parquet is written
+    /// uncompressed, with statistics per column chunk, and without dictionary encoding for
+    /// tensor columns (float tensor values rarely repeat, so the dictionary attempt only costs
+    /// time); [`create_with`](Self::create_with) takes other properties.
     pub fn create(
         path: impl AsRef<Path>,
         format: FileFormat,
         schema: SchemaRef,
     ) -> Result<TensorWriter> {
-        Self::create_with(path, format, schema, None)
+        let properties = match format {
+            FileFormat::Parquet => Some(tensor_properties(&schema)?),
+            _ => None,
+        };
+        Self::create_with(path, format, schema, properties)
     }
 
     /// Like [`create`](Self::create), with Parquet writer properties (compression, encodings,
-    /// row group size); ignored for IPC.
+    /// row group size; `None`: arrow-rs's defaults); ignored for IPC.
     pub fn create_with(
         path: impl AsRef<Path>,
         format: FileFormat,
@@ -218,7 +226,8 @@ impl TensorWriter {
         &self.path
     }
 
-    /// Writes what is buffered and the file's footer, and closes it; returns the rows written.
+    /// Writes what is buffered and the file's footer, and closes it (flushed to the operating
+    /// system, not synced to disk); returns the rows written.
     pub fn finish(self) -> Result<usize> {
         let flushed = match self.sink {
             Sink::Parquet(w) => w.into_inner().map_err(Error::from),
@@ -231,11 +240,10 @@ impl TensorWriter {
                 .and_then(|()| w.into_inner())
                 .map_err(Error::from),
         };
+        // Flushed to the OS (as pyarrow and arrow-rs leave it); not fsync'd.
         flushed?
             .into_inner()
-            .map_err(|e| Error::io(&self.path)(e.into_error()))?
-            .sync_all()
-            .map_err(Error::io(&self.path))?;
+            .map_err(|e| Error::io(&self.path)(e.into_error()))?;
         Ok(self.rows)
     }
 }
@@ -300,6 +308,36 @@ impl DatasetWriter {
             })
             .collect()
     }
+}
+
+/// ferry's default Parquet properties for `schema`: see [`TensorWriter::create`].
+fn tensor_properties(schema: &arrow_schema::Schema) -> Result<WriterProperties> {
+    use ::parquet::arrow::ArrowSchemaConverter;
+    use ::parquet::file::properties::EnabledStatistics;
+    let tensors: Vec<&str> = schema
+        .fields()
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.extension_type_name(),
+                Some(crate::FIXED_SHAPE_TENSOR | crate::VARIABLE_SHAPE_TENSOR)
+            )
+        })
+        .map(|f| f.name().as_str())
+        .collect();
+    let mut builder = WriterProperties::builder().set_statistics_enabled(EnabledStatistics::Chunk);
+    let leaves = ArrowSchemaConverter::new().convert(schema)?;
+    for leaf in leaves.columns() {
+        if leaf
+            .path()
+            .parts()
+            .first()
+            .is_some_and(|top| tensors.contains(&top.as_str()))
+        {
+            builder = builder.set_column_dictionary_enabled(leaf.path().clone(), false);
+        }
+    }
+    Ok(builder.build())
 }
 
 /// Refuses partition keys and values that would not make one plain folder name.

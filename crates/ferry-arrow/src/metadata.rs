@@ -105,22 +105,44 @@ impl TensorMetadata {
         }
     }
 
-    /// The JSON text, with the spec's keys and without absent ones.
+    /// The JSON text, with the spec's keys and without absent ones (written by hand: this is
+    /// on the path of every zero-copy export, and a `serde_json::Value` costs more than the
+    /// rest of that export).
     pub fn to_json(&self) -> String {
-        let mut map = Map::new();
+        use std::fmt::Write as _;
+        fn list<T: std::fmt::Display>(out: &mut String, key: &str, items: &[T]) {
+            let sep = if out.len() > 1 { "," } else { "" };
+            let _ = write!(out, "{sep}\"{key}\":[");
+            for (i, item) in items.iter().enumerate() {
+                let _ = write!(out, "{}{item}", if i > 0 { "," } else { "" });
+            }
+            out.push(']');
+        }
+        let mut out = String::with_capacity(64);
+        out.push('{');
         if let Some(shape) = &self.shape {
-            map.insert("shape".into(), Value::from(shape.clone()));
+            list(&mut out, "shape", shape);
         }
         if let Some(names) = &self.dim_names {
-            map.insert("dim_names".into(), Value::from(names.clone()));
+            // JSON strings (escaped by serde_json).
+            let names: Vec<String> = names
+                .iter()
+                .map(|n| Value::from(n.as_str()).to_string())
+                .collect();
+            list(&mut out, "dim_names", &names);
         }
         if let Some(p) = &self.permutation {
-            map.insert("permutation".into(), Value::from(p.clone()));
+            list(&mut out, "permutation", p);
         }
         if let Some(u) = &self.uniform_shape {
-            map.insert("uniform_shape".into(), Value::from(u.clone()));
+            let dims: Vec<String> = u
+                .iter()
+                .map(|d| d.map_or_else(|| "null".to_owned(), |d| d.to_string()))
+                .collect();
+            list(&mut out, "uniform_shape", &dims);
         }
-        Value::Object(map).to_string()
+        out.push('}');
+        out
     }
 
     /// `field` carrying extension `name` with this metadata (other metadata kept).
@@ -161,7 +183,16 @@ mod tests {
             permutation: Some(vec![1, 0]),
             ..TensorMetadata::default()
         };
-        assert_eq!(m.to_json(), r#"{"permutation":[1,0],"shape":[2,3]}"#);
+        assert_eq!(m.to_json(), r#"{"shape":[2,3],"permutation":[1,0]}"#);
+        let named = TensorMetadata {
+            dim_names: Some(vec!["a\"b".into(), "c".into()]),
+            uniform_shape: Some(vec![None, Some(3)]),
+            ..TensorMetadata::default()
+        };
+        assert_eq!(
+            TensorMetadata::parse(Some(&named.to_json()), None).unwrap(),
+            named
+        );
     }
 
     #[test]
