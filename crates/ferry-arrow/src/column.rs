@@ -176,7 +176,7 @@ impl TensorColumn {
         let mut shapes = Vec::with_capacity(tensors.len() * ndim);
         let mut total = 0usize;
         for tensor in tensors {
-            total += tensor.len();
+            total = total.saturating_add(tensor.len());
             offsets.push(i32::try_from(total).map_err(|_| {
                 shape_error(
                     "a variable-shape tensor column",
@@ -392,11 +392,11 @@ impl TensorColumn {
             }
             ColumnKind::FixedShapeTensor => {
                 let layout = self.fixed_layout()?;
-                let (values, offset) = self.fixed_values(&layout)?;
+                let values = self.fixed_values(&layout)?;
                 let (mut shape, mut strides) = layout.logical_strides();
                 shape.insert(0, self.array.len());
                 strides.insert(0, layout.list_size as isize);
-                values_to_host(values, offset, shape, strides)
+                values_to_host(values, 0, shape, strides)
             }
             ColumnKind::VariableShapeTensor => Err(Error::Shape {
                 what: "one host array of a variable-shape tensor column",
@@ -419,11 +419,12 @@ impl TensorColumn {
             }
             ColumnKind::FixedShapeTensor => {
                 let layout = self.fixed_layout()?;
-                let (values, offset) = self.fixed_values(&layout)?;
+                let values = self.fixed_values(&layout)?;
                 let (shape, strides) = layout.logical_strides();
                 (0..self.len())
                     .map(|row| {
-                        let start = offset + row * layout.list_size;
+                        // In range: `fixed_values` checked rows × list size against the values.
+                        let start = row * layout.list_size;
                         values_to_host(values, start, shape.clone(), strides.clone())
                     })
                     .collect()
@@ -477,9 +478,9 @@ impl TensorColumn {
         })
     }
 
-    /// The fixed-shape column's values array and the index of row 0's first value in it,
-    /// after checking nulls and length.
-    fn fixed_values(&self, layout: &FixedLayout) -> Result<(&ArrayRef, usize)> {
+    /// The fixed-shape column's values array (row 0's first value first: Arrow slices it with
+    /// the list), after checking nulls and that it holds every row.
+    fn fixed_values(&self, layout: &FixedLayout) -> Result<&ArrayRef> {
         let list = self
             .array
             .as_any()
@@ -497,7 +498,7 @@ impl TensorColumn {
                 "the values array is shorter than its rows",
             ));
         }
-        Ok((values, 0))
+        Ok(values)
     }
 
     fn variable_metadata(&self) -> Result<TensorMetadata> {
