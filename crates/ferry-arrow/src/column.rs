@@ -864,7 +864,7 @@ pub fn record_batch(columns: impl IntoIterator<Item = TensorColumn>) -> Result<R
 }
 
 /// Every column of `batch` as a [`TensorColumn`] (refused if one is of a type ferry cannot
-/// read; select the columns you need with [`column`] instead).
+/// read; select the columns you need with [`column()`] instead).
 pub fn columns(batch: &RecordBatch) -> Result<Vec<TensorColumn>> {
     let schema = batch.schema();
     schema

@@ -6,7 +6,7 @@
 //!   alive and is read-only).
 //! - [`TensorColumn`]: a batch of tensors ↔ a canonical `arrow.fixed_shape_tensor` column (a
 //!   permuted layout travels without a copy through the extension's `permutation`), ragged
-//!   tensors ↔ `arrow.variable_shape_tensor`; [`record_batch`], [`column`], [`columns`].
+//!   tensors ↔ `arrow.variable_shape_tensor`; [`record_batch`], [`column()`], [`columns`].
 //! - Feature `files` (default): `ipc` and `parquet` files and streams, `TensorWriter` (batch
 //!   by batch, bounded memory) and `DatasetWriter` (a hive-partitioned folder of Parquet
 //!   files).
