@@ -79,8 +79,8 @@ def from_dlpack(x: SupportsDLPack | HostArray | Any, /, *, copy: bool | None = N
     ``copy=True``."""
 
 class SupportsArrowArray(Protocol):
-    """Anything with the Arrow PyCapsule interface's ``__arrow_c_array__``: pyarrow arrays,
-    Polars series, nanoarrow arrays, `ferry.HostArray`."""
+    """Anything with the Arrow PyCapsule interface's ``__arrow_c_array__``: pyarrow and
+    nanoarrow arrays, `ferry.HostArray` (a Polars Series through ``.to_arrow()``)."""
 
     def __arrow_c_array__(self, requested_schema: Any | None = ...) -> tuple[Any, Any]: ...
 

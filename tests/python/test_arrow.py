@@ -1,11 +1,12 @@
-"""The Arrow PyCapsule interface: `pyarrow.array(h)` takes a ferry.HostArray without copying
-(a 1-D array as a primitive array, a batch as an `arrow.fixed_shape_tensor` array, a permuted
-batch through the extension's `permutation`), and `ferry.from_arrow` imports pyarrow arrays
-over pyarrow's own buffers; nulls and dtypes Arrow lacks are refused with typed errors."""
+"""The Arrow PyCapsule interface: `pyarrow.array(h)` and Polars take a ferry.HostArray without
+copying (a 1-D array as a primitive array, a batch as an `arrow.fixed_shape_tensor` array, a
+permuted batch through the extension's `permutation`), and `ferry.from_arrow` imports pyarrow
+arrays over pyarrow's own buffers; nulls and dtypes Arrow lacks are refused with typed errors."""
 
 import gc
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pytest
 import torch
@@ -64,6 +65,21 @@ def test_torch_tensors_reach_pyarrow_through_ferry_without_copying():
     assert a.type.shape == [3, 4] and a.type.permutation == [1, 0]
     assert values_address(a.storage.values) == t.data_ptr()
     assert np.array_equal(a.to_numpy_ndarray(), t.numpy())
+
+
+def test_polars_takes_host_arrays_without_copying():
+    x = numpy_values("int32", (11,))
+    s = pl.Series("x", ferry.from_dlpack(x))
+    assert s.dtype == pl.Int32 and s.to_list() == x.tolist()
+    assert values_address(s.to_arrow()) == x.ctypes.data
+    batch = numpy_values("float64", (4, 2, 3))
+    t = pl.Series("t", ferry.from_dlpack(batch))
+    assert t.len() == 4 and np.array_equal(t.to_numpy().reshape(4, 2, 3), batch, equal_nan=True)
+    # And back: a Series' Arrow array comes into ferry without a copy.
+    back = ferry.from_arrow(s.to_arrow())
+    assert back.data_ptr == x.ctypes.data
+    with pytest.raises(TypeError, match="to_arrow"):
+        ferry.from_arrow(s)
 
 
 def test_layouts_that_are_no_permutation_of_row_major_are_copied_once():

@@ -159,10 +159,10 @@ pub fn nvcc() -> Result<PathBuf> {
 }
 
 /// What the Python-side tests and benchmark baselines import, pinned, on top of torch 2.9.0:
-/// NumPy, safetensors, pytest, tvm-ffi, pyarrow, DataFusion, Ray, and the rest of torch's own
-/// dependencies (its CUDA libraries, which `import torch` loads even on a machine without a
-/// GPU; triton is not needed).
-const PYTHON_PACKAGES: [&str; 52] = [
+/// NumPy, safetensors, pytest, tvm-ffi, pyarrow, DataFusion, Ray, Polars, and the rest of
+/// torch's own dependencies (its CUDA libraries, which `import torch` loads even on a machine
+/// without a GPU; triton is not needed).
+const PYTHON_PACKAGES: [&str; 54] = [
     "numpy==2.4.6",
     // A real consumer of DLPack 1.3's C exchange API (tests/python/test_exchange.py).
     "apache-tvm-ffi==0.1.15.post2",
@@ -218,6 +218,9 @@ const PYTHON_PACKAGES: [&str; 52] = [
     "idna==3.20",
     "charset-normalizer==3.5.3",
     "certifi==2026.10.19.post1",
+    // Takes a ferry.HostArray through the Arrow PyCapsule interface (test_arrow.py).
+    "polars==2.1.0",
+    "polars-runtime-32==2.1.0",
 ];
 
 /// Builds and checks Python packages: maturin (the wheel's build backend) and mypy (checks the

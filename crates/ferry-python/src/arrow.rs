@@ -1,7 +1,8 @@
 //! The Arrow PyCapsule interface of the Python module: `HostArray.__arrow_c_schema__` and
 //! `__arrow_c_array__` (a 1-D array as a primitive column, a higher one as an
-//! `arrow.fixed_shape_tensor` column whose rows are the first axis), and `ferry.from_arrow`,
-//! which imports anything with `__arrow_c_array__` (pyarrow, Polars, nanoarrow) without copying.
+//! `arrow.fixed_shape_tensor` column whose rows are the first axis), which pyarrow and Polars
+//! take without copying, and `ferry.from_arrow`, which imports anything with
+//! `__arrow_c_array__` (pyarrow and nanoarrow arrays) the same way.
 
 use std::ffi::{CStr, c_void};
 
@@ -84,7 +85,7 @@ fn import_column(obj: &Bound<'_, PyAny>) -> PyResult<TensorColumn> {
     let py = obj.py();
     if !obj.hasattr(intern!(py, "__arrow_c_array__"))? {
         return Err(PyTypeError::new_err(format!(
-            "{} has no __arrow_c_array__; pass a pyarrow Array (a ChunkedArray's .combine_chunks()), a Polars Series or another Arrow PyCapsule producer",
+            "{} has no __arrow_c_array__; pass a pyarrow Array (for a ChunkedArray: .combine_chunks(); for a Polars Series: .to_arrow()) or another object with the Arrow PyCapsule interface",
             obj.get_type().name()?
         )));
     }
@@ -102,8 +103,8 @@ fn import_column(obj: &Bound<'_, PyAny>) -> PyResult<TensorColumn> {
     unsafe { ferry_arrow::ffi::import(taken, &*schema_ptr) }.map_err(to_py_err)
 }
 
-/// Imports an Arrow array from anything with `__arrow_c_array__` (pyarrow, Polars,
-/// nanoarrow), sharing its memory (read-only): a primitive array becomes a 1-D
+/// Imports an Arrow array from anything with `__arrow_c_array__` (pyarrow and nanoarrow
+/// arrays; a Polars Series through `.to_arrow()`), sharing its memory (read-only): a primitive array becomes a 1-D
 /// `ferry.HostArray`, an `arrow.fixed_shape_tensor` array one `HostArray` whose first axis is
 /// the rows, an `arrow.variable_shape_tensor` array a list of `HostArray`s. Nulls are refused.
 #[pyfunction]
