@@ -31,6 +31,15 @@ macro_rules! backend_suite {
                     suite::refusals::<$B>(),
                 );
             }
+
+            #[cfg(feature = "arrow")]
+            #[test]
+            fn arrow_columns() {
+                suite::report(
+                    concat!(stringify!($name), " arrow columns"),
+                    suite::arrow_columns::<$B>(),
+                );
+            }
         }
     };
 }

@@ -68,8 +68,8 @@ pub(crate) fn unpack_bools(values: &BooleanArray) -> (Vec<bool>, ferry_core::Cop
     (bools, record)
 }
 
-/// A dense `bool` array's elements (in row-major order) bit-packed for Arrow (one recorded
-/// copy).
+/// A `bool` array's elements, in row-major (logical) order whatever its layout, bit-packed
+/// for Arrow (one recorded copy).
 pub(crate) fn pack_bools(array: &HostArray) -> Result<(BooleanArray, ferry_core::CopyRecord)> {
     debug_assert_eq!(array.dtype(), DType::Bool);
     let view = array.view::<bool>()?;

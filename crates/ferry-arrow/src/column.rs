@@ -69,9 +69,8 @@ impl TensorColumn {
         let value_type = arrow_type(batch.dtype())?;
         let mut copies = Vec::new();
         let (values, order) = if batch.dtype() == DType::Bool {
-            let dense = batch.to_contiguous(CopyPolicy::IfNeeded)?;
-            copies.extend_from_slice(&dense.copy_log()[batch.copies()..]);
-            let (packed, record) = pack_bools(&dense)?;
+            // Packed straight from the view, in logical order, whatever the layout.
+            let (packed, record) = pack_bools(batch)?;
             copies.push(record);
             (Arc::new(packed) as ArrayRef, identity(batch.ndim()))
         } else {
