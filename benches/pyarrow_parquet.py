@@ -1,28 +1,17 @@
 """pyarrow baseline for `cargo xtask bench`'s Arrow group: `pq.write_table` of the same tensor
 column ferry's `parquet_write_file` writes (rows of 32x32 f32 holding i * 1e-3) with ferry's
 settings (uncompressed, no dictionary for the tensor column, column-chunk statistics: pyarrow's
-default), timed on this machine. Prints `name median_ns` lines (medians of 9
-after a warm-up)."""
+default), timed on this machine. Prints `name median_ns` lines (medians of 9 after a
+warm-up)."""
 import os
 import sys
 import tempfile
-import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
-def median_ns(fn, runs=9):
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter_ns()
-        fn()
-        times.append(time.perf_counter_ns() - start)
-    times.sort()
-    return times[len(times) // 2]
-
+from timing import median_ns
 
 mib = int(sys.argv[1]) if len(sys.argv) > 1 else 64
 rows = mib * 256  # 4 KiB a row
@@ -30,6 +19,11 @@ values = np.arange(rows * 1024, dtype=np.float64).astype(np.float32) * np.float3
 column = pa.FixedShapeTensorArray.from_numpy_ndarray(values.reshape(rows, 32, 32))
 table = pa.table({"x": column})
 path = os.path.join(tempfile.gettempdir(), "ferry-bench-pyarrow.parquet")
-print(f"pyarrow_write_table {median_ns(lambda: pq.write_table(table, path, compression='none', use_dictionary=False))}")
+
+def write():
+    pq.write_table(table, path, compression="none", use_dictionary=False)
+
+
+print(f"pyarrow_write_table {median_ns(write, 9)}")
 print(f"pyarrow_version {pa.__version__}")
 os.remove(path)
