@@ -407,3 +407,61 @@ fn hole7_tch_import_that_throws_after_taking_the_deleter_releases_once() {
     assert!(matches!(err, Error::Backend { .. }), "{err}");
     assert_eq!(producer.deleted(), 1, "released exactly once: {err}");
 }
+
+/// `with_guard` (the owner wrapper ferry's Python exports count themselves with) must not turn a
+/// clone into a second writable handle: the wrapper's own owner is unique even when the memory
+/// is not, so access narrows whenever anything else holds the memory, and the guard drops only
+/// with the last holder of the result.
+#[test]
+fn with_guard_never_makes_a_second_writable_handle() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let original = HostArray::from_vec(vec![2, 2], vec![1f32, 2.0, 3.0, 4.0]).unwrap();
+    let mut guarded = original.clone().with_guard(Counted(dropped.clone()));
+    assert_eq!(guarded.access(), Access::Shared);
+    assert!(matches!(
+        guarded.view_mut::<f32>(),
+        Err(Error::NotWritable { .. })
+    ));
+    assert_eq!(guarded.as_ptr(), original.as_ptr());
+    drop(guarded);
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+
+    // Moved in with nothing else holding the memory: still Exclusive and writable, and the
+    // guard outlives every clone of the result.
+    let mut alone = original.with_guard(Counted(dropped.clone()));
+    assert_eq!(alone.access(), Access::Exclusive);
+    alone.view_mut::<f32>().unwrap()[[0, 0]] = 9.0;
+    let clone = alone.clone();
+    drop(alone);
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(clone.view::<f32>().unwrap()[[0, 0]], 9.0);
+    drop(clone);
+    assert_eq!(dropped.load(Ordering::SeqCst), 2);
+
+    // Memory labelled pinned, relabelled for a kDLCPU consumer: the same address and access.
+    let bytes = vec![7u8; 4];
+    let parts = RawParts {
+        data: bytes.as_ptr(),
+        dtype: DType::U8,
+        shape: vec![4],
+        strides: vec![1],
+        memory: MemoryKind::CudaHost,
+        access: Access::ReadOnly,
+    };
+    // SAFETY: the 4 bytes live (and are only read) until the end of the test.
+    let pinned = unsafe { HostArray::from_raw_parts(parts, ferry::dlpack::owner(())) }.unwrap();
+    let relabelled = pinned.clone().as_cpu_memory();
+    assert_eq!(relabelled.memory(), MemoryKind::Cpu);
+    assert_eq!(relabelled.device(), ferry::Device::CPU);
+    assert_eq!(relabelled.as_ptr(), pinned.as_ptr());
+    assert!(relabelled.is_read_only());
+}

@@ -1,6 +1,7 @@
 """DLPack both ways between ferry and the real NumPy and PyTorch: every dtype × layout, zero-copy
 checks, read-only, the capsule protocol, copy/device/stream arguments, and deleters."""
 
+import ctypes
 import gc
 import subprocess
 import sys
@@ -97,10 +98,10 @@ def test_bf16_reaches_torch_but_numpy_refuses_it_cleanly(no_leaks):
 
 def test_ferry_owned_memory_is_shared(no_leaks):
     x = np.arange(24, dtype=np.float32).reshape(4, 6).T
-    h = ferry.from_dlpack(x, copy=True)  # NumPy makes the copy (IS_COPIED); ferry adds none
-    assert h.data_ptr != numpy_ptr(x) and h.copies == 0
-    h = h.copy()  # a copy ferry makes: row-major, in ferry's memory
-    assert h.copies == 1 and h.strides == (4, 1)
+    # copy=True: NumPy is asked to share and ferry makes the one copy (logged): row-major, in
+    # ferry's memory.
+    h = ferry.from_dlpack(x, copy=True)
+    assert h.data_ptr != numpy_ptr(x) and h.copies == 1 and h.strides == (4, 1)
     y, t = np.from_dlpack(h), torch.from_dlpack(h)
     assert numpy_ptr(y) == h.data_ptr == t.data_ptr()
     y[0, 0] = 42
@@ -195,7 +196,7 @@ def test_legacy_producers_and_consumers(no_leaks):
     assert numpy_ptr(y) == numpy_ptr(x) and y.strides == x.strides
 
 
-def test_import_asks_once_for_host_memory_and_falls_back_step_by_step(no_leaks):
+def test_import_asks_once_and_falls_back_step_by_step(no_leaks):
     calls = []
 
     class Producer:
@@ -215,21 +216,70 @@ def test_import_asks_once_for_host_memory_and_falls_back_step_by_step(no_leaks):
             return self.device
 
     x = np.arange(6, dtype=np.float32)
-    # A current producer: one call, asking for host memory, and no __dlpack_device__ call.
+    # A host array: one call with max_version alone, and no __dlpack_device__ call.
     assert ferry.from_dlpack(Producer(x, {"max_version", "dl_device", "copy"})).data_ptr == numpy_ptr(x)
-    assert calls == [["dl_device", "max_version"]]
-    # DLPack 1.0 without dl_device: asked again with max_version (and copy) alone.
+    assert calls == [["max_version"]]
+    # copy=True: the host array is shared by the producer and copied by ferry; copy=False is
+    # passed on.
     calls.clear()
     h = ferry.from_dlpack(Producer(x, {"max_version", "copy"}), copy=True)
     assert h.data_ptr != numpy_ptr(x) and h.tobytes() == x.tobytes()
-    assert calls == [["copy", "dl_device", "max_version"], ["copy", "max_version"]]
+    assert ferry.from_dlpack(Producer(x, {"max_version", "copy"}), copy=False).data_ptr == numpy_ptr(x)
+    assert calls == [["max_version"], ["copy", "max_version"]]
     # A legacy producer of device memory: refused with what to do, after asking its device.
     calls.clear()
     with pytest.raises(BufferError, match="legacy DLPack.*t.cpu()"):
         ferry.from_dlpack(Producer(x, set(), device=(2, 0)))
-    assert calls == [["dl_device", "max_version"], ["max_version"], "__dlpack_device__"]
+    assert calls == [["max_version"], "__dlpack_device__"]
     with pytest.raises(TypeError, match="type list has no __dlpack__ method"):
         ferry.from_dlpack([1, 2, 3])
+
+
+def test_a_device_array_is_released_and_asked_for_again_on_the_host(no_leaks):
+    from test_exchange import DELETER, DLDataType, DLDevice, DLManagedTensorVersioned
+    from test_exchange import DLPackVersion, DLTensor, K_DL_CUDA, _new_capsule
+
+    calls, released = [], []
+    shape = (ctypes.c_int64 * 1)(6)
+    deleter = DELETER(lambda managed: released.append(managed))
+    on_host = np.arange(6, dtype=np.float32)
+
+    class DeviceProducer:
+        """A DLPack 1.x producer of CUDA memory (metadata only: nobody reads it) that copies to
+        the host when asked with dl_device, or refuses dl_device when it does not know it."""
+
+        def __init__(self, knows_dl_device):
+            self.knows_dl_device = knows_dl_device
+
+        def __dlpack__(self, **kwargs):
+            calls.append(sorted(kwargs))
+            if "dl_device" in kwargs:
+                if not self.knows_dl_device:
+                    raise TypeError("unexpected keyword dl_device")
+                assert kwargs["dl_device"] == (1, 0)
+                return on_host.__dlpack__(max_version=kwargs["max_version"])
+            managed = DLManagedTensorVersioned(
+                version=DLPackVersion(1, 3),
+                deleter=deleter,
+                dl_tensor=DLTensor(
+                    data=0x7F0000000000, device=DLDevice(K_DL_CUDA, 0), ndim=1,
+                    dtype=DLDataType(2, 32, 1), shape=shape, strides=None,
+                ),
+            )
+            self.managed = managed  # alive until the deleter has run
+            return _new_capsule(ctypes.addressof(managed), b"dltensor_versioned", None)
+
+    h = ferry.from_dlpack(DeviceProducer(True), copy=True)
+    assert h.tobytes() == on_host.tobytes() and h.data_ptr != numpy_ptr(on_host)
+    # Asked as it is (copy=True withheld: no copy on the device), released exactly once, then
+    # asked for a host copy with copy passed on.
+    assert calls == [["max_version"], ["copy", "dl_device", "max_version"]]
+    assert len(released) == 1
+    calls.clear()
+    with pytest.raises(BufferError, match=r"lives on cuda:0.*does not take dl_device.*t\.cpu\(\)"):
+        ferry.from_dlpack(DeviceProducer(False))
+    assert calls == [["max_version"], ["dl_device", "max_version"]]
+    assert len(released) == 2
 
 
 def test_copy_device_and_stream_arguments(no_leaks):

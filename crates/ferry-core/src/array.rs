@@ -477,6 +477,38 @@ impl HostArray {
         Arc::new(KeepAlive(self.owner.clone()))
     }
 
+    /// This array, with `guard` dropped when the last clone of the result (and every handle
+    /// made from it) is dropped: for an exporter that counts what it handed out. Access stays
+    /// [`Access::Exclusive`] only while nothing else holds this array's memory (no clone,
+    /// export or keep-alive); otherwise it narrows to [`Access::shared`], so the result never
+    /// writes memory that another holder reads. Layout, memory and copy log are kept.
+    pub fn with_guard<G: Send + Sync + 'static>(self, guard: G) -> HostArray {
+        let access = if self.owner_is_unique() {
+            self.access
+        } else {
+            self.access.shared()
+        };
+        let owner: Owner = Arc::new(Guarded {
+            _memory: self.owner,
+            _guard: guard,
+        });
+        HostArray {
+            access,
+            owner,
+            ..self
+        }
+    }
+
+    /// This array with pinned or managed memory labelled as plain CPU memory (what a DLPack
+    /// consumer asking for `kDLCPU` gets: the CPU reads such memory where it is). The memory,
+    /// and who frees it, do not change.
+    pub fn as_cpu_memory(self) -> HostArray {
+        HostArray {
+            memory: MemoryKind::Cpu,
+            ..self
+        }
+    }
+
     /// Whether this array's owner is held by nothing else (no clone, export or keep-alive).
     pub(crate) fn owner_is_unique(&self) -> bool {
         Arc::strong_count(&self.owner) == 1 && Arc::weak_count(&self.owner) == 0
@@ -911,9 +943,43 @@ impl HostArray {
         Ok(HostArray { copies: log, ..out })
     }
 
-    /// Checks that a layout is describable for `dtype` (used by constructors and DLPack import).
-    pub(crate) fn validate_layout(dtype: DType, shape: &[usize], strides: &[isize]) -> Result<()> {
-        check_layout(dtype, shape, strides).map(|_| ())
+    /// [`from_raw_parts`](Self::from_raw_parts) for parts whose checks already ran (DLPack
+    /// import's, which are the same): no second pass over the layout.
+    ///
+    /// # Safety
+    ///
+    /// As for [`from_raw_parts`](Self::from_raw_parts), and the parts pass its checks: the
+    /// layout passes [`check_layout`], `data` is non-null unless the layout is empty, and every
+    /// reached byte lies inside the address space.
+    pub(crate) unsafe fn from_checked_parts(parts: RawParts, owner: Owner) -> HostArray {
+        let RawParts {
+            data,
+            dtype,
+            shape,
+            strides,
+            memory,
+            access,
+        } = parts;
+        HostArray {
+            data: NonNull::new(data.cast_mut()).unwrap_or(NonNull::dangling()),
+            dtype,
+            shape,
+            strides,
+            memory,
+            access,
+            owner,
+            copies: Vec::new(),
+        }
+    }
+
+    /// Checks that a layout is describable for `dtype` (used by constructors and DLPack import);
+    /// returns its [`offset_range`](layout::offset_range).
+    pub(crate) fn validate_layout(
+        dtype: DType,
+        shape: &[usize],
+        strides: &[isize],
+    ) -> Result<Option<(isize, isize)>> {
+        check_layout(dtype, shape, strides)
     }
 }
 
@@ -926,6 +992,13 @@ fn out_of_memory(bytes: usize, shape: &[usize], dtype: DType) -> Error {
         shape: shape.to_vec(),
         dtype,
     }
+}
+
+/// The owner behind [`HostArray::with_guard`]: the array's own owner, then the guard (fields drop
+/// in declaration order, so the guard drops after this handle on the memory is released).
+struct Guarded<G> {
+    _memory: Owner,
+    _guard: G,
 }
 
 /// The owner behind [`HostArray::keep_alive`]: keeps the memory alive, hands nothing out.

@@ -56,22 +56,20 @@ pub fn offset_range(shape: &[usize], strides: &[isize]) -> Result<Option<(isize,
         return Ok(None);
     }
     let too_big = || overflow(shape, strides, 8);
-    let (mut lo, mut hi) = (0i128, 0i128);
+    // Reaches of one sign only grow the partial sums toward the final `lo` or `hi`, so checked
+    // `isize` steps fail exactly when the final extent does not fit.
+    let (mut lo, mut hi) = (0isize, 0isize);
     for (&len, &stride) in shape.iter().zip(strides) {
-        let reach = (stride as i128)
-            .checked_mul(len as i128 - 1)
-            .ok_or_else(too_big)?;
+        let steps = isize::try_from(len - 1).map_err(|_| too_big())?;
+        let reach = stride.checked_mul(steps).ok_or_else(too_big)?;
         if reach < 0 {
             lo = lo.checked_add(reach).ok_or_else(too_big)?;
         } else {
             hi = hi.checked_add(reach).ok_or_else(too_big)?;
         }
     }
-    let fits = |v: i128| v >= isize::MIN as i128 && v <= isize::MAX as i128;
-    if !fits(lo) || !fits(hi) || !fits(hi - lo) {
-        return Err(too_big());
-    }
-    Ok(Some((lo as isize, hi as isize)))
+    hi.checked_sub(lo).ok_or_else(too_big)?;
+    Ok(Some((lo, hi)))
 }
 
 pub(crate) fn overflow(shape: &[usize], strides: &[isize], itemsize_bits: u32) -> Error {

@@ -3,13 +3,10 @@
 //! and asking an object's `__dlpack__` for one the way the specification says.
 
 use std::ffi::{CStr, c_void};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ferry_core::dlpack_rs::ffi::{DLManagedTensor, DLManagedTensorVersioned};
-use ferry_core::{
-    Access, CopyPolicy, Device, DlpackTensor, HostArray, MemoryKind, RawDlpack, RawParts,
-};
+use ferry_core::{CopyPolicy, Device, DlpackTensor, HostArray, RawDlpack};
 use pyo3::exceptions::{PyAttributeError, PyBufferError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -35,59 +32,25 @@ pub fn live_exports() -> usize {
     LIVE_EXPORTS.load(Ordering::SeqCst)
 }
 
-/// The owner of one export: keeps the array's memory alive (through its keep-alive handle, so
-/// no copy of the shape and strides is held) and counts itself in [`live_exports`].
-pub(crate) struct LiveExport(
-    #[expect(dead_code, reason = "held to keep the memory alive")] ferry_core::Owner,
-);
+/// The guard of one export: counted in [`live_exports`] from its making until the exported
+/// array's last holder drops it.
+pub(crate) struct LiveExport(());
 
 impl LiveExport {
-    /// The array an export of `array` hands out: the same memory, labelled as `memory`, owned
-    /// by a counted `LiveExport`. Its access is `Shared` (or `ReadOnly`): `array` and its other
-    /// clones (the `ferry.HostArray` object, the caller's own `HostArray`) still reach the
-    /// memory, so a ferry re-import of the export must not hand out a mutable view while they
-    /// read. No copy log: the consumer shares memory that others hold.
-    pub(crate) fn share(array: &HostArray, memory: MemoryKind) -> HostArray {
-        // SAFETY: access narrowed to Shared; see `wrap`.
-        unsafe { Self::wrap(array, memory, array.access().shared()) }
+    /// The array an export of `array` hands out: a clone (the same memory), counted. Its access
+    /// is `Shared` (or `ReadOnly`): `array` and its other clones (the `ferry.HostArray` object,
+    /// the caller's own `HostArray`) still reach the memory, so a ferry re-import of the export
+    /// must not hand out a mutable view while they read.
+    pub(crate) fn share(array: &HostArray) -> HostArray {
+        Self::hand_over(array.clone())
     }
 
-    /// Like [`share`](Self::share), for `array`, a copy made for this export alone: it is
-    /// moved in and dropped, so the keep-alive inside the new owner is the only holder of its
-    /// memory, which stays `Exclusive` with `array`'s copy log (the consumer may be told
-    /// IS_COPIED).
-    pub(crate) fn hand_over(array: HostArray, memory: MemoryKind) -> HostArray {
-        // SAFETY: `array` is dropped below, so nothing but the new owner reaches its memory.
-        let wrapped = unsafe { Self::wrap(&array, memory, array.access()) };
-        let log = array.copy_log().to_vec();
-        drop(array);
-        log.into_iter().fold(wrapped, HostArray::with_copy)
-    }
-
-    /// `array`'s memory and layout with `access`, owned by a new counted `LiveExport` that
-    /// holds `array`'s keep-alive handle.
-    ///
-    /// # Safety
-    ///
-    /// `access` is no wider than `array`'s, and `Exclusive` only when every other holder of
-    /// `array`'s memory is dropped before the returned array is used.
-    unsafe fn wrap(array: &HostArray, memory: MemoryKind, access: Access) -> HostArray {
+    /// Like [`share`](Self::share), for `array` itself, moved in: when it is a copy made for
+    /// this export alone, nothing else holds its memory, which stays `Exclusive` with its copy
+    /// log (the consumer may be told IS_COPIED).
+    pub(crate) fn hand_over(array: HostArray) -> HostArray {
         LIVE_EXPORTS.fetch_add(1, Ordering::SeqCst);
-        let parts = RawParts {
-            data: array.as_ptr(),
-            dtype: array.dtype(),
-            shape: array.shape().to_vec(),
-            strides: array.strides().to_vec(),
-            memory,
-            access,
-        };
-        let owner: ferry_core::Owner = Arc::new(LiveExport(array.keep_alive()));
-        // SAFETY: the same memory and layout as `array` (its pointer, with the provenance it was
-        // built with), which the owner keeps alive through `array`'s keep-alive handle. Access
-        // is never widened, and is Exclusive only as the contract allows. `memory` is only ever
-        // the CPU label for host memory the CPU can address (pinned or managed).
-        unsafe { HostArray::from_raw_parts(parts, owner) }
-            .expect("the layout of an existing array is valid")
+        array.with_guard(LiveExport(()))
     }
 }
 
@@ -200,27 +163,23 @@ fn take_capsule(capsule: &Bound<'_, PyAny>) -> PyResult<DlpackTensor> {
 }
 
 /// Imports any object that speaks DLPack (NumPy, PyTorch, JAX, CuPy, ferry itself): asks with
-/// `max_version=(1, 3)` and `dl_device=(kDLCPU, 0)` and falls back step by step when the
-/// producer raises `TypeError`.
+/// `max_version=(1, 3)` and falls back step by step when the producer raises `TypeError`; a
+/// device array is asked again with `dl_device=(kDLCPU, 0)` for a host copy.
 pub(crate) fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
     // SAFETY: `obj` is a live object; the check reads only its type.
-    let capsule = if unsafe { ffi::PyCapsule_CheckExact(obj.as_ptr()) } == 1 {
+    let tensor = if unsafe { ffi::PyCapsule_CheckExact(obj.as_ptr()) } == 1 {
         // A bare capsule (what `__dlpack__` returned, or `torch.utils.dlpack.to_dlpack`).
-        obj.clone()
+        take_capsule(obj)?
     } else {
-        request_capsule(obj, copy)?
+        request_host_tensor(obj, copy)?
     };
-    let tensor = take_capsule(&capsule)?;
     let copied = tensor.is_copied();
     let array = tensor.into_host().map_err(to_py_err)?;
     finish_copy(array, copied, copy)
 }
 
-/// The keyword arguments of the first `__dlpack__` request: `max_version=(1, 3)`,
-/// `dl_device=(kDLCPU, 0)` and `copy` when given. A fresh dict each time (a producer whose
-/// `__dlpack__` is a C function taking a keyword dict receives the dict itself and may change
-/// it); the two tuples are made once per interpreter.
-fn request_kwargs<'py>(py: Python<'py>, copy: Option<bool>) -> PyResult<Bound<'py, PyDict>> {
+/// The version tuple `(1, 3)` and the host device `(kDLCPU, 0)`, made once per interpreter.
+fn request_tuples(py: Python<'_>) -> PyResult<(&Bound<'_, PyTuple>, &Bound<'_, PyTuple>)> {
     static VERSION: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
     static HOST: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
     let version = VERSION.get_or_try_init(py, || {
@@ -229,29 +188,66 @@ fn request_kwargs<'py>(py: Python<'py>, copy: Option<bool>) -> PyResult<Bound<'p
     let host = HOST.get_or_try_init(py, || {
         PyTuple::new(py, [Device::CPU_TYPE, 0]).map(Bound::unbind)
     })?;
+    Ok((version.bind(py), host.bind(py)))
+}
+
+/// The keyword arguments of a `__dlpack__` request: `max_version=(1, 3)`, `copy` when given,
+/// and `dl_device=(kDLCPU, 0)` when asking for a host copy. A fresh dict each time (a
+/// producer whose `__dlpack__` is a C function taking a keyword dict receives the dict itself
+/// and may change it).
+fn request_kwargs<'py>(
+    py: Python<'py>,
+    copy: Option<bool>,
+    to_host: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (version, host) = request_tuples(py)?;
     let kwargs = PyDict::new(py);
-    kwargs.set_item(intern!(py, "max_version"), version.bind(py))?;
-    kwargs.set_item(intern!(py, "dl_device"), host.bind(py))?;
+    kwargs.set_item(intern!(py, "max_version"), version)?;
+    if to_host {
+        kwargs.set_item(intern!(py, "dl_device"), host)?;
+    }
     if let Some(copy) = copy {
         kwargs.set_item(intern!(py, "copy"), copy)?;
     }
     Ok(kwargs)
 }
 
-/// Calls `obj.__dlpack__` the way DLPack's Python specification asks consumers to, asking for
-/// host memory directly with `dl_device=(kDLCPU, 0)` as NumPy does (so the common call costs
-/// one method call, without `__dlpack_device__`). A producer that raises `TypeError` is asked
-/// again with `max_version` (and `copy`) alone, then with no arguments (a legacy capsule);
-/// only then does ferry ask `__dlpack_device__`, to explain a device array that a legacy
-/// producer cannot copy to the host.
+/// A tensor the CPU can read from `obj.__dlpack__`: asked for as it is first (what NumPy's
+/// `from_dlpack` does; PyTorch's `__dlpack__` costs half a microsecond more when handed a
+/// `dl_device` to check), and, when that tensor lives on a device, released and asked for
+/// again with `dl_device=(kDLCPU, 0)`, which makes a DLPack 1.0 producer copy it to the host.
+/// `copy=True` is passed on only with `dl_device` (a host array is copied by
+/// [`finish_copy`], so a device array is not copied on its device first, for nothing).
+fn request_host_tensor(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<DlpackTensor> {
+    let py = obj.py();
+    let tensor = take_capsule(&request_capsule(obj, copy.filter(|&c| !c))?)?;
+    let device = tensor.device();
+    if device.is_host_readable() {
+        return Ok(tensor);
+    }
+    drop(tensor);
+    let kwargs = request_kwargs(py, copy, true)?;
+    match obj.call_method(intern!(py, "__dlpack__"), (), Some(&kwargs)) {
+        Ok(capsule) => take_capsule(&capsule),
+        Err(e) if e.is_instance_of::<PyTypeError>(py) => Err(PyBufferError::new_err(format!(
+            "the {} lives on {device} and its producer cannot copy it to the host (its __dlpack__ does not take dl_device); move it to the CPU first (for example t.cpu())",
+            obj.get_type().name()?
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Calls `obj.__dlpack__` the way DLPack's Python specification asks consumers to: with
+/// `max_version` (and `copy` when given). A producer that raises `TypeError` is asked again
+/// with no arguments (a legacy capsule), after `__dlpack_device__` says its array is one the
+/// host can read (a legacy producer cannot copy to the host).
 fn request_capsule<'py>(
     obj: &Bound<'py, PyAny>,
     copy: Option<bool>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = obj.py();
     let method = intern!(py, "__dlpack__");
-    let first = obj.call_method(method, (), Some(&request_kwargs(py, copy)?));
-    match first {
+    match obj.call_method(method, (), Some(&request_kwargs(py, copy, false)?)) {
         Ok(capsule) => return Ok(capsule),
         Err(e) if e.is_instance_of::<PyAttributeError>(py) && !obj.hasattr(method)? => {
             return Err(PyTypeError::new_err(format!(
@@ -261,16 +257,6 @@ fn request_capsule<'py>(
         }
         Err(e) if !e.is_instance_of::<PyTypeError>(py) => return Err(e),
         Err(_) => {}
-    }
-    // A producer of DLPack 1.0 without `dl_device`.
-    let kwargs = PyDict::new(py);
-    kwargs.set_item(intern!(py, "max_version"), MAX_VERSION)?;
-    if let Some(copy) = copy {
-        kwargs.set_item(intern!(py, "copy"), copy)?;
-    }
-    match obj.call_method(method, (), Some(&kwargs)) {
-        Err(e) if e.is_instance_of::<PyTypeError>(py) => {}
-        result => return result,
     }
     // A legacy producer: only host memory can come back.
     if obj.hasattr(intern!(py, "__dlpack_device__"))? {

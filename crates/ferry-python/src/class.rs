@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use ferry_core::{CopyPolicy, DType, Device, HostArray, MemoryKind};
+use ferry_core::{CopyPolicy, DType, Device, HostArray};
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -75,7 +75,7 @@ impl PyHostArray {
                 )));
             }
         }
-        let mut memory = self.array.memory();
+        let mut as_cpu = false;
         if let Some((device_type, device_id)) = dl_device {
             let wanted = Device {
                 device_type,
@@ -90,7 +90,7 @@ impl PyHostArray {
             }
             if wanted == Device::CPU {
                 // Pinned and managed memory is host memory: the CPU reads it where it is.
-                memory = MemoryKind::Cpu;
+                as_cpu = true;
             }
         }
         let versioned = max_version.is_some_and(|(major, _)| major >= 1);
@@ -108,11 +108,11 @@ impl PyHostArray {
                 .array
                 .to_contiguous(CopyPolicy::Always)
                 .map_err(to_py_err)?;
-            let memory = fresh.memory();
-            LiveExport::hand_over(fresh, memory)
+            LiveExport::hand_over(fresh)
         } else {
-            LiveExport::share(&self.array, memory)
+            LiveExport::share(&self.array)
         };
+        let kept = if as_cpu { kept.as_cpu_memory() } else { kept };
         let tensor = if versioned {
             kept.into_dlpack()
         } else {

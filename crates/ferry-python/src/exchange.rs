@@ -18,9 +18,7 @@ use ferry_core::dlpack_rs::ffi::{
     DLDataType, DLDevice, DLManagedTensorVersioned, DLPackVersion, DLTensor,
 };
 use ferry_core::layout::{element_count, packed_bytes};
-use ferry_core::{
-    DType, DTypeDesc, Device, DlpackTensor, HostArray, MemoryKind, RawDlpack, StorageLayout,
-};
+use ferry_core::{DType, DTypeDesc, Device, DlpackTensor, HostArray, RawDlpack, StorageLayout};
 use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
@@ -168,7 +166,7 @@ unsafe extern "C" fn managed_tensor_from_py_object_no_sync(
         // SAFETY: per the contract, a live object, and the GIL is held.
         let host = unsafe { host_array_of(py, py_object) }?;
         let array = host.get().array();
-        let export = LiveExport::share(array, array.memory());
+        let export = LiveExport::share(array);
         // SAFETY: `out` is non-null and, per the contract, writable.
         unsafe { *out = versioned(export.into_dlpack()) };
         Ok(())
@@ -330,7 +328,7 @@ unsafe extern "C" fn managed_tensor_allocator(
         let prototype = unsafe { &*prototype };
         // SAFETY: per the contract, `shape` holds `ndim` entries.
         let array = unsafe { allocate_like(prototype) }?;
-        let export = LiveExport::hand_over(array, MemoryKind::Cpu);
+        let export = LiveExport::hand_over(array);
         // SAFETY: `out` is non-null and, per the contract, writable.
         unsafe { out.write(versioned(export.into_dlpack())) };
         Ok(())

@@ -11,7 +11,7 @@ use super::{
     device_of, on_managed, release,
 };
 use crate::array::{Access, RawParts};
-use crate::layout::{MAX_NDIM, element_count, offset_range, row_major_strides};
+use crate::layout::{MAX_NDIM, element_count, row_major_strides};
 use crate::{DType, DTypeDesc, Error, HostArray, Owner, Result};
 
 /// What [`check_tensor`] derives from a producer's `DLTensor`: the address of element
@@ -149,11 +149,12 @@ impl DlpackTensor {
             access,
         };
         let owner: Owner = Arc::new(self);
-        // SAFETY: the layout was validated at import; the producer promised (from_versioned
-        // contract) that the memory lives until its deleter runs, which `owner` delays until the
-        // last clone of the array drops; READ_ONLY is carried over, and the memory is Exclusive
-        // only when the producer handed it over (IS_COPIED), else Shared.
-        unsafe { HostArray::from_raw_parts(parts, owner) }
+        // SAFETY: the layout passed `check_tensor` at import (layout, non-null data, reached
+        // bytes inside the address space), or is a ferry export of a checked array; the producer
+        // promised (from_versioned contract) that the memory lives until its deleter runs, which
+        // `owner` delays until the last clone of the array drops; READ_ONLY is carried over, and
+        // the memory is Exclusive only when the producer handed it over (IS_COPIED), else Shared.
+        Ok(unsafe { HostArray::from_checked_parts(parts, owner) })
     }
 
     /// If this tensor is one ferry exported from a `HostArray`, takes that array back out
@@ -255,7 +256,7 @@ unsafe fn check_tensor(t: &DLTensor, flags: DlpackFlags) -> Result<Checked> {
     // Made only for the error messages.
     let raw_strides = || -> Vec<i64> { strides.iter().map(|&s| s as i64).collect() };
     element_count(shape).ok_or_else(|| overflow(raw_shape, &raw_strides(), desc))?;
-    HostArray::validate_layout(dtype, shape, strides).map_err(|e| match e {
+    let range = HostArray::validate_layout(dtype, shape, strides).map_err(|e| match e {
         Error::UnsupportedLayout { .. } => e,
         _ => overflow(raw_shape, &raw_strides(), desc),
     })?;
@@ -276,7 +277,7 @@ unsafe fn check_tensor(t: &DLTensor, flags: DlpackFlags) -> Result<Checked> {
     })?;
     if !empty {
         let size = i128::from(desc.total_bits().div_ceil(8));
-        if let Some((lo, hi)) = offset_range(shape, strides)? {
+        if let Some((lo, hi)) = range {
             let lowest = first as i128 + lo as i128 * size;
             let end = first as i128 + (hi as i128 + 1) * size;
             if lowest < 0 || end > usize::MAX as i128 {
