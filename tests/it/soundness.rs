@@ -448,7 +448,7 @@ fn with_guard_never_makes_a_second_writable_handle() {
     assert_eq!(dropped.load(Ordering::SeqCst), 2);
 
     // Memory labelled pinned, relabelled for a kDLCPU consumer: the same address and access.
-    let bytes = vec![7u8; 4];
+    let bytes = [7u8; 4];
     let parts = RawParts {
         data: bytes.as_ptr(),
         dtype: DType::U8,

@@ -6,6 +6,8 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use ndarray::{
     ArcArray, ArrayD, ArrayView, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMutD, Axis, CowArray,
     Dimension, Ix1, Ix2, IxDyn, ShapeBuilder,
@@ -14,6 +16,10 @@ use ndarray::{
 use crate::copy::{CopyPolicy, CopyReason, CopyRecord, gather, record_copy, try_alloc_uninit};
 use crate::layout::{self, element_count, is_row_major, may_overlap};
 use crate::{DType, Device, Element, Error, MemoryKind, Result, dispatch_dtype};
+
+/// Axis lengths or strides: inline up to four axes (no allocation to make, clone or drop an
+/// array of the usual ranks), on the heap beyond.
+type Dims<T> = SmallVec<[T; 4]>;
 
 /// Anything that keeps an array's memory alive. Dropped when the last [`HostArray`] sharing it
 /// is dropped.
@@ -36,16 +42,32 @@ pub type Owner = Arc<dyn Any + Send + Sync>;
 /// memory. Such arrays are [`Access::ReadOnly`], so ferry never writes into memory it does not
 /// own alone; ARCHITECTURE.md's safety model says which framework operations may run on the
 /// source tensor while the array lives.
-#[derive(Clone)]
 pub struct HostArray {
     data: NonNull<u8>,
     dtype: DType,
-    shape: Vec<usize>,
-    strides: Vec<isize>,
+    shape: Dims<usize>,
+    strides: Dims<isize>,
     memory: MemoryKind,
     access: Access,
     owner: Owner,
     copies: Vec<CopyRecord>,
+}
+
+impl Clone for HostArray {
+    /// Shares the memory (the owner is reference-counted); shape and strides are copied as
+    /// slices (smallvec's derived `clone` goes element by element).
+    fn clone(&self) -> HostArray {
+        HostArray {
+            data: self.data,
+            dtype: self.dtype,
+            shape: Dims::from_slice(&self.shape),
+            strides: Dims::from_slice(&self.strides),
+            memory: self.memory,
+            access: self.access,
+            owner: self.owner.clone(),
+            copies: self.copies.clone(),
+        }
+    }
 }
 
 // SAFETY: the pointed-to memory is kept alive by `owner`, which is `Send + Sync`; ferry only
@@ -176,8 +198,8 @@ impl HostArray {
         Ok(HostArray {
             data,
             dtype,
-            shape,
-            strides,
+            shape: shape.into(),
+            strides: strides.into(),
             memory,
             access,
             owner,
@@ -405,7 +427,7 @@ impl HostArray {
         match self.access {
             Access::ReadOnly => Err(Error::NotWritable {
                 reason: "its producer marked it read-only",
-                shape: self.shape.clone(),
+                shape: self.shape.to_vec(),
                 device: self.device(),
             }),
             Access::Shared | Access::Exclusive => {
@@ -571,7 +593,7 @@ impl HostArray {
         match bytes.iter().position(|&b| !T::is_valid_byte(b)) {
             None => Ok(()),
             Some(position) => Err(Error::InvalidBool {
-                shape: self.shape.clone(),
+                shape: self.shape.to_vec(),
                 position,
                 value: bytes.iter().nth(position).copied().unwrap_or(0),
             }),
@@ -671,7 +693,7 @@ impl HostArray {
     fn check_rank<D: Dimension>(&self) -> Result<()> {
         match D::NDIM {
             Some(expected) if expected != self.ndim() => Err(Error::RankMismatch {
-                shape: self.shape.clone(),
+                shape: self.shape.to_vec(),
                 expected,
                 found: self.ndim(),
             }),
@@ -688,7 +710,7 @@ impl HostArray {
         let unique = Arc::get_mut(&mut self.owner).is_some();
         let not_writable = |reason| Error::NotWritable {
             reason,
-            shape: self.shape.clone(),
+            shape: self.shape.to_vec(),
             device: self.device(),
         };
         match self.access {
@@ -852,8 +874,8 @@ impl HostArray {
     pub fn needs_copy(&self, reason: CopyReason) -> Error {
         Error::NeedsCopy {
             reason,
-            shape: self.shape.clone(),
-            strides: self.strides.clone(),
+            shape: self.shape.to_vec(),
+            strides: self.strides.to_vec(),
             dtype: self.dtype,
         }
     }
@@ -866,8 +888,8 @@ impl HostArray {
             (DType::Raw(_), None) => {
                 // Packed sub-byte data is always row-major (check_layout): copy its bytes.
                 let packed = self.as_bytes().ok_or_else(|| Error::UnsupportedLayout {
-                    shape: self.shape.clone(),
-                    strides: self.strides.clone(),
+                    shape: self.shape.to_vec(),
+                    strides: self.strides.to_vec(),
                     dtype: self.dtype,
                     reason: "packed sub-byte elements must be row-major",
                 })?;
@@ -877,7 +899,9 @@ impl HostArray {
                 let mut a = HostArray::from_vec(vec![bytes.len()], bytes)?;
                 a.dtype = self.dtype;
                 a.shape = self.shape.clone();
-                a.strides = layout::row_major_strides(&self.shape).expect("shape was valid");
+                a.strides = layout::row_major_strides(&self.shape)
+                    .expect("shape was valid")
+                    .into();
                 a.copies.push(record);
                 a
             }
@@ -912,7 +936,9 @@ impl HostArray {
         let mut out = HostArray::from_vec(vec![total], buf)?;
         out.dtype = self.dtype;
         out.shape = self.shape.clone();
-        out.strides = layout::row_major_strides(&self.shape).expect("shape was valid");
+        out.strides = layout::row_major_strides(&self.shape)
+            .expect("shape was valid")
+            .into();
         out.copies.push(record);
         Ok(out)
     }
@@ -944,27 +970,27 @@ impl HostArray {
     }
 
     /// [`from_raw_parts`](Self::from_raw_parts) for parts whose checks already ran (DLPack
-    /// import's, which are the same): no second pass over the layout.
+    /// import's, which are the same): no second pass over the layout, and no allocation for
+    /// shape and strides of up to four axes.
     ///
     /// # Safety
     ///
     /// As for [`from_raw_parts`](Self::from_raw_parts), and the parts pass its checks: the
     /// layout passes [`check_layout`], `data` is non-null unless the layout is empty, and every
     /// reached byte lies inside the address space.
-    pub(crate) unsafe fn from_checked_parts(parts: RawParts, owner: Owner) -> HostArray {
-        let RawParts {
-            data,
-            dtype,
-            shape,
-            strides,
-            memory,
-            access,
-        } = parts;
+    pub(crate) unsafe fn from_checked_parts(
+        data: *const u8,
+        dtype: DType,
+        (shape, strides): (&[usize], &[isize]),
+        memory: MemoryKind,
+        access: Access,
+        owner: Owner,
+    ) -> HostArray {
         HostArray {
             data: NonNull::new(data.cast_mut()).unwrap_or(NonNull::dangling()),
             dtype,
-            shape,
-            strides,
+            shape: Dims::from_slice(shape),
+            strides: Dims::from_slice(strides),
             memory,
             access,
             owner,

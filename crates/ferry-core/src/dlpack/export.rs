@@ -174,47 +174,50 @@ impl Exported for DLManagedTensor {
 }
 
 fn export<M: Exported>(keep: Keep, meta: ExportMeta) -> DlpackTensor {
-    let (shape, strides) = keep.shape_strides();
-    let ndim = shape.len();
     let desc = meta.dtype.desc();
-    let (shape_ptr, strides_ptr) = if ndim == 0 {
-        (std::ptr::null_mut(), std::ptr::null_mut())
-    } else {
-        // i64 and usize/isize share a layout (asserted in the parent module); shape entries are
-        // ≤ isize::MAX.
-        (
-            shape.as_ptr().cast_mut().cast::<i64>(),
-            strides.as_ptr().cast_mut().cast::<i64>(),
-        )
+    let tensor = |keep: &Keep| {
+        let (shape, strides) = keep.shape_strides();
+        let ndim = shape.len();
+        let (shape_ptr, strides_ptr) = if ndim == 0 {
+            (std::ptr::null_mut(), std::ptr::null_mut())
+        } else {
+            // i64 and usize/isize share a layout (asserted in the parent module); shape entries
+            // are ≤ isize::MAX.
+            (
+                shape.as_ptr().cast_mut().cast::<i64>(),
+                strides.as_ptr().cast_mut().cast::<i64>(),
+            )
+        };
+        DLTensor {
+            data: meta.data.cast(),
+            device: DLDevice {
+                device_type: meta.device.device_type as u32,
+                device_id: meta.device.device_id,
+            },
+            ndim: ndim as i32,
+            dtype: DLDataType {
+                code: desc.code,
+                bits: desc.bits,
+                lanes: desc.lanes,
+            },
+            shape: shape_ptr,
+            strides: strides_ptr,
+            byte_offset: 0,
+        }
     };
-    let tensor = DLTensor {
-        data: meta.data.cast(),
-        device: DLDevice {
-            device_type: meta.device.device_type as u32,
-            device_id: meta.device.device_id,
-        },
-        ndim: ndim as i32,
-        dtype: DLDataType {
-            code: desc.code,
-            bits: desc.bits,
-            lanes: desc.lanes,
-        },
-        shape: shape_ptr,
-        strides: strides_ptr,
-        byte_offset: 0,
-    };
-    // The shape/strides buffers are heap allocations owned by `keep`; moving `keep` into the
-    // context moves only their handles, so the pointers above stay valid.
+    // The managed struct is written once `keep` has its final address: a host array keeps
+    // shape and strides of up to four axes inline, so pointers into it are taken from the
+    // boxed copy, which never moves again.
     let raw = Box::into_raw(Box::new(ExportCtx {
-        managed: M::new(tensor, std::ptr::null_mut(), meta.flags),
+        managed: M::new(tensor(&Keep::Taken), std::ptr::null_mut(), meta.flags),
         keep,
     }));
     // SAFETY: `raw` is a fresh, non-null Box allocation that nobody else has seen yet, so
-    // rewriting its managed struct (now with its own address as `manager_ctx`) races with
-    // nothing; the managed struct is its first field (repr(C)), so a pointer to the allocation
-    // is a pointer to the managed struct.
+    // reading its `keep` and rewriting its managed struct (now pointing into that `keep`, with
+    // its own address as `manager_ctx`) races with nothing; the managed struct is its first
+    // field (repr(C)), so a pointer to the allocation is a pointer to the managed struct.
     let managed = unsafe {
-        (*raw).managed = M::new(tensor, raw.cast(), meta.flags);
+        (*raw).managed = M::new(tensor(&(*raw).keep), raw.cast(), meta.flags);
         NonNull::new_unchecked(raw.cast::<M>())
     };
     DlpackTensor {

@@ -10,8 +10,8 @@ use super::{
     DLPACK_VERSION, DlpackFlags, DlpackTensor, Handle, ManagedStruct, RawDlpack, desc_of,
     device_of, on_managed, release,
 };
-use crate::array::{Access, RawParts};
-use crate::layout::{MAX_NDIM, element_count, row_major_strides};
+use crate::array::Access;
+use crate::layout::{MAX_NDIM, row_major_strides};
 use crate::{DType, DTypeDesc, Error, HostArray, Owner, Result};
 
 /// What [`check_tensor`] derives from a producer's `DLTensor`: the address of element
@@ -140,21 +140,18 @@ impl DlpackTensor {
         } else {
             Access::Shared
         };
-        let parts = RawParts {
-            data: self.data,
-            dtype: self.dtype,
-            shape: self.shape().to_vec(),
-            strides: self.strides().to_vec(),
-            memory,
-            access,
-        };
-        let owner: Owner = Arc::new(self);
+        let (data, dtype) = (self.data, self.dtype);
+        // The shape and strides, read from the producer's tensor (`from_checked_parts` copies
+        // them, inline for up to four axes).
+        let tensor = Arc::new(self);
+        let dims = (tensor.shape(), tensor.strides());
+        let owner: Owner = tensor.clone();
         // SAFETY: the layout passed `check_tensor` at import (layout, non-null data, reached
         // bytes inside the address space), or is a ferry export of a checked array; the producer
         // promised (from_versioned contract) that the memory lives until its deleter runs, which
         // `owner` delays until the last clone of the array drops; READ_ONLY is carried over, and
         // the memory is Exclusive only when the producer handed it over (IS_COPIED), else Shared.
-        Ok(unsafe { HostArray::from_checked_parts(parts, owner) })
+        Ok(unsafe { HostArray::from_checked_parts(data, dtype, dims, memory, access, owner) })
     }
 
     /// If this tensor is one ferry exported from a `HostArray`, takes that array back out
@@ -255,7 +252,7 @@ unsafe fn check_tensor(t: &DLTensor, flags: DlpackFlags) -> Result<Checked> {
     };
     // Made only for the error messages.
     let raw_strides = || -> Vec<i64> { strides.iter().map(|&s| s as i64).collect() };
-    element_count(shape).ok_or_else(|| overflow(raw_shape, &raw_strides(), desc))?;
+    // Element count, packed size and extent: any overflow is reported in the producer's terms.
     let range = HostArray::validate_layout(dtype, shape, strides).map_err(|e| match e {
         Error::UnsupportedLayout { .. } => e,
         _ => overflow(raw_shape, &raw_strides(), desc),
