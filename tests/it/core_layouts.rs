@@ -357,3 +357,46 @@ fn large_transposes_are_copied_correctly() {
     }
     assert_eq!(c.bytes_copied(), (rows * cols * 4) as u64);
 }
+
+/// Transposes and permutations with destinations of 16 MiB and more take the streaming
+/// (non-temporal) stores of the 4-byte kernel: every element must land, including the columns
+/// before the first cache-line boundary of each row, the edges that fill no 16×16 block, and
+/// rows whose length is no multiple of 16 (ordinary stores there).
+#[test]
+fn streaming_transposes_write_every_element() {
+    fn check(array: ferry::ndarray::ArrayD<u32>, what: &str) {
+        let expected: Vec<u32> = array.iter().copied().collect();
+        let host = HostArray::from_array(array);
+        let copy = host.to_contiguous(CopyPolicy::IfNeeded).unwrap();
+        assert!(
+            copy.bytes_copied() >= 16 << 20,
+            "{what}: large enough to stream"
+        );
+        let got = copy.view::<u32>().unwrap();
+        assert_eq!(got.as_slice().unwrap(), expected.as_slice(), "{what}");
+    }
+    let matrix = |rows: usize, cols: usize| {
+        ferry::ndarray::Array2::from_shape_vec(
+            (rows, cols),
+            (0..rows * cols).map(|i| i as u32).collect(),
+        )
+        .unwrap()
+    };
+    // Row length 2064 (a multiple of 16, so streaming), 2050 rows (an edge of 2).
+    check(
+        matrix(2064, 2050).reversed_axes().into_dyn(),
+        "2050×2064 transposed",
+    );
+    // Row length 2053: rows start at different offsets within a cache line, no streaming.
+    check(
+        matrix(2053, 2051).reversed_axes().into_dyn(),
+        "2051×2053 transposed",
+    );
+    // NCHW → NHWC with 48 channels (f32-sized), 16.5 MiB.
+    let nchw = ferry::ndarray::Array4::from_shape_vec(
+        (4, 48, 150, 150),
+        (0..4 * 48 * 150 * 150).map(|i| i as u32).collect(),
+    )
+    .unwrap();
+    check(nchw.permuted_axes([0, 2, 3, 1]).into_dyn(), "NCHW → NHWC");
+}
