@@ -119,12 +119,13 @@ pub fn record_copy(bytes: u64, reason: CopyReason) -> CopyRecord {
 
 /// Bytes above which a copy is split over threads (a spawn costs tens of microseconds).
 const PARALLEL_MIN_BYTES: usize = 4 << 20;
-/// Destination bytes from which the 4-byte transpose writes with non-temporal (streaming)
+/// Bytes one call of the 4-byte transpose must write before it uses non-temporal (streaming)
 /// stores, which skip reading each destination line before overwriting it and leave the cache
-/// to the source. Half the last-level cache of the machine measured (AMD EPYC, 32 MiB L3, two
-/// threads, fresh huge-page destination): at 4 MiB streaming is 1.4× slower, at 8 MiB even, at
-/// 16 MiB 1.2× faster, at 64 MiB 1.45× and at 256 MiB 1.7× faster.
-const STREAMING_MIN_BYTES: usize = 16 << 20;
+/// to the source. A quarter of the last-level cache of the machine measured (AMD EPYC, 32 MiB
+/// L3, fresh huge-page destination), per call: a 64 MiB matrix on two threads (32 MiB a call)
+/// is 1.45× faster streaming, 16 MiB (8 MiB a call) 1.2× faster, 8 MiB (4 MiB) even, 4 MiB
+/// 1.4× slower; NCHW → NHWC of 64×256×32×32 (64 calls of 1 MiB) is 1.4× slower on one thread.
+const STREAMING_MIN_BYTES: usize = 8 << 20;
 /// Bytes above which a fresh destination asks the kernel for transparent huge pages.
 const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
 const HUGE_PAGE: usize = 2 << 20;
@@ -208,11 +209,10 @@ pub(crate) unsafe fn gather(
         return;
     }
     let bytes = n * elem_size;
-    let streaming = bytes >= STREAMING_MIN_BYTES;
     let threads = worker_threads().min(bytes / PARALLEL_MIN_BYTES * 2).max(1);
     if threads < 2 || s.shape.is_empty() || s.shape[0] < 2 {
         // SAFETY: forwarded contract.
-        unsafe { gather_serial(src, &s.shape, &s.strides, elem_size, dst, streaming) };
+        unsafe { gather_serial(src, &s.shape, &s.strides, elem_size, dst) };
         return;
     }
     let dst_stride0 = s.shape[1..].iter().product::<usize>() * elem_size;
@@ -233,7 +233,7 @@ pub(crate) unsafe fn gather(
                 unsafe {
                     let sub_src = src.offset(start as isize * strides[0] * elem_size as isize);
                     let sub_dst = dst.add(start * dst_stride0);
-                    gather_serial(sub_src, &sub_shape, strides, elem_size, sub_dst, streaming);
+                    gather_serial(sub_src, &sub_shape, strides, elem_size, sub_dst);
                 }
             });
         }
@@ -241,24 +241,22 @@ pub(crate) unsafe fn gather(
 }
 
 /// # Safety
-/// As [`gather`]; `shape` has no zero-length axis. `streaming`: the destination is large
-/// enough for non-temporal stores ([`STREAMING_MIN_BYTES`]).
+/// As [`gather`]; `shape` has no zero-length axis.
 unsafe fn gather_serial(
     src: *const u8,
     shape: &[usize],
     strides: &[isize],
     elem_size: usize,
     dst: *mut u8,
-    streaming: bool,
 ) {
     // SAFETY: forwarded contract (all arms); each typed kernel reads and writes unaligned.
     unsafe {
         match elem_size {
-            1 => gather_typed::<u8>(src, shape, strides, dst, false),
-            2 => gather_typed::<u16>(src, shape, strides, dst, false),
-            4 => gather_typed::<u32>(src, shape, strides, dst, streaming),
-            8 => gather_typed::<u64>(src, shape, strides, dst, false),
-            16 => gather_typed::<[u64; 2]>(src, shape, strides, dst, false),
+            1 => gather_typed::<u8>(src, shape, strides, dst),
+            2 => gather_typed::<u16>(src, shape, strides, dst),
+            4 => gather_typed::<u32>(src, shape, strides, dst),
+            8 => gather_typed::<u64>(src, shape, strides, dst),
+            16 => gather_typed::<[u64; 2]>(src, shape, strides, dst),
             _ => gather_bytes(src, shape, strides, elem_size, dst),
         }
     }
@@ -300,17 +298,8 @@ fn for_each_outer(axes: &[(usize, isize, isize)], mut f: impl FnMut(isize, isize
 const TILE: usize = 128;
 
 /// # Safety
-/// As [`gather`], with `elem_size == size_of::<T>()` and no zero-length axis. `streaming` lets
-/// the AVX 4-byte transpose write with non-temporal stores.
-unsafe fn gather_typed<T: Copy>(
-    src: *const u8,
-    shape: &[usize],
-    strides: &[isize],
-    dst: *mut u8,
-    streaming: bool,
-) {
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = streaming;
+/// As [`gather`], with `elem_size == size_of::<T>()` and no zero-length axis.
+unsafe fn gather_typed<T: Copy>(src: *const u8, shape: &[usize], strides: &[isize], dst: *mut u8) {
     let src = src.cast::<T>();
     let dst = dst.cast::<T>();
     let ndim = shape.len();
@@ -378,7 +367,6 @@ unsafe fn gather_typed<T: Copy>(
                             d_k,
                             n_k,
                             n_last,
-                            streaming,
                         )
                     };
                 });
@@ -448,10 +436,11 @@ mod avx_transpose {
 
     /// `dst[k * d_k + l] = src[k + l * s_last]` for k < n_k, l < n_last (4-byte elements).
     ///
-    /// With `streaming`, blocks are written with non-temporal stores when every destination row
-    /// starts at the same offset within a cache line (`d_k` a multiple of 16): the columns
-    /// before the first line boundary are copied as an edge, so each block row fills one whole,
-    /// aligned line and write-combines without the line being read first.
+    /// From [`STREAMING_MIN_BYTES`](super::STREAMING_MIN_BYTES) of destination, blocks are
+    /// written with non-temporal stores when every destination row starts at the same offset
+    /// within a cache line (`d_k` a multiple of 16): the columns before the first line boundary
+    /// are copied as an edge, so each block row fills one whole, aligned line and
+    /// write-combines without the line being read first.
     ///
     /// # Safety
     ///
@@ -466,11 +455,12 @@ mod avx_transpose {
         d_k: isize,
         n_k: usize,
         n_last: usize,
-        streaming: bool,
     ) {
         let (src, dst) = (src.cast::<f32>(), dst.cast::<f32>());
         let addr = dst as usize;
-        let streaming = streaming && d_k % 16 == 0 && addr.is_multiple_of(4);
+        let streaming = n_k.saturating_mul(n_last) >= super::STREAMING_MIN_BYTES / 4
+            && d_k % 16 == 0
+            && addr.is_multiple_of(4);
         // Columns before the first 64-byte boundary of row 0 (and so of every row).
         let lead = if streaming {
             ((64 - addr % 64) % 64 / 4).min(n_last)
