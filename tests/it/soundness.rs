@@ -465,3 +465,68 @@ fn with_guard_never_makes_a_second_writable_handle() {
     assert_eq!(relabelled.as_ptr(), pinned.as_ptr());
     assert!(relabelled.is_read_only());
 }
+
+/// A counted export (what `ferry.HostArray.__dlpack__` hands out) holds only the array's owner:
+/// while it lives the array it came from hands out no mutable view, the memory outlives that
+/// array, a ferry import of it is `Shared`, and the count drops exactly when the last holder of
+/// the memory through the export (the consumer's deleter) lets go.
+#[test]
+fn counted_exports_keep_the_memory_and_never_make_a_second_writable_handle() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+    let mut original = HostArray::from_vec(vec![2, 3], (0..6).map(|v| v as f32).collect())
+        .unwrap()
+        .reversed_axes()
+        .unwrap();
+    assert_eq!(original.access(), Access::Exclusive);
+    let export = original.to_dlpack_counted(&LIVE);
+    assert_eq!(LIVE.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        (export.shape(), export.strides()),
+        (&[3usize, 2][..], &[1isize, 3][..])
+    );
+    assert!(!export.is_read_only() && !export.is_copied());
+    assert!(matches!(
+        original.view_mut::<f32>(),
+        Err(Error::NotWritable { .. })
+    ));
+    let expected = original.to_contiguous(CopyPolicy::Always).unwrap();
+    drop(original);
+    // The consumer: a ferry import, sharing the memory the original no longer holds.
+    let imported = export.into_host().unwrap();
+    assert_eq!(imported.access(), Access::Shared);
+    assert_eq!(imported.copies(), 0);
+    assert_eq!(
+        imported.view::<f32>().unwrap(),
+        expected.view::<f32>().unwrap()
+    );
+    assert_eq!(LIVE.load(Ordering::SeqCst), 1);
+    drop(imported);
+    assert_eq!(LIVE.load(Ordering::SeqCst), 0);
+
+    // 0-d, five axes (shape and strides on the heap) and legacy tensors; read-only memory is
+    // exported READ_ONLY (a legacy struct has no flags: ferry-python copies such arrays); an
+    // export never consumed is released by its deleter.
+    let scalar = HostArray::from_vec(vec![], vec![7i64]).unwrap();
+    let deep = HostArray::from_vec(vec![1, 2, 1, 2, 2], vec![1u8; 8])
+        .unwrap()
+        .into_read_only();
+    for (array, legacy) in [(&scalar, false), (&deep, true), (&deep, false)] {
+        let export = if legacy {
+            array.to_dlpack_legacy_counted(&LIVE)
+        } else {
+            array.to_dlpack_counted(&LIVE)
+        };
+        assert_eq!(export.shape(), array.shape());
+        assert_eq!(export.strides(), array.strides());
+        assert_eq!(export.version(), if legacy { (0, 0) } else { (1, 3) });
+        assert_eq!(export.is_read_only(), array.is_read_only());
+        assert_eq!(LIVE.load(Ordering::SeqCst), 1);
+        drop(export);
+        assert_eq!(LIVE.load(Ordering::SeqCst), 0);
+    }
+    let again = deep.to_dlpack_counted(&LIVE).into_host().unwrap();
+    assert_eq!(again.access(), Access::ReadOnly);
+    assert_eq!(again.as_bytes(), deep.as_bytes());
+}

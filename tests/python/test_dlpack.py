@@ -302,6 +302,33 @@ def test_copy_device_and_stream_arguments(no_leaks):
     assert ferry.from_dlpack(x, copy=True).data_ptr != numpy_ptr(x)
 
 
+def test_dlpack_method_takes_the_protocol_keywords_however_they_are_spelled(no_leaks):
+    """`HostArray.__dlpack__` is a C method parsing its keywords by hand: names given as
+    literals, through a dict, or built at run time (not interned) all reach it; anything else is
+    the TypeError a consumer reads as "old producer"."""
+    import inspect
+
+    h = ferry.from_dlpack(np.arange(6.0).reshape(2, 3))
+    assert str(inspect.signature(ferry.HostArray.__dlpack__)) == (
+        "(self, /, *, stream=None, max_version=None, dl_device=None, copy=None)")
+    built = "".join(["max_", "version"])  # a fresh str, not the interned one
+    for kwargs in ({"max_version": (1, 3)}, {built: (1, 3)}, {built: (1, 0), "copy": None,
+                                                               "dl_device": None, "stream": None}):
+        assert capsule_name(h.__dlpack__(**kwargs)) == "dltensor_versioned"
+    assert capsule_name(h.__dlpack__(max_version=None)) == "dltensor"
+    assert capsule_name(h.__dlpack__(max_version=(0, 8))) == "dltensor"
+    assert np.array_equal(np.from_dlpack(h), np.arange(6.0).reshape(2, 3))
+    for bad in ({"max_version": 1}, {"max_version": (1,)}, {"max_version": (-1, 0)},
+                {"max_version": ("1", 0)}, {"max_version": [1, 0]}, {"copy": 1},
+                {"dl_device": "cpu"}, {"versions": (1, 3)}):
+        with pytest.raises(TypeError):
+            h.__dlpack__(**bad)
+    with pytest.raises(TypeError, match="keyword"):
+        h.__dlpack__((1, 3))
+    with pytest.raises(TypeError):
+        ferry.HostArray.__dlpack__(np.arange(3.0), max_version=(1, 3))
+
+
 def test_non_dlpack_objects_are_type_errors():
     with pytest.raises(TypeError, match="__dlpack__"):
         ferry.from_dlpack([1, 2, 3])

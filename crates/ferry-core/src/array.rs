@@ -531,6 +531,12 @@ impl HostArray {
         }
     }
 
+    /// This array's owner itself, for exports inside the crate that hold it without handing
+    /// it out.
+    pub(crate) fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
     /// Whether this array's owner is held by nothing else (no clone, export or keep-alive).
     pub(crate) fn owner_is_unique(&self) -> bool {
         Arc::strong_count(&self.owner) == 1 && Arc::weak_count(&self.owner) == 0

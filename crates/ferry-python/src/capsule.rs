@@ -38,17 +38,22 @@ pub fn live_exports() -> usize {
 pub(crate) struct LiveExport(());
 
 impl LiveExport {
-    /// The array an export of `array` hands out: a clone (the same memory), counted. Its access
-    /// is `Shared` (or `ReadOnly`): `array` and its other clones (the `ferry.HostArray` object,
-    /// the caller's own `HostArray`) still reach the memory, so a ferry re-import of the export
-    /// must not hand out a mutable view while they read.
-    pub(crate) fn share(array: &HostArray) -> HostArray {
-        Self::hand_over(array.clone())
+    /// An export sharing `array`'s memory (versioned, or legacy for an old consumer), counted
+    /// until the consumer's deleter runs. It holds `array`'s owner, not `array`: `array` and its
+    /// other clones (the `ferry.HostArray` object, the caller's own `HostArray`) still reach the
+    /// memory, and no longer hold it alone, so none of them hands out a mutable view while the
+    /// consumer reads; a ferry re-import of the export gets `Shared` access like any import.
+    pub(crate) fn share(array: &HostArray, versioned: bool) -> DlpackTensor {
+        if versioned {
+            array.to_dlpack_counted(&LIVE_EXPORTS)
+        } else {
+            array.to_dlpack_legacy_counted(&LIVE_EXPORTS)
+        }
     }
 
-    /// Like [`share`](Self::share), for `array` itself, moved in: when it is a copy made for
-    /// this export alone, nothing else holds its memory, which stays `Exclusive` with its copy
-    /// log (the consumer may be told IS_COPIED).
+    /// `array` itself, moved in and counted until its last holder drops it: when it is a copy
+    /// made for this export alone, nothing else holds its memory, which stays `Exclusive` with
+    /// its copy log (the consumer may be told IS_COPIED).
     pub(crate) fn hand_over(array: HostArray) -> HostArray {
         LIVE_EXPORTS.fetch_add(1, Ordering::SeqCst);
         array.with_guard(LiveExport(()))

@@ -49,7 +49,7 @@ impl PyHostArray {
     }
 
     /// The capsule for `__dlpack__`, after the protocol's checks.
-    fn export(
+    pub(crate) fn export(
         &self,
         py: Python<'_>,
         stream: Option<&Bound<'_, PyAny>>,
@@ -103,20 +103,22 @@ impl PyHostArray {
             )));
         }
         let copy_now = legacy_read_only || copy == Some(true);
-        let kept = if copy_now {
+        let tensor = if copy_now {
             let fresh = self
                 .array
                 .to_contiguous(CopyPolicy::Always)
                 .map_err(to_py_err)?;
-            LiveExport::hand_over(fresh)
+            let kept = LiveExport::hand_over(fresh);
+            let kept = if as_cpu { kept.as_cpu_memory() } else { kept };
+            if versioned {
+                kept.into_dlpack()
+            } else {
+                kept.to_dlpack_legacy()
+            }
+        } else if as_cpu {
+            LiveExport::share(&self.array.clone().as_cpu_memory(), versioned)
         } else {
-            LiveExport::share(&self.array)
-        };
-        let kept = if as_cpu { kept.as_cpu_memory() } else { kept };
-        let tensor = if versioned {
-            kept.into_dlpack()
-        } else {
-            kept.to_dlpack_legacy()
+            LiveExport::share(&self.array, versioned)
         };
         new_capsule(py, tensor)
     }
@@ -242,17 +244,10 @@ impl PyHostArray {
         )
     }
 
-    /// DLPack export (the Python array API's `__dlpack__`).
-    #[pyo3(signature = (*, stream=None, max_version=None, dl_device=None, copy=None))]
-    fn __dlpack__(
-        &self,
-        py: Python<'_>,
-        stream: Option<Bound<'_, PyAny>>,
-        max_version: Option<(u32, u32)>,
-        dl_device: Option<(i32, i32)>,
-        copy: Option<bool>,
-    ) -> PyResult<Py<PyAny>> {
-        self.export(py, stream.as_ref(), max_version, dl_device, copy)
+    /// DLPack export (the Python array API's `__dlpack__`): a C method, see `method.rs`.
+    #[classattr]
+    fn __dlpack__(py: Python<'_>) -> PyResult<Py<PyAny>> {
+        crate::method::dlpack_descriptor(py)
     }
 
     /// The Arrow PyCapsule interface: the type of the column this array exports as (a 1-D

@@ -165,21 +165,20 @@ unsafe extern "C" fn managed_tensor_from_py_object_no_sync(
         }
         // SAFETY: per the contract, a live object, and the GIL is held.
         let host = unsafe { host_array_of(py, py_object) }?;
-        let array = host.get().array();
-        let export = LiveExport::share(array);
+        let export = LiveExport::share(host.get().array(), true);
         // SAFETY: `out` is non-null and, per the contract, writable.
-        unsafe { *out = versioned(export.into_dlpack()) };
+        unsafe { *out = versioned(export) };
         Ok(())
     };
     // SAFETY: the caller holds the GIL (the exchange API's contract).
     unsafe { with_python(body) }
 }
 
-/// The versioned managed tensor of an export made with `into_dlpack`.
+/// The versioned managed tensor of a versioned export.
 fn versioned(tensor: DlpackTensor) -> *mut DLManagedTensorVersioned {
     match tensor.into_raw() {
         RawDlpack::Versioned(managed) => managed,
-        RawDlpack::Legacy(_) => unreachable!("into_dlpack exports versioned tensors"),
+        RawDlpack::Legacy(_) => unreachable!("the export was made versioned"),
     }
 }
 

@@ -24,7 +24,8 @@
 //! The only ferry crate that knows pyo3: it is both the `ferry` extension module (a cdylib that
 //! maturin packs into an abi3 wheel: `pip install ./crates/ferry-python`) and an rlib that the
 //! facade re-exports as `ferry::python` (feature `python`). Modules: `capsule` (the DLPack capsule protocol), `class`
-//! (`ferry.HostArray`), `exchange` (DLPack 1.3's C exchange API table), `files`
+//! (`ferry.HostArray`), `method` (its `__dlpack__`, a C method), `exchange` (DLPack 1.3's C
+//! exchange API table), `files`
 //! (`.npy`/`.npz`/safetensors functions).
 //!
 //! Protocol (DLPack's Python specification):
@@ -55,6 +56,7 @@ mod class;
 mod exchange;
 #[cfg(any(feature = "npy", feature = "safetensors"))]
 mod files;
+mod method;
 
 pub use capsule::live_exports;
 pub use class::PyHostArray;

@@ -3,10 +3,13 @@
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dlpack_rs::ffi::{
     DLDataType, DLDevice, DLManagedTensor, DLManagedTensorVersioned, DLPackVersion, DLTensor,
 };
+
+use smallvec::SmallVec;
 
 use super::{DLPACK_VERSION, DlpackFlags, DlpackTensor, ManagedStruct};
 use crate::array::Access;
@@ -35,6 +38,21 @@ impl HostArray {
     /// [`to_dlpack`](Self::to_dlpack) without version or flags.
     pub fn to_dlpack_legacy(&self) -> DlpackTensor {
         export::<DLManagedTensor>(Keep::Host(self.clone()), self.export_meta(false))
+    }
+
+    /// Like [`to_dlpack`](Self::to_dlpack), for an exporter that counts what it hands out:
+    /// `live` goes up by one now and down by one when the consumer's deleter runs. The export
+    /// keeps only this array's owner (one more hold on it, so no clone of this array hands out
+    /// a mutable view while the consumer reads) and its shape and strides, in one allocation:
+    /// cheaper than a clone, and a ferry import of it is an import like any producer's (shared
+    /// access, no copy log), not this array taken back.
+    pub fn to_dlpack_counted(&self, live: &'static AtomicUsize) -> DlpackTensor {
+        export_shared::<DLManagedTensorVersioned>(self, live)
+    }
+
+    /// [`to_dlpack_counted`](Self::to_dlpack_counted) as a legacy (pre-1.0) `DLManagedTensor`.
+    pub fn to_dlpack_legacy_counted(&self, live: &'static AtomicUsize) -> DlpackTensor {
+        export_shared::<DLManagedTensor>(self, live)
     }
 
     fn export_meta(&self, exclusive_copy: bool) -> ExportMeta {
@@ -139,15 +157,50 @@ struct ExportCtx<M> {
     keep: Keep,
 }
 
+/// The allocation behind a counted export ([`HostArray::to_dlpack_counted`]): the managed
+/// struct first, then the owner that keeps the memory alive, the count, and the shape then the
+/// strides as DLPack's `int64_t`s, which the `DLTensor` points at.
+#[repr(C)]
+struct SharedCtx<M> {
+    managed: M,
+    _owner: Owner,
+    _count: LiveCount,
+    dims: SmallVec<[i64; 8]>,
+}
+
+/// One export counted in an exporter's counter: added when made, taken off when dropped.
+struct LiveCount(&'static AtomicUsize);
+
+impl LiveCount {
+    fn new(live: &'static AtomicUsize) -> LiveCount {
+        live.fetch_add(1, Ordering::SeqCst);
+        LiveCount(live)
+    }
+}
+
+impl Drop for LiveCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// How ferry fills in each managed-tensor struct.
 trait Exported: ManagedStruct {
     /// The version [`DlpackTensor::version`] reports for this struct.
     const VERSION: (u32, u32);
+    /// The deleter of counted exports (a [`SharedCtx`]).
+    const SHARED_DELETER: unsafe extern "C" fn(*mut Self);
+    /// The struct, with ferry's deleter of [`ExportCtx`]s.
     fn new(tensor: DLTensor, ctx: *mut c_void, flags: DlpackFlags) -> Self;
+    fn set_deleter(&mut self, deleter: unsafe extern "C" fn(*mut Self));
 }
 
 impl Exported for DLManagedTensorVersioned {
     const VERSION: (u32, u32) = DLPACK_VERSION;
+    const SHARED_DELETER: unsafe extern "C" fn(*mut Self) = delete_shared_versioned;
+    fn set_deleter(&mut self, deleter: unsafe extern "C" fn(*mut Self)) {
+        self.deleter = Some(deleter);
+    }
     fn new(dl_tensor: DLTensor, manager_ctx: *mut c_void, flags: DlpackFlags) -> Self {
         DLManagedTensorVersioned {
             version: DLPackVersion {
@@ -164,6 +217,10 @@ impl Exported for DLManagedTensorVersioned {
 
 impl Exported for DLManagedTensor {
     const VERSION: (u32, u32) = (0, 0);
+    const SHARED_DELETER: unsafe extern "C" fn(*mut Self) = delete_shared_legacy;
+    fn set_deleter(&mut self, deleter: unsafe extern "C" fn(*mut Self)) {
+        self.deleter = Some(deleter);
+    }
     fn new(dl_tensor: DLTensor, manager_ctx: *mut c_void, _flags: DlpackFlags) -> Self {
         DLManagedTensor {
             dl_tensor,
@@ -173,37 +230,39 @@ impl Exported for DLManagedTensor {
     }
 }
 
-fn export<M: Exported>(keep: Keep, meta: ExportMeta) -> DlpackTensor {
+/// The `DLTensor` of an export: `meta`'s memory, with `ndim` axes whose shape and strides are
+/// at the given addresses (NULL for 0-d).
+fn dl_tensor(meta: &ExportMeta, ndim: usize, shape: *mut i64, strides: *mut i64) -> DLTensor {
     let desc = meta.dtype.desc();
+    DLTensor {
+        data: meta.data.cast(),
+        device: DLDevice {
+            device_type: meta.device.device_type as u32,
+            device_id: meta.device.device_id,
+        },
+        ndim: ndim as i32,
+        dtype: DLDataType {
+            code: desc.code,
+            bits: desc.bits,
+            lanes: desc.lanes,
+        },
+        shape,
+        strides,
+        byte_offset: 0,
+    }
+}
+
+fn export<M: Exported>(keep: Keep, meta: ExportMeta) -> DlpackTensor {
     let tensor = |keep: &Keep| {
         let (shape, strides) = keep.shape_strides();
-        let ndim = shape.len();
-        let (shape_ptr, strides_ptr) = if ndim == 0 {
-            (std::ptr::null_mut(), std::ptr::null_mut())
-        } else {
-            // i64 and usize/isize share a layout (asserted in the parent module); shape entries
-            // are ≤ isize::MAX.
-            (
-                shape.as_ptr().cast_mut().cast::<i64>(),
-                strides.as_ptr().cast_mut().cast::<i64>(),
-            )
-        };
-        DLTensor {
-            data: meta.data.cast(),
-            device: DLDevice {
-                device_type: meta.device.device_type as u32,
-                device_id: meta.device.device_id,
-            },
-            ndim: ndim as i32,
-            dtype: DLDataType {
-                code: desc.code,
-                bits: desc.bits,
-                lanes: desc.lanes,
-            },
-            shape: shape_ptr,
-            strides: strides_ptr,
-            byte_offset: 0,
+        if shape.is_empty() {
+            return dl_tensor(&meta, 0, std::ptr::null_mut(), std::ptr::null_mut());
         }
+        // i64 and usize/isize share a layout (asserted in the parent module); shape entries
+        // are ≤ isize::MAX.
+        let shape_ptr = shape.as_ptr().cast_mut().cast::<i64>();
+        let strides_ptr = strides.as_ptr().cast_mut().cast::<i64>();
+        dl_tensor(&meta, shape.len(), shape_ptr, strides_ptr)
     };
     // The managed struct is written once `keep` has its final address: a host array keeps
     // shape and strides of up to four axes inline, so pointers into it are taken from the
@@ -220,6 +279,59 @@ fn export<M: Exported>(keep: Keep, meta: ExportMeta) -> DlpackTensor {
         (*raw).managed = M::new(tensor(&(*raw).keep), raw.cast(), meta.flags);
         NonNull::new_unchecked(raw.cast::<M>())
     };
+    DlpackTensor {
+        handle: Some(M::wrap(managed)),
+        data: meta.data,
+        dtype: meta.dtype,
+        device: meta.device,
+        flags: meta.flags,
+        version: M::VERSION,
+        computed_strides: None,
+    }
+}
+
+/// A counted export of `array` (see [`HostArray::to_dlpack_counted`]).
+fn export_shared<M: Exported>(array: &HostArray, live: &'static AtomicUsize) -> DlpackTensor {
+    let meta = array.export_meta(false);
+    let ndim = array.ndim();
+    let (shape, strides) = (array.shape(), array.strides());
+    // usize and isize values keep their bits as i64s (asserted in the parent module); shape
+    // entries are ≤ isize::MAX. Up to four axes are filled in place (smallvec's `collect` goes
+    // element by element, half of this function's time).
+    let dims: SmallVec<[i64; 8]> = if ndim <= 4 {
+        let mut buffer = [0i64; 8];
+        for (i, (&d, &s)) in shape.iter().zip(strides).enumerate() {
+            buffer[i] = d as i64;
+            buffer[ndim + i] = s as i64;
+        }
+        SmallVec::from_buf_and_len(buffer, 2 * ndim)
+    } else {
+        let shape = shape.iter().map(|&d| d as i64);
+        SmallVec::from_vec(shape.chain(strides.iter().map(|&s| s as i64)).collect())
+    };
+    let mut ctx = Box::<SharedCtx<M>>::new_uninit();
+    let p = ctx.as_mut_ptr();
+    // SAFETY: `p` is the fresh, unshared allocation; every field is written once before
+    // `assume_init`. The dims are moved in first and never changed again, so the `DLTensor`'s
+    // pointers into them (inline in the allocation, which never moves, or on their heap buffer)
+    // stay valid until the deleter frees the whole context.
+    let ctx = unsafe {
+        (&raw mut (*p).dims).write(dims);
+        (&raw mut (*p)._owner).write(array.owner().clone());
+        (&raw mut (*p)._count).write(LiveCount::new(live));
+        let dims = (*p).dims.as_ptr().cast_mut();
+        let tensor = if ndim == 0 {
+            dl_tensor(&meta, 0, std::ptr::null_mut(), std::ptr::null_mut())
+        } else {
+            dl_tensor(&meta, ndim, dims, dims.add(ndim))
+        };
+        let mut managed = M::new(tensor, p.cast(), meta.flags);
+        managed.set_deleter(M::SHARED_DELETER);
+        (&raw mut (*p).managed).write(managed);
+        Box::into_raw(ctx.assume_init())
+    };
+    // SAFETY: a Box allocation is never NULL; the managed struct is its first field (repr(C)).
+    let managed = unsafe { NonNull::new_unchecked(ctx.cast::<M>()) };
     DlpackTensor {
         handle: Some(M::wrap(managed)),
         data: meta.data,
@@ -281,4 +393,27 @@ unsafe fn free_export<M: ManagedStruct>(managed: *mut M) {
             (*managed).manager_ctx().cast::<ExportCtx<M>>(),
         ))
     };
+}
+
+unsafe extern "C" fn delete_shared_versioned(managed: *mut DLManagedTensorVersioned) {
+    // SAFETY: DLPack calls the deleter once, with the pointer ferry handed out.
+    unsafe { free_shared(managed) }
+}
+
+unsafe extern "C" fn delete_shared_legacy(managed: *mut DLManagedTensor) {
+    // SAFETY: as in `delete_shared_versioned`.
+    unsafe { free_shared(managed) }
+}
+
+/// Frees the context of a counted export: drops the owner's hold and the count.
+///
+/// # Safety
+/// `managed` is NULL or a managed tensor that `export_shared` allocated, not freed yet.
+unsafe fn free_shared<M>(managed: *mut M) {
+    if managed.is_null() {
+        return;
+    }
+    // SAFETY: this deleter is only installed on structs that `export_shared` allocated as the
+    // first field of a `SharedCtx<M>` (repr(C)), and DLPack calls it once.
+    unsafe { drop(Box::from_raw(managed.cast::<SharedCtx<M>>())) };
 }
