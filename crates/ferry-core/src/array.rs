@@ -1003,16 +1003,6 @@ impl HostArray {
             copies: Vec::new(),
         }
     }
-
-    /// Checks that a layout is describable for `dtype` (used by constructors and DLPack import);
-    /// returns its [`offset_range`](layout::offset_range).
-    pub(crate) fn validate_layout(
-        dtype: DType,
-        shape: &[usize],
-        strides: &[isize],
-    ) -> Result<Option<(isize, isize)>> {
-        check_layout(dtype, shape, strides)
-    }
 }
 
 use layout::check_layout;

@@ -110,25 +110,37 @@ unsafe fn release(ptr: *mut c_void, name: &CStr) {
 /// Destructor of ferry's capsules: a capsule still named `dltensor[_versioned]` was never
 /// consumed, so its tensor is released here; a renamed one belongs to its consumer.
 unsafe extern "C" fn capsule_destructor(capsule: *mut ffi::PyObject) {
-    // SAFETY: Python calls this with the GIL held on a live capsule; an error indicator that was
-    // set is kept as it was (the destructor may run while an exception propagates).
+    // SAFETY: Python calls this with the GIL held on a live capsule. An error indicator that was
+    // set is put aside while the tensor is released (the destructor may run while an exception
+    // propagates, and a producer's deleter may run Python code) and restored after; one that
+    // releasing set is cleared, as restoring an empty indicator would.
     unsafe {
+        let pending = !ffi::PyErr_Occurred().is_null();
         let (mut kind, mut value, mut traceback) = (
             std::ptr::null_mut(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
         );
-        ffi::PyErr_Fetch(&mut kind, &mut value, &mut traceback);
-        for name in [VERSIONED, LEGACY] {
-            if ffi::PyCapsule_IsValid(capsule, name.as_ptr()) == 1 {
-                let ptr = ffi::PyCapsule_GetPointer(capsule, name.as_ptr());
-                if !ptr.is_null() {
-                    release(ptr, name);
-                }
-                break;
+        if pending {
+            ffi::PyErr_Fetch(&mut kind, &mut value, &mut traceback);
+        }
+        // An unconsumed capsule still has the very name pointer `new_capsule` gave it; the
+        // comparison by content is for a name set again from another copy of the string.
+        let name = ffi::PyCapsule_GetName(capsule);
+        let unconsumed = [VERSIONED, LEGACY].into_iter().find(|ours| {
+            name == ours.as_ptr() || (!name.is_null() && CStr::from_ptr(name) == *ours)
+        });
+        if let Some(ours) = unconsumed {
+            let ptr = ffi::PyCapsule_GetPointer(capsule, ours.as_ptr());
+            if !ptr.is_null() {
+                release(ptr, ours);
             }
         }
-        ffi::PyErr_Restore(kind, value, traceback);
+        if pending {
+            ffi::PyErr_Restore(kind, value, traceback);
+        } else if !ffi::PyErr_Occurred().is_null() {
+            ffi::PyErr_Clear();
+        }
     }
 }
 

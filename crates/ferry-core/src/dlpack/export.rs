@@ -13,6 +13,7 @@ use smallvec::SmallVec;
 
 use super::{DLPACK_VERSION, DlpackFlags, DlpackTensor, ManagedStruct};
 use crate::array::Access;
+use crate::layout::check_layout;
 use crate::{DType, Device, HostArray, Owner, Result};
 
 impl HostArray {
@@ -93,7 +94,7 @@ pub struct ExportParts {
 /// Every element the layout reaches lives in memory of `parts.device` that stays valid while
 /// `owner` is alive, and the layout's extent fits the address space.
 pub unsafe fn export_owner(parts: ExportParts, owner: Owner) -> Result<DlpackTensor> {
-    HostArray::validate_layout(parts.dtype, &parts.shape, &parts.strides)?;
+    check_layout(parts.dtype, &parts.shape, &parts.strides)?;
     let ExportParts {
         data,
         dtype,
@@ -346,9 +347,14 @@ fn export_shared<M: Exported>(array: &HostArray, live: &'static AtomicUsize) -> 
 /// Takes the array back out of one of ferry's own `HostArray` exports (leaving the context
 /// holding nothing, for the deleter to free); `None` for any other tensor.
 ///
+/// After a take, the managed struct's `shape` and `strides` still point into the array that
+/// left (inline for up to four axes, so they dangle as soon as it moves): the tensor may only be
+/// released afterwards, which frees the context without reading them. `into_host`, the only
+/// caller, drops it at once.
+///
 /// # Safety
 /// `p` points at a live managed tensor (major version 1, or legacy) that nobody else reads or
-/// writes during the call.
+/// writes during the call, and whose `DLTensor` nobody reads after a take.
 pub(super) unsafe fn take_host<M: ManagedStruct>(p: NonNull<M>) -> Option<HostArray> {
     // SAFETY: live per the contract.
     let m = unsafe { p.as_ref() };

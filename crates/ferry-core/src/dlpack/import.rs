@@ -11,7 +11,7 @@ use super::{
     device_of, on_managed, release,
 };
 use crate::array::Access;
-use crate::layout::{MAX_NDIM, row_major_strides};
+use crate::layout::{MAX_NDIM, check_layout, row_major_strides};
 use crate::{DType, DTypeDesc, Error, HostArray, Owner, Result};
 
 /// What [`check_tensor`] derives from a producer's `DLTensor`: the address of element
@@ -155,11 +155,13 @@ impl DlpackTensor {
     }
 
     /// If this tensor is one ferry exported from a `HostArray`, takes that array back out
-    /// (releasing the export context) instead of wrapping the tensor again.
+    /// (releasing the export context) instead of wrapping the tensor again. After a take,
+    /// `self` may only be dropped (its `DLTensor`'s shape and strides pointed into the array).
     fn take_own_export(&mut self) -> Option<HostArray> {
         let handle = self.handle?;
         // SAFETY: the handle is live and owned by `self`, which `&mut self` borrows exclusively,
-        // so nothing else reads the export context while the array is taken out.
+        // so nothing else reads the export context while the array is taken out; `into_host`,
+        // the only caller, returns the array at once and drops `self` unread.
         on_managed!(handle, p => unsafe { super::export::take_host(p) })
     }
 }
@@ -253,7 +255,7 @@ unsafe fn check_tensor(t: &DLTensor, flags: DlpackFlags) -> Result<Checked> {
     // Made only for the error messages.
     let raw_strides = || -> Vec<i64> { strides.iter().map(|&s| s as i64).collect() };
     // Element count, packed size and extent: any overflow is reported in the producer's terms.
-    let range = HostArray::validate_layout(dtype, shape, strides).map_err(|e| match e {
+    let range = check_layout(dtype, shape, strides).map_err(|e| match e {
         Error::UnsupportedLayout { .. } => e,
         _ => overflow(raw_shape, &raw_strides(), desc),
     })?;
