@@ -85,6 +85,38 @@ fn libtorch_dlpack_both_ways() {
     assert_eq!(t.sum(Kind::Double).double_value(&[]), 15.0);
 }
 
+/// Pinned and managed host memory (what a CUDA `to_host` returns) reaches libtorch as kDLCPU,
+/// shared: `at::fromDLPackVersioned` throws "Unsupported device_type: 3" (13 for managed) for
+/// the DLPack label such memory has, which broke every CUDA → host → tch hand-off. Made here
+/// with ordinary memory labelled pinned.
+#[test]
+fn pinned_and_managed_host_arrays_reach_libtorch_as_cpu_memory() {
+    use ferry::{Access, MemoryKind, RawParts};
+    let mut data: Vec<f32> = (0..6).map(|i| i as f32).collect();
+    for memory in [MemoryKind::CudaHost, MemoryKind::CudaManaged] {
+        for access in [Access::Exclusive, Access::Shared] {
+            let parts = RawParts {
+                data: data.as_mut_ptr().cast_const().cast(),
+                dtype: DType::F32,
+                shape: vec![2, 3],
+                strides: vec![3, 1],
+                memory,
+                access,
+            };
+            // SAFETY: the 24 bytes live until the end of the test, after every tensor made from
+            // them, and nothing else reads or writes them meanwhile (libtorch may write: it
+            // does not here).
+            let pinned =
+                unsafe { HostArray::from_raw_parts(parts, ferry::dlpack::owner(())) }.unwrap();
+            assert_ne!(pinned.device(), ferry::Device::CPU);
+            let t = ft::from_host(&pinned, Device::Cpu).unwrap();
+            let u = ft::from_dlpack(pinned.to_dlpack(), Device::Cpu).unwrap();
+            assert_eq!(t.sum(Kind::Float).double_value(&[]), 15.0);
+            assert_eq!(u.data_ptr().cast::<u8>().cast_const(), pinned.as_ptr());
+        }
+    }
+}
+
 #[test]
 fn negative_strides_and_read_only_arrays_are_copied_once() {
     let a = HostArray::from_vec(vec![2, 3], (0..6).map(|i| i as f32).collect()).unwrap();

@@ -282,6 +282,49 @@ def test_a_device_array_is_released_and_asked_for_again_on_the_host(no_leaks):
     assert len(released) == 2
 
 
+@pytest.mark.parametrize("device_type", [3, 13])  # kDLCUDAHost (pinned), kDLCUDAManaged
+def test_pinned_and_managed_memory_is_exported_as_cpu_memory(device_type, no_leaks):
+    """What a CUDA `to_host` returns is pinned memory: the CPU reads it where it is, and
+    `torch.from_dlpack` refuses kDLCUDAHost ("Unsupported device_type: 3"), so ferry exports it
+    as kDLCPU (PyTorch labels its own pinned tensors so). Made with host memory labelled pinned
+    by a ctypes producer."""
+    from test_exchange import DELETER, DLDataType, DLDevice, DLManagedTensorVersioned
+    from test_exchange import DLPackVersion, DLTensor, _new_capsule
+
+    released = []
+    backing = np.arange(6, dtype=np.float32)
+    shape = (ctypes.c_int64 * 1)(6)
+    deleter = DELETER(lambda managed: released.append(managed))
+
+    class PinnedProducer:
+        def __dlpack__(self, **kwargs):
+            self.managed = DLManagedTensorVersioned(
+                version=DLPackVersion(1, 3),
+                deleter=deleter,
+                dl_tensor=DLTensor(
+                    data=numpy_ptr(backing), device=DLDevice(device_type, 0), ndim=1,
+                    dtype=DLDataType(2, 32, 1), shape=shape, strides=None,
+                ),
+            )
+            return _new_capsule(ctypes.addressof(self.managed), b"dltensor_versioned", None)
+
+    producer = PinnedProducer()  # holds the managed struct until its deleter has run
+    h = ferry.from_dlpack(producer)
+    assert h.data_ptr == numpy_ptr(backing) and h.copies == 0
+    assert h.__dlpack_device__() == (1, 0)
+    t = torch.from_dlpack(h)
+    assert t.device.type == "cpu" and t.data_ptr() == numpy_ptr(backing)
+    assert numpy_ptr(np.from_dlpack(h)) == numpy_ptr(backing)
+    # Its own label on request; any other device is refused.
+    own = ferry.from_dlpack(h.__dlpack__(max_version=(1, 3), dl_device=(device_type, 0)))
+    assert own.data_ptr == numpy_ptr(backing)
+    with pytest.raises(BufferError):
+        h.__dlpack__(max_version=(1, 3), dl_device=(2, 0))
+    del t, own, h
+    gc.collect()
+    assert len(released) == 1
+
+
 def test_copy_device_and_stream_arguments(no_leaks):
     x = np.arange(8, dtype=np.float64).reshape(2, 4)
     h = ferry.from_dlpack(x)

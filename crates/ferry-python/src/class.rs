@@ -75,7 +75,10 @@ impl PyHostArray {
                 )));
             }
         }
-        let mut as_cpu = false;
+        // Pinned and managed memory is host memory the CPU reads where it is: exported as
+        // kDLCPU (PyTorch's `from_dlpack` refuses kDLCUDAHost), unless a consumer asks for its
+        // own label with `dl_device`.
+        let mut as_cpu = device != Device::CPU;
         if let Some((device_type, device_id)) = dl_device {
             let wanted = Device {
                 device_type,
@@ -88,10 +91,7 @@ impl PyHostArray {
                     self.array.dtype()
                 )));
             }
-            if wanted == Device::CPU {
-                // Pinned and managed memory is host memory: the CPU reads it where it is.
-                as_cpu = true;
-            }
+            as_cpu = wanted != device;
         }
         let versioned = max_version.is_some_and(|(major, _)| major >= 1);
         let legacy_read_only = !versioned && self.array.is_read_only();
@@ -273,10 +273,12 @@ impl PyHostArray {
         crate::arrow::array_capsules(py, &self.array)
     }
 
-    /// `(device_type, device_id)` of the memory, DLPack's codes (1 = CPU, 3 = CUDA pinned).
+    /// `(device_type, device_id)` in DLPack's codes: always `(1, 0)`, kDLCPU. ferry's arrays
+    /// are host memory; pinned and managed memory (a CUDA `to_host`) is exported as kDLCPU too,
+    /// the label PyTorch and JAX give their own pinned arrays (`torch.from_dlpack` refuses
+    /// kDLCUDAHost).
     fn __dlpack_device__(&self) -> (i32, i32) {
-        let device = self.array.device();
-        (device.device_type, device.device_id)
+        (Device::CPU_TYPE, 0)
     }
 
     /// The elements as bytes in row-major order (NumPy's `tobytes()`).

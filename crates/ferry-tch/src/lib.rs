@@ -493,6 +493,13 @@ pub fn from_host(array: &HostArray, device: Device) -> Result<Tensor> {
 /// The caller has checked that libtorch may write the memory (not read-only) and that the
 /// strides are non-negative.
 fn import_dlpack(tensor: DlpackTensor) -> Result<Tensor> {
+    let device = tensor.device();
+    if device != ferry_core::Device::CPU && device.is_host_readable() {
+        // libtorch knows host memory only as kDLCPU ("Unsupported device_type: 3" for pinned
+        // memory, 13 for managed): the CPU reads such memory where it is, so it goes as kDLCPU,
+        // the label PyTorch gives its own pinned tensors.
+        return import_dlpack(tensor.into_host()?.as_cpu_memory().into_dlpack());
+    }
     let raw = match tensor.into_raw() {
         RawDlpack::Versioned(p) => p,
         RawDlpack::Legacy(p) => {
