@@ -315,6 +315,9 @@ def test_pinned_and_managed_memory_is_exported_as_cpu_memory(device_type, no_lea
     t = torch.from_dlpack(h)
     assert t.device.type == "cpu" and t.data_ptr() == numpy_ptr(backing)
     assert numpy_ptr(np.from_dlpack(h)) == numpy_ptr(backing)
+    import tvm_ffi  # the C exchange API labels it the same way
+
+    assert str(tvm_ffi.from_dlpack(h).device) == "cpu:0"
     # Its own label on request; any other device is refused.
     own = ferry.from_dlpack(h.__dlpack__(max_version=(1, 3), dl_device=(device_type, 0)))
     assert own.data_ptr == numpy_ptr(backing)

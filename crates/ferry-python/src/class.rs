@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use ferry_core::{CopyPolicy, DType, Device, HostArray};
+use ferry_core::{CopyPolicy, DType, Device, DlpackTensor, HostArray};
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -46,6 +46,17 @@ impl PyHostArray {
     /// The wrapped array.
     pub fn array(&self) -> &HostArray {
         &self.array
+    }
+
+    /// The export `__dlpack__` and the exchange API hand out by default: the memory shared,
+    /// labelled kDLCPU (pinned and managed memory is host memory the CPU reads where it is;
+    /// PyTorch's `from_dlpack` refuses kDLCUDAHost).
+    pub(crate) fn share(&self, versioned: bool) -> DlpackTensor {
+        if self.array.device() == Device::CPU {
+            LiveExport::share(&self.array, versioned)
+        } else {
+            LiveExport::share(&self.array.clone().as_cpu_memory(), versioned)
+        }
     }
 
     /// The capsule for `__dlpack__`, after the protocol's checks.
@@ -116,7 +127,7 @@ impl PyHostArray {
                 kept.to_dlpack_legacy()
             }
         } else if as_cpu {
-            LiveExport::share(&self.array.clone().as_cpu_memory(), versioned)
+            self.share(versioned)
         } else {
             LiveExport::share(&self.array, versioned)
         };

@@ -14,9 +14,7 @@ use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 
-use ferry_core::dlpack_rs::ffi::{
-    DLDataType, DLDevice, DLManagedTensorVersioned, DLPackVersion, DLTensor,
-};
+use ferry_core::dlpack_rs::ffi::{DLDevice, DLManagedTensorVersioned, DLPackVersion, DLTensor};
 use ferry_core::layout::{element_count, packed_bytes};
 use ferry_core::{DType, DTypeDesc, Device, DlpackTensor, HostArray, RawDlpack, StorageLayout};
 use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError, PyValueError};
@@ -165,7 +163,7 @@ unsafe extern "C" fn managed_tensor_from_py_object_no_sync(
         }
         // SAFETY: per the contract, a live object, and the GIL is held.
         let host = unsafe { host_array_of(py, py_object) }?;
-        let export = LiveExport::share(host.get().array(), true);
+        let export = host.get().share(true);
         // SAFETY: `out` is non-null and, per the contract, writable.
         unsafe { *out = versioned(export) };
         Ok(())
@@ -245,8 +243,6 @@ unsafe extern "C" fn dltensor_from_py_object_no_sync(
             )));
         }
         let ndim = array.ndim();
-        let ndim_c = i32::try_from(ndim)
-            .map_err(|_| PyValueError::new_err(format!("{ndim} axes do not fit DLPack's ndim")))?;
         // Shape then strides, stored in the object and never changed: the pointers stay valid
         // while the object lives, which is as long as DLPack lets the consumer use them.
         let dims = ours.dlpack_dims();
@@ -256,23 +252,11 @@ unsafe extern "C" fn dltensor_from_py_object_no_sync(
             let (shape, strides) = dims.split_at(ndim);
             (shape.as_ptr().cast_mut(), strides.as_ptr().cast_mut())
         };
-        let device = array.device();
-        let desc = array.dtype().desc();
-        let tensor = DLTensor {
-            data: array.as_ptr().cast_mut().cast(),
-            device: DLDevice {
-                device_type: device.device_type as _,
-                device_id: device.device_id,
-            },
-            ndim: ndim_c,
-            dtype: DLDataType {
-                code: desc.code,
-                bits: desc.bits,
-                lanes: desc.lanes,
-            },
-            shape,
-            strides,
-            byte_offset: 0,
+        let mut tensor = array.dl_tensor(shape, strides);
+        // Host memory, pinned and managed included, is labelled kDLCPU as `__dlpack__` does.
+        tensor.device = DLDevice {
+            device_type: Device::CPU_TYPE as _,
+            device_id: 0,
         };
         // SAFETY: `out` is non-null and, per the contract, writable.
         unsafe { out.write(tensor) };

@@ -56,6 +56,13 @@ impl HostArray {
         export_shared::<DLManagedTensor>(self, live)
     }
 
+    /// A bare `DLTensor` of this array (DLPack's borrowed form: no flags, no deleter) whose
+    /// `shape` and `strides` fields are the given addresses (`ndim` `int64_t`s each, NULL for
+    /// 0-d), which the caller keeps valid and unchanged while the tensor is read.
+    pub fn dl_tensor(&self, shape: *mut i64, strides: *mut i64) -> DLTensor {
+        dl_tensor(&self.export_meta(false), self.ndim(), shape, strides)
+    }
+
     fn export_meta(&self, exclusive_copy: bool) -> ExportMeta {
         let mut flags = DlpackFlags::empty();
         flags.set(DlpackFlags::READ_ONLY, self.is_read_only());
@@ -280,6 +287,11 @@ fn export<M: Exported>(keep: Keep, meta: ExportMeta) -> DlpackTensor {
         (*raw).managed = M::new(tensor(&(*raw).keep), raw.cast(), meta.flags);
         NonNull::new_unchecked(raw.cast::<M>())
     };
+    exported(managed, &meta)
+}
+
+/// The `DlpackTensor` owning a managed struct ferry just made from `meta`.
+fn exported<M: Exported>(managed: NonNull<M>, meta: &ExportMeta) -> DlpackTensor {
     DlpackTensor {
         handle: Some(M::wrap(managed)),
         data: meta.data,
@@ -333,15 +345,7 @@ fn export_shared<M: Exported>(array: &HostArray, live: &'static AtomicUsize) -> 
     };
     // SAFETY: a Box allocation is never NULL; the managed struct is its first field (repr(C)).
     let managed = unsafe { NonNull::new_unchecked(ctx.cast::<M>()) };
-    DlpackTensor {
-        handle: Some(M::wrap(managed)),
-        data: meta.data,
-        dtype: meta.dtype,
-        device: meta.device,
-        flags: meta.flags,
-        version: M::VERSION,
-        computed_strides: None,
-    }
+    exported(managed, &meta)
 }
 
 /// Takes the array back out of one of ferry's own `HostArray` exports (leaving the context
