@@ -6,8 +6,8 @@
 //! buffer, keeps the primitive alive, and is read-only: Burn writes in place only into buffers
 //! nobody else holds, so it never writes under a ferry view. Tensors on every other backend
 //! (CUDA, wgpu, CubeCL CPU, LibTorch, ...) come out through Burn's own data read: one copy,
-//! recorded as a device transfer. Use [`to_host_batch`] for many tensors at once: all reads are
-//! issued in one [`Transaction`] before any is waited on.
+//! recorded as a device transfer. Use [`to_host_batch`] for many tensors at once: each device's
+//! reads are issued in one [`Transaction`] before any is waited on.
 //!
 //! Bool tensors come out as 8-bit 0/1 in every storage form (`Bool(U32)` is narrowed, one copy).
 //! Quantized tensors are refused with a typed error: call `dequantize()` explicitly first.
@@ -167,44 +167,55 @@ pub fn view<const D: usize, K: BurnKind>(tensor: &Tensor<D, K>) -> Result<HostAr
 }
 
 /// A host array over a burn tensor's data: zero-copy on Flex and NdArray (see [`view`]), one
-/// copy through Burn's own read elsewhere.
+/// copy through Burn's own read elsewhere (a [`Transaction`], so a device error is an `Err`).
 pub fn to_host<const D: usize, K: BurnKind>(tensor: &Tensor<D, K>) -> Result<HostArray> {
     plain_dtype(tensor)?;
     if let Some(view) = primitive_view(tensor.clone().into_dispatch().kind)? {
         return Ok(view);
     }
-    from_tensor_data(
-        tensor
-            .clone()
-            .try_into_data()
-            .map_err(|e| Error::backend_message(BACKEND, format!("{e:?}")))?,
-    )
+    // Through a transaction: an eager read whose device errors are `Err`s.
+    let mut read = to_host_batch(std::slice::from_ref(tensor))?;
+    Ok(read.pop().expect("one array per tensor"))
 }
 
 /// Reads many tensors: CPU-backend tensors as zero-copy views, the rest in one [`Transaction`]
-/// whose device→host transfers are all issued before any is waited on.
+/// per device, whose device→host transfers are all issued before any is waited on. A batch
+/// spanning devices or backends is split: burn-cubecl runs a transaction on its first tensor's
+/// client (another device's tensor is a `ForeignHandle` error), and burn-dispatch panics on one
+/// that mixes backends.
 pub fn to_host_batch<const D: usize, K: BurnKind>(
     tensors: &[Tensor<D, K>],
 ) -> Result<Vec<HostArray>> {
     let mut out: Vec<Option<HostArray>> = Vec::with_capacity(tensors.len());
-    let mut pending = Vec::new();
-    let mut transaction = Transaction::default();
+    // Per device: the device, the batch positions read there, and their transaction.
+    let mut reads: Vec<(Device, Vec<usize>, Transaction)> = Vec::new();
     for (i, t) in tensors.iter().enumerate() {
         plain_dtype(t)?;
         match primitive_view(t.clone().into_dispatch().kind)? {
             Some(view) => out.push(Some(view)),
             None => {
                 out.push(None);
-                pending.push(i);
-                transaction = transaction.register(t.clone());
+                let device = t.device();
+                let at = match reads.iter().position(|(d, ..)| *d == device) {
+                    Some(at) => at,
+                    None => {
+                        reads.push((device, Vec::new(), Transaction::default()));
+                        reads.len() - 1
+                    }
+                };
+                let (_, positions, transaction) = &mut reads[at];
+                positions.push(i);
+                *transaction = std::mem::take(transaction).register(t.clone());
             }
         }
     }
-    if !pending.is_empty() {
+    // `try_execute` reads eagerly and reports a device error as an `Err` (a tensor's lazy
+    // `into_data` panics on its first byte access instead).
+    for (_, positions, transaction) in reads {
         let datas = transaction
             .try_execute()
             .map_err(|e| Error::backend_message(BACKEND, format!("{e:?}")))?;
-        for (i, data) in pending.into_iter().zip(datas) {
+        for (i, data) in positions.into_iter().zip(datas) {
             out[i] = Some(from_tensor_data(data)?);
         }
     }
