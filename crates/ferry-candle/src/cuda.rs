@@ -48,7 +48,8 @@ mod imp {
     use candle_core::backend::{BackendDevice, BackendStorage};
     use candle_core::cuda_backend::CudaStorageSlice;
     use candle_core::cuda_backend::cudarc::driver::{
-        CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, HostSlice, PinnedHostSlice,
+        CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, HostSlice,
+        PinnedHostSlice,
     };
     use ferry_core::{CopyReason, Device, MemoryKind, record_copy};
 
@@ -86,8 +87,27 @@ mod imp {
         with_slice!(storage, s => s.num_bytes())
     }
 
-    /// Copies bytes `[lo, hi)` of `slice` into fresh pinned host memory on `stream`, after the
-    /// work queued on it, and waits for the copy.
+    /// Waits for all work queued in `stream`'s context, on every stream and thread.
+    ///
+    /// Candle's default CUDA device queues its kernels on the *calling thread's* per-thread
+    /// default stream (`CU_STREAM_PER_THREAD`), so a tensor computed on one thread and read
+    /// on another is not ordered by any one stream; a foreign producer (PyTorch, another
+    /// device value of candle's) may use yet another stream of the same primary context.
+    fn wait_for_context(stream: &CudaStream) -> Result<()> {
+        stream.context().synchronize().map_err(cuda_err)
+    }
+
+    /// Makes `ctx` current on the calling thread, before CUDA memory is freed there: the
+    /// driver frees on a stream (or the per-thread stream) only with a current context, and
+    /// a DLPack deleter or a host array may be dropped on a thread that never used CUDA.
+    fn bind_for_drop(ctx: &CudaContext) {
+        // An error is recorded in the context by cudarc and surfaces at its next checked call;
+        // a drop cannot report it.
+        let _ = ctx.bind_to_thread();
+    }
+
+    /// Copies bytes `[lo, hi)` of `slice` into fresh pinned host memory on `stream`, after all
+    /// work queued in its context (see [`wait_for_context`]), and waits for the copy.
     fn copy_span<T: DeviceRepr>(
         slice: &CudaSlice<T>,
         stream: &Arc<CudaStream>,
@@ -103,6 +123,7 @@ mod imp {
                 .alloc_pinned_with_flags::<T>(end - first, 0)
         }
         .map_err(cuda_err)?;
+        wait_for_context(stream)?;
         stream
             .memcpy_dtoh(&slice.slice(first..end), &mut pinned)
             .map_err(cuda_err)?;
@@ -112,6 +133,8 @@ mod imp {
 
     /// A pinned host buffer holding a copied span, as ferry storage the host array owns alone.
     struct PinnedSpan<T> {
+        /// Made current on the thread that drops this, before the buffer is freed.
+        ctx: Arc<CudaContext>,
         /// Keeps the pinned allocation alive.
         _pinned: PinnedHostSlice<T>,
         /// Its first byte, taken with write permission (as an address: the buffer is `Send`).
@@ -130,10 +153,32 @@ mod imp {
                 slice.as_mut_ptr() as usize
             };
             PinnedSpan {
+                ctx: stream.context().clone(),
                 _pinned: pinned,
                 addr,
                 len,
             }
+        }
+    }
+
+    impl<T> Drop for PinnedSpan<T> {
+        fn drop(&mut self) {
+            // Runs before the fields drop, so `_pinned` is freed with its context current.
+            bind_for_drop(&self.ctx);
+        }
+    }
+
+    /// What a CUDA DLPack export keeps alive: the read-locked tensor, whose device buffer is
+    /// freed (when this is the last reference) with its context current on the dropping thread.
+    struct CudaOwner {
+        ctx: Arc<CudaContext>,
+        _lock: StorageReadLock,
+    }
+
+    impl Drop for CudaOwner {
+        fn drop(&mut self) {
+            // Runs before `_lock` drops the tensor.
+            bind_for_drop(&self.ctx);
         }
     }
 
@@ -209,8 +254,9 @@ mod imp {
             let (ptr, _guard) = s.device_ptr(&stream);
             ptr
         });
-        // Consumers may read on any stream: finish the work queued on candle's stream first.
-        stream.synchronize().map_err(cuda_err)?;
+        // Consumers may read on any stream: finish the work queued for the tensor first, on
+        // whichever thread's stream it was queued.
+        wait_for_context(&stream)?;
         // Inside the buffer: `locate` checked the layout against the storage's bytes.
         let data = (base as usize + first) as *mut std::ffi::c_void;
         let parts = ferry_core::dlpack::ExportParts {
@@ -221,9 +267,13 @@ mod imp {
             device: Device::cuda(ordinal),
             flags: ferry_core::dlpack::DlpackFlags::READ_ONLY,
         };
+        let owner = CudaOwner {
+            ctx: stream.context().clone(),
+            _lock: lock,
+        };
         // SAFETY: the device buffer belongs to the tensor's storage, kept alive, read-locked and
-        // so unchanged by `lock` in the owner; the layout was checked to lie inside it.
-        unsafe { ferry_core::dlpack::export_owner(parts, ferry_core::dlpack::owner(lock)) }
+        // so unchanged by the lock in `owner`; the layout was checked to lie inside it.
+        unsafe { ferry_core::dlpack::export_owner(parts, ferry_core::dlpack::owner(owner)) }
     }
 
     pub(crate) fn from_dlpack(tensor: DlpackTensor, device: &CandleDevice) -> Result<Tensor> {
@@ -308,6 +358,9 @@ mod imp {
         let n = bytes.div_ceil(size_of::<T>().max(1));
         // SAFETY: every byte is written by the copy below before the slice is used.
         let mut dst = unsafe { stream.alloc::<T>(n) }.map_err(cuda_err)?;
+        // The producer's work may be queued on any stream of this process's context (DLPack in
+        // Rust carries no stream): wait for all of it before reading its memory.
+        wait_for_context(stream)?;
         {
             let (dst_ptr, _guard) = dst.device_ptr_mut(stream);
             // SAFETY: `src` is device memory of the producer, at least `bytes` long and alive
