@@ -30,4 +30,6 @@ fn main() {
     // same rpath to their test, bench and example binaries.
     println!("cargo:libtorch_lib={}", lib.display());
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    // Where `load_cuda` looks for libtorch_cuda.so first.
+    println!("cargo:rustc-env=FERRY_TCH_LIBTORCH_LIB={}", lib.display());
 }

@@ -18,7 +18,10 @@
 //! - From DLPack: the producer's tensor goes to libtorch as it is unless it is read-only or has
 //!   negative strides (then one copy).
 //! - To DLPack: libtorch's own `at::toDLPackVersioned`, of a non-resizable alias.
-//! - CUDA tensors (feature `cuda`): one copy of the viewed span into pinned memory.
+//! - CUDA tensors (feature `cuda`): one copy of the viewed span into pinned memory, after the
+//!   device's queued work; exports wait for it too. libtorch's CUDA half (`libtorch_cuda.so`)
+//!   is dropped by linkers that link `--as-needed` (tch-rs #980): [`load_cuda`] loads it, and
+//!   ferry calls it before its own CUDA paths.
 
 use std::ffi::{CStr, c_char, c_void};
 
@@ -46,6 +49,13 @@ unsafe extern "C" {
         err: *mut *mut c_char,
     ) -> *mut C_tensor;
     fn ferry_tch_storage_offset(t: *mut C_tensor, err: *mut *mut c_char) -> i64;
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fn ferry_tch_pinned_span(
+        t: *mut C_tensor,
+        offset: i64,
+        len: i64,
+        err: *mut *mut c_char,
+    ) -> *mut C_tensor;
     fn ferry_tch_describe(
         t: *mut C_tensor,
         info: *mut TensorInfo,
@@ -484,6 +494,9 @@ pub fn from_host(array: &HostArray, device: Device) -> Result<Tensor> {
     if device == Device::Cpu {
         return Ok(t);
     }
+    if device.is_cuda() {
+        load_cuda()?;
+    }
     let moved = t.f_to_device(device).map_err(tch_err)?;
     record_copy(host.nbytes() as u64, CopyReason::DeviceTransfer);
     Ok(moved)
@@ -499,6 +512,9 @@ fn import_dlpack(tensor: DlpackTensor) -> Result<Tensor> {
         // memory, 13 for managed): the CPU reads such memory where it is, so it goes as kDLCPU,
         // the label PyTorch gives its own pinned tensors.
         return import_dlpack(tensor.into_host()?.as_cpu_memory().into_dlpack());
+    }
+    if device.is_cuda() {
+        load_cuda()?;
     }
     let raw = match tensor.into_raw() {
         RawDlpack::Versioned(p) => p,
@@ -568,6 +584,9 @@ pub fn from_dlpack(tensor: DlpackTensor, device: Device) -> Result<Tensor> {
         });
     }
     let read_only = tensor.is_read_only();
+    // In ferry's dtype: tch's `Kind` cannot name every dtype libtorch holds (uint16/32/64).
+    let bytes = ferry_core::layout::packed_bytes(tensor.len(), tensor.dtype())
+        .expect("a validated DLPack tensor's packed size fits isize");
     let mut t = import_dlpack(tensor)?;
     if read_only {
         // libtorch has no read-only tensors: hand out a copy (on the same device), never the
@@ -575,10 +594,7 @@ pub fn from_dlpack(tensor: DlpackTensor, device: Device) -> Result<Tensor> {
         let copy = t.f_empty_like().map_err(tch_err)?;
         let mut copy = copy;
         copy.f_copy_(&t).map_err(tch_err)?;
-        record_copy(
-            (t.numel() * t.kind().elt_size_in_bytes()) as u64,
-            CopyReason::Forced,
-        );
+        record_copy(bytes as u64, CopyReason::Forced);
         t = copy;
     }
     if t.device() == device {
@@ -588,9 +604,76 @@ pub fn from_dlpack(tensor: DlpackTensor, device: Device) -> Result<Tensor> {
     }
 }
 
+/// Loads libtorch's CUDA library, `libtorch_cuda.so`, into the process once (`RTLD_GLOBAL`),
+/// from the libtorch this crate was built against or else from the loader's search path.
+///
+/// Nothing in a Rust binary calls into that library directly, so linkers that link
+/// `--as-needed` (the default on most distributions) drop it, and libtorch then has no CUDA
+/// kernels: "Could not run 'aten::empty_strided' with arguments from the 'CUDA' backend"
+/// (tch-rs #980). ferry calls this before its own CUDA paths; call it before you make CUDA
+/// tensors with tch yourself (or link with `-Wl,--no-as-needed -ltorch_cuda`). Without
+/// feature `cuda` it returns [`Error::NotCompiled`].
+pub fn load_cuda() -> Result<()> {
+    cuda::load()
+}
+
 mod cuda {
-    //! CUDA → host: one copy of the span the view covers into pinned memory.
+    //! CUDA → host: one copy of the span the view covers into pinned memory; loading
+    //! libtorch's CUDA library.
     use super::*;
+
+    #[cfg(feature = "cuda")]
+    pub(super) fn load() -> Result<()> {
+        use std::ffi::CString;
+        use std::sync::OnceLock;
+
+        static LOADED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+        let loaded = LOADED.get_or_init(|| {
+            let mut tried = Vec::new();
+            for path in [
+                concat!(env!("FERRY_TCH_LIBTORCH_LIB"), "/libtorch_cuda.so"),
+                "libtorch_cuda.so",
+            ] {
+                let c_path = CString::new(path).expect("no NUL in a library path");
+                // SAFETY: a NUL-terminated path. The library's initialisers register its CUDA
+                // kernels and hooks with libtorch_cpu, which this crate links and so is loaded;
+                // the handle is never closed (libtorch cannot be unloaded).
+                let handle =
+                    unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+                if !handle.is_null() {
+                    return Ok(());
+                }
+                // SAFETY: dlerror returns NULL or this thread's NUL-terminated message, read
+                // before any other dl* call.
+                let why = unsafe { libc::dlerror() };
+                tried.push(if why.is_null() {
+                    format!("{path}: not found")
+                } else {
+                    // SAFETY: as above.
+                    unsafe { CStr::from_ptr(why) }
+                        .to_string_lossy()
+                        .into_owned()
+                });
+            }
+            Err(tried.join("; "))
+        });
+        loaded.clone().map_err(|why| {
+            Error::backend_message(
+                BACKEND,
+                format!(
+                    "libtorch_cuda.so could not be loaded ({why}): ferry's `cuda` feature needs a CUDA build of libtorch (LIBTORCH) and its CUDA libraries on the loader path"
+                ),
+            )
+        })
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    pub(super) fn load() -> Result<()> {
+        Err(Error::NotCompiled {
+            capability: "tch CUDA tensors",
+            hint: "build ferry with feature `cuda` (and a CUDA build of libtorch)",
+        })
+    }
 
     /// A pinned host tensor holding a copied span, as storage a host array owns alone (tch
     /// tensors are `Send` but not `Sync`, hence the mutex).
@@ -605,12 +688,12 @@ mod cuda {
 
     #[cfg(feature = "cuda")]
     impl PinnedSpan {
-        /// The bytes of `host`, a contiguous pinned tensor made for one copy, owned by the
-        /// result alone.
-        fn new(host: Tensor) -> PinnedSpan {
+        /// The `len` bytes of `host`, a contiguous pinned tensor made for one copy, owned by
+        /// the result alone (its dtype may be one tch's `Kind` cannot name).
+        fn new(host: Tensor, len: usize) -> PinnedSpan {
             PinnedSpan {
                 addr: host.data_ptr() as usize,
-                len: host.numel() * host.kind().elt_size_in_bytes(),
+                len,
                 _tensor: std::sync::Mutex::new(host),
             }
         }
@@ -640,6 +723,7 @@ mod cuda {
 
     #[cfg(feature = "cuda")]
     pub(super) fn to_host(t: &Tensor, dtype: DType) -> Result<HostArray> {
+        load()?;
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
         let strides: Vec<isize> = t.stride().iter().map(|&s| s as isize).collect();
         // The span: from the lowest to the highest element the view reaches (checked to fit isize
@@ -657,17 +741,21 @@ mod cuda {
         let size = dtype.size_in_bytes().unwrap_or(1);
         let len = (hi - lo + 1) as i64;
         let offset = storage_offset(t)?;
-        let span = t
-            .f_as_strided([len], [1], Some(offset + lo as i64))
-            .map_err(tch_err)?;
-        let host = Tensor::f_empty([len], (span.kind(), Device::Cpu)).map_err(tch_err)?;
-        let mut host = host.f_pin_memory(t.device()).map_err(tch_err)?;
-        host.f_copy_(&span).map_err(tch_err)?; // synchronous: waits for the queued work
+        let mut err = std::ptr::null_mut();
+        // The shim names the dtype itself (tch's `Kind` has no uint16/32/64 or e8m0), copies
+        // into pinned memory directly and waits for the device first.
+        // SAFETY: `t` is a live tensor; the shim catches every C++ exception.
+        let host = unsafe { ferry_tch_pinned_span(ptr(t), offset + lo as i64, len, &mut err) };
+        if host.is_null() {
+            return Err(shim_error(err, "copying the span to pinned memory"));
+        }
+        // SAFETY: a new tensor the shim allocated for us alone.
+        let host = unsafe { Tensor::from_ptr(host) };
         let bytes = len as usize * size;
         let record = record_copy(bytes as u64, CopyReason::DeviceTransfer);
         // Element [0, .., 0] is -lo elements into the copied span.
         layout.offset = lo.unsigned_abs();
-        let pinned = PinnedSpan::new(host);
+        let pinned = PinnedSpan::new(host, bytes);
         Ok(HostArray::from_storage_mut(pinned, layout)?.with_copy(record))
     }
 

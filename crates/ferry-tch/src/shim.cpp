@@ -3,6 +3,7 @@
 // catches everything and reports it through `err` (malloc'ed, freed by the Rust side).
 #include <ATen/ATen.h>
 #include <ATen/DLConvertor.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -50,6 +51,9 @@ DLManagedTensorVersioned *ferry_tch_to_dlpack_versioned(at::Tensor *t, char **er
     check_strided(*t);
     at::Tensor alias = t->detach();
     alias.storage().unsafeGetStorageImpl()->set_resizable(false);
+    // A consumer may read on any stream (DLPack in Rust carries none): finish the work queued
+    // on the tensor's device first, as candle's export does.
+    if (t->is_cuda()) at::detail::getCUDAHooks().deviceSynchronize(t->get_device());
     return at::toDLPackVersioned(alias);
   } catch (...) {
     report(err);
@@ -74,6 +78,24 @@ at::Tensor *ferry_tch_from_dlpack_versioned(DLManagedTensorVersioned *m, int *re
     return new at::Tensor(std::move(t));
   } catch (...) {
     *released = ran->load() ? 1 : 0;
+    report(err);
+    return nullptr;
+  }
+}
+
+// One copy of the `len` elements of `t`'s storage from element `offset` (a CUDA tensor's
+// viewed span) into a new pinned host tensor of `t`'s dtype, after the work queued on `t`'s
+// device; any dtype, including those tch's `Kind` cannot name (uint16/32/64,
+// float8_e8m0fnu). NULL on error.
+at::Tensor *ferry_tch_pinned_span(at::Tensor *t, int64_t offset, int64_t len, char **err) {
+  try {
+    at::Tensor span = t->as_strided({len}, {1}, offset);
+    at::Tensor host = at::empty({len}, span.options().device(at::kCPU).pinned_memory(true));
+    // Waits for the device: a tensor produced on another stream or thread is complete.
+    at::detail::getCUDAHooks().deviceSynchronize(t->get_device());
+    host.copy_(span, /*non_blocking=*/false);
+    return new at::Tensor(std::move(host));
+  } catch (...) {
     report(err);
     return nullptr;
   }
