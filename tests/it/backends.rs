@@ -56,6 +56,11 @@ macro_rules! convert_suite {
     };
 }
 
+// Pairs that can run the same ops: none when Burn is the only backend.
+#[cfg_attr(
+    not(any(feature = "candle", all(feature = "burn", feature = "tch"))),
+    allow(unused_macros)
+)]
 macro_rules! ops_suite {
     ($name:ident: $A:ty, $B:ty) => {
         #[test]

@@ -9,6 +9,8 @@ mod burn;
 #[cfg(feature = "candle")]
 mod candle;
 mod core_layouts;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod dlpack_import;
 #[cfg(feature = "files")]
 mod files;

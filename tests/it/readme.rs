@@ -3,7 +3,7 @@
 //! source framework inferred, and the Arrow dataset.
 
 use candle_core::{Device, Tensor};
-use ferry::{DType, Error, ToHost};
+use ferry::{Error, ToHost};
 
 type AnyResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -90,7 +90,7 @@ fn convert_infers_the_source_and_burn_cpu_needs_no_rank() -> AnyResult {
         matches!(
             err,
             Error::UnsupportedDtype {
-                dtype: DType::I64,
+                dtype: ferry::DType::I64,
                 ..
             }
         ),

@@ -180,3 +180,24 @@ fn quantized_tch_tensors_are_refused_as_quantized() {
     let back = ferry::to_host(&t.dequantize()).unwrap();
     assert_eq!(back.shape(), [3]);
 }
+
+/// `load_cuda` loads libtorch's CUDA library (which `--as-needed` linking drops, tch-rs #980)
+/// with feature `cuda`, after which libtorch has its CUDA kernels: making a CUDA tensor then
+/// fails only for want of a GPU, never with "Could not run ... from the 'CUDA' backend".
+/// Without the feature it is a typed error.
+#[test]
+fn load_cuda_loads_libtorch_cuda_with_the_feature_and_is_a_typed_error_without() {
+    let loaded = ft::load_cuda();
+    if cfg!(feature = "cuda") {
+        loaded.unwrap();
+        ft::load_cuda().unwrap(); // once is enough; again is fine
+        if let Err(e) = Tensor::f_zeros([1], (Kind::Float, Device::Cuda(0))) {
+            assert!(!e.to_string().contains("'CUDA' backend"), "{e}");
+        }
+    } else {
+        assert!(
+            matches!(loaded, Err(ferry::Error::NotCompiled { .. })),
+            "{loaded:?}"
+        );
+    }
+}
