@@ -396,8 +396,12 @@ pub fn report(
             )?;
         }
     }
+    writeln!(out, "\n{CUDA_SECTION}")?;
     Ok(out)
 }
+
+/// RESULTS.md's CUDA section: those figures come from a GPU machine, not from this run.
+const CUDA_SECTION: &str = "## CUDA\n\nNot measured here: this machine has no GPU. `cargo xtask gpu-bundle` builds the CUDA benchmarks (`tests/benches/cuda.rs`: 256 MiB device → host beside `cudaMemcpy` into pinned memory, target ≥ 0.8×; a 1 MiB narrow of a 1 GiB tensor beside candle's `to_device(Cpu)` and Burn's `into_data`), and the bundle's `run.sh` writes their table into `results.md` on the GPU machine.";
 
 fn machine() -> String {
     std::fs::read_to_string("/proc/cpuinfo")

@@ -1,5 +1,5 @@
 //! Project automation: `cargo xtask ci` (everything CI checks), `cargo xtask demo` (the main
-//! job), `cargo xtask bench`, `cargo xtask fuzz`.
+//! job), `cargo xtask bench`, `cargo xtask fuzz`, `cargo xtask gpu-bundle`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod gpu_bundle;
 mod provision;
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -29,7 +30,9 @@ commands:
   valgrind        run every test that needs no libtorch under valgrind memcheck, then the tch
                   tests, then the Python exchange-API tests against the installed wheel
   libtorch        provision libtorch 2.9.0 from PyPI (cached) and print its folder
-  nvcc            provision nvcc from PyPI (cached) and print its CUDA home";
+  nvcc            provision nvcc from PyPI (cached) and print its CUDA home
+  gpu-bundle      build the CUDA tests and benchmarks (candle, burn) and the Python stand-in
+                  for tch into target/gpu-bundle/, to run on a GPU machine with its run.sh";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -62,6 +65,10 @@ fn main() -> Result<()> {
         Some("nvcc") => {
             println!("{}", provision::nvcc()?.display());
             Ok(())
+        }
+        Some("gpu-bundle") => {
+            build_env()?;
+            gpu_bundle::gpu_bundle()
         }
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
@@ -397,6 +404,7 @@ fn ci() -> Result<()> {
     ]))?;
     step("clippy", start);
     cuda_checks()?;
+    gpu_bundle::run_sh_without_a_gpu()?;
     step("cuda compile checks", start);
     let mut totals = Totals::default();
     let report = root_target().join("suite-report.txt");
@@ -472,37 +480,32 @@ fn cuda_checks() -> Result<()> {
             .env("CUDA_COMPUTE_CAP", "80")
             .env("CARGO_TARGET_DIR", &target);
     };
-    for package in ["ferry-candle", "ferry-tch"] {
+    // The adapters, and the CUDA tests and benchmarks that `cargo xtask gpu-bundle` builds.
+    // Burn's CUDA backend pulls cubecl-llvm, whose build downloads an LLVM bundle from outside
+    // the package registries; DOCS_RS=1 makes it skip that (a check needs no LLVM).
+    let checks: [(&str, &str, bool); 5] = [
+        ("ferry-candle", "cuda", false),
+        ("ferry-tch", "cuda", false),
+        ("ferry-burn", "cuda", true),
+        ("ferry-tests", "candle,cuda", false),
+        ("ferry-tests", "burn,burn-cuda-nvrtc", true),
+    ];
+    for (package, features, skip_llvm) in checks {
         let mut cmd = cargo();
         cmd.args([
             "clippy",
             "--package",
             package,
-            "--features",
-            "cuda",
-            "--",
-            "-D",
-            "warnings",
-        ]);
+            "--all-targets",
+            "--no-default-features",
+        ])
+        .args(["--features", features, "--", "-D", "warnings"]);
+        if skip_llvm {
+            cmd.env("DOCS_RS", "1");
+        }
         cuda(&mut cmd);
         run(&mut cmd)?;
     }
-    // Burn's CUDA backend pulls cubecl-llvm, whose build downloads an LLVM bundle from outside
-    // the package registries; DOCS_RS=1 makes it skip that (a check needs no LLVM).
-    let mut cmd = cargo();
-    cmd.args([
-        "clippy",
-        "--package",
-        "ferry-burn",
-        "--features",
-        "cuda",
-        "--",
-        "-D",
-        "warnings",
-    ])
-    .env("DOCS_RS", "1");
-    cuda(&mut cmd);
-    run(&mut cmd)?;
     // Candle's and Burn's `cuda` together must stop early, with ferry's explanation (its build
     // script) or, when cargo runs cudarc's build script first, cudarc's one-line refusal of the
     // two linking modes; never by compiling into a wall of cubecl/cudarc errors.
@@ -659,9 +662,6 @@ fn bench_script(python: &Path, script: &str, arg: &str) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
-/// Runs the integration tests that exercise ferry's unsafe code (core, DLPack, stress, candle
-/// and burn adapters) under valgrind memcheck: any invalid read/write or definitely lost block
-/// fails. libtorch is left out (its allocator's pools read as leaks; see ARCHITECTURE.md).
 /// Builds the `it` test binary with `features` and returns its path.
 fn test_binary(features: &str) -> Result<PathBuf> {
     let out = cargo()

@@ -1,5 +1,6 @@
 //! CUDA benchmarks (`--features cuda` with candle or burn), built by `cargo xtask gpu-bundle`
-//! and run by its `run.sh` on a GPU: device → host of 256 MiB beside `cudaMemcpy` into pinned
+//! (`cargo test --release --bench cuda`, which reuses the test build) and run by its `run.sh`
+//! on a GPU: device → host of 256 MiB beside `cudaMemcpy` into pinned
 //! memory, and a 1 MiB narrow of a 1 GiB tensor beside the framework's own read. Each line is
 //! a ratio to a baseline timed in the same process; best of several runs, after a warm-up.
 
@@ -62,7 +63,7 @@ fn candle() {
         })
     };
     let ferry = best(RUNS, || {
-        black_box(ferry::candle_adapter::to_host(black_box(&t)).unwrap());
+        black_box(ferry_candle::to_host(black_box(&t)).unwrap());
     });
     report(
         "candle: 256 MiB device → host",
@@ -77,7 +78,7 @@ fn candle() {
     let big = Tensor::zeros(256 << 20, DType::F32, &gpu).unwrap();
     let narrow = big.narrow(0, 100 << 20, 1 << 18).unwrap();
     let ferry = best(RUNS, || {
-        black_box(ferry::candle_adapter::to_host(black_box(&narrow)).unwrap());
+        black_box(ferry_candle::to_host(black_box(&narrow)).unwrap());
     });
     let own = best(RUNS, || {
         black_box(narrow.to_device(&Device::Cpu).unwrap());
