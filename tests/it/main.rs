@@ -9,7 +9,8 @@ mod burn;
 #[cfg(feature = "candle")]
 mod candle;
 mod core_layouts;
-#[cfg(feature = "cuda")]
+// The GPU checks of candle and Burn (tch's CUDA path has no test binary of its own: README).
+#[cfg(all(feature = "cuda", any(feature = "candle", feature = "burn")))]
 mod cuda;
 mod dlpack_import;
 #[cfg(feature = "files")]

@@ -14,8 +14,8 @@
 //!   the CI compile check does) and links an object of stubs for the LLVM C API functions the
 //!   unused LLVM compiler references; a stub that is ever called says so and aborts.
 //!
-//! tch is not in the bundle: tch 0.22 is built for libtorch 2.9's C++ ABI and the GPU machine
-//! has PyTorch 2.11 (README's CUDA section). Its stand-in is ferry's Python module (the abi3
+//! tch is not in the bundle: tch 0.22 is built for libtorch 2.9's C++ ABI, and a tch binary
+//! run against the GPU machine's PyTorch 2.11 crashes (README's CUDA section). Its stand-in is ferry's Python module (the abi3
 //! wheel) importing PyTorch CUDA tensors over DLPack, checked by `cuda_check.py`.
 
 use std::collections::BTreeSet;
