@@ -1,5 +1,5 @@
-// Included by the build scripts of tests/ and benches/. `cargo xtask gpu-bundle` links their
-// CUDA binaries against generated stubs (see xtask/src/gpu_bundle.rs): candle's CUDA
+// Included by the build script of tests/. `cargo xtask gpu-bundle` links its CUDA test and
+// bench binaries against generated stubs (see xtask/src/gpu_bundle.rs): candle's CUDA
 // libraries, and LLVM for Burn's unused compiler. Only these binaries link them, so no
 // dependency is rebuilt for the bundle.
 fn link_gpu_bundle_stubs() {

@@ -88,39 +88,29 @@ pub fn gpu_bundle() -> Result<()> {
                 .env("CUDA_PATH", &home)
                 .env("CUDA_COMPUTE_CAP", COMPUTE_CAP)
                 .env("CARGO_TARGET_DIR", &target)
-                // Read by the build scripts of tests/ and benches/: only their binaries link
-                // the stubs, and no dependency is rebuilt for them.
+                // Read by the build script of tests/: only its binaries link the stubs, and no
+                // dependency is rebuilt for them.
                 .env("FERRY_LINK_STUBS", &stubs);
             if build.skip_llvm {
                 cmd.env("DOCS_RS", "1");
             }
         };
-        let mut cmd = cargo();
-        cmd.args([
-            "test",
-            "--release",
-            "--package",
-            "ferry-tests",
-            "--test",
-            "it",
-        ]);
-        cuda(&mut cmd);
-        let tests = executable(&mut cmd, build.features, "it")?;
-        let mut cmd = cargo();
-        // The release profile, as the tests: `cargo bench` would rebuild every dependency in
-        // its own profile.
-        cmd.args([
-            "test",
-            "--release",
-            "--package",
-            "ferry-tests",
-            "--bench",
-            "cuda",
-        ]);
-        cuda(&mut cmd);
-        let bench = executable(&mut cmd, build.features, "cuda")?;
-        pack(&tests, &bin.join(format!("{}-tests.xz", build.name)))?;
-        pack(&bench, &bin.join(format!("{}-bench.xz", build.name)))?;
+        // The `it` test binary and the `cuda` bench, both through `cargo test --release`: the
+        // bench reuses the test build.
+        for (kind, target, file) in [("--test", "it", "tests"), ("--bench", "cuda", "bench")] {
+            let mut cmd = cargo();
+            cmd.args([
+                "test",
+                "--release",
+                "--package",
+                "ferry-tests",
+                kind,
+                target,
+            ]);
+            cuda(&mut cmd);
+            let exe = executable(&mut cmd, build.features, target)?;
+            pack(&exe, &bin.join(format!("{}-{file}.xz", build.name)))?;
+        }
         println!(
             "gpu-bundle: {} built ({:.0?} so far)",
             build.name,
