@@ -19,7 +19,7 @@ use crate::{DType, Device, Element, Error, MemoryKind, Result, dispatch_dtype};
 
 /// Axis lengths or strides: inline up to four axes (no allocation to make, clone or drop an
 /// array of the usual ranks), on the heap beyond.
-type Dims<T> = SmallVec<[T; 4]>;
+pub(crate) type Dims<T> = SmallVec<[T; 4]>;
 
 /// Anything that keeps an array's memory alive. Dropped when the last [`HostArray`] sharing it
 /// is dropped.
@@ -987,7 +987,7 @@ impl HostArray {
     pub(crate) unsafe fn from_checked_parts(
         data: *const u8,
         dtype: DType,
-        (shape, strides): (&[usize], &[isize]),
+        (shape, strides): (Dims<usize>, Dims<isize>),
         memory: MemoryKind,
         access: Access,
         owner: Owner,
@@ -995,8 +995,8 @@ impl HostArray {
         HostArray {
             data: NonNull::new(data.cast_mut()).unwrap_or(NonNull::dangling()),
             dtype,
-            shape: Dims::from_slice(shape),
-            strides: Dims::from_slice(strides),
+            shape,
+            strides,
             memory,
             access,
             owner,

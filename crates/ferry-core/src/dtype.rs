@@ -35,6 +35,7 @@ impl DTypeDesc {
     pub const BOOL: u8 = 6;
 
     /// Total bits of one element (`bits * lanes`).
+    #[inline]
     pub fn total_bits(self) -> u32 {
         u32::from(self.bits) * u32::from(self.lanes)
     }
@@ -209,6 +210,7 @@ impl DType {
     ];
 
     /// The DLPack descriptor of this dtype.
+    #[inline]
     pub fn desc(self) -> DTypeDesc {
         let (code, bits) = match self {
             DType::Bool => (DTypeDesc::BOOL, 8),
@@ -236,6 +238,7 @@ impl DType {
     }
 
     /// The dtype a DLPack descriptor names: a typed variant when ferry has one, else `Raw`.
+    #[inline]
     pub fn from_desc(desc: DTypeDesc) -> DType {
         if desc.lanes != 1 {
             return DType::Raw(RawDType(desc));
@@ -262,6 +265,7 @@ impl DType {
 
     /// Bytes per element, or `None` for packed sub-byte dtypes (fp4, fp6) whose elements do
     /// not start on byte boundaries.
+    #[inline]
     pub fn size_in_bytes(self) -> Option<usize> {
         let bits = self.desc().total_bits();
         (bits > 0 && bits.is_multiple_of(8)).then_some(bits as usize / 8)

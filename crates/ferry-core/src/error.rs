@@ -303,6 +303,9 @@ impl Error {
         }
     }
 
+    /// Cold: a refused import; keeps the message-building code out of the import's hot path.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn invalid_dlpack(reason: impl Into<String>) -> Error {
         Error::InvalidDlpack {
             reason: reason.into(),

@@ -72,6 +72,8 @@ pub fn offset_range(shape: &[usize], strides: &[isize]) -> Result<Option<(isize,
     Ok(Some((lo, hi)))
 }
 
+#[cold]
+#[inline(never)]
 pub(crate) fn overflow(shape: &[usize], strides: &[isize], itemsize_bits: u32) -> Error {
     Error::LayoutOverflow {
         shape: shape.iter().map(|&d| d as i64).collect(),
@@ -99,12 +101,7 @@ pub fn check_layout(
     strides: &[isize],
 ) -> Result<Option<(isize, isize)>> {
     let bits = dtype.desc().total_bits();
-    let unsupported = |reason| Error::UnsupportedLayout {
-        shape: shape.to_vec(),
-        strides: strides.to_vec(),
-        dtype,
-        reason,
-    };
+    let unsupported = |reason| unsupported_layout(dtype, shape, strides, reason);
     if shape.len() != strides.len() || shape.len() > MAX_NDIM {
         return Err(unsupported(
             "shape and strides must have the same length, at most 64",
@@ -113,9 +110,35 @@ pub fn check_layout(
     if bits == 0 {
         return Err(unsupported("elements of zero bits"));
     }
-    let n = element_count(shape).ok_or_else(|| overflow(shape, strides, bits))?;
-    packed_bytes(n, dtype).ok_or_else(|| overflow(shape, strides, bits))?;
-    let range = offset_range(shape, strides).map_err(|_| overflow(shape, strides, bits))?;
+    // One pass for the element count (as `element_count`: a checked product, left to right)
+    // and the offset range (as `offset_range`), since every import runs this.
+    let mut count = Some(1usize);
+    let mut reach = Some((0isize, 0isize));
+    for (&len, &stride) in shape.iter().zip(strides) {
+        count = count.and_then(|n| n.checked_mul(len));
+        reach = reach.and_then(|(lo, hi)| {
+            // A zero length leaves `reach` None, which only an empty layout (count 0) ignores.
+            let steps = isize::try_from(len.checked_sub(1)?).ok()?;
+            let step = stride.checked_mul(steps)?;
+            Some(if step < 0 {
+                (lo.checked_add(step)?, hi)
+            } else {
+                (lo, hi.checked_add(step)?)
+            })
+        });
+    }
+    let too_big = || overflow(shape, strides, bits);
+    let n = count
+        .filter(|&n| n <= isize::MAX as usize)
+        .ok_or_else(too_big)?;
+    packed_bytes(n, dtype).ok_or_else(too_big)?;
+    let range = if n == 0 {
+        None
+    } else {
+        let (lo, hi) = reach.ok_or_else(too_big)?;
+        hi.checked_sub(lo).ok_or_else(too_big)?;
+        Some((lo, hi))
+    };
     if dtype.size_in_bytes().is_none() && !is_row_major(shape, strides) {
         return Err(unsupported(
             "packed sub-byte elements must be row-major; unpack them in their framework first",
@@ -128,6 +151,23 @@ pub fn check_layout(
         return Err(overflow(shape, strides, bits));
     }
     Ok(range)
+}
+
+/// [`Error::UnsupportedLayout`], out of [`check_layout`]'s hot path.
+#[cold]
+#[inline(never)]
+fn unsupported_layout(
+    dtype: DType,
+    shape: &[usize],
+    strides: &[isize],
+    reason: &'static str,
+) -> Error {
+    Error::UnsupportedLayout {
+        shape: shape.to_vec(),
+        strides: strides.to_vec(),
+        dtype,
+        reason,
+    }
 }
 
 /// The bytes a layout of `dtype` reaches, after [`check_layout`]: the offset of its lowest

@@ -10,7 +10,7 @@ use super::{
     DLPACK_VERSION, DlpackFlags, DlpackTensor, Handle, ManagedStruct, RawDlpack, desc_of,
     device_of, on_managed, release,
 };
-use crate::array::Access;
+use crate::array::{Access, Dims};
 use crate::layout::{MAX_NDIM, check_layout, row_major_strides};
 use crate::{DType, DTypeDesc, Error, HostArray, Owner, Result};
 
@@ -122,11 +122,7 @@ impl DlpackTensor {
     /// check [`device`](Self::device) first to copy such tensors through an adapter instead.
     pub fn into_host(mut self) -> Result<HostArray> {
         let Some(memory) = self.device.memory_kind() else {
-            return Err(Error::NotHostMemory {
-                device: self.device,
-                shape: self.shape().to_vec(),
-                dtype: self.dtype,
-            });
+            return Err(self.not_host_memory());
         };
         if let Some(own) = self.take_own_export() {
             return Ok(own);
@@ -141,17 +137,31 @@ impl DlpackTensor {
             Access::Shared
         };
         let (data, dtype) = (self.data, self.dtype);
-        // The shape and strides, read from the producer's tensor (`from_checked_parts` copies
-        // them, inline for up to four axes).
-        let tensor = Arc::new(self);
-        let dims = (tensor.shape(), tensor.strides());
-        let owner: Owner = tensor.clone();
+        // The shape and strides, copied out of the producer's tensor (inline for up to four
+        // axes) before the tensor moves into the owner, which then needs no second reference.
+        let dims = (
+            Dims::from_slice(self.shape()),
+            Dims::from_slice(self.strides()),
+        );
+        let owner: Owner = Arc::new(self);
         // SAFETY: the layout passed `check_tensor` at import (layout, non-null data, reached
         // bytes inside the address space), or is a ferry export of a checked array; the producer
         // promised (from_versioned contract) that the memory lives until its deleter runs, which
         // `owner` delays until the last clone of the array drops; READ_ONLY is carried over, and
         // the memory is Exclusive only when the producer handed it over (IS_COPIED), else Shared.
         Ok(unsafe { HostArray::from_checked_parts(data, dtype, dims, memory, access, owner) })
+    }
+
+    /// [`Error::NotHostMemory`] for this tensor, out of [`into_host`](Self::into_host)'s hot
+    /// path.
+    #[cold]
+    #[inline(never)]
+    fn not_host_memory(&self) -> Error {
+        Error::NotHostMemory {
+            device: self.device,
+            shape: self.shape().to_vec(),
+            dtype: self.dtype,
+        }
     }
 
     /// If this tensor is one ferry exported from a `HostArray`, takes that array back out
@@ -262,7 +272,8 @@ unsafe fn check_tensor(t: &DLTensor, flags: DlpackFlags) -> Result<Checked> {
     let byte_offset = isize::try_from(t.byte_offset).map_err(|_| {
         Error::invalid_dlpack(format!("byte_offset {} (as signed: {}) is out of range; it must be a small non-negative number", t.byte_offset, t.byte_offset as i64))
     })?;
-    let empty = shape.contains(&0);
+    // `check_layout` gives no range exactly for an empty layout.
+    let empty = range.is_none();
     if t.data.is_null() && !empty {
         return Err(Error::invalid_dlpack(format!(
             "data is NULL for shape {shape:?}, which has elements (dtype {desc}, device {device})"
@@ -289,6 +300,8 @@ unsafe fn check_tensor(t: &DLTensor, flags: DlpackFlags) -> Result<Checked> {
     Ok((first as *mut u8, dtype, computed))
 }
 
+#[cold]
+#[inline(never)]
 fn overflow(shape: &[i64], strides: &[i64], desc: DTypeDesc) -> Error {
     Error::LayoutOverflow {
         shape: shape.to_vec(),
