@@ -3,7 +3,6 @@
 //! and asking an object's `__dlpack__` for one the way the specification says.
 
 use std::ffi::{CStr, c_void};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ferry_core::dlpack_rs::ffi::{DLManagedTensor, DLManagedTensorVersioned};
@@ -11,7 +10,7 @@ use ferry_core::{CopyPolicy, Device, DlpackTensor, HostArray, RawDlpack};
 use pyo3::exceptions::{PyAttributeError, PyBufferError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
 use crate::to_py_err;
@@ -174,10 +173,19 @@ fn take_capsule(capsule: &Bound<'_, PyAny>) -> PyResult<DlpackTensor> {
         };
         return tensor.map_err(to_py_err);
     }
-    Err(PyTypeError::new_err(format!(
-        "__dlpack__ returned {}, not an unused 'dltensor' or 'dltensor_versioned' capsule",
-        capsule.get_type().name()?
-    )))
+    Err(not_a_capsule(capsule))
+}
+
+/// The error for an object that is no unused DLPack capsule, out of [`take_capsule`]'s hot path.
+#[cold]
+#[inline(never)]
+fn not_a_capsule(object: &Bound<'_, PyAny>) -> PyErr {
+    match object.get_type().name() {
+        Ok(name) => PyTypeError::new_err(format!(
+            "__dlpack__ returned {name}, not an unused 'dltensor' or 'dltensor_versioned' capsule"
+        )),
+        Err(error) => error,
+    }
 }
 
 /// Imports any object that speaks DLPack (NumPy, PyTorch, JAX, CuPy, ferry itself): asks with
@@ -196,19 +204,6 @@ pub(crate) fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyRes
     finish_copy(array, copied, copy)
 }
 
-/// The version tuple `(1, 3)` and the host device `(kDLCPU, 0)`, made once per interpreter.
-fn request_tuples(py: Python<'_>) -> PyResult<(&Bound<'_, PyTuple>, &Bound<'_, PyTuple>)> {
-    static VERSION: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
-    static HOST: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
-    let version = VERSION.get_or_try_init(py, || {
-        PyTuple::new(py, [MAX_VERSION.0, MAX_VERSION.1]).map(Bound::unbind)
-    })?;
-    let host = HOST.get_or_try_init(py, || {
-        PyTuple::new(py, [Device::CPU_TYPE, 0]).map(Bound::unbind)
-    })?;
-    Ok((version.bind(py), host.bind(py)))
-}
-
 /// `PyObject_VectorcallMethod(name, args, nargsf, kwnames)` (PEP 590).
 type VectorcallMethod = unsafe extern "C" fn(
     *mut ffi::PyObject,
@@ -223,19 +218,60 @@ type VectorcallMethod = unsafe extern "C" fn(
 /// the bound method and argument tuple) `PyObject_Call` needs: about 600 instructions less per
 /// `__dlpack__` request. `None` where the interpreter does not export it.
 fn vectorcall_method() -> Option<VectorcallMethod> {
-    static FOUND: OnceLock<Option<VectorcallMethod>> = OnceLock::new();
-    *FOUND.get_or_init(|| {
-        // SAFETY: dlsym only looks a NUL-terminated name up in the loaded objects.
-        let symbol =
-            unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"PyObject_VectorcallMethod".as_ptr()) };
-        // SAFETY: the symbol, where CPython exports it, is the function of PEP 590's signature.
-        (!symbol.is_null())
-            .then(|| unsafe { std::mem::transmute::<*mut c_void, VectorcallMethod>(symbol) })
-    })
+    // SAFETY: dlsym only looks a NUL-terminated name up in the loaded objects.
+    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"PyObject_VectorcallMethod".as_ptr()) };
+    // SAFETY: the symbol, where CPython exports it, is the function of PEP 590's signature.
+    (!symbol.is_null())
+        .then(|| unsafe { std::mem::transmute::<*mut c_void, VectorcallMethod>(symbol) })
+}
+
+/// What every `__dlpack__` request passes, made once per interpreter: the method's name, the
+/// version tuple `(1, 3)`, the host device `(kDLCPU, 0)`, `True` and `False`, the keyword names
+/// of each of the four keyword sets, and the vectorcall entry point.
+struct Request {
+    method: Py<PyString>,
+    version: Py<PyTuple>,
+    host: Py<PyTuple>,
+    booleans: [Py<PyBool>; 2],
+    /// Indexed by `2 * to_host + copy.is_some()`: `max_version`, then `dl_device` and `copy`
+    /// where they are passed, in that order.
+    kwnames: [Py<PyTuple>; 4],
+    vectorcall: Option<VectorcallMethod>,
+}
+
+impl Request {
+    fn get(py: Python<'_>) -> PyResult<&Request> {
+        static REQUEST: PyOnceLock<Request> = PyOnceLock::new();
+        REQUEST.get_or_try_init(py, || {
+            let names = |to_host: bool, copy: bool| {
+                let names = [
+                    Some("max_version"),
+                    to_host.then_some("dl_device"),
+                    copy.then_some("copy"),
+                ];
+                let names: Vec<_> = names.into_iter().flatten().collect();
+                PyTuple::new(py, names.into_iter().map(|n| PyString::intern(py, n)))
+                    .map(Bound::unbind)
+            };
+            Ok(Request {
+                method: PyString::intern(py, "__dlpack__").unbind(),
+                version: PyTuple::new(py, [MAX_VERSION.0, MAX_VERSION.1])?.unbind(),
+                host: PyTuple::new(py, [Device::CPU_TYPE, 0])?.unbind(),
+                booleans: [false, true].map(|b| PyBool::new(py, b).to_owned().unbind()),
+                kwnames: [
+                    names(false, false)?,
+                    names(false, true)?,
+                    names(true, false)?,
+                    names(true, true)?,
+                ],
+                vectorcall: vectorcall_method(),
+            })
+        })
+    }
 }
 
 /// Calls `obj.__dlpack__(max_version=(1, 3), [dl_device=(kDLCPU, 0)], [copy=copy])`: through
-/// [`vectorcall_method`] where the interpreter has it, else with a fresh keyword dict (a
+/// `PyObject_VectorcallMethod` where the interpreter has it, else with a fresh keyword dict (a
 /// producer whose `__dlpack__` is a C function taking a keyword dict receives the dict itself
 /// and may change it).
 fn call_dlpack<'py>(
@@ -244,46 +280,55 @@ fn call_dlpack<'py>(
     to_host: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = obj.py();
-    let (version, host) = request_tuples(py)?;
-    let copy = copy.map(|c| PyBool::new(py, c).to_owned());
-    // Keyword values and names in call order: max_version, then dl_device, then copy.
-    let keywords = [
-        Some((intern!(py, "max_version"), version.as_any())),
-        to_host.then(|| (intern!(py, "dl_device"), host.as_any())),
-        copy.as_ref().map(|c| (intern!(py, "copy"), c.as_any())),
+    let request = Request::get(py)?;
+    let kwnames = request.kwnames[usize::from(to_host) * 2 + usize::from(copy.is_some())].bind(py);
+    // `obj` (self), then the keyword values in the order of `kwnames`: max_version, then
+    // dl_device and copy where given.
+    let mut args = [
+        obj.as_ptr(),
+        request.version.as_ptr(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
     ];
-    let keywords = keywords.iter().flatten();
-    let method = intern!(py, "__dlpack__");
-    let Some(vectorcall) = vectorcall_method() else {
-        let kwargs = PyDict::new(py);
-        for (name, value) in keywords {
-            kwargs.set_item(name, value)?;
-        }
-        return obj.call_method(method, (), Some(&kwargs));
-    };
-    // The names of each of the four keyword sets, made once per interpreter.
-    static KWNAMES: [PyOnceLock<Py<PyTuple>>; 4] = [const { PyOnceLock::new() }; 4];
-    let kwnames = KWNAMES[usize::from(to_host) * 2 + usize::from(copy.is_some())]
-        .get_or_try_init(py, || {
-            PyTuple::new(
-                py,
-                keywords.clone().map(|(name, _)| name).collect::<Vec<_>>(),
-            )
-            .map(Bound::unbind)
-        })?
-        .bind(py);
-    let mut args = [std::ptr::null_mut(); 4];
-    args[0] = obj.as_ptr();
-    for (slot, (_, value)) in args[1..].iter_mut().zip(keywords) {
-        *slot = value.as_ptr();
+    let mut given = 2;
+    if to_host {
+        args[given] = request.host.as_ptr();
+        given += 1;
     }
+    if let Some(copy) = copy {
+        args[given] = request.booleans[usize::from(copy)].as_ptr();
+        given += 1;
+    }
+    let Some(vectorcall) = request.vectorcall else {
+        return call_dlpack_with_dict(obj, request, kwnames, &args[1..given]);
+    };
     // SAFETY: the GIL is held; `args` holds `obj` (the one positional argument, self) then one
-    // borrowed, live value per name in `kwnames` (which has as many as `keywords` yielded),
-    // all outliving the call; the result is a new reference, or NULL with an exception set.
+    // borrowed, live value per name in `kwnames` (`given - 1` of them, which is how many names
+    // the chosen tuple has), all outliving the call; the result is a new reference, or NULL with
+    // an exception set.
     unsafe {
-        let result = vectorcall(method.as_ptr(), args.as_ptr(), 1, kwnames.as_ptr());
+        let result = vectorcall(request.method.as_ptr(), args.as_ptr(), 1, kwnames.as_ptr());
         Bound::from_owned_ptr_or_err(py, result)
     }
+}
+
+/// [`call_dlpack`] where the interpreter has no `PyObject_VectorcallMethod`: the keywords in a
+/// fresh dict.
+#[cold]
+#[inline(never)]
+fn call_dlpack_with_dict<'py>(
+    obj: &Bound<'py, PyAny>,
+    request: &Request,
+    kwnames: &Bound<'py, PyTuple>,
+    values: &[*mut ffi::PyObject],
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    let kwargs = PyDict::new(py);
+    for (name, &value) in kwnames.iter().zip(values) {
+        // SAFETY: `value` is one of `request`'s objects, alive for the interpreter.
+        kwargs.set_item(name, unsafe { Borrowed::from_ptr(py, value) })?;
+    }
+    obj.call_method(request.method.bind(py), (), Some(&kwargs))
 }
 
 /// A tensor the CPU can read from `obj.__dlpack__`: asked for as it is first (what NumPy's
@@ -293,12 +338,24 @@ fn call_dlpack<'py>(
 /// `copy=True` is passed on only with `dl_device` (a host array is copied by
 /// [`finish_copy`], so a device array is not copied on its device first, for nothing).
 fn request_host_tensor(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<DlpackTensor> {
-    let py = obj.py();
     let tensor = take_capsule(&request_capsule(obj, copy.filter(|&c| !c))?)?;
-    let device = tensor.device();
-    if device.is_host_readable() {
+    if tensor.device().is_host_readable() {
         return Ok(tensor);
     }
+    request_host_copy(obj, copy, tensor)
+}
+
+/// Releases `tensor`, which lives on a device, and asks `obj` again for a copy on the host
+/// (out of [`request_host_tensor`]'s hot path).
+#[cold]
+#[inline(never)]
+fn request_host_copy(
+    obj: &Bound<'_, PyAny>,
+    copy: Option<bool>,
+    tensor: DlpackTensor,
+) -> PyResult<DlpackTensor> {
+    let py = obj.py();
+    let device = tensor.device();
     drop(tensor);
     match call_dlpack(obj, copy, true) {
         Ok(capsule) => take_capsule(&capsule),
@@ -318,18 +375,31 @@ fn request_capsule<'py>(
     obj: &Bound<'py, PyAny>,
     copy: Option<bool>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    match call_dlpack(obj, copy, false) {
+        Ok(capsule) => Ok(capsule),
+        Err(e) => request_legacy_capsule(obj, e),
+    }
+}
+
+/// After `obj.__dlpack__(max_version=…)` raised `error`: the legacy request (no arguments) when
+/// that was a `TypeError`, a `TypeError` saying so when `obj` has no `__dlpack__`, else `error`
+/// itself (out of [`request_capsule`]'s hot path).
+#[cold]
+#[inline(never)]
+fn request_legacy_capsule<'py>(
+    obj: &Bound<'py, PyAny>,
+    error: PyErr,
+) -> PyResult<Bound<'py, PyAny>> {
     let py = obj.py();
     let method = intern!(py, "__dlpack__");
-    match call_dlpack(obj, copy, false) {
-        Ok(capsule) => return Ok(capsule),
-        Err(e) if e.is_instance_of::<PyAttributeError>(py) && !obj.hasattr(method)? => {
-            return Err(PyTypeError::new_err(format!(
-                "object of type {} has no __dlpack__ method; ferry imports NumPy arrays, PyTorch tensors, JAX and CuPy arrays (anything with __dlpack__)",
-                obj.get_type().name()?
-            )));
-        }
-        Err(e) if !e.is_instance_of::<PyTypeError>(py) => return Err(e),
-        Err(_) => {}
+    if error.is_instance_of::<PyAttributeError>(py) && !obj.hasattr(method)? {
+        return Err(PyTypeError::new_err(format!(
+            "object of type {} has no __dlpack__ method; ferry imports NumPy arrays, PyTorch tensors, JAX and CuPy arrays (anything with __dlpack__)",
+            obj.get_type().name()?
+        )));
+    }
+    if !error.is_instance_of::<PyTypeError>(py) {
+        return Err(error);
     }
     // A legacy producer: only host memory can come back.
     if obj.hasattr(intern!(py, "__dlpack_device__"))? {
@@ -353,14 +423,24 @@ fn request_capsule<'py>(
 /// Honours `copy=True` when the producer did not copy already, and refuses a producer's copy
 /// that `copy=False` forbade.
 fn finish_copy(array: HostArray, copied: bool, copy: Option<bool>) -> PyResult<HostArray> {
-    if copy == Some(false) && copied {
+    match copy {
+        None => Ok(array),
+        Some(copy) => copy_as_asked(array, copied, copy),
+    }
+}
+
+/// [`finish_copy`] when `copy` was given (out of the default import's hot path).
+#[cold]
+#[inline(never)]
+fn copy_as_asked(array: HostArray, copied: bool, copy: bool) -> PyResult<HostArray> {
+    if !copy && copied {
         return Err(PyBufferError::new_err(format!(
             "copy=False, but the producer copied the array of shape {:?}, dtype {}",
             array.shape(),
             array.dtype()
         )));
     }
-    if copy == Some(true) && !copied {
+    if copy && !copied {
         return array.to_contiguous(CopyPolicy::Always).map_err(to_py_err);
     }
     Ok(array)

@@ -284,12 +284,11 @@ impl PyHostArray {
         crate::arrow::array_capsules(py, &self.array)
     }
 
-    /// `(device_type, device_id)` in DLPack's codes: always `(1, 0)`, kDLCPU. ferry's arrays
-    /// are host memory; pinned and managed memory (a CUDA `to_host`) is exported as kDLCPU too,
-    /// the label PyTorch and JAX give their own pinned arrays (`torch.from_dlpack` refuses
-    /// kDLCUDAHost).
-    fn __dlpack_device__(&self) -> (i32, i32) {
-        (Device::CPU_TYPE, 0)
+    /// `(device_type, device_id)` in DLPack's codes, always kDLCPU: a C method, see
+    /// `method.rs`.
+    #[classattr]
+    fn __dlpack_device__(py: Python<'_>) -> PyResult<Py<PyAny>> {
+        crate::method::dlpack_device_descriptor(py)
     }
 
     /// The elements as bytes in row-major order (NumPy's `tobytes()`).

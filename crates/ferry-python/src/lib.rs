@@ -24,7 +24,7 @@
 //! The only ferry crate that knows pyo3: it is both the `ferry` extension module (a cdylib that
 //! maturin packs into an abi3 wheel: `pip install ./crates/ferry-python`) and an rlib that the
 //! facade re-exports as `ferry::python` (feature `python`). Modules: `capsule` (the DLPack capsule protocol), `class`
-//! (`ferry.HostArray`), `method` (its `__dlpack__`, a C method), `exchange` (DLPack 1.3's C
+//! (`ferry.HostArray`), `method` (its `__dlpack__`, `__dlpack_device__` and `ferry.from_dlpack`, C functions), `exchange` (DLPack 1.3's C
 //! exchange API table), `files`
 //! (`.npy`/`.npz`/safetensors functions).
 //!
@@ -65,7 +65,10 @@ pub use pyo3;
 
 use capsule::import_dlpack;
 
-/// A ferry error as the Python exception a NumPy user expects.
+/// A ferry error as the Python exception a NumPy user expects. (Cold: only failures call it, so
+/// callers' hot paths stay compact.)
+#[cold]
+#[inline(never)]
 pub fn to_py_err(error: Error) -> PyErr {
     let message = error.to_string();
     match error {
@@ -130,14 +133,6 @@ pub fn tensor_from_python<B: Backend>(
     B::from_dlpack(array.into_dlpack(), device).map_err(to_py_err)
 }
 
-/// Imports an array from any object with `__dlpack__` (NumPy, PyTorch, JAX, CuPy), sharing
-/// its memory unless `copy=True`.
-#[pyfunction]
-#[pyo3(name = "from_dlpack", signature = (x, /, *, copy=None))]
-fn py_from_dlpack(x: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<PyHostArray> {
-    import_any(x, copy).map(PyHostArray::new)
-}
-
 /// Exports handed to Python consumers that are still alive.
 #[pyfunction]
 #[pyo3(name = "live_exports")]
@@ -149,7 +144,7 @@ fn py_live_exports() -> usize {
 /// this; so can a program that embeds Python, see [`add_module`]).
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyHostArray>()?;
-    m.add_function(wrap_pyfunction!(py_from_dlpack, m)?)?;
+    method::add_from_dlpack(m)?;
     m.add_function(wrap_pyfunction!(py_live_exports, m)?)?;
     #[cfg(any(feature = "npy", feature = "safetensors"))]
     files::register(m)?;

@@ -1,21 +1,25 @@
-//! `ferry.HostArray.__dlpack__` as a C method of CPython's fast calling convention
-//! (`METH_FASTCALL | METH_KEYWORDS`, keyword names matched by hand), the way NumPy defines its
-//! own: consumers call it on every hand-off, and pyo3's generic argument handling (keyword
-//! matching, tuple extraction, its trampoline) cost as much as the export itself.
+//! The calls every hand-off makes, `ferry.HostArray.__dlpack__`, `__dlpack_device__` and
+//! `ferry.from_dlpack`, as plain C functions (CPython's fast calling convention,
+//! `METH_FASTCALL | METH_KEYWORDS`, with keyword names matched by hand; `METH_NOARGS`), the way
+//! NumPy defines its own: pyo3's generic argument handling (keyword matching, tuple extraction,
+//! its trampoline) costs as much as an export itself.
 
 use std::ffi::CStr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use ferry_core::Device;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyString;
+use pyo3::types::{PyString, PyTuple};
 use pyo3::{PyTypeInfo, ffi};
 
 use crate::class::PyHostArray;
+use crate::import_any;
 
-/// The docstring, with the signature CPython shows as `__text_signature__` (before `--`).
-const DOC: &CStr =
+/// `__dlpack__`'s docstring, with the signature CPython shows as `__text_signature__` (before
+/// `--`).
+const DLPACK_DOC: &CStr =
     c"__dlpack__($self, /, *, stream=None, max_version=None, dl_device=None, copy=None)
 --
 
@@ -23,7 +27,23 @@ DLPack export (the Python array API's `__dlpack__`): a `dltensor_versioned` caps
 `max_version` has major >= 1, else a legacy `dltensor` one; `copy=True` exports a fresh copy;
 `dl_device` may name the array's own device or the CPU.";
 
-/// A method definition in a `static`: CPython keeps a pointer to it in the descriptor.
+/// `__dlpack_device__`'s docstring, signature first.
+const DLPACK_DEVICE_DOC: &CStr = c"__dlpack_device__($self, /)
+--
+
+`(device_type, device_id)` in DLPack's codes: always `(1, 0)`, kDLCPU. ferry's arrays are host
+memory; pinned and managed memory (a CUDA `to_host`) is exported as kDLCPU too, the label
+PyTorch and JAX give their own pinned arrays (`torch.from_dlpack` refuses kDLCUDAHost).";
+
+/// `from_dlpack`'s docstring, signature first.
+const FROM_DLPACK_DOC: &CStr = c"from_dlpack(x, /, *, copy=None)
+--
+
+Imports an array from any object with `__dlpack__` (NumPy, PyTorch, JAX, CuPy), sharing its
+memory unless `copy=True`.";
+
+/// A method definition in a `static`: CPython keeps a pointer to it in the descriptor or
+/// function object.
 struct Definition(ffi::PyMethodDef);
 
 // SAFETY: the definition is never written after compilation; its pointers are to static C
@@ -36,22 +56,88 @@ static DLPACK: Definition = Definition(ffi::PyMethodDef {
         PyCFunctionFastWithKeywords: dlpack,
     },
     ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-    ml_doc: DOC.as_ptr(),
+    ml_doc: DLPACK_DOC.as_ptr(),
 });
 
-/// The method descriptor `ferry.HostArray.__dlpack__` (a class attribute made while the class
-/// is created: pyo3 hands the type object out to such re-entrant calls before filling its
-/// dictionary).
+static DLPACK_DEVICE: Definition = Definition(ffi::PyMethodDef {
+    ml_name: c"__dlpack_device__".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: dlpack_device,
+    },
+    ml_flags: ffi::METH_NOARGS,
+    ml_doc: DLPACK_DEVICE_DOC.as_ptr(),
+});
+
+static FROM_DLPACK: Definition = Definition(ffi::PyMethodDef {
+    ml_name: c"from_dlpack".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: from_dlpack,
+    },
+    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    ml_doc: FROM_DLPACK_DOC.as_ptr(),
+});
+
+/// The method descriptors `ferry.HostArray.__dlpack__` and `__dlpack_device__` (class
+/// attributes made while the class is created: pyo3 hands the type object out to such
+/// re-entrant calls before filling its dictionary).
 pub(crate) fn dlpack_descriptor(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    method_descriptor(py, &DLPACK)
+}
+
+/// See [`dlpack_descriptor`].
+pub(crate) fn dlpack_device_descriptor(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    method_descriptor(py, &DLPACK_DEVICE)
+}
+
+fn method_descriptor(py: Python<'_>, definition: &'static Definition) -> PyResult<Py<PyAny>> {
     let class = PyHostArray::type_object(py);
     // SAFETY: the GIL is held; the type is live; the definition is a static that CPython only
     // reads (the `*mut` is the C signature's), valid for the life of the process as the
     // descriptor requires.
     unsafe {
         let descriptor =
-            ffi::PyDescr_NewMethod(class.as_type_ptr(), (&raw const DLPACK.0).cast_mut());
+            ffi::PyDescr_NewMethod(class.as_type_ptr(), (&raw const definition.0).cast_mut());
         Bound::from_owned_ptr_or_err(py, descriptor).map(Bound::unbind)
     }
+}
+
+/// Adds `from_dlpack` to `module`, as a built-in function whose `__module__` is the module's
+/// name.
+pub(crate) fn add_from_dlpack(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = module.py();
+    let name = module.name()?;
+    // SAFETY: the GIL is held; the module and its name are live (the function keeps its own
+    // references); the definition is a static that CPython only reads, valid for the life of
+    // the process as the function object requires.
+    let function = unsafe {
+        let function = ffi::PyCMethod_New(
+            (&raw const FROM_DLPACK.0).cast_mut(),
+            module.as_ptr(),
+            name.as_ptr(),
+            std::ptr::null_mut(),
+        );
+        Bound::from_owned_ptr_or_err(py, function)?
+    };
+    module.add("from_dlpack", function)
+}
+
+/// Runs an entry point's body with the GIL CPython holds for C functions, turning an error or a
+/// panic into a Python exception and NULL.
+fn entry(
+    what: &str,
+    body: impl FnOnce(Python<'_>) -> PyResult<*mut ffi::PyObject>,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls C functions with the GIL held, which is all `assume_attached` needs.
+    // (pyo3's attach count is not raised, to keep the call cheap: a `Py` dropped here, such as
+    // an error's arguments, is released at pyo3's next entry instead of at once.)
+    let py = unsafe { Python::assume_attached() };
+    let error = match catch_unwind(AssertUnwindSafe(|| body(py))) {
+        Ok(Ok(object)) => return object,
+        Ok(Err(error)) => error,
+        Err(_) => PyRuntimeError::new_err(format!("ferry panicked in {what}")),
+    };
+    error.restore(py);
+    std::ptr::null_mut()
 }
 
 /// The C method: CPython calls it with the GIL held, `slf` an instance of the class (checked
@@ -62,34 +148,55 @@ unsafe extern "C" fn dlpack(
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls C methods with the GIL held, which is all `assume_attached` needs.
-    // (pyo3's attach count is not raised, to keep the call cheap: a `Py` dropped here, such as
-    // an error's arguments, is released at pyo3's next entry instead of at once.)
-    let py = unsafe { Python::assume_attached() };
-    // SAFETY: the calling convention's guarantees (above), for the duration of the call.
-    let outcome = catch_unwind(AssertUnwindSafe(|| unsafe {
-        call(py, slf, args, nargs, kwnames)
-    }));
-    let error = match outcome {
-        Ok(Ok(capsule)) => return capsule.into_ptr(),
-        Ok(Err(error)) => error,
-        Err(_) => PyRuntimeError::new_err("ferry panicked in HostArray.__dlpack__"),
-    };
-    error.restore(py);
-    std::ptr::null_mut()
+    entry("HostArray.__dlpack__", |py| {
+        // SAFETY: the calling convention's guarantees (above), for the duration of the call.
+        unsafe { export(py, slf, args, nargs, kwnames) }.map(Py::into_ptr)
+    })
 }
 
-/// The keyword names `__dlpack__` takes, in the order of [`call`]'s values.
-const NAMES: [&CStr; 4] = [c"stream", c"max_version", c"dl_device", c"copy"];
+/// The C method `__dlpack_device__`: CPython calls it with the GIL held and `slf` an instance of
+/// the class (its descriptor checks). The answer is the same tuple every time, made once.
+unsafe extern "C" fn dlpack_device(
+    _slf: *mut ffi::PyObject,
+    _unused: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    entry("HostArray.__dlpack_device__", |py| {
+        static CPU: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        let cpu = CPU.get_or_try_init(py, || {
+            PyTuple::new(py, [Device::CPU_TYPE, 0]).map(Bound::unbind)
+        })?;
+        Ok(cpu.clone_ref(py).into_ptr())
+    })
+}
 
-/// Parses the arguments and exports.
+/// The C function: CPython calls it with the GIL held, the positional arguments then one value
+/// per name in `kwnames` at `args`.
+unsafe extern "C" fn from_dlpack(
+    _module: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    entry("from_dlpack", |py| {
+        // SAFETY: the calling convention's guarantees (above), for the duration of the call.
+        unsafe { import(py, args, nargs, kwnames) }.map(Bound::into_ptr)
+    })
+}
+
+/// The keyword names `__dlpack__` takes, in the order of [`export`]'s values.
+const DLPACK_NAMES: [&CStr; 4] = [c"stream", c"max_version", c"dl_device", c"copy"];
+
+/// The keyword names `from_dlpack` takes.
+const FROM_DLPACK_NAMES: [&CStr; 1] = [c"copy"];
+
+/// Parses `__dlpack__`'s arguments and exports.
 ///
 /// # Safety
 ///
 /// The GIL is held; `slf` is a live object; `args` holds `nargs` positional values then one
 /// per name in `kwnames` (a tuple of strings, or NULL when there are none), all live for the
 /// call.
-unsafe fn call(
+unsafe fn export(
     py: Python<'_>,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -100,29 +207,14 @@ unsafe fn call(
     let slf = unsafe { Borrowed::from_ptr(py, slf) };
     let host = slf.cast::<PyHostArray>()?;
     if nargs != 0 {
-        return Err(PyTypeError::new_err(format!(
-            "__dlpack__() takes only keyword arguments ({nargs} positional given)"
-        )));
+        return Err(positional_count(
+            "__dlpack__() takes only keyword arguments",
+            nargs,
+        ));
     }
-    // stream, max_version, dl_device, copy: borrowed, None left out.
-    let mut values: [Option<Borrowed<'_, '_, PyAny>>; 4] = [None; 4];
-    if !kwnames.is_null() {
-        let interned = interned_names(py);
-        // SAFETY: per the contract, `kwnames` is a live tuple and `args` holds one live value
-        // per name (after no positional ones); items are borrowed for the call.
-        unsafe {
-            for i in 0..ffi::PyTuple_Size(kwnames) {
-                let name = ffi::PyTuple_GetItem(kwnames, i);
-                // Names a caller spelled out are the interned strings themselves.
-                let slot = match interned.iter().position(|n| n.as_ptr() == name) {
-                    Some(slot) => slot,
-                    None => keyword_slot(py, name)?,
-                };
-                let value = Borrowed::from_ptr(py, *args.offset(i));
-                values[slot] = (!value.is_none()).then_some(value);
-            }
-        }
-    }
+    static INTERNED: PyOnceLock<[Py<PyString>; 4]> = PyOnceLock::new();
+    // SAFETY: forwarded contract, after no positional values.
+    let values = unsafe { keywords(py, "__dlpack__", &DLPACK_NAMES, &INTERNED, args, kwnames) }?;
     let [stream, max_version, dl_device, copy] = values;
     let max_version = max_version.map(|v| version(&v)).transpose()?;
     let dl_device = dl_device
@@ -135,38 +227,115 @@ unsafe fn call(
             })
         })
         .transpose()?;
-    let copy = copy
-        .map(|c| {
-            c.extract::<bool>().map_err(|_| {
-                PyTypeError::new_err(format!("copy must be None or a bool, got {}", &*c))
-            })
-        })
-        .transpose()?;
+    let copy = copy.map(|c| boolean("__dlpack__", &c)).transpose()?;
     let stream = stream.map(|s| s.to_owned());
     host.get()
         .export(py, stream.as_ref(), max_version, dl_device, copy)
 }
 
-/// [`NAMES`] as interned strings, made once per interpreter: keyword names a caller spelled out
-/// are these very objects, so most lookups are pointer comparisons.
-fn interned_names(py: Python<'_>) -> &[Py<PyString>; 4] {
-    static INTERNED: PyOnceLock<[Py<PyString>; 4]> = PyOnceLock::new();
-    INTERNED.get_or_init(py, || {
-        NAMES.map(|name| PyString::intern(py, &name.to_string_lossy()).unbind())
-    })
+/// Parses `from_dlpack`'s arguments and imports.
+///
+/// # Safety
+///
+/// The GIL is held; `args` holds `nargs` positional values then one per name in `kwnames` (a
+/// tuple of strings, or NULL when there are none), all live for the call.
+unsafe fn import<'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Bound<'py, PyHostArray>> {
+    if nargs != 1 {
+        return Err(positional_count(
+            "from_dlpack() takes exactly one positional argument",
+            nargs,
+        ));
+    }
+    // SAFETY: per the contract, `args` holds the one positional value, live for the call.
+    let x = unsafe { Borrowed::from_ptr(py, *args) };
+    let copy = if kwnames.is_null() {
+        None
+    } else {
+        static INTERNED: PyOnceLock<[Py<PyString>; 1]> = PyOnceLock::new();
+        // SAFETY: forwarded contract; the keyword values follow the one positional value.
+        let [copy] = unsafe {
+            keywords(
+                py,
+                "from_dlpack",
+                &FROM_DLPACK_NAMES,
+                &INTERNED,
+                args.add(1),
+                kwnames,
+            )
+        }?;
+        copy.map(|c| boolean("from_dlpack", &c)).transpose()?
+    };
+    let array = import_any(&x, copy)?;
+    Bound::new(py, PyHostArray::new(array))
 }
 
-/// The index in [`NAMES`] of a keyword name that is not one of the interned strings.
+/// The `TypeError` for a call with the wrong number of positional arguments.
+#[cold]
+#[inline(never)]
+fn positional_count(takes: &str, given: ffi::Py_ssize_t) -> PyErr {
+    PyTypeError::new_err(format!("{takes} ({given} positional given)"))
+}
+
+/// The keyword values of a call, one slot per name in `names` (None where absent or `None`).
+///
+/// # Safety
+///
+/// The GIL is held; `kwnames` is NULL or a live tuple of strings, and `values` holds one live
+/// value per name in it, all live for `'a`.
+unsafe fn keywords<'a, 'py, const N: usize>(
+    py: Python<'py>,
+    function: &str,
+    names: &[&CStr; N],
+    interned: &PyOnceLock<[Py<PyString>; N]>,
+    values: *const *mut ffi::PyObject,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<[Option<Borrowed<'a, 'py, PyAny>>; N]> {
+    let mut found: [Option<Borrowed<'a, 'py, PyAny>>; N] = [None; N];
+    if kwnames.is_null() {
+        return Ok(found);
+    }
+    // Names a caller spelled out are these interned strings themselves, so most lookups are
+    // pointer comparisons.
+    let interned = interned.get_or_init(py, || {
+        names.map(|name| PyString::intern(py, &name.to_string_lossy()).unbind())
+    });
+    // SAFETY: per the contract, `kwnames` is a live tuple and `values` holds one live value per
+    // name; items are borrowed for the call.
+    unsafe {
+        for i in 0..ffi::PyTuple_Size(kwnames) {
+            let name = ffi::PyTuple_GetItem(kwnames, i);
+            let slot = match interned.iter().position(|n| n.as_ptr() == name) {
+                Some(slot) => slot,
+                None => keyword_slot(py, function, names, name)?,
+            };
+            let value = Borrowed::from_ptr(py, *values.offset(i));
+            found[slot] = (!value.is_none()).then_some(value);
+        }
+    }
+    Ok(found)
+}
+
+/// The index in `names` of a keyword name that is not one of the interned strings.
 ///
 /// # Safety
 ///
 /// The GIL is held and `name` is a live object.
-unsafe fn keyword_slot(py: Python<'_>, name: *mut ffi::PyObject) -> PyResult<usize> {
+unsafe fn keyword_slot(
+    py: Python<'_>,
+    function: &str,
+    names: &[&CStr],
+    name: *mut ffi::PyObject,
+) -> PyResult<usize> {
     // SAFETY: per the contract; the comparison is only made on a `str`.
     let slot = unsafe {
         (ffi::PyUnicode_Check(name) != 0)
             .then(|| {
-                NAMES
+                names
                     .iter()
                     .position(|n| ffi::PyUnicode_CompareWithASCIIString(name, n.as_ptr()) == 0)
             })
@@ -176,8 +345,18 @@ unsafe fn keyword_slot(py: Python<'_>, name: *mut ffi::PyObject) -> PyResult<usi
         // SAFETY: per the contract, a live object.
         let name = unsafe { Borrowed::from_ptr(py, name) };
         PyTypeError::new_err(format!(
-            "__dlpack__() got an unexpected keyword argument {}",
+            "{function}() got an unexpected keyword argument {:?}",
             &*name
+        ))
+    })
+}
+
+/// `copy`: a bool (`None` was filtered out before).
+fn boolean(function: &str, value: &Borrowed<'_, '_, PyAny>) -> PyResult<bool> {
+    value.extract::<bool>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{function}(): copy must be None or a bool, got {}",
+            &**value
         ))
     })
 }
