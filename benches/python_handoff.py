@@ -2,9 +2,11 @@
 each ferry call beside the NumPy or PyTorch call doing the same job, and DLPack 1.3's C
 exchange API against the `__dlpack__` call it replaces.
 
-Prints tab-separated `row GROUP CASE NANOSECONDS BASELINE` lines: per call, the best of seven
+Prints tab-separated `row GROUP CASE NANOSECONDS BASELINE` lines: per call, the best of 41
 rounds of N calls (N = the first argument) after a warm-up, with the rounds of a case and its
-baseline interleaved so that drift on a shared machine hits both alike.
+baseline interleaved so that drift on a shared machine hits both alike. Many short rounds rather
+than a few long ones: on a shared 2-core machine a long round rarely runs undisturbed, and the
+best round is the estimate of the undisturbed time.
 """
 
 import sys
@@ -24,14 +26,14 @@ def round_ns(call, n):
     return (time.perf_counter_ns() - start) / n
 
 
-def best_pair_ns(case, baseline, n, rounds=7, setup=(lambda: None, lambda: None)):
+def best_pair_ns(case, baseline, n, rounds=41, setup=(lambda: None, lambda: None)):
     """Best per-call time of `case` and of `baseline`, their rounds interleaved; `setup` runs
     before each round of the case and of the baseline respectively."""
     best = [float("inf"), float("inf")]
     for r in range(rounds + 1):
         for i, call in enumerate((case, baseline)):
             setup[i]()
-            ns = round_ns(call, n if r else min(n, 1000))
+            ns = round_ns(call, n if r else min(n, 500))
             if r:  # round 0 is the warm-up
                 best[i] = min(best[i], ns)
     return best
@@ -41,7 +43,7 @@ def row(group, case, ns, baseline=""):
     print(f"row\t{group}\t{case}\t{ns:.1f}\t{baseline}")
 
 
-n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 a = np.arange(12, dtype=np.float32).reshape(3, 4)
 t = torch.arange(12, dtype=torch.float32).reshape(3, 4)
 h = ferry.from_dlpack(a)

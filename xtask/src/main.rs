@@ -619,10 +619,10 @@ fn bench(mode: bench::Run, report_only: bool) -> Result<()> {
     Ok(())
 }
 
-/// Runs benches/python_handoff.py against the installed wheel (2,000 calls a round with
-/// `--quick`, else 20,000).
+/// Runs benches/python_handoff.py against the installed wheel (41 rounds of 500 calls with
+/// `--quick`, else 2,000).
 fn python_handoff(quick: bool) -> Result<(Vec<bench::PyRow>, String)> {
-    let calls = if quick { "2000" } else { "20000" };
+    let calls = if quick { "500" } else { "2000" };
     let out = bench_script(&wheel_venv()?, "python_handoff.py", calls)?;
     Ok(bench::parse_python(&out))
 }
