@@ -55,21 +55,26 @@ pub fn offset_range(shape: &[usize], strides: &[isize]) -> Result<Option<(isize,
     if shape.contains(&0) {
         return Ok(None);
     }
-    let too_big = || overflow(shape, strides, 8);
+    nonempty_range(shape, strides)
+        .map(Some)
+        .ok_or_else(|| overflow(shape, strides, 8))
+}
+
+/// [`offset_range`] of a layout with no zero length: `None` when the extent overflows `isize`.
+fn nonempty_range(shape: &[usize], strides: &[isize]) -> Option<(isize, isize)> {
     // Reaches of one sign only grow the partial sums toward the final `lo` or `hi`, so checked
     // `isize` steps fail exactly when the final extent does not fit.
     let (mut lo, mut hi) = (0isize, 0isize);
     for (&len, &stride) in shape.iter().zip(strides) {
-        let steps = isize::try_from(len - 1).map_err(|_| too_big())?;
-        let reach = stride.checked_mul(steps).ok_or_else(too_big)?;
+        let reach = stride.checked_mul(isize::try_from(len - 1).ok()?)?;
         if reach < 0 {
-            lo = lo.checked_add(reach).ok_or_else(too_big)?;
+            lo = lo.checked_add(reach)?;
         } else {
-            hi = hi.checked_add(reach).ok_or_else(too_big)?;
+            hi = hi.checked_add(reach)?;
         }
     }
-    hi.checked_sub(lo).ok_or_else(too_big)?;
-    Ok(Some((lo, hi)))
+    hi.checked_sub(lo)?;
+    Some((lo, hi))
 }
 
 #[cold]
@@ -110,34 +115,13 @@ pub fn check_layout(
     if bits == 0 {
         return Err(unsupported("elements of zero bits"));
     }
-    // One pass for the element count (as `element_count`: a checked product, left to right)
-    // and the offset range (as `offset_range`), since every import runs this.
-    let mut count = Some(1usize);
-    let mut reach = Some((0isize, 0isize));
-    for (&len, &stride) in shape.iter().zip(strides) {
-        count = count.and_then(|n| n.checked_mul(len));
-        reach = reach.and_then(|(lo, hi)| {
-            // A zero length leaves `reach` None, which only an empty layout (count 0) ignores.
-            let steps = isize::try_from(len.checked_sub(1)?).ok()?;
-            let step = stride.checked_mul(steps)?;
-            Some(if step < 0 {
-                (lo.checked_add(step)?, hi)
-            } else {
-                (lo, hi.checked_add(step)?)
-            })
-        });
-    }
     let too_big = || overflow(shape, strides, bits);
-    let n = count
-        .filter(|&n| n <= isize::MAX as usize)
-        .ok_or_else(too_big)?;
+    let n = element_count(shape).ok_or_else(too_big)?;
     packed_bytes(n, dtype).ok_or_else(too_big)?;
     let range = if n == 0 {
         None
     } else {
-        let (lo, hi) = reach.ok_or_else(too_big)?;
-        hi.checked_sub(lo).ok_or_else(too_big)?;
-        Some((lo, hi))
+        Some(nonempty_range(shape, strides).ok_or_else(too_big)?)
     };
     if dtype.size_in_bytes().is_none() && !is_row_major(shape, strides) {
         return Err(unsupported(
