@@ -21,6 +21,7 @@ pub fn row_major_strides(shape: &[usize]) -> Option<Vec<isize>> {
 }
 
 /// Product of `shape`, or `None` if it overflows `isize`.
+#[inline]
 pub fn element_count(shape: &[usize]) -> Option<usize> {
     let mut n: usize = 1;
     for &len in shape {
@@ -61,6 +62,7 @@ pub fn offset_range(shape: &[usize], strides: &[isize]) -> Result<Option<(isize,
 }
 
 /// [`offset_range`] of a layout with no zero length: `None` when the extent overflows `isize`.
+#[inline]
 fn nonempty_range(shape: &[usize], strides: &[isize]) -> Option<(isize, isize)> {
     // Reaches of one sign only grow the partial sums toward the final `lo` or `hi`, so checked
     // `isize` steps fail exactly when the final extent does not fit.
@@ -89,6 +91,7 @@ pub(crate) fn overflow(shape: &[usize], strides: &[isize], itemsize_bits: u32) -
 
 /// Bytes `n` elements of `dtype` take when packed (sub-byte dtypes share bytes), or `None` when
 /// that does not fit `isize`.
+#[inline]
 pub fn packed_bytes(n: usize, dtype: DType) -> Option<usize> {
     let bits = (n as u128).checked_mul(u128::from(dtype.desc().total_bits()))?;
     let bytes = bits.div_ceil(8);
@@ -100,6 +103,7 @@ pub fn packed_bytes(n: usize, dtype: DType) -> Option<usize> {
 /// count and packed byte size that fit `isize` (NumPy's rule, so every size ferry derives from
 /// a shape fits), an extent (lowest to highest reachable byte) that fits `isize`, and packed
 /// sub-byte dtypes in row-major order. Returns the layout's [`offset_range`].
+#[inline]
 pub fn check_layout(
     dtype: DType,
     shape: &[usize],

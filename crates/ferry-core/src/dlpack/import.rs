@@ -33,6 +33,7 @@ impl DlpackTensor {
     ///   memory that lives until the deleter runs (and is not written by others unless the
     ///   READ_ONLY flag is clear and the caller accepts shared mutation).
     /// - The deleter may be called from any thread.
+    #[inline]
     pub unsafe fn from_versioned(ptr: *mut DLManagedTensorVersioned) -> Result<DlpackTensor> {
         // SAFETY: forwarded contract.
         unsafe { Self::take(ptr) }
@@ -120,6 +121,7 @@ impl DlpackTensor {
     ///
     /// Errors with [`Error::NotHostMemory`] (after releasing the tensor) for device memory:
     /// check [`device`](Self::device) first to copy such tensors through an adapter instead.
+    #[inline]
     pub fn into_host(mut self) -> Result<HostArray> {
         let Some(memory) = self.device.memory_kind() else {
             return Err(self.not_host_memory());
@@ -204,6 +206,7 @@ impl HostArray {
 /// # Safety
 /// `shape` (and `strides` unless NULL) point at `ndim` readable `int64_t`s when `ndim` is in
 /// range; nothing else is dereferenced.
+#[inline]
 unsafe fn check_tensor(t: &DLTensor, flags: DlpackFlags) -> Result<Checked> {
     let ndim = t.ndim;
     if !(0..=MAX_NDIM as i32).contains(&ndim) {
