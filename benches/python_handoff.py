@@ -2,13 +2,18 @@
 each ferry call beside the NumPy or PyTorch call doing the same job, and DLPack 1.3's C
 exchange API against the `__dlpack__` call it replaces.
 
-Prints tab-separated `row GROUP CASE NANOSECONDS BASELINE` lines: per call, the best of 41
-rounds of N calls (N = the first argument) after a warm-up, with the rounds of a case and its
-baseline interleaved so that drift on a shared machine hits both alike. Many short rounds rather
-than a few long ones: on a shared 2-core machine a long round rarely runs undisturbed, and the
-best round is the estimate of the undisturbed time.
+Prints tab-separated `row GROUP CASE NANOSECONDS BASELINE RATIO` lines: per call, the best of
+41 rounds of N calls (N = the first argument) after a warm-up, with the rounds of a case and its
+baseline interleaved (which of the two goes first alternates), and RATIO, the median over the
+rounds of the case's time over its baseline's in the same round (empty for a baseline). Many
+short rounds rather than a few long ones: on a shared 2-core machine a long round rarely runs
+undisturbed, and the best round is the estimate of the undisturbed time. The ratio is taken
+round by round because this machine also switches between a fast and a slow state every few
+seconds: the best rounds of a case and of its baseline may come from different states, while
+the two rounds of one pair almost always share one.
 """
 
+import statistics
 import sys
 import time
 
@@ -27,20 +32,25 @@ def round_ns(call, n):
 
 
 def best_pair_ns(case, baseline, n, rounds=41, setup=(lambda: None, lambda: None)):
-    """Best per-call time of `case` and of `baseline`, their rounds interleaved; `setup` runs
-    before each round of the case and of the baseline respectively."""
+    """Best per-call time of `case` and of `baseline`, their rounds interleaved (the first of
+    each pair alternating), and the median over the rounds of the case's time over the
+    baseline's; `setup` runs before each round of the case and of the baseline respectively."""
     best = [float("inf"), float("inf")]
+    ratios = []
     for r in range(rounds + 1):
-        for i, call in enumerate((case, baseline)):
+        ns = [0.0, 0.0]
+        for i in (0, 1) if r % 2 else (1, 0):
             setup[i]()
-            ns = round_ns(call, n if r else min(n, 500))
-            if r:  # round 0 is the warm-up
-                best[i] = min(best[i], ns)
-    return best
+            ns[i] = round_ns((case, baseline)[i], n if r else min(n, 500))
+        if r:  # round 0 is the warm-up
+            best = [min(b, x) for b, x in zip(best, ns)]
+            ratios.append(ns[0] / ns[1])
+    return best[0], best[1], statistics.median(ratios)
 
 
-def row(group, case, ns, baseline=""):
-    print(f"row\t{group}\t{case}\t{ns:.1f}\t{baseline}")
+def row(group, case, ns, baseline="", ratio=None):
+    ratio = "" if ratio is None else f"{ratio:.4f}"
+    print(f"row\t{group}\t{case}\t{ns:.1f}\t{baseline}\t{ratio}")
 
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
@@ -60,9 +70,9 @@ handoff = [
      "torch.from_dlpack(ndarray)", lambda: torch.from_dlpack(a)),
 ]
 for case, call, anchor, anchor_call in handoff:
-    ours, theirs = best_pair_ns(call, anchor_call, n)
+    ours, theirs, ratio = best_pair_ns(call, anchor_call, n)
     row("python_handoff", anchor, theirs)
-    row("python_handoff", case, ours, anchor)
+    row("python_handoff", case, ours, anchor, ratio)
 
 # The C exchange table against `__dlpack__`: the same consumer, with the type attribute there and
 # removed (restored afterwards).
@@ -84,9 +94,9 @@ consumers = [
 ]
 try:
     for case, call in consumers:
-        ours, theirs = best_pair_ns(call, call, n, setup=(with_table, without_table))
+        ours, theirs, ratio = best_pair_ns(call, call, n, setup=(with_table, without_table))
         row("python_exchange", f"{case} without table", theirs)
-        row("python_exchange", f"{case} with table", ours, f"{case} without table")
+        row("python_exchange", f"{case} with table", ours, f"{case} without table", ratio)
 finally:
     with_table()
 print(f"versions\tnumpy {np.__version__}, torch {torch.__version__}, tvm-ffi {tvm_ffi.__version__}")

@@ -156,6 +156,8 @@ pub struct PyRow {
     pub ns: f64,
     /// The case of the same group this one is compared with.
     pub baseline: Option<String>,
+    /// The median over rounds of this case's time over its baseline's in the same round.
+    pub ratio: Option<f64>,
 }
 
 /// The Python timings the script printed (`row` lines) and its `versions` line.
@@ -165,13 +167,14 @@ pub fn parse_python(output: &str) -> (Vec<PyRow>, String) {
     for line in output.lines() {
         let fields: Vec<&str> = line.split('\t').collect();
         match fields.as_slice() {
-            ["row", group, case, ns, baseline] => {
+            ["row", group, case, ns, baseline, ratio] => {
                 if let Ok(ns) = ns.parse() {
                     rows.push(PyRow {
                         group: group.to_string(),
                         case: case.to_string(),
                         ns,
                         baseline: Some(baseline.to_string()).filter(|b| !b.is_empty()),
+                        ratio: ratio.parse().ok(),
                     });
                 }
             }
@@ -182,13 +185,14 @@ pub fn parse_python(output: &str) -> (Vec<PyRow>, String) {
     (rows, versions)
 }
 
-/// The baseline row of a Python timing, and the ratio of their times.
+/// The baseline row of a Python timing, and the ratio of their times: the median of the
+/// round-by-round ratios where the script gave it, else the ratio of the best times.
 fn py_baseline<'a>(rows: &'a [PyRow], row: &PyRow) -> Option<(&'a PyRow, f64)> {
     let name = row.baseline.as_deref()?;
     let base = rows
         .iter()
         .find(|r| r.group == row.group && r.case == name && r.baseline.is_none())?;
-    Some((base, row.ns / base.ns))
+    Some((base, row.ratio.unwrap_or(row.ns / base.ns)))
 }
 
 /// A target from DEVELOPERS.md checked against this run: what, measured, wanted, met.
@@ -363,7 +367,7 @@ pub fn report(
     if !py_rows.is_empty() {
         writeln!(
             out,
-            "\n## Python hand-off\n\n`benches/python_handoff.py` in one process against the installed wheel ({versions}); best per-call time of 41 rounds of 2,000 calls, each case's rounds interleaved with its baseline's. `python_exchange` times the same consumer with `HostArray.__dlpack_c_exchange_api__` present and removed.\n"
+            "\n## Python hand-off\n\n`benches/python_handoff.py` in one process against the installed wheel ({versions}); best per-call time of 41 rounds of 2,000 calls, each case's rounds interleaved with its baseline's (which goes first alternates); \"× baseline time\" is the median over the rounds of the case's time over its baseline's in the same round, steadier than the ratio of the two best rounds on a machine that changes speed between rounds. `python_exchange` times the same consumer with `HostArray.__dlpack_c_exchange_api__` present and removed.\n"
         )?;
         writeln!(
             out,
