@@ -191,7 +191,21 @@ pub fn check_in_storage(
     if shape.len() != strides.len() {
         return check_layout(dtype, shape, strides).map(|_| ());
     }
-    let Some((lo, hi)) = offset_range(shape, strides)? else {
+    let range = offset_range(shape, strides)?;
+    check_range_in_storage(dtype, shape, strides, range, offset, storage_bytes)
+}
+
+/// [`check_in_storage`] for a layout whose [`offset_range`] (or [`check_layout`]'s answer) is
+/// already known to be `range`.
+pub(crate) fn check_range_in_storage(
+    dtype: DType,
+    shape: &[usize],
+    strides: &[isize],
+    range: Option<(isize, isize)>,
+    offset: usize,
+    storage_bytes: usize,
+) -> Result<()> {
+    let Some((lo, hi)) = range else {
         return Ok(());
     };
     let bits = i128::from(dtype.desc().total_bits());

@@ -6,8 +6,8 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::array::{Access, RawParts};
-use crate::layout::{byte_span, check_in_storage};
+use crate::array::{Access, Dims};
+use crate::layout::{byte_span, check_in_storage, check_layout, check_range_in_storage};
 use crate::{DType, Element, Error, HostArray, MemoryKind, Owner, Result};
 
 /// Host memory ferry may read for as long as a value of this type lives.
@@ -106,6 +106,12 @@ impl StorageLayout {
             self.offset,
             storage_len,
         )?;
+        self.first_byte()
+    }
+
+    /// The byte element `[0, .., 0]` starts at, refused for a packed sub-byte element that
+    /// starts inside a byte.
+    fn first_byte(&self) -> Result<usize> {
         let bits = self.dtype.desc().total_bits() as usize;
         match self.offset.checked_mul(bits) {
             Some(start_bits) if start_bits.is_multiple_of(8) => Ok(start_bits / 8),
@@ -158,15 +164,52 @@ impl StorageLayout {
         }
     }
 
-    /// The address of element `[0, .., 0]` in a storage starting at `base` of `len` bytes, after
-    /// [`locate`](Self::locate)'s checks; null for an empty array.
-    fn first_element(&self, base: *const u8, len: usize) -> Result<*const u8> {
-        let first = self.locate(len)?;
-        if self.shape.contains(&0) {
-            return Ok(std::ptr::null());
-        }
-        // In bounds: `locate` put element [0, .., 0] inside the storage.
-        Ok(base.wrapping_add(first))
+    /// The array over this layout in the storage whose bytes are `[base, base + len)`, after
+    /// every check [`locate`](Self::locate) and [`check_layout`] make, each made once (a view
+    /// of a framework tensor runs this on every call).
+    ///
+    /// # Safety
+    ///
+    /// `base` and `len` are what `owner`'s [`Storage::bytes`] returns (for `Access::Exclusive`,
+    /// what its [`StorageMut::bytes_mut`] returns), so the [`Storage`] promises hold for them
+    /// while `owner` lives.
+    unsafe fn into_array(
+        self,
+        (base, len): (*const u8, usize),
+        memory: MemoryKind,
+        access: Access,
+        owner: Owner,
+    ) -> Result<HostArray> {
+        let range = check_layout(self.dtype, &self.shape, &self.strides)?;
+        check_range_in_storage(
+            self.dtype,
+            &self.shape,
+            &self.strides,
+            range,
+            self.offset,
+            len,
+        )?;
+        let first = self.first_byte()?;
+        let StorageLayout {
+            dtype,
+            shape,
+            strides,
+            ..
+        } = self;
+        // In bounds: element [0, .., 0] is inside the storage (checked above) unless the layout
+        // is empty, where nothing is read.
+        let data = match range {
+            Some(_) => base.wrapping_add(first),
+            None => std::ptr::null(),
+        };
+        let dims = (Dims::from_vec(shape), Dims::from_vec(strides));
+        // SAFETY: the layout passed `check_layout`; every byte it reaches lies inside the
+        // storage (checked above), one allocation that the caller's contract keeps allocated, in
+        // place, and written only as `Storage` allows while `owner` lives, so those bytes are in
+        // the address space and `data` is non-null for a non-empty layout (`Storage` promises a
+        // non-null pointer when `len > 0`, and a non-empty layout inside the storage needs
+        // `len > 0`); write permission for `Exclusive` comes from the caller's `bytes_mut`.
+        Ok(unsafe { HostArray::from_checked_parts(data, dtype, dims, memory, access, owner) })
     }
 }
 
@@ -177,15 +220,11 @@ impl HostArray {
     /// [`from_raw_parts`](HostArray::from_raw_parts) refuses.
     pub fn from_storage<S: Storage>(storage: S, layout: StorageLayout) -> Result<HostArray> {
         let storage = Arc::new(storage);
-        let (base, len) = storage.bytes();
-        let data = layout.first_element(base, len)?;
+        let bytes = storage.bytes();
         let memory = storage.memory();
-        let parts = parts(data, layout, memory, Access::ReadOnly);
-        // SAFETY: `data` and every element the layout reaches lie inside `storage`'s bytes
-        // (checked above), which `Storage` promises stay allocated and in place while the owner
-        // lives and are written by nobody but the framework's documented in-place ops (the
-        // `.numpy()` contract); the owner is `storage`. ReadOnly: ferry never writes.
-        unsafe { HostArray::from_raw_parts(parts, storage) }
+        // SAFETY: `bytes` is what the owner, `storage`, returns from `Storage::bytes`; ReadOnly:
+        // ferry never writes.
+        unsafe { layout.into_array(bytes, memory, Access::ReadOnly, storage) }
     }
 
     /// Like [`from_storage`](HostArray::from_storage), for a storage the array then owns
@@ -196,24 +235,10 @@ impl HostArray {
         let unique = Arc::get_mut(&mut storage).expect("a new Arc is unique");
         let (base, len) = unique.bytes_mut();
         let memory = unique.memory();
-        let data = layout.first_element(base.cast_const(), len)?;
-        let parts = parts(data, layout, memory, Access::Exclusive);
-        let owner: Owner = storage;
-        // SAFETY: as in `from_storage`; in addition `StorageMut` promises that only the storage
-        // (now `owner`, held by this array alone) reaches the memory and that `base`, from
-        // which `data` derives, carries write permission.
-        unsafe { HostArray::from_raw_parts(parts, owner) }
-    }
-}
-
-fn parts(data: *const u8, layout: StorageLayout, memory: MemoryKind, access: Access) -> RawParts {
-    RawParts {
-        data,
-        dtype: layout.dtype,
-        shape: layout.shape,
-        strides: layout.strides,
-        memory,
-        access,
+        // SAFETY: `(base, len)` is what the owner, `storage`, returns from
+        // `StorageMut::bytes_mut`, which also promises that only the storage (now held by this
+        // array alone) reaches the memory and that `base` carries write permission.
+        unsafe { layout.into_array((base.cast_const(), len), memory, Access::Exclusive, storage) }
     }
 }
 
