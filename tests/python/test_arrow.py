@@ -141,6 +141,20 @@ def test_nulls_unsupported_types_and_dtypes_arrow_lacks_are_refused():
         pa.array(ferry.from_dlpack(np.array(1.0, dtype=np.float32)))
 
 
+def test_the_array_capsules_take_a_requested_schema_by_position_or_keyword():
+    """`__arrow_c_array__(requested_schema=None)`: the interface lets a producer ignore it, but
+    the parameter is there by either spelling, and nothing else is."""
+    h = ferry.from_dlpack(np.arange(5.0))
+    schema = h.__arrow_c_schema__()
+    for pair in (h.__arrow_c_array__(), h.__arrow_c_array__(None), h.__arrow_c_array__(schema),
+                 h.__arrow_c_array__(requested_schema=schema)):
+        assert pa.Array._import_from_c_capsule(*pair).to_pylist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(TypeError, match="at most one"):
+        h.__arrow_c_array__(schema, schema)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        h.__arrow_c_array__(schema_requested=schema)
+
+
 def test_the_schema_capsule_describes_the_array():
     h = ferry.from_dlpack(numpy_values("float32", (2, 3, 4)))
     typ = pa.DataType._import_from_c_capsule(h.__arrow_c_schema__())

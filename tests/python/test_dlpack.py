@@ -375,6 +375,67 @@ def test_dlpack_method_takes_the_protocol_keywords_however_they_are_spelled(no_l
         ferry.HostArray.__dlpack__(np.arange(3.0), max_version=(1, 3))
 
 
+def test_host_array_objects_are_plain_and_only_ferry_makes_them(no_leaks):
+    """`ferry.HostArray` is a type built by hand (like NumPy's ndarray): instances are not
+    tracked by the garbage collector, and Python can neither create one, subclass the type, nor
+    turn another object into one (or one into another type) by assigning `__class__` — each
+    would reach an object whose payload ferry never wrote."""
+    h = ferry.from_dlpack(np.arange(6.0).reshape(2, 3))
+    assert type(h) is ferry.HostArray and type(h).__module__ == "ferry"
+    assert type(h).__qualname__ == "HostArray" and not gc.is_tracked(h)
+    with pytest.raises(TypeError, match="cannot create"):
+        ferry.HostArray()
+    with pytest.raises(TypeError, match="not safe"):
+        object.__new__(ferry.HostArray)
+    with pytest.raises(TypeError, match="not an acceptable base type"):
+        type("Sub", (ferry.HostArray,), {})
+    for n in range(64):  # slotted classes of every size up to and past the payload's
+        slotted = type("Slotted", (), {"__slots__": tuple(f"s{i}" for i in range(n))})
+        with pytest.raises(TypeError):
+            h.__class__ = slotted
+        with pytest.raises(TypeError):
+            slotted().__class__ = ferry.HostArray
+    for name in ("shape", "strides", "dtype", "ndim", "size", "nbytes", "readonly", "data_ptr",
+                 "copies"):
+        with pytest.raises(AttributeError, match="not writable"):
+            setattr(h, name, 1)
+    with pytest.raises(TypeError, match="doesn't apply"):
+        ferry.HostArray.tobytes(np.arange(3))
+    assert len(h) == 2 and h.ndim == 2 and h.size == 6 and h.nbytes == 48
+    with pytest.raises(TypeError, match="0-d"):
+        len(ferry.from_dlpack(np.array(1.0)))
+
+
+def test_astype_takes_its_dtype_by_position_or_keyword(no_leaks):
+    h = ferry.from_dlpack(np.arange(6.0))
+    assert h.astype("int32").dtype == "int32" and h.astype(dtype="float32").dtype == "float32"
+    assert np.array_equal(np.from_dlpack(h.astype("int64")), np.arange(6))
+    with pytest.raises(TypeError, match="missing"):
+        h.astype()
+    with pytest.raises(TypeError, match="at most one"):
+        h.astype("int32", "int64")
+    with pytest.raises(TypeError, match="multiple values"):
+        h.astype("int32", dtype="int64")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        h.astype(type="int32")
+    with pytest.raises(TypeError, match="must be a str"):
+        h.astype(np.float32)
+    with pytest.raises(TypeError, match="unknown dtype"):
+        h.astype("float128")
+
+
+def test_an_exception_survives_host_arrays_dropped_while_it_propagates(no_leaks):
+    """A HostArray released while an exception is being raised (its frame unwinding) runs the
+    producer's deleter without losing or replacing that exception."""
+    def fails():
+        arrays = [ferry.from_dlpack(torch.arange(4)), ferry.from_dlpack(np.arange(4))]
+        raise KeyError(len(arrays))
+
+    for _ in range(100):
+        with pytest.raises(KeyError, match="2"):
+            fails()
+
+
 def test_non_dlpack_objects_are_type_errors():
     with pytest.raises(TypeError, match="__dlpack__"):
         ferry.from_dlpack([1, 2, 3])

@@ -119,7 +119,7 @@ fn py_from_arrow<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Boun
         }
         _ => {
             let array = column.to_host().map_err(to_py_err)?;
-            Ok(Bound::new(py, PyHostArray::new(array))?.into_any())
+            Ok(PyHostArray::new(array).into_pyobject(py)?.into_any())
         }
     }
 }

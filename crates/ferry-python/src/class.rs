@@ -1,5 +1,7 @@
-//! The `ferry.HostArray` Python class: a [`HostArray`] with NumPy's attributes, exported
-//! through `__dlpack__` (with every option of the protocol) and to NumPy and PyTorch.
+//! What a `ferry.HostArray` Python object holds ([`PyHostArray`]) and what its methods do: a
+//! [`HostArray`] with NumPy's attributes, exported through `__dlpack__` (with every option of
+//! the protocol) and to NumPy and PyTorch. The type object and its C entry points are in
+//! `object.rs`.
 
 use std::sync::OnceLock;
 
@@ -7,15 +9,15 @@ use ferry_core::{CopyPolicy, DType, Device, DlpackTensor, HostArray};
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyCapsule, PyTuple};
+use pyo3::types::PyBytes;
 
 use crate::capsule::{LiveExport, new_capsule};
-use crate::exchange::exchange_api_capsule;
+use crate::object::PyHostArrayMethods;
 use crate::to_py_err;
 
 /// A ferry [`HostArray`] as a Python object (`ferry.HostArray`), exported to NumPy, PyTorch and
-/// any other consumer through `__dlpack__`.
-#[pyclass(name = "HostArray", module = "ferry", frozen)]
+/// any other consumer through `__dlpack__`. Made into one with `into_pyobject`; read back from
+/// a `Bound<PyHostArray>` with [`PyHostArrayMethods::host`](crate::PyHostArrayMethods::host).
 #[derive(Debug, Clone)]
 pub struct PyHostArray {
     pub(crate) array: HostArray,
@@ -136,7 +138,7 @@ impl PyHostArray {
 }
 
 /// NumPy's name for a dtype (`bfloat16` and ferry's names for the raw ones NumPy lacks).
-fn dtype_name(dtype: DType) -> String {
+pub(crate) fn dtype_name(dtype: DType) -> String {
     match dtype {
         DType::Bool => "bool".into(),
         DType::U8 => "uint8".into(),
@@ -169,78 +171,9 @@ fn dtype_named(name: &str) -> PyResult<DType> {
         })
 }
 
-#[pymethods]
 impl PyHostArray {
-    /// DLPack 1.3's C exchange API table (a `"dlpack_exchange_api"` capsule) on the type, for
-    /// consumers that exchange arrays through C calls instead of `__dlpack__`.
-    #[classattr]
-    fn __dlpack_c_exchange_api__(py: Python<'_>) -> PyResult<Bound<'_, PyCapsule>> {
-        exchange_api_capsule(py)
-    }
-
-    /// Length of each axis.
-    #[getter]
-    fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, self.array.shape())
-    }
-
-    /// Step of each axis in elements (NumPy's `strides` divided by `itemsize`).
-    #[getter]
-    fn strides<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, self.array.strides())
-    }
-
-    /// The dtype, by NumPy's name.
-    #[getter]
-    fn dtype(&self) -> String {
-        dtype_name(self.array.dtype())
-    }
-
-    /// Number of axes.
-    #[getter]
-    fn ndim(&self) -> usize {
-        self.array.ndim()
-    }
-
-    /// Number of elements.
-    #[getter]
-    fn size(&self) -> usize {
-        self.array.len()
-    }
-
-    /// Bytes the elements take when packed.
-    #[getter]
-    fn nbytes(&self) -> usize {
-        self.array.nbytes()
-    }
-
-    /// Whether ferry refuses to write through this array (and exports carry READ_ONLY).
-    #[getter]
-    fn readonly(&self) -> bool {
-        self.array.is_read_only()
-    }
-
-    /// Address of element `[0, ..., 0]`, to check that consumers share the memory.
-    #[getter]
-    fn data_ptr(&self) -> usize {
-        self.array.as_ptr() as usize
-    }
-
-    /// How many copies ferry made to produce this array (0 for views of foreign memory).
-    #[getter]
-    fn copies(&self) -> usize {
-        self.array.copies()
-    }
-
-    fn __len__(&self) -> PyResult<usize> {
-        self.array
-            .shape()
-            .first()
-            .copied()
-            .ok_or_else(|| PyTypeError::new_err("len() of a 0-d array"))
-    }
-
-    fn __repr__(&self) -> String {
+    /// `__repr__`.
+    pub(crate) fn repr(&self) -> String {
         format!(
             "ferry.HostArray(shape={:?}, strides={:?}, dtype={}, device={}{})",
             self.array.shape(),
@@ -255,93 +188,57 @@ impl PyHostArray {
         )
     }
 
-    /// DLPack export (the Python array API's `__dlpack__`): a C method, see `method.rs`.
-    #[classattr]
-    fn __dlpack__(py: Python<'_>) -> PyResult<Py<PyAny>> {
-        crate::method::dlpack_descriptor(py)
-    }
-
-    /// The Arrow PyCapsule interface: the type of the column this array exports as (a 1-D
-    /// array: a primitive column; higher: `arrow.fixed_shape_tensor` with the first axis as
-    /// rows), as an `"arrow_schema"` capsule.
-    #[cfg(feature = "arrow")]
-    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
-        crate::arrow::schema_capsule(py, &self.array)
-    }
-
-    /// The Arrow PyCapsule interface: `(schema, array)` capsules of the column, sharing this
-    /// array's memory (`pyarrow.array(h)` takes it without copying; `bool` arrays and layouts
-    /// that are no permutation of row-major are copied once). `requested_schema` is ignored, as
-    /// the interface allows.
-    #[cfg(feature = "arrow")]
-    #[pyo3(signature = (requested_schema=None))]
-    fn __arrow_c_array__<'py>(
-        &self,
-        py: Python<'py>,
-        requested_schema: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        let _ = requested_schema;
-        crate::arrow::array_capsules(py, &self.array)
-    }
-
-    /// `(device_type, device_id)` in DLPack's codes, always kDLCPU: a C method, see
-    /// `method.rs`.
-    #[classattr]
-    fn __dlpack_device__(py: Python<'_>) -> PyResult<Py<PyAny>> {
-        crate::method::dlpack_device_descriptor(py)
-    }
-
-    /// The elements as bytes in row-major order (NumPy's `tobytes()`).
-    fn tobytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+    /// `tobytes()`: the elements as bytes in row-major order (NumPy's `tobytes()`).
+    pub(crate) fn tobytes<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         // The GIL stays held while reading: the memory may belong to a Python producer whose
         // other threads could write it.
-        let standard = self.array.as_standard_layout().map_err(to_py_err)?;
+        let standard = slf.host().array.as_standard_layout().map_err(to_py_err)?;
         let bytes = standard
             .as_bytes()
             .ok_or_else(|| PyValueError::new_err("a row-major copy has no byte view"))?;
-        Ok(PyBytes::new(py, bytes))
+        Ok(PyBytes::new(slf.py(), bytes).into_any())
     }
 
-    /// A row-major copy in fresh, writable memory (made while holding the GIL, like
+    /// `copy()`: a row-major copy in fresh, writable memory (made while holding the GIL, like
     /// `tobytes`: the memory may belong to a Python producer).
-    fn copy(&self) -> PyResult<PyHostArray> {
-        self.array
+    pub(crate) fn copy<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let copied = slf
+            .host()
+            .array
             .to_contiguous(CopyPolicy::Always)
-            .map(PyHostArray::new)
-            .map_err(to_py_err)
+            .map_err(to_py_err)?;
+        Ok(PyHostArray::new(copied).into_pyobject(slf.py())?.into_any())
     }
 
-    /// The values converted to another dtype (saturating like NumPy's `astype` for floats to
-    /// integers; complex to real is refused).
-    fn astype(&self, dtype: &str) -> PyResult<PyHostArray> {
-        self.array
-            .cast_to(dtype_named(dtype)?)
-            .map(PyHostArray::new)
-            .map_err(to_py_err)
+    /// `astype(dtype)`: the values converted to another dtype (saturating like NumPy's
+    /// `astype` for floats to integers; complex to real is refused).
+    pub(crate) fn astype<'py>(&self, py: Python<'py>, dtype: &str) -> PyResult<Bound<'py, PyAny>> {
+        let cast = self.array.cast_to(dtype_named(dtype)?).map_err(to_py_err)?;
+        Ok(PyHostArray::new(cast).into_pyobject(py)?.into_any())
     }
 
-    /// A NumPy array sharing this memory (`numpy.from_dlpack(self)`).
-    fn numpy<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+    /// `numpy()`: a NumPy array sharing this memory (`numpy.from_dlpack(self)`).
+    pub(crate) fn numpy<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         py.import(intern!(py, "numpy"))?
             .call_method1(intern!(py, "from_dlpack"), (slf,))
     }
 
-    /// A PyTorch tensor sharing this memory (`torch.from_dlpack(self)`), or sharing a
-    /// row-major copy when PyTorch cannot hold the array as it is: when it has negative
+    /// `torch()`: a PyTorch tensor sharing this memory (`torch.from_dlpack(self)`), or sharing
+    /// a row-major copy when PyTorch cannot hold the array as it is: when it has negative
     /// strides (PyTorch has none, and `torch.from_dlpack` aborts the process on such a DLPack
     /// tensor from any producer, NumPy's too), or when it is read-only (PyTorch has no
     /// read-only tensors and ignores DLPack's READ_ONLY flag).
-    fn torch<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+    pub(crate) fn torch<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let array = &slf.get().array;
+        let array = &slf.host().array;
         let negative = array
             .shape()
             .iter()
             .zip(array.strides())
             .any(|(&len, &stride)| len > 1 && stride < 0);
         let source = if negative || array.is_read_only() {
-            Bound::new(py, slf.get().copy()?)?.into_any()
+            PyHostArray::copy(slf)?
         } else {
             slf.clone().into_any()
         };

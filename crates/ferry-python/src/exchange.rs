@@ -23,6 +23,7 @@ use pyo3::types::PyCapsule;
 
 use crate::capsule::LiveExport;
 use crate::class::PyHostArray;
+use crate::object::PyHostArrayMethods;
 use crate::to_py_err;
 
 /// The capsule name DLPack 1.3 gives the table.
@@ -163,7 +164,7 @@ unsafe extern "C" fn managed_tensor_from_py_object_no_sync(
         }
         // SAFETY: per the contract, a live object, and the GIL is held.
         let host = unsafe { host_array_of(py, py_object) }?;
-        let export = host.get().share(true);
+        let export = host.host().share(true);
         // SAFETY: `out` is non-null and, per the contract, writable.
         unsafe { *out = versioned(export) };
         Ok(())
@@ -206,7 +207,7 @@ unsafe extern "C" fn managed_tensor_to_py_object_no_sync(
         if out_py_object.is_null() {
             return Err(PyValueError::new_err("out_py_object is NULL"));
         }
-        let object = Bound::new(py, PyHostArray::new(imported))?;
+        let object = PyHostArray::new(imported).into_pyobject(py)?;
         // SAFETY: `out_py_object` is non-null and, per the contract, writable; the new
         // reference goes to the caller.
         unsafe { *out_py_object = object.into_ptr().cast() };
@@ -233,7 +234,7 @@ unsafe extern "C" fn dltensor_from_py_object_no_sync(
         }
         // SAFETY: per the contract, a live object, and the GIL is held.
         let host = unsafe { host_array_of(py, py_object) }?;
-        let ours = host.get();
+        let ours = host.host();
         let array = ours.array();
         if array.is_read_only() {
             return Err(PyBufferError::new_err(format!(

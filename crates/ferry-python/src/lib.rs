@@ -24,7 +24,8 @@
 //! The only ferry crate that knows pyo3: it is both the `ferry` extension module (a cdylib that
 //! maturin packs into an abi3 wheel: `pip install ./crates/ferry-python`) and an rlib that the
 //! facade re-exports as `ferry::python` (feature `python`). Modules: `capsule` (the DLPack capsule protocol), `class`
-//! (`ferry.HostArray`), `method` (its `__dlpack__`, `__dlpack_device__` and `ferry.from_dlpack`, C functions), `exchange` (DLPack 1.3's C
+//! (what a `ferry.HostArray` holds and its methods do), `object` (its type object, built by hand: a
+//! plain, non-GC object like NumPy's arrays), `method` (its `__dlpack__`, `__dlpack_device__` and `ferry.from_dlpack`, C functions), `exchange` (DLPack 1.3's C
 //! exchange API table), `files`
 //! (`.npy`/`.npz`/safetensors functions).
 //!
@@ -57,9 +58,11 @@ mod exchange;
 #[cfg(any(feature = "npy", feature = "safetensors"))]
 mod files;
 mod method;
+mod object;
 
 pub use capsule::live_exports;
 pub use class::PyHostArray;
+pub use object::PyHostArrayMethods;
 /// Re-exported so embedding code uses the same pyo3 as this crate.
 pub use pyo3;
 
@@ -89,7 +92,7 @@ pub fn to_py_err(error: Error) -> PyErr {
 
 /// A `ferry.HostArray` over `array` (no copy).
 pub fn to_python(py: Python<'_>, array: HostArray) -> PyResult<Bound<'_, PyHostArray>> {
-    Bound::new(py, PyHostArray::new(array))
+    PyHostArray::new(array).into_pyobject(py)
 }
 
 /// The host array behind any object that speaks DLPack (NumPy arrays, PyTorch tensors,
@@ -104,11 +107,11 @@ pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<HostArray> {
 fn import_any(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
     match obj.cast::<PyHostArray>() {
         Ok(ours) if copy == Some(true) => ours
-            .get()
+            .host()
             .array
             .to_contiguous(CopyPolicy::Always)
             .map_err(to_py_err),
-        Ok(ours) => Ok(ours.get().array.clone()),
+        Ok(ours) => Ok(ours.host().array.clone()),
         Err(_) => import_dlpack(obj, copy),
     }
 }
@@ -143,7 +146,7 @@ fn py_live_exports() -> usize {
 /// Fills a Python module with ferry's class and functions (the `ferry` extension module calls
 /// this; so can a program that embeds Python, see [`add_module`]).
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PyHostArray>()?;
+    m.add("HostArray", object::host_array_type(m.py())?)?;
     method::add_from_dlpack(m)?;
     m.add_function(wrap_pyfunction!(py_live_exports, m)?)?;
     #[cfg(any(feature = "npy", feature = "safetensors"))]

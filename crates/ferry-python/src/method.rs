@@ -9,13 +9,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ferry_core::Device;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple};
-use pyo3::{PyTypeInfo, ffi};
 
 use crate::class::PyHostArray;
 use crate::import_any;
+use crate::object::PyHostArrayMethods;
 
 /// `__dlpack__`'s docstring, with the signature CPython shows as `__text_signature__` (before
 /// `--`).
@@ -42,31 +43,32 @@ const FROM_DLPACK_DOC: &CStr = c"from_dlpack(x, /, *, copy=None)
 Imports an array from any object with `__dlpack__` (NumPy, PyTorch, JAX, CuPy), sharing its
 memory unless `copy=True`.";
 
-/// A method definition in a `static`: CPython keeps a pointer to it in the descriptor or
-/// function object.
+/// A method definition in a `static`: CPython keeps a pointer to it in the function object.
 struct Definition(ffi::PyMethodDef);
 
 // SAFETY: the definition is never written after compilation; its pointers are to static C
 // strings and its function pointer is plain code, so threads share nothing mutable.
 unsafe impl Sync for Definition {}
 
-static DLPACK: Definition = Definition(ffi::PyMethodDef {
+/// `ferry.HostArray.__dlpack__`'s definition (in the type's method table, `object.rs`).
+pub(crate) const DLPACK: ffi::PyMethodDef = ffi::PyMethodDef {
     ml_name: c"__dlpack__".as_ptr(),
     ml_meth: ffi::PyMethodDefPointer {
         PyCFunctionFastWithKeywords: dlpack,
     },
     ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
     ml_doc: DLPACK_DOC.as_ptr(),
-});
+};
 
-static DLPACK_DEVICE: Definition = Definition(ffi::PyMethodDef {
+/// `ferry.HostArray.__dlpack_device__`'s definition.
+pub(crate) const DLPACK_DEVICE: ffi::PyMethodDef = ffi::PyMethodDef {
     ml_name: c"__dlpack_device__".as_ptr(),
     ml_meth: ffi::PyMethodDefPointer {
         PyCFunction: dlpack_device,
     },
     ml_flags: ffi::METH_NOARGS,
     ml_doc: DLPACK_DEVICE_DOC.as_ptr(),
-});
+};
 
 static FROM_DLPACK: Definition = Definition(ffi::PyMethodDef {
     ml_name: c"from_dlpack".as_ptr(),
@@ -76,30 +78,6 @@ static FROM_DLPACK: Definition = Definition(ffi::PyMethodDef {
     ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
     ml_doc: FROM_DLPACK_DOC.as_ptr(),
 });
-
-/// The method descriptors `ferry.HostArray.__dlpack__` and `__dlpack_device__` (class
-/// attributes made while the class is created: pyo3 hands the type object out to such
-/// re-entrant calls before filling its dictionary).
-pub(crate) fn dlpack_descriptor(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    method_descriptor(py, &DLPACK)
-}
-
-/// See [`dlpack_descriptor`].
-pub(crate) fn dlpack_device_descriptor(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    method_descriptor(py, &DLPACK_DEVICE)
-}
-
-fn method_descriptor(py: Python<'_>, definition: &'static Definition) -> PyResult<Py<PyAny>> {
-    let class = PyHostArray::type_object(py);
-    // SAFETY: the GIL is held; the type is live; the definition is a static that CPython only
-    // reads (the `*mut` is the C signature's), valid for the life of the process as the
-    // descriptor requires.
-    unsafe {
-        let descriptor =
-            ffi::PyDescr_NewMethod(class.as_type_ptr(), (&raw const definition.0).cast_mut());
-        Bound::from_owned_ptr_or_err(py, descriptor).map(Bound::unbind)
-    }
-}
 
 /// Adds `from_dlpack` to `module`, as a built-in function whose `__module__` is the module's
 /// name.
@@ -122,11 +100,8 @@ pub(crate) fn add_from_dlpack(module: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// Runs an entry point's body with the GIL CPython holds for C functions, turning an error or a
-/// panic into a Python exception and NULL.
-fn entry(
-    what: &str,
-    body: impl FnOnce(Python<'_>) -> PyResult<*mut ffi::PyObject>,
-) -> *mut ffi::PyObject {
+/// panic into a Python exception and `failed` (NULL, or -1).
+pub(crate) fn entry<R>(what: &str, failed: R, body: impl FnOnce(Python<'_>) -> PyResult<R>) -> R {
     // SAFETY: CPython calls C functions with the GIL held, which is all `assume_attached` needs.
     // (pyo3's attach count is not raised, to keep the call cheap: a `Py` dropped here, such as
     // an error's arguments, is released at pyo3's next entry instead of at once.)
@@ -137,7 +112,7 @@ fn entry(
         Err(_) => PyRuntimeError::new_err(format!("ferry panicked in {what}")),
     };
     error.restore(py);
-    std::ptr::null_mut()
+    failed
 }
 
 /// The C method: CPython calls it with the GIL held, `slf` an instance of the class (checked
@@ -148,7 +123,7 @@ unsafe extern "C" fn dlpack(
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    entry("HostArray.__dlpack__", |py| {
+    entry("HostArray.__dlpack__", std::ptr::null_mut(), |py| {
         // SAFETY: the calling convention's guarantees (above), for the duration of the call.
         unsafe { export(py, slf, args, nargs, kwnames) }.map(Py::into_ptr)
     })
@@ -160,7 +135,7 @@ unsafe extern "C" fn dlpack_device(
     _slf: *mut ffi::PyObject,
     _unused: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    entry("HostArray.__dlpack_device__", |py| {
+    entry("HostArray.__dlpack_device__", std::ptr::null_mut(), |py| {
         static CPU: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
         let cpu = CPU.get_or_try_init(py, || {
             PyTuple::new(py, [Device::CPU_TYPE, 0]).map(Bound::unbind)
@@ -177,7 +152,7 @@ unsafe extern "C" fn from_dlpack(
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    entry("from_dlpack", |py| {
+    entry("from_dlpack", std::ptr::null_mut(), |py| {
         // SAFETY: the calling convention's guarantees (above), for the duration of the call.
         unsafe { import(py, args, nargs, kwnames) }.map(Bound::into_ptr)
     })
@@ -229,7 +204,7 @@ unsafe fn export(
         .transpose()?;
     let copy = copy.map(|c| boolean("__dlpack__", &c)).transpose()?;
     let stream = stream.map(|s| s.to_owned());
-    host.get()
+    host.host()
         .export(py, stream.as_ref(), max_version, dl_device, copy)
 }
 
@@ -271,7 +246,49 @@ unsafe fn import<'py>(
         copy.map(|c| boolean("from_dlpack", &c)).transpose()?
     };
     let array = import_any(&x, copy)?;
-    Bound::new(py, PyHostArray::new(array))
+    PyHostArray::new(array).into_pyobject(py)
+}
+
+/// The one argument of a method whose only parameter is `name` (given by position or by
+/// keyword); `None` when absent or `None`.
+///
+/// # Safety
+///
+/// The GIL is held; `args` holds `nargs` positional values then one per name in `kwnames` (a
+/// tuple of strings, or NULL when there are none), all live for `'a`.
+pub(crate) unsafe fn one_argument<'a, 'py>(
+    py: Python<'py>,
+    function: &str,
+    name: &'static CStr,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Option<Borrowed<'a, 'py, PyAny>>> {
+    if nargs > 1 {
+        return Err(positional_count(
+            &format!("{function}() takes at most one argument"),
+            nargs,
+        ));
+    }
+    // SAFETY: per the contract, the positional value when there is one.
+    let mut found = (nargs == 1).then(|| unsafe { Borrowed::from_ptr(py, *args) });
+    if !kwnames.is_null() {
+        // SAFETY: per the contract, `kwnames` is a live tuple of names whose values follow the
+        // positional ones; items are borrowed for the call.
+        unsafe {
+            for i in 0..ffi::PyTuple_Size(kwnames) {
+                keyword_slot(py, function, &[name], ffi::PyTuple_GetItem(kwnames, i))?;
+                if found.is_some() {
+                    return Err(PyTypeError::new_err(format!(
+                        "{function}() got multiple values for argument '{}'",
+                        name.to_string_lossy()
+                    )));
+                }
+                found = Some(Borrowed::from_ptr(py, *args.offset(nargs + i)));
+            }
+        }
+    }
+    Ok(found.filter(|value| !value.is_none()))
 }
 
 /// The `TypeError` for a call with the wrong number of positional arguments.
