@@ -145,6 +145,7 @@ unsafe extern "C" fn capsule_destructor(capsule: *mut ffi::PyObject) {
 
 /// Takes the managed tensor out of a DLPack capsule, renaming the capsule to `used_…` so its
 /// destructor leaves the tensor alone.
+#[inline]
 fn take_capsule(capsule: &Bound<'_, PyAny>) -> PyResult<DlpackTensor> {
     let py = capsule.py();
     let ptr = capsule.as_ptr();
@@ -191,6 +192,7 @@ fn not_a_capsule(object: &Bound<'_, PyAny>) -> PyErr {
 /// Imports any object that speaks DLPack (NumPy, PyTorch, JAX, CuPy, ferry itself): asks with
 /// `max_version=(1, 3)` and falls back step by step when the producer raises `TypeError`; a
 /// device array is asked again with `dl_device=(kDLCPU, 0)` for a host copy.
+#[inline]
 pub(crate) fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
     // SAFETY: `obj` is a live object; the check reads only its type.
     let tensor = if unsafe { ffi::PyCapsule_CheckExact(obj.as_ptr()) } == 1 {
@@ -240,6 +242,7 @@ struct Request {
 }
 
 impl Request {
+    #[inline]
     fn get(py: Python<'_>) -> PyResult<&Request> {
         static REQUEST: PyOnceLock<Request> = PyOnceLock::new();
         REQUEST.get_or_try_init(py, || {
@@ -274,6 +277,7 @@ impl Request {
 /// `PyObject_VectorcallMethod` where the interpreter has it, else with a fresh keyword dict (a
 /// producer whose `__dlpack__` is a C function taking a keyword dict receives the dict itself
 /// and may change it).
+#[inline]
 fn call_dlpack<'py>(
     obj: &Bound<'py, PyAny>,
     copy: Option<bool>,
@@ -337,6 +341,7 @@ fn call_dlpack_with_dict<'py>(
 /// again with `dl_device=(kDLCPU, 0)`, which makes a DLPack 1.0 producer copy it to the host.
 /// `copy=True` is passed on only with `dl_device` (a host array is copied by
 /// [`finish_copy`], so a device array is not copied on its device first, for nothing).
+#[inline]
 fn request_host_tensor(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<DlpackTensor> {
     let tensor = take_capsule(&request_capsule(obj, copy.filter(|&c| !c))?)?;
     if tensor.device().is_host_readable() {
@@ -371,6 +376,7 @@ fn request_host_copy(
 /// `max_version` (and `copy` when given). A producer that raises `TypeError` is asked again
 /// with no arguments (a legacy capsule), after `__dlpack_device__` says its array is one the
 /// host can read (a legacy producer cannot copy to the host).
+#[inline]
 fn request_capsule<'py>(
     obj: &Bound<'py, PyAny>,
     copy: Option<bool>,
@@ -422,6 +428,7 @@ fn request_legacy_capsule<'py>(
 
 /// Honours `copy=True` when the producer did not copy already, and refuses a producer's copy
 /// that `copy=False` forbade.
+#[inline]
 fn finish_copy(array: HostArray, copied: bool, copy: Option<bool>) -> PyResult<HostArray> {
     match copy {
         None => Ok(array),

@@ -104,6 +104,7 @@ pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<HostArray> {
 
 /// A `ferry.HostArray`'s own array (copied when `copy=True`), or a DLPack import of anything
 /// else.
+#[inline]
 fn import_any(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
     match obj.cast::<PyHostArray>() {
         Ok(ours) if copy == Some(true) => ours

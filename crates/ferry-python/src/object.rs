@@ -129,6 +129,7 @@ impl<'py> IntoPyObject<'py> for PyHostArray {
     type Error = PyErr;
 
     /// A new `ferry.HostArray` object holding `self`.
+    #[inline]
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyHostArray>> {
         let class = host_array_type(py)?.as_type_ptr();
         // SAFETY: the GIL is held. The memory is fresh, large and aligned enough for

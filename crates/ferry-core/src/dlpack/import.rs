@@ -70,6 +70,7 @@ impl DlpackTensor {
     ///
     /// # Safety
     /// As for [`from_versioned`](Self::from_versioned), for an `M`.
+    #[inline]
     unsafe fn take<M: ManagedStruct>(ptr: *mut M) -> Result<DlpackTensor> {
         let Some(p) = NonNull::new(ptr) else {
             return Err(Error::invalid_dlpack("the managed tensor pointer is NULL"));
