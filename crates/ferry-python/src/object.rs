@@ -151,7 +151,8 @@ impl<'py> IntoPyObject<'py> for PyHostArray {
 
 /// `tp_dealloc`: drops the payload (which may run a producer's DLPack deleter), frees the
 /// memory and releases the instance's reference to the type. An exception being raised is
-/// put aside meanwhile (a deleter may run Python code); a panic becomes an unraisable error.
+/// put aside meanwhile and restored after (a deleter may run Python code); one that releasing
+/// set is cleared, as `capsule_destructor` does; a panic becomes an unraisable error.
 unsafe extern "C" fn dealloc(object: *mut ffi::PyObject) {
     // SAFETY: CPython calls this with the GIL held, once, on an instance of the type whose
     // reference count reached zero: its payload is initialised (the module's invariant) and
@@ -178,6 +179,8 @@ unsafe extern "C" fn dealloc(object: *mut ffi::PyObject) {
         ffi::Py_DECREF(class.cast());
         if pending {
             ffi::PyErr_Restore(kind, value, traceback);
+        } else if !ffi::PyErr_Occurred().is_null() {
+            ffi::PyErr_Clear();
         }
     }
 }
