@@ -109,10 +109,38 @@ unsafe fn release(ptr: *mut c_void, name: &CStr) {
 /// Destructor of ferry's capsules: a capsule still named `dltensor[_versioned]` was never
 /// consumed, so its tensor is released here; a renamed one belongs to its consumer.
 unsafe extern "C" fn capsule_destructor(capsule: *mut ffi::PyObject) {
-    // SAFETY: Python calls this with the GIL held on a live capsule. An error indicator that was
-    // set is put aside while the tensor is released (the destructor may run while an exception
-    // propagates, and a producer's deleter may run Python code) and restored after; one that
-    // releasing set is cleared, as restoring an empty indicator would.
+    // SAFETY: Python calls this with the GIL held on a live capsule; the release runs with the
+    // error indicator put aside (the destructor may run while an exception propagates, and a
+    // producer's deleter may run Python code).
+    unsafe {
+        with_error_indicator_aside(|| {
+            // An unconsumed capsule still has the very name pointer `new_capsule` gave it; the
+            // comparison by content is for a name set again from another copy of the string.
+            let name = ffi::PyCapsule_GetName(capsule);
+            let unconsumed = [VERSIONED, LEGACY].into_iter().find(|ours| {
+                name == ours.as_ptr() || (!name.is_null() && CStr::from_ptr(name) == *ours)
+            });
+            if let Some(ours) = unconsumed {
+                let ptr = ffi::PyCapsule_GetPointer(capsule, ours.as_ptr());
+                if !ptr.is_null() {
+                    release(ptr, ours);
+                }
+            }
+        });
+    }
+}
+
+/// Runs a destructor's `work` (which may run a producer's deleter, and so Python code) with the
+/// error indicator put aside: an exception that was being raised is restored after, and one
+/// that `work` left is cleared, as restoring an empty indicator would (a destructor cannot
+/// report it).
+///
+/// # Safety
+///
+/// The GIL is held.
+pub(crate) unsafe fn with_error_indicator_aside(work: impl FnOnce()) {
+    // SAFETY: the GIL is held (the contract); the references `PyErr_Fetch` hands over go back
+    // to `PyErr_Restore`, which takes them.
     unsafe {
         let pending = !ffi::PyErr_Occurred().is_null();
         let (mut kind, mut value, mut traceback) = (
@@ -123,18 +151,7 @@ unsafe extern "C" fn capsule_destructor(capsule: *mut ffi::PyObject) {
         if pending {
             ffi::PyErr_Fetch(&mut kind, &mut value, &mut traceback);
         }
-        // An unconsumed capsule still has the very name pointer `new_capsule` gave it; the
-        // comparison by content is for a name set again from another copy of the string.
-        let name = ffi::PyCapsule_GetName(capsule);
-        let unconsumed = [VERSIONED, LEGACY].into_iter().find(|ours| {
-            name == ours.as_ptr() || (!name.is_null() && CStr::from_ptr(name) == *ours)
-        });
-        if let Some(ours) = unconsumed {
-            let ptr = ffi::PyCapsule_GetPointer(capsule, ours.as_ptr());
-            if !ptr.is_null() {
-                release(ptr, ours);
-            }
-        }
+        work();
         if pending {
             ffi::PyErr_Restore(kind, value, traceback);
         } else if !ffi::PyErr_Occurred().is_null() {

@@ -22,6 +22,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::{PyTypeInfo, ffi};
 
+use crate::capsule::with_error_indicator_aside;
 use crate::class::{PyHostArray, dtype_name};
 use crate::exchange::exchange_api_capsule;
 use crate::method::{self, entry};
@@ -150,38 +151,25 @@ impl<'py> IntoPyObject<'py> for PyHostArray {
 }
 
 /// `tp_dealloc`: drops the payload (which may run a producer's DLPack deleter), frees the
-/// memory and releases the instance's reference to the type. An exception being raised is
-/// put aside meanwhile and restored after (a deleter may run Python code); one that releasing
-/// set is cleared, as `capsule_destructor` does; a panic becomes an unraisable error.
+/// memory and releases the instance's reference to the type, with the error indicator put
+/// aside (`with_error_indicator_aside`); a panic becomes an unraisable error.
 unsafe extern "C" fn dealloc(object: *mut ffi::PyObject) {
     // SAFETY: CPython calls this with the GIL held, once, on an instance of the type whose
     // reference count reached zero: its payload is initialised (the module's invariant) and
     // nobody reads it afterwards; the memory came from `PyObject_Malloc` and the instance holds
     // a reference to its heap type.
     unsafe {
-        let class = ffi::Py_TYPE(object);
-        let pending = !ffi::PyErr_Occurred().is_null();
-        let (mut kind, mut value, mut traceback) = (
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        );
-        if pending {
-            ffi::PyErr_Fetch(&mut kind, &mut value, &mut traceback);
-        }
-        let host = &raw mut (*object.cast::<HostArrayObject>()).host;
-        if catch_unwind(AssertUnwindSafe(|| host.drop_in_place())).is_err() {
-            let py = Python::assume_attached();
-            PyRuntimeError::new_err("ferry panicked while releasing a HostArray")
-                .write_unraisable(py, None);
-        }
-        ffi::PyObject_Free(object.cast());
-        ffi::Py_DECREF(class.cast());
-        if pending {
-            ffi::PyErr_Restore(kind, value, traceback);
-        } else if !ffi::PyErr_Occurred().is_null() {
-            ffi::PyErr_Clear();
-        }
+        with_error_indicator_aside(|| {
+            let class = ffi::Py_TYPE(object);
+            let host = &raw mut (*object.cast::<HostArrayObject>()).host;
+            if catch_unwind(AssertUnwindSafe(|| host.drop_in_place())).is_err() {
+                let py = Python::assume_attached();
+                PyRuntimeError::new_err("ferry panicked while releasing a HostArray")
+                    .write_unraisable(py, None);
+            }
+            ffi::PyObject_Free(object.cast());
+            ffi::Py_DECREF(class.cast());
+        });
     }
 }
 
