@@ -38,7 +38,7 @@ pub use device::{Device, MemoryKind};
 pub use dlpack::{DlpackTensor, RawDlpack};
 pub use dtype::{DType, DTypeDesc, Element, RawDType, raw_dtypes};
 pub use error::{Error, Result};
-pub use storage::{Storage, StorageLayout, StorageMut};
+pub use storage::{Storage, StorageLayout, StorageLayoutRef, StorageMut};
 
 /// Re-exported for [`DlpackTensor::into_raw`] pointers and adapter exports.
 pub use dlpack_rs;

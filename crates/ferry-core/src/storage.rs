@@ -112,12 +112,7 @@ impl StorageLayout {
     /// The byte element `[0, .., 0]` starts at, refused for a packed sub-byte element that
     /// starts inside a byte.
     fn first_byte(&self) -> Result<usize> {
-        let bits = self.dtype.desc().total_bits() as usize;
-        match self.offset.checked_mul(bits) {
-            Some(start_bits) if start_bits.is_multiple_of(8) => Ok(start_bits / 8),
-            _ => Err(self
-                .unsupported("a view of packed sub-byte elements must start on a byte boundary")),
-        }
+        StorageLayoutRef::from(self).first_byte()
     }
 
     /// The bytes of a storage of `storage_len` bytes that the layout reaches, lowest to
@@ -156,16 +151,61 @@ impl StorageLayout {
     }
 
     fn unsupported(&self, reason: &'static str) -> Error {
+        StorageLayoutRef::from(self).unsupported(reason)
+    }
+}
+
+/// A [`StorageLayout`] over borrowed shape and stride slices, for adapters that read a tensor's
+/// layout from the framework on every view: [`HostArray::from_storage_ref`] builds the array from
+/// it without allocating for up to four axes, where a `StorageLayout`'s two `Vec`s would be
+/// allocated and freed again on every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageLayoutRef<'a> {
+    /// Element type.
+    pub dtype: DType,
+    /// Length of each axis.
+    pub shape: &'a [usize],
+    /// Step of each axis in elements; negative and zero allowed.
+    pub strides: &'a [isize],
+    /// Index of element `[0, .., 0]` in the storage, in elements of `dtype` (for packed
+    /// sub-byte dtypes it must fall on a byte boundary).
+    pub offset: usize,
+}
+
+impl<'a> From<&'a StorageLayout> for StorageLayoutRef<'a> {
+    fn from(layout: &'a StorageLayout) -> StorageLayoutRef<'a> {
+        StorageLayoutRef {
+            dtype: layout.dtype,
+            shape: &layout.shape,
+            strides: &layout.strides,
+            offset: layout.offset,
+        }
+    }
+}
+
+impl StorageLayoutRef<'_> {
+    /// The byte element `[0, .., 0]` starts at, refused for a packed sub-byte element that
+    /// starts inside a byte.
+    fn first_byte(&self) -> Result<usize> {
+        let bits = self.dtype.desc().total_bits() as usize;
+        match self.offset.checked_mul(bits) {
+            Some(start_bits) if start_bits.is_multiple_of(8) => Ok(start_bits / 8),
+            _ => Err(self
+                .unsupported("a view of packed sub-byte elements must start on a byte boundary")),
+        }
+    }
+
+    fn unsupported(&self, reason: &'static str) -> Error {
         Error::UnsupportedLayout {
-            shape: self.shape.clone(),
-            strides: self.strides.clone(),
+            shape: self.shape.to_vec(),
+            strides: self.strides.to_vec(),
             dtype: self.dtype,
             reason,
         }
     }
 
     /// The array over this layout in the storage whose bytes are `[base, base + len)`, after
-    /// every check [`locate`](Self::locate) and [`check_layout`] make, each made once (a view
+    /// every check [`StorageLayout::locate`] and [`check_layout`] make, each made once (a view
     /// of a framework tensor runs this on every call).
     ///
     /// # Safety
@@ -180,36 +220,30 @@ impl StorageLayout {
         access: Access,
         owner: Owner,
     ) -> Result<HostArray> {
-        let range = check_layout(self.dtype, &self.shape, &self.strides)?;
+        let range = check_layout(self.dtype, self.shape, self.strides)?;
         check_range_in_storage(
             self.dtype,
-            &self.shape,
-            &self.strides,
+            self.shape,
+            self.strides,
             range,
             self.offset,
             len,
         )?;
         let first = self.first_byte()?;
-        let StorageLayout {
-            dtype,
-            shape,
-            strides,
-            ..
-        } = self;
         // In bounds: element [0, .., 0] is inside the storage (checked above) unless the layout
         // is empty, where nothing is read.
         let data = match range {
             Some(_) => base.wrapping_add(first),
             None => std::ptr::null(),
         };
-        let dims = (Dims::from_vec(shape), Dims::from_vec(strides));
+        let dims = (Dims::from_slice(self.shape), Dims::from_slice(self.strides));
         // SAFETY: the layout passed `check_layout`; every byte it reaches lies inside the
         // storage (checked above), one allocation that the caller's contract keeps allocated, in
         // place, and written only as `Storage` allows while `owner` lives, so those bytes are in
         // the address space and `data` is non-null for a non-empty layout (`Storage` promises a
         // non-null pointer when `len > 0`, and a non-empty layout inside the storage needs
         // `len > 0`); write permission for `Exclusive` comes from the caller's `bytes_mut`.
-        Ok(unsafe { HostArray::from_checked_parts(data, dtype, dims, memory, access, owner) })
+        Ok(unsafe { HostArray::from_checked_parts(data, self.dtype, dims, memory, access, owner) })
     }
 }
 
@@ -219,6 +253,15 @@ impl HostArray {
     /// storage — sub-byte dtypes are checked in bits — and every layout
     /// [`from_raw_parts`](HostArray::from_raw_parts) refuses.
     pub fn from_storage<S: Storage>(storage: S, layout: StorageLayout) -> Result<HostArray> {
+        HostArray::from_storage_ref(storage, StorageLayoutRef::from(&layout))
+    }
+
+    /// [`from_storage`](HostArray::from_storage) with the layout borrowed: what adapters call on
+    /// every view, since it allocates nothing for the shape and strides of up to four axes.
+    pub fn from_storage_ref<S: Storage>(
+        storage: S,
+        layout: StorageLayoutRef<'_>,
+    ) -> Result<HostArray> {
         let storage = Arc::new(storage);
         let bytes = storage.bytes();
         let memory = storage.memory();
@@ -238,7 +281,14 @@ impl HostArray {
         // SAFETY: `(base, len)` is what the owner, `storage`, returns from
         // `StorageMut::bytes_mut`, which also promises that only the storage (now held by this
         // array alone) reaches the memory and that `base` carries write permission.
-        unsafe { layout.into_array((base.cast_const(), len), memory, Access::Exclusive, storage) }
+        unsafe {
+            StorageLayoutRef::from(&layout).into_array(
+                (base.cast_const(), len),
+                memory,
+                Access::Exclusive,
+                storage,
+            )
+        }
     }
 }
 
@@ -285,6 +335,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn borrowed_layouts_of_many_axes_view_and_refuse_like_owned_ones() {
+        // Six axes: more than a host array keeps inline.
+        let values: Vec<u16> = (0..64).collect();
+        let shape = [2, 1, 2, 2, 2, 2];
+        let strides = [32, 0, 1, 16, 4, 2];
+        let borrowed = StorageLayoutRef {
+            dtype: DType::U16,
+            shape: &shape,
+            strides: &strides,
+            offset: 0,
+        };
+        let owned = layout(DType::U16, &shape, &strides, 0);
+        assert_eq!(StorageLayoutRef::from(&owned), borrowed);
+        let a = HostArray::from_storage_ref(values.clone(), borrowed).unwrap();
+        let b = HostArray::from_storage(values.clone(), owned).unwrap();
+        assert_eq!((a.shape(), a.strides()), (&shape[..], &strides[..]));
+        assert_eq!(a.view::<u16>().unwrap(), b.view::<u16>().unwrap());
+        // The last element reached is 55 + offset, so offset 9 reaches one past the storage.
+        let past_the_end = StorageLayoutRef {
+            offset: 9,
+            ..borrowed
+        };
+        assert!(matches!(
+            HostArray::from_storage_ref(values, past_the_end),
+            Err(Error::OutsideStorage { .. })
+        ));
     }
 
     #[test]
