@@ -21,6 +21,30 @@ fn views_are_zero_copy_with_offsets() {
 }
 
 #[test]
+fn views_of_every_rank_read_what_libtorch_holds() {
+    // 0 axes; 4 (a host array keeps them inline); 18 (past the 16 axes one shim call reports
+    // in place, where the view asks tch for its sizes and strides).
+    let ranks: [Vec<i64>; 3] = [vec![], vec![2, 1, 3, 2], [vec![1; 16], vec![3, 2]].concat()];
+    for shape in ranks {
+        let count: i64 = shape.iter().product();
+        let t = Tensor::arange(count, (Kind::Float, Device::Cpu)).reshape(&shape);
+        let t = if shape.len() >= 2 {
+            t.transpose(-1, -2)
+        } else {
+            t
+        };
+        let h = t.to_host().unwrap();
+        assert_eq!(h.copies(), 0, "rank {}", shape.len());
+        let sizes: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        let strides: Vec<isize> = t.stride().iter().map(|&s| s as isize).collect();
+        assert_eq!((h.shape(), h.strides()), (&sizes[..], &strides[..]));
+        let expected = Vec::<f32>::try_from(t.contiguous().view([-1])).unwrap();
+        let got: Vec<f32> = h.view::<f32>().unwrap().iter().copied().collect();
+        assert_eq!(got, expected, "rank {}", shape.len());
+    }
+}
+
+#[test]
 fn grad_is_detached_and_conjugates_resolved() {
     let w = Tensor::ones([2, 2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
     let h = w.to_host().unwrap();

@@ -29,7 +29,7 @@ use ferry_core::dlpack_rs::ffi::DLManagedTensorVersioned;
 use ferry_core::raw_dtypes as raw;
 use ferry_core::{
     Access, Backend, CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, RawDlpack,
-    Result, StorageLayout, record_copy,
+    Result, StorageLayoutRef, record_copy,
 };
 use tch::{Device, Tensor};
 use torch_sys::C_tensor;
@@ -196,18 +196,51 @@ const DESCRIBE_CAP: usize = 16;
 /// host array owns (see `shim.cpp`).
 struct Described {
     info: TensorInfo,
-    shape: Vec<usize>,
-    strides: Vec<isize>,
+    axes: Axes,
     storage: Option<StorageHandle>,
+}
+
+/// A tensor's shape and strides: in place for up to [`DESCRIBE_CAP`] axes (as the shim reports
+/// them), so a view allocates nothing for them; from tch's own `size()`/`stride()` beyond.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the inline variant is the point: a view's axes on its stack, not on the heap"
+)]
+enum Axes {
+    Inline {
+        ndim: usize,
+        shape: [usize; DESCRIBE_CAP],
+        strides: [isize; DESCRIBE_CAP],
+    },
+    Heap {
+        shape: Vec<usize>,
+        strides: Vec<isize>,
+    },
+}
+
+impl Axes {
+    fn shape(&self) -> &[usize] {
+        match self {
+            Axes::Inline { ndim, shape, .. } => &shape[..*ndim],
+            Axes::Heap { shape, .. } => shape,
+        }
+    }
+
+    fn strides(&self) -> &[isize] {
+        match self {
+            Axes::Inline { ndim, strides, .. } => &strides[..*ndim],
+            Axes::Heap { strides, .. } => strides,
+        }
+    }
 }
 
 /// A reference of ferry's own to a libtorch StorageImpl made non-resizable (`shim.cpp`): it
 /// keeps the bytes alive and in place whatever is done to the tensors over them.
 struct StorageHandle(std::ptr::NonNull<c_void>);
 
-// SAFETY: a `c10::Storage` is an atomically reference-counted pointer; ferry only drops it,
-// which libtorch allows from any thread (its deleters are thread-safe), and nothing is reachable
-// through `&StorageHandle`.
+// SAFETY: the handle is one reference on an atomically reference-counted StorageImpl; ferry only
+// drops it, which libtorch allows from any thread (its deleters are thread-safe), and nothing is
+// reachable through `&StorageHandle`.
 unsafe impl Send for StorageHandle {}
 // SAFETY: as above: no method reads or writes through a shared reference.
 unsafe impl Sync for StorageHandle {}
@@ -254,21 +287,21 @@ fn describe(t: &Tensor, pin: bool) -> Result<Described> {
     let Ok(ndim) = usize::try_from(ndim) else {
         return Err(shim_error(err, "describing the tensor"));
     };
-    let (shape, strides) = if ndim <= DESCRIBE_CAP {
-        (
-            sizes[..ndim].iter().map(|&d| d as usize).collect(),
-            strides[..ndim].iter().map(|&s| s as isize).collect(),
-        )
+    let axes = if ndim <= DESCRIBE_CAP {
+        Axes::Inline {
+            ndim,
+            shape: sizes.map(|d| d as usize),
+            strides: strides.map(|s| s as isize),
+        }
     } else {
-        (
-            t.size().iter().map(|&d| d as usize).collect(),
-            t.stride().iter().map(|&s| s as isize).collect(),
-        )
+        Axes::Heap {
+            shape: t.size().iter().map(|&d| d as usize).collect(),
+            strides: t.stride().iter().map(|&s| s as isize).collect(),
+        }
     };
     Ok(Described {
         info,
-        shape,
-        strides,
+        axes,
         storage,
     })
 }
@@ -332,20 +365,19 @@ pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
 fn read(tensor: &Tensor, may_copy: bool) -> Result<HostArray> {
     let Described {
         info,
-        shape,
-        strides,
+        axes,
         storage,
     } = describe(tensor, true)?;
     let dtype =
-        ferry_dtype(info.scalar_type).ok_or_else(|| unreadable(info.scalar_type, &shape))?;
+        ferry_dtype(info.scalar_type).ok_or_else(|| unreadable(info.scalar_type, axes.shape()))?;
     if let Some(storage) = storage {
         // The common case: a plain CPU tensor (detached or not: a view needs no autograd).
-        return cpu_view(storage, &info, dtype, shape, strides);
+        return cpu_view(storage, &info, dtype, &axes);
     }
     let needs_copy = |reason| Error::NeedsCopy {
         reason,
-        shape: shape.clone(),
-        strides: strides.clone(),
+        shape: axes.shape().to_vec(),
+        strides: axes.strides().to_vec(),
         dtype,
     };
     // Like `.numpy(force=True)`: detach (shares memory), resolve conj/neg bits (copies).
@@ -374,8 +406,7 @@ fn read(tensor: &Tensor, may_copy: bool) -> Result<HostArray> {
     }
     let Described {
         info,
-        shape,
-        strides,
+        axes,
         storage,
     } = describe(&t, true)?;
     let storage = storage.ok_or_else(|| {
@@ -384,7 +415,7 @@ fn read(tensor: &Tensor, may_copy: bool) -> Result<HostArray> {
             "a resolved CPU tensor still has conjugate or negative bits",
         )
     })?;
-    let host = cpu_view(storage, &info, dtype, shape, strides)?;
+    let host = cpu_view(storage, &info, dtype, &axes)?;
     Ok(match resolved {
         Some(reason) => {
             let bytes = host.nbytes() as u64;
@@ -436,8 +467,7 @@ fn cpu_view(
     storage: StorageHandle,
     info: &TensorInfo,
     dtype: DType,
-    shape: Vec<usize>,
-    strides: Vec<isize>,
+    axes: &Axes,
 ) -> Result<HostArray> {
     let (Ok(offset), Ok(len)) = (
         usize::try_from(info.storage_offset),
@@ -451,16 +481,16 @@ fn cpu_view(
             ),
         ));
     };
-    let layout = StorageLayout {
+    let layout = StorageLayoutRef {
         dtype,
-        shape,
-        strides,
+        shape: axes.shape(),
+        strides: axes.strides(),
         offset,
     };
     // SAFETY: `storage_data` and `storage_bytes` describe the storage `storage` refers to: the
     // shim read them from the same `t->storage()` it took the handle from.
     let storage = unsafe { TchStorage::new(storage, info.storage_data, len) };
-    HostArray::from_storage(storage, layout)
+    HostArray::from_storage_ref(storage, layout)
 }
 
 /// The storage offset of a tensor, in elements (tch does not expose it).
@@ -729,7 +759,7 @@ mod cuda {
         // The span: from the lowest to the highest element the view reaches (checked to fit isize
         // in bytes, so the arithmetic below cannot overflow).
         let range = ferry_core::layout::check_layout(dtype, &shape, &strides)?;
-        let mut layout = StorageLayout {
+        let mut layout = ferry_core::StorageLayout {
             dtype,
             shape,
             strides,

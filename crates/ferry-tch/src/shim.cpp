@@ -6,6 +6,7 @@
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <atomic>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -115,12 +116,12 @@ int64_t ferry_tch_storage_offset(at::Tensor *t, char **err) {
 // Everything ferry needs to view a tensor, in one call: returns ndim (-1 on error, with `err`
 // set); sizes and strides are written when ndim <= cap. Flags: 1 requires grad, 2 conjugate
 // bit, 4 negative bit. When `storage` is not NULL and the tensor is a plain CPU tensor (no
-// conjugate or negative bit, not quantized), `*storage` receives a handle of its own to the
-// tensor's StorageImpl (free it with ferry_tch_storage_free), after the storage was made
+// conjugate or negative bit, not quantized), `*storage` receives the tensor's StorageImpl with
+// one reference of ferry's own taken on it (drop it with ferry_tch_storage_free), after it was made
 // non-resizable: `set_`, `set_data` and `set_source_tensor_` on any tensor leave that
 // StorageImpl alive, and `resize_` cannot move or free its bytes (it raises "Trying to resize
 // storage that is not resizable" instead, as after `tensor.numpy()`). So a host view costs one
-// call and one reference count; otherwise `*storage` is set to NULL.
+// call and one reference count, and no allocation here; otherwise `*storage` is set to NULL.
 struct FerryTchInfo {
   void *data;
   int32_t scalar_type;
@@ -135,30 +136,33 @@ struct FerryTchInfo {
 };
 
 int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, int64_t *strides,
-                           int64_t cap, c10::Storage **storage, char **err) {
+                           int64_t cap, c10::StorageImpl **storage, char **err) {
   if (storage) *storage = nullptr;
   try {
     check_strided(*t);
+    const c10::Storage &own = t->storage();
     int64_t ndim = t->dim();
+    bool quantized = t->is_quantized();
     info->scalar_type = static_cast<int32_t>(t->scalar_type());
     info->device_type = static_cast<int32_t>(t->device().type());
     info->device_index = t->device().index();
     info->flags = (t->requires_grad() ? 1 : 0) | (t->is_conj() ? 2 : 0) | (t->is_neg() ? 4 : 0);
-    info->storage_bytes = static_cast<int64_t>(t->storage().nbytes());
+    info->storage_bytes = static_cast<int64_t>(own.nbytes());
     info->storage_offset = t->storage_offset();
     // Quantized tensors are refused by scalar type before their data is looked at.
-    info->data = t->is_quantized() ? nullptr : t->data_ptr();
-    info->storage_data = t->is_quantized() ? nullptr : const_cast<void *>(t->storage().data());
+    info->data = quantized ? nullptr : t->data_ptr();
+    info->storage_data = quantized ? nullptr : const_cast<void *>(own.data());
     if (ndim <= cap) {
-      for (int64_t i = 0; i < ndim; ++i) {
-        sizes[i] = t->size(i);
-        strides[i] = t->stride(i);
-      }
+      at::IntArrayRef dims = t->sizes(), steps = t->strides();
+      std::copy(dims.begin(), dims.end(), sizes);
+      std::copy(steps.begin(), steps.end(), strides);
     }
-    if (storage && t->device().is_cpu() && !t->is_conj() && !t->is_neg() && !t->is_quantized()) {
-      c10::Storage own = t->storage();
-      own.unsafeGetStorageImpl()->set_resizable(false);
-      *storage = new c10::Storage(std::move(own));
+    if (storage && t->device().is_cpu() && !t->is_conj() && !t->is_neg() && !quantized) {
+      c10::StorageImpl *impl = own.unsafeGetStorageImpl();
+      impl->set_resizable(false);
+      // ferry's own reference, released by ferry_tch_storage_free.
+      c10::raw::intrusive_ptr::incref(impl);
+      *storage = impl;
     }
     return ndim;
   } catch (...) {
@@ -167,8 +171,8 @@ int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, in
   }
 }
 
-// Releases a handle from ferry_tch_describe (dropping one reference to the StorageImpl, which
-// may free it; libtorch's deleters run on any thread). Never throws.
-void ferry_tch_storage_free(c10::Storage *storage) { delete storage; }
+// Releases a handle from ferry_tch_describe (dropping ferry's reference to the StorageImpl,
+// which may free it; libtorch's deleters run on any thread). Never throws.
+void ferry_tch_storage_free(c10::StorageImpl *storage) { c10::raw::intrusive_ptr::decref(storage); }
 
 }  // extern "C"
