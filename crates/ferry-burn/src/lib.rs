@@ -25,7 +25,7 @@ use burn::tensor::{
 };
 use ferry_core::{
     Backend, CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, Result, StorageLayout,
-    record_copy,
+    StorageLayoutRef, record_copy,
 };
 
 mod kind;
@@ -147,7 +147,7 @@ impl<const D: usize, K: BurnKind> Backend for Burn<D, K> {
 /// are refused with [`Error::NeedsCopy`] (use [`to_host`]).
 pub fn view<const D: usize, K: BurnKind>(tensor: &Tensor<D, K>) -> Result<HostArray> {
     let dtype = plain_dtype(tensor)?;
-    if let Some(view) = primitive_view(tensor.clone().into_dispatch().kind)? {
+    if let Some(view) = primitive_view::<D>(tensor.clone().into_dispatch().kind)? {
         return Ok(view);
     }
     let shape = tensor.shape().to_vec();
@@ -170,7 +170,7 @@ pub fn view<const D: usize, K: BurnKind>(tensor: &Tensor<D, K>) -> Result<HostAr
 /// copy through Burn's own read elsewhere (a [`Transaction`], so a device error is an `Err`).
 pub fn to_host<const D: usize, K: BurnKind>(tensor: &Tensor<D, K>) -> Result<HostArray> {
     plain_dtype(tensor)?;
-    if let Some(view) = primitive_view(tensor.clone().into_dispatch().kind)? {
+    if let Some(view) = primitive_view::<D>(tensor.clone().into_dispatch().kind)? {
         return Ok(view);
     }
     // Through a transaction: an eager read whose device errors are `Err`s.
@@ -191,7 +191,7 @@ pub fn to_host_batch<const D: usize, K: BurnKind>(
     let mut reads: Vec<(Device, Vec<usize>, Transaction)> = Vec::new();
     for (i, t) in tensors.iter().enumerate() {
         plain_dtype(t)?;
-        match primitive_view(t.clone().into_dispatch().kind)? {
+        match primitive_view::<D>(t.clone().into_dispatch().kind)? {
             Some(view) => out.push(Some(view)),
             None => {
                 out.push(None);
@@ -232,18 +232,18 @@ fn plain_dtype<const D: usize, K: BurnKind>(tensor: &Tensor<D, K>) -> Result<DTy
 
 /// Views a CPU-backend primitive without copying; `None` for backends that need Burn's read.
 #[allow(unreachable_patterns)] // other variants exist when users enable more burn backends
-fn primitive_view(kind: DispatchTensorKind) -> Result<Option<HostArray>> {
+fn primitive_view<const D: usize>(kind: DispatchTensorKind) -> Result<Option<HostArray>> {
     match kind {
         DispatchTensorKind::Flex(t) => match t {
             BackendTensor::Float(p) | BackendTensor::Int(p) | BackendTensor::Bool(p) => {
-                flex_view(p)
+                flex_view::<D>(p)
             }
             BackendTensor::Quantized(_) => Err(quantized(Vec::new())),
             _ => Ok(None),
         },
         DispatchTensorKind::NdArray(t) => match t {
             BackendTensor::Float(p) | BackendTensor::Int(p) | BackendTensor::Bool(p) => {
-                ndarray_view(p).map(Some)
+                ndarray_view::<D>(p).map(Some)
             }
             BackendTensor::Quantized(_) => Err(quantized(Vec::new())),
             _ => Ok(None),
@@ -253,35 +253,33 @@ fn primitive_view(kind: DispatchTensorKind) -> Result<Option<HostArray>> {
 }
 
 /// Views a Flex primitive; `None` for bool storage wider than a byte (read through Burn).
-fn flex_view(p: FlexTensor) -> Result<Option<HostArray>> {
+fn flex_view<const D: usize>(p: FlexTensor) -> Result<Option<HostArray>> {
     let dtype = ferry_dtype(p.dtype()).ok_or_else(|| quantized(p.layout().shape().to_vec()))?;
     if dtype == DType::Bool && p.dtype().size() != 1 {
         return Ok(None);
     }
-    let layout = StorageLayout {
-        dtype,
-        shape: p.layout().shape().to_vec(),
-        strides: p.layout().strides().to_vec(),
-        offset: p.layout().start_offset(),
-    };
+    let (shape, strides) = axes::<D>(p.layout().shape(), p.layout().strides())?;
+    let offset = p.layout().start_offset();
     let buffer = p.bytes();
     let (addr, len) = (buffer.as_ptr() as usize, buffer.len());
     // SAFETY: the Flex tensor's shared byte buffer, on the heap and held by `p`; Burn writes in
     // place only into buffers nobody else holds, and `p` is a holder.
     let storage = unsafe { Frozen::new(p, addr, len) };
-    HostArray::from_storage(storage, layout).map(Some)
+    let layout = StorageLayoutRef {
+        dtype,
+        shape: &shape,
+        strides: &strides,
+        offset,
+    };
+    HostArray::from_storage_ref(storage, layout).map(Some)
 }
 
-fn ndarray_view(p: NdArrayTensor) -> Result<HostArray> {
+fn ndarray_view<const D: usize>(p: NdArrayTensor) -> Result<HostArray> {
     macro_rules! view {
         ($s:expr, $dtype:expr) => {{
             let v = $s.view();
-            (
-                v.as_ptr().cast::<u8>(),
-                v.shape().to_vec(),
-                v.strides().to_vec(),
-                $dtype,
-            )
+            let (shape, strides) = axes::<D>(v.shape(), v.strides())?;
+            (v.as_ptr().cast::<u8>(), shape, strides, $dtype)
         }};
     }
     let (data, shape, strides, dtype) = match &p {
@@ -300,18 +298,35 @@ fn ndarray_view(p: NdArrayTensor) -> Result<HostArray> {
     // The storage a host array needs is the span the (valid) ndarray view reaches.
     let (lo, len) = ferry_core::layout::byte_span(dtype, &shape, &strides)?.unwrap_or((0, 0));
     let size = dtype.size_in_bytes().unwrap_or(1) as isize;
-    let layout = StorageLayout {
-        dtype,
-        shape,
-        strides,
-        offset: (-lo / size) as usize,
-    };
     let addr = (data as usize).wrapping_add_signed(lo);
     // SAFETY: the bytes a valid ndarray view of the NdArray storage reaches (an ArcArray's heap
     // buffer or borrowed `Bytes`, held by `p`); Burn copies on write when a storage is shared,
     // and `p` shares it.
     let storage = unsafe { Frozen::new(p, addr, len) };
-    HostArray::from_storage(storage, layout)
+    let layout = StorageLayoutRef {
+        dtype,
+        shape: &shape,
+        strides: &strides,
+        offset: (-lo / size) as usize,
+    };
+    HostArray::from_storage_ref(storage, layout)
+}
+
+/// A primitive's shape and strides, copied out of it before it moves into the array's storage
+/// (so a view allocates nothing for them): exactly `D` axes, the rank the tensor's type says.
+fn axes<const D: usize>(shape: &[usize], strides: &[isize]) -> Result<([usize; D], [isize; D])> {
+    match (
+        <[usize; D]>::try_from(shape),
+        <[isize; D]>::try_from(strides),
+    ) {
+        (Ok(shape), Ok(strides)) => Ok((shape, strides)),
+        _ => Err(Error::backend_message(
+            BACKEND,
+            format!(
+                "a tensor of rank {D} has a primitive of shape {shape:?} and strides {strides:?}"
+            ),
+        )),
+    }
 }
 
 /// A burn value (a Flex or NdArray primitive, or Burn's `Bytes`) and the bytes of it a host
