@@ -216,21 +216,22 @@ def test_import_asks_once_and_falls_back_step_by_step(no_leaks):
             return self.device
 
     x = np.arange(6, dtype=np.float32)
-    # A host array: one call with max_version alone, and no __dlpack_device__ call.
-    assert ferry.from_dlpack(Producer(x, {"max_version", "dl_device", "copy"})).data_ptr == numpy_ptr(x)
-    assert calls == [["max_version"]]
-    # copy=True: the host array is shared by the producer and copied by ferry; copy=False is
-    # passed on.
+    every = ["copy", "dl_device", "max_version"]
+    # A host array: one call with every keyword (as NumPy asks), and no __dlpack_device__ call.
+    assert ferry.from_dlpack(Producer(x, set(every))).data_ptr == numpy_ptr(x)
+    assert calls == [every]
+    # A producer without dl_device is asked again with the keywords that have a value. copy=True:
+    # the host array is shared by the producer and copied by ferry; copy=False is passed on.
     calls.clear()
     h = ferry.from_dlpack(Producer(x, {"max_version", "copy"}), copy=True)
     assert h.data_ptr != numpy_ptr(x) and h.tobytes() == x.tobytes()
     assert ferry.from_dlpack(Producer(x, {"max_version", "copy"}), copy=False).data_ptr == numpy_ptr(x)
-    assert calls == [["max_version"], ["copy", "max_version"]]
+    assert calls == [every, ["max_version"], every, ["copy", "max_version"]]
     # A legacy producer of device memory: refused with what to do, after asking its device.
     calls.clear()
     with pytest.raises(BufferError, match="legacy DLPack.*t.cpu()"):
         ferry.from_dlpack(Producer(x, set(), device=(2, 0)))
-    assert calls == [["max_version"], "__dlpack_device__"]
+    assert calls == [every, ["max_version"], "__dlpack_device__"]
     with pytest.raises(TypeError, match="type list has no __dlpack__ method"):
         ferry.from_dlpack([1, 2, 3])
 
@@ -253,9 +254,9 @@ def test_a_device_array_is_released_and_asked_for_again_on_the_host(no_leaks):
 
         def __dlpack__(self, **kwargs):
             calls.append(sorted(kwargs))
-            if "dl_device" in kwargs:
-                if not self.knows_dl_device:
-                    raise TypeError("unexpected keyword dl_device")
+            if "dl_device" in kwargs and not self.knows_dl_device:
+                raise TypeError("unexpected keyword dl_device")
+            if kwargs.get("dl_device") is not None:
                 assert kwargs["dl_device"] == (1, 0)
                 return on_host.__dlpack__(max_version=kwargs["max_version"])
             managed = DLManagedTensorVersioned(
@@ -273,12 +274,14 @@ def test_a_device_array_is_released_and_asked_for_again_on_the_host(no_leaks):
     assert h.tobytes() == on_host.tobytes() and h.data_ptr != numpy_ptr(on_host)
     # Asked as it is (copy=True withheld: no copy on the device), released exactly once, then
     # asked for a host copy with copy passed on.
-    assert calls == [["max_version"], ["copy", "dl_device", "max_version"]]
+    every = ["copy", "dl_device", "max_version"]
+    assert calls == [every, every]
     assert len(released) == 1
     calls.clear()
     with pytest.raises(BufferError, match=r"lives on cuda:0.*does not take dl_device.*t\.cpu\(\)"):
         ferry.from_dlpack(DeviceProducer(False))
-    assert calls == [["max_version"], ["dl_device", "max_version"]]
+    # Refusing dl_device=None, it is asked with max_version alone, then for the host copy.
+    assert calls == [every, ["max_version"], ["dl_device", "max_version"]]
     assert len(released) == 2
 
 

@@ -207,8 +207,9 @@ fn not_a_capsule(object: &Bound<'_, PyAny>) -> PyErr {
 }
 
 /// Imports any object that speaks DLPack (NumPy, PyTorch, JAX, CuPy, ferry itself): asks with
-/// `max_version=(1, 3)` and falls back step by step when the producer raises `TypeError`; a
-/// device array is asked again with `dl_device=(kDLCPU, 0)` for a host copy.
+/// `max_version=(1, 3)`, `dl_device=None` and `copy` and falls back step by step when the
+/// producer raises `TypeError`; a device array is asked again with `dl_device=(kDLCPU, 0)` for a
+/// host copy.
 #[inline]
 pub(crate) fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
     // SAFETY: `obj` is a live object; the check reads only its type.
@@ -244,17 +245,35 @@ fn vectorcall_method() -> Option<VectorcallMethod> {
         .then(|| unsafe { std::mem::transmute::<*mut c_void, VectorcallMethod>(symbol) })
 }
 
+/// Which keywords a `__dlpack__` request passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Keywords {
+    /// All three that DLPack's Python specification gives consumers, as NumPy's `from_dlpack`
+    /// passes them: `max_version`, `dl_device` (`None` unless asked for the host) and `copy`
+    /// (`None` unless given). A producer whose `__dlpack__` is a Python function then fills
+    /// none of them in from its defaults: for PyTorch's, about 240 instructions a call fewer
+    /// than with `max_version` alone, which is what made ferry's import of a tensor cost more
+    /// than NumPy's although ferry's own part is cheaper.
+    All,
+    /// Only the keywords with a value: `max_version`, then `dl_device` and `copy` where given.
+    /// For a producer that refused [`All`](Keywords::All) with `TypeError`, one that knows
+    /// `max_version` but not the other two.
+    Given,
+}
+
 /// What every `__dlpack__` request passes, made once per interpreter: the method's name, the
 /// version tuple `(1, 3)`, the host device `(kDLCPU, 0)`, `True` and `False`, the keyword names
-/// of each of the four keyword sets, and the vectorcall entry point.
+/// of each keyword set, and the vectorcall entry point.
 struct Request {
     method: Py<PyString>,
     version: Py<PyTuple>,
     host: Py<PyTuple>,
     booleans: [Py<PyBool>; 2],
-    /// Indexed by `2 * to_host + copy.is_some()`: `max_version`, then `dl_device` and `copy`
-    /// where they are passed, in that order.
-    kwnames: [Py<PyTuple>; 4],
+    /// [`Keywords::All`]'s names: `max_version`, `dl_device`, `copy`.
+    all: Py<PyTuple>,
+    /// [`Keywords::Given`]'s, indexed by `2 * to_host + copy.is_some()`: `max_version`, then
+    /// `dl_device` and `copy` where they are passed, in that order.
+    given: [Py<PyTuple>; 4],
     vectorcall: Option<VectorcallMethod>,
 }
 
@@ -278,7 +297,8 @@ impl Request {
                 version: PyTuple::new(py, [MAX_VERSION.0, MAX_VERSION.1])?.unbind(),
                 host: PyTuple::new(py, [Device::CPU_TYPE, 0])?.unbind(),
                 booleans: [false, true].map(|b| PyBool::new(py, b).to_owned().unbind()),
-                kwnames: [
+                all: names(true, true)?,
+                given: [
                     names(false, false)?,
                     names(false, true)?,
                     names(true, false)?,
@@ -290,36 +310,45 @@ impl Request {
     }
 }
 
-/// Calls `obj.__dlpack__(max_version=(1, 3), [dl_device=(kDLCPU, 0)], [copy=copy])`: through
-/// `PyObject_VectorcallMethod` where the interpreter has it, else with a fresh keyword dict (a
-/// producer whose `__dlpack__` is a C function taking a keyword dict receives the dict itself
-/// and may change it).
+/// Calls `obj.__dlpack__(max_version=(1, 3), dl_device=…, copy=…)`, with `dl_device` the host
+/// when `to_host` (else `None`) and `copy` as given (else `None`), passing the `None`s only for
+/// [`Keywords::All`]: through `PyObject_VectorcallMethod` where the interpreter has it, else
+/// with a fresh keyword dict (a producer whose `__dlpack__` is a C function taking a keyword
+/// dict receives the dict itself and may change it).
 #[inline]
 fn call_dlpack<'py>(
     obj: &Bound<'py, PyAny>,
     copy: Option<bool>,
     to_host: bool,
+    keywords: Keywords,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = obj.py();
     let request = Request::get(py)?;
-    let kwnames = request.kwnames[usize::from(to_host) * 2 + usize::from(copy.is_some())].bind(py);
-    // `obj` (self), then the keyword values in the order of `kwnames`: max_version, then
-    // dl_device and copy where given.
-    let mut args = [
-        obj.as_ptr(),
-        request.version.as_ptr(),
-        std::ptr::null_mut(),
-        std::ptr::null_mut(),
-    ];
+    // `obj` (self), then the keyword values in the order of the names: max_version, then
+    // dl_device and copy (where given, or always for `All`).
+    // SAFETY: a borrowed pointer to the `None` singleton, which lives as long as the
+    // interpreter.
+    let none = unsafe { ffi::Py_None() };
+    let mut args = [obj.as_ptr(), request.version.as_ptr(), none, none];
     let mut given = 2;
     if to_host {
         args[given] = request.host.as_ptr();
+    }
+    if to_host || keywords == Keywords::All {
         given += 1;
     }
     if let Some(copy) = copy {
         args[given] = request.booleans[usize::from(copy)].as_ptr();
+    }
+    if copy.is_some() || keywords == Keywords::All {
         given += 1;
     }
+    let kwnames = match keywords {
+        Keywords::All => request.all.bind(py),
+        Keywords::Given => {
+            request.given[usize::from(to_host) * 2 + usize::from(copy.is_some())].bind(py)
+        }
+    };
     let Some(vectorcall) = request.vectorcall else {
         return call_dlpack_with_dict(obj, request, kwnames, &args[1..given]);
     };
@@ -352,10 +381,11 @@ fn call_dlpack_with_dict<'py>(
     obj.call_method(request.method.bind(py), (), Some(&kwargs))
 }
 
-/// A tensor the CPU can read from `obj.__dlpack__`: asked for as it is first (what NumPy's
-/// `from_dlpack` does; PyTorch's `__dlpack__` costs half a microsecond more when handed a
-/// `dl_device` to check), and, when that tensor lives on a device, released and asked for
-/// again with `dl_device=(kDLCPU, 0)`, which makes a DLPack 1.0 producer copy it to the host.
+/// A tensor the CPU can read from `obj.__dlpack__`: asked for as it is first, with
+/// `dl_device=None` (what NumPy's `from_dlpack` does; PyTorch's `__dlpack__` costs half a
+/// microsecond more when handed a device to check), and, when that tensor lives on a device,
+/// released and asked for again with `dl_device=(kDLCPU, 0)`, which makes a DLPack 1.0
+/// producer copy it to the host.
 /// `copy=True` is passed on only with `dl_device` (a host array is copied by
 /// [`finish_copy`], so a device array is not copied on its device first, for nothing).
 #[inline]
@@ -379,7 +409,7 @@ fn request_host_copy(
     let py = obj.py();
     let device = tensor.device();
     drop(tensor);
-    match call_dlpack(obj, copy, true) {
+    match call_dlpack(obj, copy, true, Keywords::Given) {
         Ok(capsule) => take_capsule(&capsule),
         Err(e) if e.is_instance_of::<PyTypeError>(py) => Err(PyBufferError::new_err(format!(
             "the {} lives on {device} and its producer cannot copy it to the host (its __dlpack__ does not take dl_device); move it to the CPU first (for example t.cpu())",
@@ -390,7 +420,8 @@ fn request_host_copy(
 }
 
 /// Calls `obj.__dlpack__` the way DLPack's Python specification asks consumers to: with
-/// `max_version` (and `copy` when given). A producer that raises `TypeError` is asked again
+/// `max_version`, `dl_device=None` and `copy` (`None` unless given), as NumPy does. A producer
+/// that raises `TypeError` is asked again with only `max_version` (and `copy` when given), then
 /// with no arguments (a legacy capsule), after `__dlpack_device__` says its array is one the
 /// host can read (a legacy producer cannot copy to the host).
 #[inline]
@@ -398,7 +429,26 @@ fn request_capsule<'py>(
     obj: &Bound<'py, PyAny>,
     copy: Option<bool>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    match call_dlpack(obj, copy, false) {
+    match call_dlpack(obj, copy, false, Keywords::All) {
+        Ok(capsule) => Ok(capsule),
+        Err(e) => request_capsule_again(obj, copy, e),
+    }
+}
+
+/// After `obj.__dlpack__` with every keyword raised `error`: when that was a `TypeError`, the
+/// request with only the keywords that have a value, and then the legacy one; otherwise what
+/// [`request_legacy_capsule`] makes of `error` (out of [`request_capsule`]'s hot path).
+#[cold]
+#[inline(never)]
+fn request_capsule_again<'py>(
+    obj: &Bound<'py, PyAny>,
+    copy: Option<bool>,
+    error: PyErr,
+) -> PyResult<Bound<'py, PyAny>> {
+    if !error.is_instance_of::<PyTypeError>(obj.py()) {
+        return request_legacy_capsule(obj, error);
+    }
+    match call_dlpack(obj, copy, false, Keywords::Given) {
         Ok(capsule) => Ok(capsule),
         Err(e) => request_legacy_capsule(obj, e),
     }
