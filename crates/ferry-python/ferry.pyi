@@ -76,7 +76,8 @@ class HostArray:
 
 def from_dlpack(x: SupportsDLPack | HostArray | Any, /, *, copy: bool | None = None) -> HostArray:
     """Imports anything with ``__dlpack__`` (or a DLPack capsule), sharing its memory unless
-    ``copy=True``."""
+    ``copy=True``. A PyTorch tensor's storage is held and made non-resizable, so ``set_`` and
+    ``resize_`` on the tensor cannot free what the array reads."""
 
 class SupportsArrowArray(Protocol):
     """Anything with the Arrow PyCapsule interface's ``__arrow_c_array__``: pyarrow and

@@ -313,6 +313,55 @@ alive = weakref.ref(a)
     });
 }
 
+/// PyTorch's DLPack export keeps only the tensor alive: without the storage reference that
+/// ferry's import holds, `t.set_(other)` here freed the 4 MiB the array reads (NumPy's
+/// `from_dlpack(t)` segfaults on the same steps), and a growing `resize_` reallocated it. The
+/// array then drops on a thread without the GIL, which leaves the storage to pyo3's deferred
+/// release.
+#[test]
+fn torch_imports_outlive_set_and_refuse_a_growing_resize() {
+    let array = with_python(|py| {
+        let locals = PyDict::new(py);
+        py.run(
+            c"import torch\nt = torch.arange(1 << 20, dtype=torch.float32)",
+            Some(&locals),
+            None,
+        )?;
+        let array = from_python(&locals.get_item("t")?.unwrap())?;
+        py.run(
+            cr#"
+import gc
+assert not t.untyped_storage().resizable()
+t.set_(torch.zeros(3))
+gc.collect()
+reuse = [torch.full((1 << 20,), 7.0) for _ in range(4)]
+u = torch.arange(4096.0)
+"#,
+            Some(&locals),
+            None,
+        )?;
+        let expected: Vec<f32> = (0..1 << 20).map(|i| i as f32).collect();
+        assert_eq!(
+            array
+                .view::<f32>()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            expected
+        );
+        let resized = from_python(&locals.get_item("u")?.unwrap())?;
+        let error = py
+            .run(c"u.resize_(1 << 20)", None, Some(&locals))
+            .expect_err("a growing resize_ of an imported tensor's storage must fail");
+        assert!(error.to_string().contains("not resizable"), "{error}");
+        assert_eq!(resized.view::<f32>().unwrap()[[4095]], 4095.0);
+        Ok(array)
+    });
+    std::thread::spawn(move || drop(array)).join().unwrap();
+    with_python(|py| py.run(c"import gc; gc.collect()", None, None));
+}
+
 /// Issue 14, hole 1: re-importing ferry's own Python export (`to_python(x.clone())`, then
 /// `__dlpack__`, then `from_python`) handed back a uniquely owned wrapper on 70a5fa0, so
 /// `view_mut` wrote memory `x` still read. The re-import now shares `x`'s memory without write

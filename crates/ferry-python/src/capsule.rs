@@ -14,6 +14,7 @@ use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
 use crate::to_py_err;
+use crate::torch::Torch;
 
 const VERSIONED: &CStr = c"dltensor_versioned";
 const USED_VERSIONED: &CStr = c"used_dltensor_versioned";
@@ -163,7 +164,7 @@ pub(crate) unsafe fn with_error_indicator_aside(work: impl FnOnce()) {
 /// Takes the managed tensor out of a DLPack capsule, renaming the capsule to `used_…` so its
 /// destructor leaves the tensor alone.
 #[inline]
-fn take_capsule(capsule: &Bound<'_, PyAny>) -> PyResult<DlpackTensor> {
+pub(crate) fn take_capsule(capsule: &Bound<'_, PyAny>) -> PyResult<DlpackTensor> {
     let py = capsule.py();
     let ptr = capsule.as_ptr();
     for (name, used) in [(VERSIONED, USED_VERSIONED), (LEGACY, USED_LEGACY)] {
@@ -182,6 +183,8 @@ fn take_capsule(capsule: &Bound<'_, PyAny>) -> PyResult<DlpackTensor> {
         }
         // SAFETY: the producer handed over a managed tensor of this kind, and the rename made us
         // its only owner; producers' deleters (NumPy's, PyTorch's) may be called from any thread.
+        // (PyTorch's keeps only the tensor alive, not its memory: `Torch::import` holds the
+        // storage before anything reads that memory or runs code that could free it.)
         let tensor = unsafe {
             if name == VERSIONED {
                 DlpackTensor::from_versioned(managed.cast())
@@ -209,13 +212,16 @@ fn not_a_capsule(object: &Bound<'_, PyAny>) -> PyErr {
 /// Imports any object that speaks DLPack (NumPy, PyTorch, JAX, CuPy, ferry itself): asks with
 /// `max_version=(1, 3)`, `dl_device=None` and `copy` and falls back step by step when the
 /// producer raises `TypeError`; a device array is asked again with `dl_device=(kDLCPU, 0)` for a
-/// host copy.
+/// host copy. A PyTorch tensor goes through [`Torch::import`], which adds what PyTorch's export
+/// leaves out.
 #[inline]
 pub(crate) fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
     // SAFETY: `obj` is a live object; the check reads only its type.
     let tensor = if unsafe { ffi::PyCapsule_CheckExact(obj.as_ptr()) } == 1 {
         // A bare capsule (what `__dlpack__` returned, or `torch.utils.dlpack.to_dlpack`).
         take_capsule(obj)?
+    } else if let Some(torch) = Torch::of(obj)? {
+        return torch.import(obj, copy);
     } else {
         request_host_tensor(obj, copy)?
     };
@@ -362,6 +368,28 @@ fn call_dlpack<'py>(
     }
 }
 
+/// `obj.name()`, through `PyObject_VectorcallMethod` where the interpreter has it (no bound
+/// method object is made, about 40 ns less a call than pyo3's `call_method0` on the abi3
+/// build), else through `call_method0`.
+#[inline]
+pub(crate) fn call_method0<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyString>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    let Some(vectorcall) = Request::get(py)?.vectorcall else {
+        return obj.call_method0(name);
+    };
+    let args = [obj.as_ptr()];
+    // SAFETY: the GIL is held; `name` is a live string and `args` holds `obj` (self, the one
+    // positional argument), both outliving the call; no keywords (NULL); the result is a new
+    // reference, or NULL with an exception set.
+    unsafe {
+        let result = vectorcall(name.as_ptr(), args.as_ptr(), 1, std::ptr::null_mut());
+        Bound::from_owned_ptr_or_err(py, result)
+    }
+}
+
 /// [`call_dlpack`] where the interpreter has no `PyObject_VectorcallMethod`: the keywords in a
 /// fresh dict.
 #[cold]
@@ -401,7 +429,7 @@ fn request_host_tensor(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<D
 /// (out of [`request_host_tensor`]'s hot path).
 #[cold]
 #[inline(never)]
-fn request_host_copy(
+pub(crate) fn request_host_copy(
     obj: &Bound<'_, PyAny>,
     copy: Option<bool>,
     tensor: DlpackTensor,
@@ -425,7 +453,7 @@ fn request_host_copy(
 /// with no arguments (a legacy capsule), after `__dlpack_device__` says its array is one the
 /// host can read (a legacy producer cannot copy to the host).
 #[inline]
-fn request_capsule<'py>(
+pub(crate) fn request_capsule<'py>(
     obj: &Bound<'py, PyAny>,
     copy: Option<bool>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -496,7 +524,11 @@ fn request_legacy_capsule<'py>(
 /// Honours `copy=True` when the producer did not copy already, and refuses a producer's copy
 /// that `copy=False` forbade.
 #[inline]
-fn finish_copy(array: HostArray, copied: bool, copy: Option<bool>) -> PyResult<HostArray> {
+pub(crate) fn finish_copy(
+    array: HostArray,
+    copied: bool,
+    copy: Option<bool>,
+) -> PyResult<HostArray> {
     match copy {
         None => Ok(array),
         Some(copy) => copy_as_asked(array, copied, copy),

@@ -26,8 +26,9 @@
 //! facade re-exports as `ferry::python` (feature `python`). Modules: `capsule` (the DLPack capsule protocol), `class`
 //! (what a `ferry.HostArray` holds and its methods do), `object` (its type object, built by hand: a
 //! plain, non-GC object like NumPy's arrays), `method` (its `__dlpack__`, `__dlpack_device__` and `ferry.from_dlpack`, C functions), `exchange` (DLPack 1.3's C
-//! exchange API table), `files`
-//! (`.npy`/`.npz`/safetensors functions).
+//! exchange API table), `torch`
+//! (what ferry adds to PyTorch's export: the storage reference that `set_`/`resize_` cannot
+//! free, and PyTorch's exchange table), `files` (`.npy`/`.npz`/safetensors functions).
 //!
 //! Protocol (DLPack's Python specification):
 //! - `__dlpack__(*, stream=None, max_version=None, dl_device=None, copy=None)` returns a
@@ -43,7 +44,9 @@
 //! - Deleters: ferry's own release Rust memory only and never touch Python, so they need no
 //!   GIL and are safe while the interpreter finalises. When that memory came from a Python
 //!   producer, the producer's deleter runs (NumPy's and PyTorch's take the GIL themselves and do
-//!   nothing once the interpreter is finalising).
+//!   nothing once the interpreter is finalising); an import of a PyTorch tensor also drops its
+//!   reference to the tensor's storage, at once where the thread holds the GIL, else later
+//!   through pyo3 (`torch`).
 
 use ferry_core::{Backend, CopyPolicy, Error, HostArray};
 use pyo3::exceptions::{PyBufferError, PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
@@ -59,6 +62,7 @@ mod exchange;
 mod files;
 mod method;
 mod object;
+mod torch;
 
 pub use capsule::live_exports;
 pub use class::PyHostArray;

@@ -41,7 +41,8 @@ const FROM_DLPACK_DOC: &CStr = c"from_dlpack(x, /, *, copy=None)
 --
 
 Imports an array from any object with `__dlpack__` (NumPy, PyTorch, JAX, CuPy), sharing its
-memory unless `copy=True`.";
+memory unless `copy=True`. A PyTorch tensor's storage is held and made non-resizable, so
+`set_` and `resize_` on the tensor cannot free what the array reads.";
 
 /// A method definition in a `static`: CPython keeps a pointer to it in the function object.
 struct Definition(ffi::PyMethodDef);
