@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 import torch
-import tvm_ffi
+import tvm_ffi  # on PyTorch 2.9 its add-on publishes torch.Tensor.__dlpack_c_exchange_api__
 
 import ferry
 
@@ -73,6 +73,35 @@ for case, call, anchor, anchor_call in handoff:
     ours, theirs, ratio = best_pair_ns(call, anchor_call, n)
     row("python_handoff", anchor, theirs)
     row("python_handoff", case, ours, anchor, ratio)
+
+# ferry's import of a PyTorch tensor holds the tensor's storage, made non-resizable, and goes
+# through PyTorch's C exchange table where it is (PyTorch >= 2.10 publishes it; here tvm-ffi's
+# add-on does, as `import tvm_ffi` above loads it). A tensor made anew each call pays for making
+# its storage non-resizable (once per storage); without the table ferry asks `__dlpack__`.
+torch_table = torch.Tensor.__dlpack_c_exchange_api__
+torch_cases = [
+    ("ferry.from_dlpack(new tensor)", lambda: ferry.from_dlpack(torch.empty(3, 4)),
+     "np.from_dlpack(new tensor)", lambda: np.from_dlpack(torch.empty(3, 4))),
+]
+without_torch_table = [
+    ("ferry.from_dlpack(tensor) without PyTorch's table", lambda: ferry.from_dlpack(t),
+     "np.from_dlpack(tensor)", lambda: np.from_dlpack(t)),
+    ("ferry.from_dlpack(new tensor) without PyTorch's table",
+     lambda: ferry.from_dlpack(torch.empty(3, 4)),
+     "np.from_dlpack(new tensor), table removed", lambda: np.from_dlpack(torch.empty(3, 4))),
+]
+for case, call, anchor, anchor_call in torch_cases:
+    ours, theirs, ratio = best_pair_ns(call, anchor_call, n)
+    row("python_torch", anchor, theirs)
+    row("python_torch", case, ours, anchor, ratio)
+del torch.Tensor.__dlpack_c_exchange_api__
+try:
+    for case, call, anchor, anchor_call in without_torch_table:
+        ours, theirs, ratio = best_pair_ns(call, anchor_call, n)
+        row("python_torch", anchor, theirs)
+        row("python_torch", case, ours, anchor, ratio)
+finally:
+    torch.Tensor.__dlpack_c_exchange_api__ = torch_table
 
 # The C exchange table against `__dlpack__`: the same consumer, with the type attribute there and
 # removed (restored afterwards).

@@ -367,7 +367,7 @@ pub fn report(
     if !py_rows.is_empty() {
         writeln!(
             out,
-            "\n## Python hand-off\n\n`benches/python_handoff.py` in one process against the installed wheel ({versions}); best per-call time of 41 rounds of 2,000 calls, each case's rounds interleaved with its baseline's (which goes first alternates); \"× baseline time\" is the median over the rounds of the case's time over its baseline's in the same round, steadier than the ratio of the two best rounds on a machine that changes speed between rounds. `python_exchange` times the same consumer with `HostArray.__dlpack_c_exchange_api__` present and removed.\n"
+            "\n## Python hand-off\n\n`benches/python_handoff.py` in one process against the installed wheel ({versions}); best per-call time of 41 rounds of 2,000 calls, each case's rounds interleaved with its baseline's (which goes first alternates); \"× baseline time\" is the median over the rounds of the case's time over its baseline's in the same round, steadier than the ratio of the two best rounds on a machine that changes speed between rounds. `python_torch` times ferry's import of PyTorch tensors made anew each call (each storage made non-resizable once) and without PyTorch's C exchange table (which `import tvm_ffi` publishes on PyTorch 2.9, as PyTorch ≥ 2.10 does itself), beside NumPy's import of the same tensors; `python_exchange` times the same consumer with `HostArray.__dlpack_c_exchange_api__` present and removed.\n"
         )?;
         writeln!(
             out,
