@@ -211,3 +211,51 @@ def test_without_the_table_the_import_is_as_safe():
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+class SwapsStorageBeforeExport(torch.Tensor):
+    """A subclass whose `__dlpack__` swaps its storage, then exports: what another thread, or a
+    finaliser, could do while PyTorch's (Python) `__dlpack__` runs."""
+
+    def __dlpack__(self, **kwargs):
+        self.set_(torch.arange(2048.0))
+        return super().__dlpack__(**kwargs)
+
+
+class SwapsStorageAfterExport(torch.Tensor):
+    """A subclass whose `__dlpack__` exports, then swaps its storage, which frees the exported
+    memory unless something besides the tensor holds it."""
+
+    def __dlpack__(self, **kwargs):
+        capsule = super().__dlpack__(**kwargs)
+        self.set_(torch.arange(2048.0))
+        return capsule
+
+
+def test_a_storage_swapped_before_the_export_is_refused():
+    # ferry holds the storage it took before the export; the export is of another one, which
+    # nothing would keep alive past the next swap.
+    t = torch.arange(1024.0).as_subclass(SwapsStorageBeforeExport)
+    with pytest.raises(BufferError, match="does not hold"):
+        ferry.from_dlpack(t)
+
+
+def test_a_storage_swapped_after_the_export_stays_alive():
+    t = torch_made(torch.float32).as_subclass(SwapsStorageAfterExport)
+    expected = torch.Tensor(t).clone()
+    h = ferry.from_dlpack(t)
+    gc.collect()
+    reuse = [torch.full((1 << 20,), 7.0) for _ in range(4)]
+    # PyTorch's export points its shape at the tensor's own sizes, so the swap shows in the
+    # shape ferry reads (2048); the data is the exported storage's, which ferry holds.
+    assert h.shape == (2048,) and len(reuse) == 4
+    assert torch.equal(torch.from_dlpack(h), expected[:2048])
+
+
+def test_a_copy_is_made_from_the_held_storage():
+    t = torch_made(torch.float32, 4096)
+    h = ferry.from_dlpack(t, copy=True)
+    assert h.copies == 1 and h.data_ptr != t.data_ptr()
+    assert torch.equal(torch.from_dlpack(h), t)
+    # The storage was held and made non-resizable for the copy's duration, and stays so.
+    assert not t.untyped_storage().resizable()

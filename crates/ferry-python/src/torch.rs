@@ -7,7 +7,11 @@
 //!   the importer still reads the old address (NumPy's `from_dlpack(t)` then reads freed memory).
 //!   ferry's import holds a reference to the storage itself (`t.untyped_storage()`) and makes
 //!   that storage non-resizable, as `t.numpy()` does, so neither call can free or move what the
-//!   import reads: `set_` changes only the source tensor, growing `resize_` raises.
+//!   import reads: `set_` changes only the source tensor, growing `resize_` raises. The
+//!   storage is taken before the export and checked after it to hold every byte the import
+//!   reads, so a swap in between (Python code runs there) is refused, not missed. (One
+//!   operation is beyond any reference: `share_memory_()` moves a storage's memory into shared
+//!   memory in place and frees the old buffer; README tells users to share before importing.)
 //! - **Negative bit.** A tensor with its negative bit set (`t.conj().imag`, `torch._neg_view`)
 //!   is exported with its values un-negated; ferry refuses it with `BufferError` (PyTorch's
 //!   `__dlpack__` refuses the conjugate bit the same way) instead of importing wrong values.
@@ -160,8 +164,11 @@ impl Torch {
     }
 
     /// Imports PyTorch tensor `obj` (see the module's notes): through the exchange table where
-    /// it gives what `__dlpack__` would, else through `__dlpack__`; an import of the tensor's
-    /// own memory holds the tensor's storage, made non-resizable.
+    /// it gives what `__dlpack__` would, else through `__dlpack__`. The tensor's storage is
+    /// taken before the export, so nothing run in between (`__dlpack__` is Python code; another
+    /// thread may run inside it) can free it; after the export it is made non-resizable and
+    /// checked to hold every byte the array reads, so the array is never read outside what it
+    /// holds.
     pub(crate) fn import(&self, obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
         let py = obj.py();
         if call_method0(obj, intern!(py, "is_neg"))?.is_truthy()? {
@@ -173,6 +180,8 @@ impl Torch {
                 .bind(py)
                 .call1((obj,))?
                 .is_truthy()?;
+        // A tensor without storage (sparse) has its export refused below, in PyTorch's words.
+        let storage = call_method0(obj, intern!(py, "untyped_storage")).ok();
         let exchanged = if plain && copy.is_none() {
             self.export_through_table(obj)?
         } else {
@@ -190,46 +199,56 @@ impl Torch {
         }
         let copied = tensor.is_copied();
         let array = tensor.into_host().map_err(to_py_err)?;
-        if copied || copy == Some(true) {
-            // Memory PyTorch copied for this export, or that ferry copies now: not the storage.
+        if copied {
+            // Memory PyTorch copied for this export, not the storage.
             return finish_copy(array, copied, copy);
         }
-        let storage = self.hold_storage(obj, &array, plain)?;
+        let Some(storage) = storage else {
+            return Err(no_storage(obj));
+        };
+        // Non-resizable first (even for a copy, made below: a finaliser run by any allocation
+        // could otherwise grow the storage before the copy reads it), so that its memory stays
+        // where the check finds it.
+        self.make_non_resizable(obj, &storage)?;
+        // Python code may have run since `storage` was taken: `__dlpack__` is Python, another
+        // thread may run inside it, a collection (any allocation, `untyped_storage()`'s own
+        // included) may run a finaliser, and a subclass or mode may answer `untyped_storage()`.
+        // Any of them could have swapped the tensor's storage, so the export is checked to lie
+        // in the one held.
+        check_storage_holds(obj, &storage, &array)?;
+        if copy == Some(true) {
+            // ferry's copy, made now, from the held storage.
+            return finish_copy(array, copied, copy);
+        }
         finish_copy(
-            array.with_guard(TorchStorage(ManuallyDrop::new(storage))),
+            array.with_guard(TorchStorage(ManuallyDrop::new(storage.unbind()))),
             copied,
             copy,
         )
     }
 
-    /// `obj`'s storage, made non-resizable, for an array that reads `array`'s memory in it. For
-    /// a tensor that is not plain, whose `untyped_storage()` may be overridden, the storage is
-    /// checked to hold that memory.
-    fn hold_storage(
+    /// Makes `storage`, which `obj` views, non-resizable where it is not already.
+    fn make_non_resizable(
         &self,
         obj: &Bound<'_, PyAny>,
-        array: &HostArray,
-        plain: bool,
-    ) -> PyResult<Py<PyAny>> {
+        storage: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let py = obj.py();
-        let storage = call_method0(obj, intern!(py, "untyped_storage"))?;
         let resizable = |storage| call_method0(storage, intern!(py, "resizable"))?.is_truthy();
-        if resizable(&storage)? {
+        if resizable(storage)? {
             // `t.numpy()` clears the flag on its way (PyTorch's `tensor_to_numpy`), and is the
             // cheapest way to: its array is dropped at once. A dtype NumPy lacks (bf16, fp8)
-            // goes through the helper, which views the storage as bytes.
+            // goes through the helper, which views the storage as bytes; so does a storage
+            // `t` no longer views.
             let through_numpy = call_method0(obj, intern!(py, "numpy")).is_ok();
-            if !through_numpy || resizable(&storage)? {
+            if !through_numpy || resizable(storage)? {
                 self.make_non_resizable
                     .bind(py)
-                    .call1((&storage,))
+                    .call1((storage,))
                     .map_err(|e| not_made_non_resizable(obj, &e))?;
             }
         }
-        if !plain {
-            check_storage_holds(obj, &storage, array)?;
-        }
-        Ok(storage.unbind())
+        Ok(())
     }
 
     /// PyTorch's exchange table's export of `obj`, a plain tensor: `None` where the table is
@@ -329,10 +348,10 @@ unsafe fn version_1_3<'a>(
     None
 }
 
-/// For a tensor whose `untyped_storage()` another class or mode may answer: that `storage`
-/// holds every byte of `array`, so that holding it keeps `array`'s memory.
-#[cold]
-#[inline(never)]
+/// That `storage` holds every byte of `array`, so that holding it keeps `array`'s memory: the
+/// storage was taken before the export, and `untyped_storage()` of a subclass or under a
+/// `__torch_function__` mode is answered by Python code.
+#[inline]
 fn check_storage_holds(
     obj: &Bound<'_, PyAny>,
     storage: &Bound<'_, PyAny>,
@@ -343,8 +362,8 @@ fn check_storage_holds(
     if len == 0 {
         return Ok(());
     }
-    let start: usize = storage.call_method0(intern!(py, "data_ptr"))?.extract()?;
-    let nbytes: usize = storage.call_method0(intern!(py, "nbytes"))?.extract()?;
+    let start: usize = call_method0(storage, intern!(py, "data_ptr"))?.extract()?;
+    let nbytes: usize = call_method0(storage, intern!(py, "nbytes"))?.extract()?;
     let first = first as usize;
     let inside = first >= start
         && start
@@ -354,10 +373,41 @@ fn check_storage_holds(
     if inside {
         return Ok(());
     }
-    Err(PyBufferError::new_err(format!(
-        "the {} exported memory at {first:#x} ({len} bytes) that its untyped_storage() ({nbytes} bytes at {start:#x}) does not hold, so ferry cannot keep it alive; import t.clone() instead",
-        obj.get_type().name()?
-    )))
+    Err(outside_storage(obj, first, len, start, nbytes))
+}
+
+/// The error for an export outside the storage ferry holds.
+#[cold]
+#[inline(never)]
+fn outside_storage(
+    obj: &Bound<'_, PyAny>,
+    first: usize,
+    len: usize,
+    start: usize,
+    nbytes: usize,
+) -> PyErr {
+    let kind = obj
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    PyBufferError::new_err(format!(
+        "the {kind} exported memory at {first:#x} ({len} bytes) that its untyped_storage() ({nbytes} bytes at {start:#x}) does not hold, so ferry cannot keep it alive; import a copy instead: ferry.from_dlpack(t.clone())"
+    ))
+}
+
+/// The error for a tensor exported from memory that `untyped_storage()` does not give.
+#[cold]
+#[inline(never)]
+fn no_storage(obj: &Bound<'_, PyAny>) -> PyErr {
+    let kind = obj
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    PyBufferError::new_err(format!(
+        "the {kind} has no untyped_storage() that ferry can hold to keep its memory alive; import a copy instead: ferry.from_dlpack(t.clone())"
+    ))
 }
 
 /// The error for a tensor whose storage ferry could not make non-resizable (`error` says why).
