@@ -376,6 +376,14 @@ fn check_storage_holds(
     Err(outside_storage(obj, first, len, start, nbytes))
 }
 
+/// The name of `obj`'s type, for an error message (empty if even that fails).
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
 /// The error for an export outside the storage ferry holds.
 #[cold]
 #[inline(never)]
@@ -386,13 +394,9 @@ fn outside_storage(
     start: usize,
     nbytes: usize,
 ) -> PyErr {
-    let kind = obj
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_default();
+    let kind = type_name(obj);
     PyBufferError::new_err(format!(
-        "the {kind} exported memory at {first:#x} ({len} bytes) that its untyped_storage() ({nbytes} bytes at {start:#x}) does not hold, so ferry cannot keep it alive; import a copy instead: ferry.from_dlpack(t.clone())"
+        "the {kind} exported memory at {first:#x} ({len} bytes) that its untyped_storage() ({nbytes} bytes at {start:#x}) does not hold, so ferry cannot keep it alive; import a copy of it as a plain tensor instead: ferry.from_dlpack(t.as_subclass(torch.Tensor).clone())"
     ))
 }
 
@@ -400,13 +404,9 @@ fn outside_storage(
 #[cold]
 #[inline(never)]
 fn no_storage(obj: &Bound<'_, PyAny>) -> PyErr {
-    let kind = obj
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_default();
+    let kind = type_name(obj);
     PyBufferError::new_err(format!(
-        "the {kind} has no untyped_storage() that ferry can hold to keep its memory alive; import a copy instead: ferry.from_dlpack(t.clone())"
+        "the {kind} has no untyped_storage() that ferry can hold to keep its memory alive; import a copy of it as a plain tensor instead: ferry.from_dlpack(t.as_subclass(torch.Tensor).clone())"
     ))
 }
 
@@ -414,13 +414,9 @@ fn no_storage(obj: &Bound<'_, PyAny>) -> PyErr {
 #[cold]
 #[inline(never)]
 fn not_made_non_resizable(obj: &Bound<'_, PyAny>, error: &PyErr) -> PyErr {
-    let kind = obj
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_default();
+    let kind = type_name(obj);
     PyBufferError::new_err(format!(
-        "ferry could not make the storage of the {kind} non-resizable ({error}), so t.resize_() could free it under the import; import a copy instead: ferry.from_dlpack(t, copy=True)"
+        "ferry could not make the storage of the {kind} non-resizable ({error}), so t.resize_() could free it under the import; PyTorch clears that flag only through Tensor.numpy(), so NumPy must be importable"
     ))
 }
 
