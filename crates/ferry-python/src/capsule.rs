@@ -183,8 +183,9 @@ pub(crate) fn take_capsule(capsule: &Bound<'_, PyAny>) -> PyResult<DlpackTensor>
         }
         // SAFETY: the producer handed over a managed tensor of this kind, and the rename made us
         // its only owner; producers' deleters (NumPy's, PyTorch's) may be called from any thread.
-        // (PyTorch's keeps only the tensor alive, not its memory: `Torch::import` holds the
-        // storage before anything reads that memory or runs code that could free it.)
+        // (PyTorch's keeps only the tensor alive, not its memory: `Torch::import` reads none of
+        // that memory before it has made the storage it holds non-resizable and checked that the
+        // export lies in it.)
         let tensor = unsafe {
             if name == VERSIONED {
                 DlpackTensor::from_versioned(managed.cast())
@@ -244,11 +245,18 @@ type VectorcallMethod = unsafe extern "C" fn(
 /// the bound method and argument tuple) `PyObject_Call` needs: about 600 instructions less per
 /// `__dlpack__` request. `None` where the interpreter does not export it.
 fn vectorcall_method() -> Option<VectorcallMethod> {
-    // SAFETY: dlsym only looks a NUL-terminated name up in the loaded objects.
-    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"PyObject_VectorcallMethod".as_ptr()) };
+    let symbol = interpreter_symbol(c"PyObject_VectorcallMethod")?;
     // SAFETY: the symbol, where CPython exports it, is the function of PEP 590's signature.
-    (!symbol.is_null())
-        .then(|| unsafe { std::mem::transmute::<*mut c_void, VectorcallMethod>(symbol) })
+    Some(unsafe { std::mem::transmute::<*mut c_void, VectorcallMethod>(symbol) })
+}
+
+/// The address of `name` among the loaded objects (the interpreter's functions that exist in
+/// every CPython ferry supports but outside the stable ABI the abi3 wheel links against);
+/// `None` where nothing exports it.
+pub(crate) fn interpreter_symbol(name: &CStr) -> Option<*mut c_void> {
+    // SAFETY: dlsym only looks a NUL-terminated name up in the loaded objects.
+    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!symbol.is_null()).then_some(symbol)
 }
 
 /// Which keywords a `__dlpack__` request passes.

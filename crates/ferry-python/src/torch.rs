@@ -37,7 +37,9 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyCapsule, PyDict, PyType};
 use pyo3::{ffi, intern};
 
-use crate::capsule::{call_method0, finish_copy, request_capsule, request_host_copy, take_capsule};
+use crate::capsule::{
+    call_method0, finish_copy, interpreter_symbol, request_capsule, request_host_copy, take_capsule,
+};
 use crate::exchange::{DLPackExchangeAPI, DLPackExchangeAPIHeader};
 use crate::to_py_err;
 
@@ -76,10 +78,10 @@ pub(crate) struct Torch {
 /// run time: every CPython 3 exports it, but outside the stable ABI, which the abi3 wheel links
 /// against. `None` where the interpreter does not export it.
 fn gil_state_check() -> Option<unsafe extern "C" fn() -> c_int> {
+    // The address as a `usize`: a raw pointer is not `Sync`, and `drop` may run on any thread.
     static CHECK: OnceLock<usize> = OnceLock::new();
     let symbol = *CHECK.get_or_init(|| {
-        // SAFETY: dlsym only looks a NUL-terminated name up in the loaded objects.
-        unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"PyGILState_Check".as_ptr()) as usize }
+        interpreter_symbol(c"PyGILState_Check").map_or(0, |symbol| symbol as usize)
     });
     // SAFETY: the symbol, where CPython exports it, is `int PyGILState_Check(void)`.
     (symbol != 0)
@@ -291,9 +293,9 @@ impl Torch {
             return Ok(None);
         }
         // SAFETY: the table handed over an owned `DLManagedTensorVersioned` (checked by
-        // `from_versioned` before its data is read); for a CPU tensor its memory is the
-        // tensor's storage, which `import` holds, non-resizable, before anything runs that could
-        // free it; PyTorch's deleter may run on any thread.
+        // `from_versioned`, which reads its layout, not its data); `import` reads none of its
+        // memory before it has made the storage it holds non-resizable and checked that the
+        // export lies in it; PyTorch's deleter may run on any thread.
         let tensor = unsafe { DlpackTensor::from_versioned(managed) }.map_err(to_py_err)?;
         Ok((tensor.device().device_type == Device::CPU_TYPE).then_some(tensor))
     }
