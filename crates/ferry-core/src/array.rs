@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -538,8 +539,17 @@ impl HostArray {
     }
 
     /// Whether this array's owner is held by nothing else (no clone, export or keep-alive).
+    ///
+    /// When it answers `true`, everything the other holders did with the memory happened
+    /// before the caller's next access: the counts are read with relaxed loads (all `&self`
+    /// allows), and the acquire fence after them pairs with the release decrement each dropped
+    /// holder made, as `Arc::get_mut` does.
     pub(crate) fn owner_is_unique(&self) -> bool {
-        Arc::strong_count(&self.owner) == 1 && Arc::weak_count(&self.owner) == 0
+        let unique = Arc::strong_count(&self.owner) == 1 && Arc::weak_count(&self.owner) == 0;
+        if unique {
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        }
+        unique
     }
 
     /// Bytes one element takes (`None` for packed sub-byte dtypes).
@@ -857,6 +867,52 @@ impl HostArray {
         Ok(buf)
     }
 
+    /// Writes the elements in row-major order into `dst`, exactly [`nbytes`](Self::nbytes)
+    /// bytes that a framework allocated for them, for an adapter that copies into its
+    /// framework's own memory; returns the copy's record (also in the per-thread ledger) for
+    /// the caller to report. `bool` values are checked first: no framework sees a byte other
+    /// than 0 or 1 ([`Error::InvalidBool`]). A `dst` of another length is
+    /// [`Error::ShapeMismatch`] (in bytes).
+    pub fn write_row_major(
+        &self,
+        dst: &mut [MaybeUninit<u8>],
+        reason: CopyReason,
+    ) -> Result<CopyRecord> {
+        let bytes = self.nbytes();
+        if dst.len() != bytes {
+            return Err(Error::ShapeMismatch {
+                shape: self.shape.to_vec(),
+                expected: bytes,
+                found: dst.len(),
+            });
+        }
+        if self.dtype == DType::Bool {
+            self.check_values::<bool>()?;
+        }
+        match self.dtype.size_in_bytes() {
+            // SAFETY: the layout is readable (from_raw_parts contract); `dst` is a distinct,
+            // writable buffer of exactly the elements' bytes (checked above); the kernels
+            // read and write unaligned.
+            Some(size) => unsafe {
+                gather(
+                    self.data.as_ptr(),
+                    &self.shape,
+                    &self.strides,
+                    size,
+                    dst.as_mut_ptr().cast(),
+                );
+            },
+            None => {
+                // Packed sub-byte elements are always row-major (check_layout).
+                let packed = self.as_bytes().ok_or_else(|| self.not_row_major_packed())?;
+                for (to, &from) in dst.iter_mut().zip(packed) {
+                    to.write(from);
+                }
+            }
+        }
+        Ok(record_copy(bytes as u64, reason))
+    }
+
     /// A row-major array with the same values: this array itself when it already is row-major
     /// (unless `policy` is `Always`), else a copy ([`Error::NeedsCopy`] under `Never`).
     pub fn to_contiguous(&self, policy: CopyPolicy) -> Result<HostArray> {
@@ -893,12 +949,7 @@ impl HostArray {
             (DType::Raw(_), Some(size)) => self.raw_copy(size, reason)?,
             (DType::Raw(_), None) => {
                 // Packed sub-byte data is always row-major (check_layout): copy its bytes.
-                let packed = self.as_bytes().ok_or_else(|| Error::UnsupportedLayout {
-                    shape: self.shape.to_vec(),
-                    strides: self.strides.to_vec(),
-                    dtype: self.dtype,
-                    reason: "packed sub-byte elements must be row-major",
-                })?;
+                let packed = self.as_bytes().ok_or_else(|| self.not_row_major_packed())?;
                 let mut bytes = self.copy_buffer::<u8>(packed.len())?;
                 bytes.extend_from_slice(packed);
                 let record = record_copy(bytes.len() as u64, reason);
@@ -921,6 +972,17 @@ impl HostArray {
         log.append(&mut out.copies);
         out.copies = log;
         Ok(out)
+    }
+
+    /// The error for packed sub-byte elements that are not row-major (which `check_layout`
+    /// never lets an array hold).
+    fn not_row_major_packed(&self) -> Error {
+        Error::UnsupportedLayout {
+            shape: self.shape.to_vec(),
+            strides: self.strides.to_vec(),
+            dtype: self.dtype,
+            reason: "packed sub-byte elements must be row-major",
+        }
     }
 
     /// Copies a one-byte-element array into an owned `u8` buffer and re-tags it.

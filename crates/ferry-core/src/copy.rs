@@ -43,6 +43,10 @@ pub enum CopyReason {
     /// The elements were re-encoded for a format that stores them differently (Arrow's
     /// bit-packed booleans).
     Repacked,
+    /// The source's owner may still write or free the memory, and it cannot be shared
+    /// copy-on-write (memory the framework did not allocate itself), so the view is a copy:
+    /// a view of memory someone else can write is a snapshot.
+    Snapshot,
 }
 
 impl fmt::Display for CopyReason {
@@ -55,6 +59,9 @@ impl fmt::Display for CopyReason {
             CopyReason::Misaligned => "misaligned data",
             CopyReason::FrameworkStorage => "framework cannot wrap foreign memory",
             CopyReason::Repacked => "re-encoded for the target format (bit-packed booleans)",
+            CopyReason::Snapshot => {
+                "a snapshot of memory its owner may still write, which cannot be shared copy-on-write"
+            }
         })
     }
 }

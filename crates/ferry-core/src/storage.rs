@@ -19,10 +19,10 @@ use crate::{DType, Element, Error, HostArray, MemoryKind, Owner, Result};
 ///   allocation (or `len == 0`) that the CPU can read;
 /// - those bytes are not inside `s` itself, and they stay allocated and at that address while
 ///   `s` lives, wherever `s` is moved (they are on the heap, or someone else's);
-/// - nothing writes them while `s` lives (the storage is frozen or copy-on-write, or writers
-///   are locked out) — except value writes through the framework's own tensors that the
-///   adapter documents as the caller's to avoid, the `tensor.numpy()` contract (ARCHITECTURE.md's
-///   safety model: libtorch has no locks);
+/// - nothing writes them while `s` lives: `s` is a snapshot (a copy-on-write clone of the
+///   framework's storage, an immutable buffer, a copy) or writers are locked out until `s`
+///   drops — a view of memory someone else can write is a snapshot (ARCHITECTURE.md's safety
+///   model);
 /// - `ptr` is non-null when `len > 0`;
 /// - [`memory`](Storage::memory) says truthfully what kind of host memory the bytes are in.
 pub unsafe trait Storage: Send + Sync + 'static {
@@ -188,11 +188,16 @@ impl StorageLayoutRef<'_> {
     /// starts inside a byte.
     fn first_byte(&self) -> Result<usize> {
         let bits = self.dtype.desc().total_bits() as usize;
-        match self.offset.checked_mul(bits) {
-            Some(start_bits) if start_bits.is_multiple_of(8) => Ok(start_bits / 8),
-            _ => Err(self
-                .unsupported("a view of packed sub-byte elements must start on a byte boundary")),
+        let Some(start_bits) = self.offset.checked_mul(bits) else {
+            return Err(self.unsupported(
+                "the offset of element [0, .., 0] in the storage, in bits, does not fit the address space",
+            ));
+        };
+        if !start_bits.is_multiple_of(8) {
+            return Err(self
+                .unsupported("a view of packed sub-byte elements must start on a byte boundary"));
         }
+        Ok(start_bits / 8)
     }
 
     fn unsupported(&self, reason: &'static str) -> Error {
@@ -229,11 +234,10 @@ impl StorageLayoutRef<'_> {
             self.offset,
             len,
         )?;
-        let first = self.first_byte()?;
         // In bounds: element [0, .., 0] is inside the storage (checked above) unless the layout
-        // is empty, where nothing is read.
+        // is empty, where nothing is read and the offset does not matter.
         let data = match range {
-            Some(_) => base.wrapping_add(first),
+            Some(_) => base.wrapping_add(self.first_byte()?),
             None => std::ptr::null(),
         };
         let dims = (Dims::from_slice(self.shape), Dims::from_slice(self.strides));

@@ -18,25 +18,36 @@ use crate::{DType, Device, HostArray, Owner, Result};
 
 impl HostArray {
     /// Exports as a DLPack 1.3 versioned managed tensor sharing this array's memory. Strides are
-    /// always written and READ_ONLY is set for read-only arrays. IS_COPIED is never set: the
-    /// consumer shares the memory with `self` (see [`into_dlpack`](Self::into_dlpack)). The
-    /// deleter releases exactly this array's hold on its owner.
+    /// always written. READ_ONLY is always set: `self` (and its clones) still read the memory,
+    /// and memory ferry reads is memory no consumer may write (hand an array over for writing
+    /// with [`into_dlpack`](Self::into_dlpack)). IS_COPIED is never set. The deleter releases
+    /// exactly this array's hold on its owner.
     pub fn to_dlpack(&self) -> DlpackTensor {
-        export::<DLManagedTensorVersioned>(Keep::Host(self.clone()), self.export_meta(false))
+        let mut meta = self.export_meta(false);
+        meta.flags.insert(DlpackFlags::READ_ONLY);
+        export::<DLManagedTensorVersioned>(Keep::Host(self.clone()), meta)
     }
 
-    /// Like [`to_dlpack`](Self::to_dlpack), handing this array over: IS_COPIED is set when ferry
-    /// copied the data to produce it, the memory is ferry's own ([`Access::Exclusive`]) and
-    /// nothing else holds it, so the consumer owns it exclusively (DLPack's meaning of the flag).
+    /// Like [`to_dlpack`](Self::to_dlpack), handing this array over. When nothing else holds
+    /// its memory (no clone, export or keep-alive), the consumer may write it unless the array
+    /// is [`Access::ReadOnly`], and IS_COPIED is set when ferry copied the data to produce it and
+    /// the memory is ferry's own ([`Access::Exclusive`]), so the consumer owns it exclusively
+    /// (DLPack's meaning of the flag). While anything else holds the memory, ferry still reads
+    /// it: READ_ONLY is set.
     pub fn into_dlpack(self) -> DlpackTensor {
-        let exclusive =
-            self.copies() > 0 && self.access() == Access::Exclusive && self.owner_is_unique();
-        let meta = self.export_meta(exclusive);
+        let unique = self.owner_is_unique();
+        let exclusive = unique && self.copies() > 0 && self.access() == Access::Exclusive;
+        let mut meta = self.export_meta(exclusive);
+        if !unique {
+            meta.flags.insert(DlpackFlags::READ_ONLY);
+        }
         export::<DLManagedTensorVersioned>(Keep::Host(self), meta)
     }
 
     /// Exports as a legacy (pre-1.0) `DLManagedTensor` for old consumers; like
-    /// [`to_dlpack`](Self::to_dlpack) without version or flags.
+    /// [`to_dlpack`](Self::to_dlpack) without version or flags. A legacy tensor cannot say
+    /// READ_ONLY, so its consumer must not write the memory: ferry still reads it (ferry's own
+    /// adapters import legacy tensors as shared, never writable).
     pub fn to_dlpack_legacy(&self) -> DlpackTensor {
         export::<DLManagedTensor>(Keep::Host(self.clone()), self.export_meta(false))
     }
