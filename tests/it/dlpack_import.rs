@@ -419,7 +419,8 @@ fn exported_tensors_are_well_formed_for_foreign_consumers() {
     unsafe {
         let m = &*m;
         assert_eq!((m.version.major, m.version.minor), (1, 3));
-        assert_eq!(m.flags, 0);
+        // READ_ONLY: `a` still reads the memory it lends.
+        assert_eq!(m.flags, 1);
         let dl = &m.dl_tensor;
         assert_eq!((dl.device.device_type, dl.device.device_id), (1, 0));
         assert_eq!((dl.dtype.code, dl.dtype.bits, dl.dtype.lanes), (2, 32, 1));

@@ -99,14 +99,18 @@ fn libtorch_dlpack_both_ways() {
         ferry::ndarray::arr2(&[[0i64, 3], [1, 4], [2, 5]]).into_dyn()
     );
 
-    // ferry → libtorch: zero-copy, the host array kept alive by libtorch's deleter.
+    // ferry → libtorch: an array ferry holds alone moves in without a copy, kept alive by
+    // libtorch's deleter; a borrowed one is copied into memory libtorch allocates.
     let data: Vec<f64> = (0..6).map(f64::from).collect();
     let a = HostArray::from_vec(vec![2, 3], data).unwrap();
+    let before = copy_totals();
+    let copied = ft::from_host(&a, Device::Cpu).unwrap();
+    assert_eq!(copy_totals().since(before).copies, 1);
+    assert_ne!(copied.data_ptr().cast::<u8>().cast_const(), a.as_ptr());
     let ptr = a.as_ptr();
     let before = copy_totals();
-    let t = ft::from_host(&a, Device::Cpu).unwrap();
+    let t = ft::into_tensor(a, Device::Cpu).unwrap();
     assert_eq!(copy_totals().since(before).copies, 0);
-    drop(a);
     assert_eq!(
         t.data_ptr().cast::<u8>().cast_const(),
         ptr,
@@ -140,9 +144,15 @@ fn pinned_and_managed_host_arrays_reach_libtorch_as_cpu_memory() {
                 unsafe { HostArray::from_raw_parts(parts, ferry::dlpack::owner(())) }.unwrap();
             assert_ne!(pinned.device(), ferry::Device::CPU);
             let t = ft::from_host(&pinned, Device::Cpu).unwrap();
-            let u = ft::from_dlpack(pinned.to_dlpack(), Device::Cpu).unwrap();
             assert_eq!(t.sum(Kind::Float).double_value(&[]), 15.0);
-            assert_eq!(u.data_ptr().cast::<u8>().cast_const(), pinned.as_ptr());
+            // Handed over (ferry keeps no handle): shared with libtorch as kDLCPU memory.
+            let ptr = pinned.as_ptr();
+            let u = match access {
+                Access::Exclusive => ft::into_tensor(pinned, Device::Cpu),
+                _ => ft::from_dlpack(pinned.into_dlpack(), Device::Cpu),
+            }
+            .unwrap();
+            assert_eq!(u.data_ptr().cast::<u8>().cast_const(), ptr);
         }
     }
 }

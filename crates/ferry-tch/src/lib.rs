@@ -1,35 +1,43 @@
 //! `ferry-tch`: `tch::Tensor` (libtorch) ⇄ [`HostArray`] and ⇄ DLPack, on tch 0.22.0 with
 //! PyTorch 2.9.0.
 //!
-//! - To host, CPU: zero-copy, with the tensor's real strides and storage offset. The array
-//!   shares memory with the tensor (like `.numpy()`) and is read-only. It owns a reference of its
-//!   own to the StorageImpl, so `set_`/`set_data` on the caller's tensor cannot free the memory,
-//!   and the storage is made non-resizable (as `.numpy()` does), so `resize_` cannot move it:
-//!   growing it returns libtorch's "not resizable" error instead. Like
-//!   `.numpy(force=True)`: a tensor that requires grad is detached (no copy), and
+//! - To host, CPU: zero-copy, with the tensor's real strides and storage offset, and a
+//!   **snapshot**: the array owns a copy-on-write clone of the tensor's storage (libtorch's
+//!   `lazy_clone_storage`, what `torch._lazy_clone` uses). The two share the bytes until the
+//!   tensor (or anything sharing its storage) is written, `resize_`d or exported: libtorch then
+//!   copies the bytes for the writer, once, and the array keeps its memory and its values. So
+//!   `fill_`, `copy_`, `set_`, `resize_` and lazy clones of the source are all allowed while the
+//!   array lives, and the array is read-only. Memory libtorch did not allocate itself (`from_blob`,
+//!   a DLPack import) cannot be shared copy-on-write: there the array is one copy, recorded
+//!   ([`CopyReason::Snapshot`]), and a zero-copy [`view`] is refused. Like
+//!   `.numpy(force=True)`: a tensor that requires grad is read without its graph, and
 //!   conjugate/negative bits are resolved (one copy, recorded). Undefined, sparse and
 //!   storage-less tensors are typed errors.
 //! - No silent casts: every libtorch dtype maps to its own ferry dtype (fp8 as raw descriptors);
 //!   quantized tensors are refused.
-//! - From host: zero-copy through libtorch's own `at::fromDLPackVersioned` (a C++ shim) for
-//!   memory ferry owns ([`Access::Exclusive`]), the host array kept alive until libtorch frees
-//!   the tensor; libtorch has no read-only tensors, so read-only and foreign ([`Access::Shared`])
-//!   memory, and negative strides (which libtorch forbids), are copied once (recorded).
-//! - From DLPack: the producer's tensor goes to libtorch as it is unless it is read-only or has
-//!   negative strides (then one copy).
-//! - To DLPack: libtorch's own `at::toDLPackVersioned`, of a non-resizable alias.
+//! - From host: [`from_host`] copies into memory libtorch allocates (the caller's array is
+//!   still read by ferry, so libtorch, which has no read-only tensors, never writes it);
+//!   [`into_tensor`] moves an array ferry owns alone ([`HostArray::is_writable`]) into libtorch
+//!   without copying, through libtorch's own `at::fromDLPackVersioned` (a C++ shim).
+//! - From DLPack: a producer's tensor that its consumer may write goes to libtorch as it is
+//!   (DLPack's contract); a read-only one, one with negative strides (which libtorch forbids)
+//!   or a legacy one (which cannot say READ_ONLY) is moved in only when ferry holds it alone,
+//!   else copied once.
+//! - To DLPack: the same snapshot, exported READ_ONLY (a copy made for the export is the
+//!   consumer's own: IS_COPIED, writable).
 //! - CUDA tensors (feature `cuda`): one copy of the viewed span into pinned memory, after the
 //!   device's queued work; exports wait for it too. libtorch's CUDA half (`libtorch_cuda.so`)
 //!   is dropped by linkers that link `--as-needed` (tch-rs #980): [`load_cuda`] loads it, and
 //!   ferry calls it before its own CUDA paths.
 
 use std::ffi::{CStr, c_char, c_void};
+use std::mem::MaybeUninit;
 
 use ferry_core::dlpack_rs::ffi::DLManagedTensorVersioned;
 use ferry_core::raw_dtypes as raw;
 use ferry_core::{
-    Access, Backend, CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, RawDlpack,
-    Result, StorageLayoutRef, record_copy,
+    Backend, CopyReason, DType, DlpackTensor, Error, HostArray, RawDlpack, Result,
+    StorageLayoutRef, record_copy,
 };
 use tch::{Device, Tensor};
 use torch_sys::C_tensor;
@@ -39,10 +47,6 @@ pub const BACKEND: &str = "tch";
 
 // Every shim function catches all C++ exceptions and reports them through `err`.
 unsafe extern "C" {
-    fn ferry_tch_to_dlpack_versioned(
-        t: *mut C_tensor,
-        err: *mut *mut c_char,
-    ) -> *mut DLManagedTensorVersioned;
     fn ferry_tch_from_dlpack_versioned(
         m: *mut DLManagedTensorVersioned,
         released: *mut i32,
@@ -56,12 +60,15 @@ unsafe extern "C" {
         len: i64,
         err: *mut *mut c_char,
     ) -> *mut C_tensor;
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fn ferry_tch_device_synchronize(device: i32, err: *mut *mut c_char) -> i32;
     fn ferry_tch_describe(
         t: *mut C_tensor,
         info: *mut TensorInfo,
         sizes: *mut i64,
         strides: *mut i64,
         cap: i64,
+        snapshot: i32,
         storage: *mut *mut c_void,
         err: *mut *mut c_char,
     ) -> i64;
@@ -189,11 +196,24 @@ struct TensorInfo {
 const REQUIRES_GRAD: i32 = 1;
 const IS_CONJ: i32 = 2;
 const IS_NEG: i32 = 4;
+/// The snapshot is a copy of the tensor, held by ferry alone (`shim.cpp`).
+const COPIED: i32 = 8;
 /// Axes described in one shim call; more fall back to tch's own `size()`/`stride()`.
 const DESCRIBE_CAP: usize = 16;
 
-/// A tensor's layout facts from one shim call, and for plain CPU tensors the storage handle a
-/// host array owns (see `shim.cpp`).
+/// What [`describe`] takes of the tensor besides its layout (the shim's `snapshot` bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Snapshot {
+    /// A copy-on-write clone of a plain CPU tensor's storage, where libtorch can make one.
+    Cow = 1,
+    /// The clone, or else a contiguous copy of the tensor.
+    CowOrCopy = 1 | 2,
+    /// The clone or a copy, of a plain tensor on any device (an export).
+    AnyDevice = 1 | 2 | 4,
+}
+
+/// A tensor's layout facts from one shim call, and, when asked for, the snapshot of its values
+/// that a host array or an export owns (see `shim.cpp`).
 struct Described {
     info: TensorInfo,
     axes: Axes,
@@ -234,13 +254,14 @@ impl Axes {
     }
 }
 
-/// A reference of ferry's own to a libtorch StorageImpl made non-resizable (`shim.cpp`): it
-/// keeps the bytes alive and in place whatever is done to the tensors over them.
+/// A reference of ferry's own to a libtorch StorageImpl that nothing else reaches: a
+/// copy-on-write clone of a tensor's storage, or a copy of the tensor (`shim.cpp`). Its bytes
+/// keep their values and their address while the handle lives.
 struct StorageHandle(std::ptr::NonNull<c_void>);
 
 // SAFETY: the handle is one reference on an atomically reference-counted StorageImpl; ferry only
-// drops it, which libtorch allows from any thread (its deleters are thread-safe), and nothing is
-// reachable through `&StorageHandle`.
+// drops it, which libtorch allows from any thread (its deleters, the copy-on-write one included,
+// are thread-safe), and nothing is reachable through `&StorageHandle`.
 unsafe impl Send for StorageHandle {}
 // SAFETY: as above: no method reads or writes through a shared reference.
 unsafe impl Sync for StorageHandle {}
@@ -252,7 +273,7 @@ impl Drop for StorageHandle {
     }
 }
 
-fn describe(t: &Tensor, pin: bool) -> Result<Described> {
+fn describe(t: &Tensor, snapshot: Snapshot) -> Result<Described> {
     let mut storage = std::ptr::null_mut();
     let mut info = TensorInfo {
         data: std::ptr::null_mut(),
@@ -267,7 +288,8 @@ fn describe(t: &Tensor, pin: bool) -> Result<Described> {
     let (mut sizes, mut strides) = ([0i64; DESCRIBE_CAP], [0i64; DESCRIBE_CAP]);
     let mut err = std::ptr::null_mut();
     // SAFETY: `t` is a live tensor; the shim writes `info`, at most DESCRIBE_CAP entries,
-    // `storage` (a fresh storage handle or NULL) when asked, and `err` only when it returns -1.
+    // `storage` (a fresh storage reference of our own, or NULL), and `err` only when it returns
+    // -1.
     let ndim = unsafe {
         ferry_tch_describe(
             ptr(t),
@@ -275,11 +297,8 @@ fn describe(t: &Tensor, pin: bool) -> Result<Described> {
             sizes.as_mut_ptr(),
             strides.as_mut_ptr(),
             DESCRIBE_CAP as i64,
-            if pin {
-                &mut storage
-            } else {
-                std::ptr::null_mut()
-            },
+            snapshot as i32,
+            &mut storage,
             &mut err,
         )
     };
@@ -294,10 +313,16 @@ fn describe(t: &Tensor, pin: bool) -> Result<Described> {
             strides: strides.map(|s| s as isize),
         }
     } else {
-        Axes::Heap {
-            shape: t.size().iter().map(|&d| d as usize).collect(),
-            strides: t.stride().iter().map(|&s| s as isize).collect(),
-        }
+        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        // A copy made for the snapshot is contiguous, whatever the tensor's own strides.
+        let strides = if info.flags & COPIED != 0 {
+            ferry_core::layout::row_major_strides(&shape).ok_or_else(|| {
+                Error::backend_message(BACKEND, format!("libtorch reported shape {shape:?}"))
+            })?
+        } else {
+            t.stride().iter().map(|&s| s as isize).collect()
+        };
+        Axes::Heap { shape, strides }
     };
     Ok(Described {
         info,
@@ -341,6 +366,10 @@ impl Backend for Tch {
         from_host(array, *device)
     }
 
+    fn into_tensor(array: HostArray, device: &Device) -> Result<Tensor> {
+        into_tensor(array, *device)
+    }
+
     fn from_dlpack(tensor: DlpackTensor, device: &Device) -> Result<Tensor> {
         from_dlpack(tensor, *device)
     }
@@ -350,24 +379,32 @@ impl Backend for Tch {
     }
 }
 
-/// A zero-copy, read-only host array over a plain CPU tensor; tensors that need a copy first
-/// (on a GPU, or with conjugate or negative bits) are refused with [`Error::NeedsCopy`].
+/// A zero-copy, read-only host array over a snapshot of a plain CPU tensor (see the crate's
+/// notes); tensors that need a copy (on a GPU, with conjugate or negative bits, or over memory
+/// libtorch did not allocate, which cannot be shared copy-on-write) are refused with
+/// [`Error::NeedsCopy`].
 pub fn view(tensor: &Tensor) -> Result<HostArray> {
     read(tensor, false)
 }
 
-/// A host array over a tch tensor: zero-copy on CPU (see [`view`]), one copy from a GPU or
-/// to resolve conjugate and negative bits (like `.numpy(force=True)`).
+/// A host array over a tch tensor: zero-copy on CPU (see [`view`]), else one copy: from a GPU,
+/// to resolve conjugate and negative bits (like `.numpy(force=True)`), or of memory that cannot
+/// be shared copy-on-write.
 pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
     read(tensor, true)
 }
 
 fn read(tensor: &Tensor, may_copy: bool) -> Result<HostArray> {
+    let snapshot = if may_copy {
+        Snapshot::CowOrCopy
+    } else {
+        Snapshot::Cow
+    };
     let Described {
         info,
         axes,
         storage,
-    } = describe(tensor, true)?;
+    } = describe(tensor, snapshot)?;
     let dtype =
         ferry_dtype(info.scalar_type).ok_or_else(|| unreadable(info.scalar_type, axes.shape()))?;
     if let Some(storage) = storage {
@@ -380,6 +417,11 @@ fn read(tensor: &Tensor, may_copy: bool) -> Result<HostArray> {
         strides: axes.strides().to_vec(),
         dtype,
     };
+    let on_cpu = info.device_type == 0; // c10::DeviceType::CPU
+    if on_cpu && info.flags & (IS_CONJ | IS_NEG) == 0 {
+        // Only a view was asked for, of memory libtorch cannot share copy-on-write.
+        return Err(needs_copy(CopyReason::Snapshot));
+    }
     // Like `.numpy(force=True)`: detach (shares memory), resolve conj/neg bits (copies).
     let mut t = if info.flags & REQUIRES_GRAD != 0 {
         tensor.detach()
@@ -404,11 +446,12 @@ fn read(tensor: &Tensor, may_copy: bool) -> Result<HostArray> {
         }
         return cuda::to_host(&t, dtype);
     }
+    // A tensor made just now by the resolution: its snapshot shares it copy-on-write.
     let Described {
         info,
         axes,
         storage,
-    } = describe(&t, true)?;
+    } = describe(&t, Snapshot::CowOrCopy)?;
     let storage = storage.ok_or_else(|| {
         Error::backend_message(
             BACKEND,
@@ -425,8 +468,8 @@ fn read(tensor: &Tensor, may_copy: bool) -> Result<HostArray> {
     })
 }
 
-/// A libtorch CPU storage as ferry storage: ferry's own non-resizable reference and the
-/// storage's byte range.
+/// A snapshot of a libtorch CPU storage as ferry storage: ferry's own reference to it and its
+/// byte range.
 struct TchStorage {
     _handle: StorageHandle,
     /// Address of the storage's first byte.
@@ -439,7 +482,7 @@ impl TchStorage {
     /// # Safety
     ///
     /// `base..base + len` are the bytes of the StorageImpl `handle` refers to (as
-    /// `ferry_tch_describe` reports them).
+    /// `ferry_tch_describe` reports them), in host memory.
     unsafe fn new(handle: StorageHandle, base: *mut c_void, len: usize) -> TchStorage {
         TchStorage {
             _handle: handle,
@@ -449,20 +492,32 @@ impl TchStorage {
     }
 }
 
-// SAFETY: `_handle` is a reference of ferry's own to the StorageImpl whose bytes are
-// `base..base + len` (constructor contract), made non-resizable (`shim.cpp`): `set_` on any
-// tensor cannot drop it and no `resize_` can move or free the bytes while the handle lives;
-// they are libtorch's heap memory, not inside this value. Torch may write the memory through
-// tensors that share it — the `tensor.numpy()` exception of `Storage`'s contract, documented for
-// tch in ARCHITECTURE.md — but ferry's arrays over it are read-only and never write.
+// SAFETY: `_handle` is ferry's own reference to a StorageImpl nothing else reaches, whose bytes
+// are `base..base + len` (constructor contract), libtorch's heap memory, not inside this value:
+// either a copy-on-write clone of a tensor's storage, whose bytes libtorch never writes, moves
+// or frees while the clone holds them (any writer to a storage sharing them — an in-place op,
+// `set_`, `resize_`, `share_memory_`, a DLPack export — asks for a mutable data pointer, which
+// first gives the writer a copy of its own; ferry reads the clone through `data()`, which never
+// does), or a copy made for this handle alone. So nothing writes the bytes while the handle
+// lives.
 unsafe impl ferry_core::Storage for TchStorage {
     fn bytes(&self) -> (*const u8, usize) {
         (self.base as *const u8, self.len)
     }
 }
 
-/// Describes a CPU tensor's memory as a read-only host array owning `storage`, ferry's own
-/// reference to its non-resizable storage.
+// SAFETY: as above; constructed as `StorageMut` only for a copy made for the handle alone
+// (`COPIED`), which nobody else reaches, and whose pointer the shim took from `data()` of a
+// storage libtorch allocated writable.
+unsafe impl ferry_core::StorageMut for TchStorage {
+    fn bytes_mut(&mut self) -> (*mut u8, usize) {
+        (self.base as *mut u8, self.len)
+    }
+}
+
+/// Describes a CPU tensor's snapshot as a host array owning `storage`, ferry's own reference
+/// to it: read-only over a copy-on-write clone, ferry's own (`Exclusive`, one recorded copy)
+/// over a copy.
 fn cpu_view(
     storage: StorageHandle,
     info: &TensorInfo,
@@ -487,10 +542,21 @@ fn cpu_view(
         strides: axes.strides(),
         offset,
     };
-    // SAFETY: `storage_data` and `storage_bytes` describe the storage `storage` refers to: the
-    // shim read them from the same `t->storage()` it took the handle from.
+    // SAFETY: `storage_data` and `storage_bytes` describe the CPU storage `storage` refers to:
+    // the shim read them from the StorageImpl it handed over.
     let storage = unsafe { TchStorage::new(storage, info.storage_data, len) };
-    HostArray::from_storage_ref(storage, layout)
+    if info.flags & COPIED == 0 {
+        return HostArray::from_storage_ref(storage, layout);
+    }
+    let bytes = len as u64;
+    let layout = ferry_core::StorageLayout {
+        dtype,
+        shape: layout.shape.to_vec(),
+        strides: layout.strides.to_vec(),
+        offset,
+    };
+    Ok(HostArray::from_storage_mut(storage, layout)?
+        .with_copy(record_copy(bytes, CopyReason::Snapshot)))
 }
 
 /// The storage offset of a tensor, in elements (tch does not expose it).
@@ -504,23 +570,49 @@ pub fn storage_offset(t: &Tensor) -> Result<i64> {
     Ok(offset)
 }
 
-/// A tch tensor with the array's values on `device`: zero-copy on the CPU through libtorch's
-/// own DLPack import for memory ferry owns ([`Access::Exclusive`]; the array is kept alive until
-/// libtorch frees the tensor). libtorch has no read-only tensors, so read-only and foreign
-/// ([`Access::Shared`]) memory, and negative strides (which libtorch forbids), are copied once
-/// first.
+/// A tch tensor with the array's values on `device`: one copy, into memory libtorch allocates
+/// (so its views share it copy-on-write). ferry still reads `array`, and libtorch has no
+/// read-only tensors, so the array's memory is never handed to libtorch; see [`into_tensor`]
+/// to move an array ferry owns alone without copying.
 pub fn from_host(array: &HostArray, device: Device) -> Result<Tensor> {
+    let kind = tch_kind(array.dtype())?;
+    let shape: Vec<i64> = array.shape().iter().map(|&d| d as i64).collect();
+    let t = Tensor::f_empty(&shape, (kind, Device::Cpu)).map_err(tch_err)?;
+    let bytes = array.nbytes();
+    if bytes > 0 {
+        // SAFETY: `t` was made just now, contiguous, with room for exactly the array's elements
+        // of its dtype (`bytes` bytes: `tch_kind` maps each dtype to one of the same size);
+        // nothing else references it, and its bytes are written here before anything reads them.
+        let dst = unsafe {
+            std::slice::from_raw_parts_mut(t.data_ptr().cast::<MaybeUninit<u8>>(), bytes)
+        };
+        array.write_row_major(dst, CopyReason::FrameworkStorage)?;
+    } else if array.dtype() == DType::Bool {
+        array.view::<bool>()?;
+    }
+    to_device(t, device, bytes)
+}
+
+/// Like [`from_host`], moving the array into libtorch without copying when ferry holds it alone
+/// ([`HostArray::is_writable`]: memory of ferry's own that no clone, export or keep-alive holds)
+/// with non-negative strides (which libtorch requires); libtorch then owns it, and frees it
+/// with the tensor. Anything else is copied, as by [`from_host`].
+pub fn into_tensor(array: HostArray, device: Device) -> Result<Tensor> {
     tch_kind(array.dtype())?;
+    if !(array.is_writable() && array.strides().iter().all(|&s| s >= 0)) {
+        return from_host(&array, device);
+    }
     if array.dtype() == DType::Bool {
         array.view::<bool>()?; // libtorch must never see a bool byte other than 0 or 1
     }
-    let shareable = array.access() == Access::Exclusive && array.strides().iter().all(|&s| s >= 0);
-    let host = if shareable {
-        array.clone()
-    } else {
-        array.to_contiguous(CopyPolicy::Always)?
-    };
-    let t = import_dlpack(host.to_dlpack())?;
+    let bytes = array.nbytes();
+    // Nothing else holds the memory, so the export lets its consumer write it.
+    let t = import_dlpack(array.into_dlpack())?;
+    to_device(t, device, bytes)
+}
+
+/// `t`, a CPU tensor of `bytes` bytes, on `device` (one recorded copy for another device).
+fn to_device(t: Tensor, device: Device, bytes: usize) -> Result<Tensor> {
     if device == Device::Cpu {
         return Ok(t);
     }
@@ -528,32 +620,29 @@ pub fn from_host(array: &HostArray, device: Device) -> Result<Tensor> {
         load_cuda()?;
     }
     let moved = t.f_to_device(device).map_err(tch_err)?;
-    record_copy(host.nbytes() as u64, CopyReason::DeviceTransfer);
+    record_copy(bytes as u64, CopyReason::DeviceTransfer);
     Ok(moved)
 }
 
 /// Hands a DLPack tensor to libtorch's `at::fromDLPackVersioned` (zero-copy on its device).
-/// The caller has checked that libtorch may write the memory (not read-only) and that the
-/// strides are non-negative.
+/// The caller has checked that libtorch may write the memory (not read-only, and nothing ferry
+/// reads) and that the strides are non-negative.
 fn import_dlpack(tensor: DlpackTensor) -> Result<Tensor> {
     let device = tensor.device();
     if device != ferry_core::Device::CPU && device.is_host_readable() {
         // libtorch knows host memory only as kDLCPU ("Unsupported device_type: 3" for pinned
         // memory, 13 for managed): the CPU reads such memory where it is, so it goes as kDLCPU,
-        // the label PyTorch gives its own pinned tensors.
+        // the label PyTorch gives its own pinned tensors. The array is handed on as it came.
         return import_dlpack(tensor.into_host()?.as_cpu_memory().into_dlpack());
     }
     if device.is_cuda() {
         load_cuda()?;
     }
-    let raw = match tensor.into_raw() {
-        RawDlpack::Versioned(p) => p,
-        RawDlpack::Legacy(p) => {
-            // Re-wrap legacy tensors as versioned through a host view (the import validates).
-            // SAFETY: `p` came from `into_raw` just now: we own it.
-            let host = unsafe { DlpackTensor::from_legacy(p) }?.into_host()?;
-            return import_dlpack(host.to_dlpack());
-        }
+    let RawDlpack::Versioned(raw) = tensor.into_raw() else {
+        return Err(Error::backend_message(
+            BACKEND,
+            "a legacy DLPack tensor reached libtorch's import (ferry imports those as host arrays first)",
+        ));
     };
     let mut err = std::ptr::null_mut();
     let mut released = 0;
@@ -572,31 +661,55 @@ fn import_dlpack(tensor: DlpackTensor) -> Result<Tensor> {
     Ok(unsafe { Tensor::from_ptr(t) })
 }
 
-/// Exports a tch tensor through libtorch's own `at::toDLPackVersioned` (sharing memory). What
-/// the export holds is an alias with non-resizable storage, so the caller's `set_` or `resize_`
-/// cannot free the memory under the consumer.
+/// Exports a tch tensor over DLPack: its snapshot (see the crate's notes), READ_ONLY, so neither
+/// the caller's later writes nor the consumer can change what the other sees. A snapshot that
+/// had to be a copy is the consumer's own (IS_COPIED, writable). CUDA tensors are exported on
+/// their device once the device's queued work is done.
 pub fn to_dlpack(tensor: &Tensor) -> Result<DlpackTensor> {
-    let mut err = std::ptr::null_mut();
-    // SAFETY: `tensor` is a live tensor; the result keeps its own reference to the storage.
-    let m = unsafe { ferry_tch_to_dlpack_versioned(ptr(tensor), &mut err) };
-    if m.is_null() {
-        return Err(shim_error(err, "at::toDLPackVersioned"));
+    let Described {
+        info,
+        axes,
+        storage,
+    } = describe(tensor, Snapshot::AnyDevice)?;
+    let dtype =
+        ferry_dtype(info.scalar_type).ok_or_else(|| unreadable(info.scalar_type, axes.shape()))?;
+    let Some(storage) = storage else {
+        // Conjugate or negative bits: resolved on the tensor's device (one copy), then exported.
+        let mut t = tensor.shallow_clone();
+        if info.flags & IS_CONJ != 0 {
+            t = t.f_resolve_conj().map_err(tch_err)?;
+        }
+        if info.flags & IS_NEG != 0 {
+            t = t.f_resolve_neg().map_err(tch_err)?;
+        }
+        if info.flags & (IS_CONJ | IS_NEG) == 0 {
+            return Err(Error::backend_message(
+                BACKEND,
+                "libtorch gave no snapshot of a tensor without conjugate or negative bits",
+            ));
+        }
+        return to_dlpack(&t);
+    };
+    if info.device_type == 0 {
+        return Ok(cpu_view(storage, &info, dtype, &axes)?.into_dlpack());
     }
-    // SAFETY: a fresh managed tensor from libtorch, owned by us; libtorch's deleter is
-    // thread-safe (it drops a tensor reference).
-    unsafe { DlpackTensor::from_versioned(m) }
+    cuda::export(storage, &info, dtype, &axes)
 }
 
-/// Imports a DLPack tensor into libtorch (zero-copy; device tensors stay on their device).
-/// Tensors that are read-only or have negative strides, which libtorch cannot hold as they
-/// are, are copied once (on the host) or refused (on a device).
+/// Imports a DLPack tensor into libtorch (zero-copy; device tensors stay on their device). A
+/// host tensor that its producer lets its consumer write (no READ_ONLY) goes to libtorch as it
+/// is, as `torch.from_dlpack` does; a read-only one, one with negative strides (which libtorch
+/// forbids) or a legacy one (which cannot say READ_ONLY) becomes a host array first and goes in
+/// through [`into_tensor`]: moved when ferry holds it alone, else copied once. A device tensor
+/// that cannot go as it is is refused.
 pub fn from_dlpack(tensor: DlpackTensor, device: Device) -> Result<Tensor> {
     let negative = tensor.strides().iter().any(|&s| s < 0);
+    let legacy = !tensor.is_versioned();
     if tensor.device().is_host_readable() {
-        if tensor.is_read_only() || negative {
-            return from_host(&tensor.into_host()?, device);
+        if tensor.is_read_only() || negative || legacy {
+            return into_tensor(tensor.into_host()?, device);
         }
-        // The producer lets its consumer write (no READ_ONLY): libtorch shares the memory, as
+        // The producer lets its consumer write: libtorch shares the memory, as
         // `torch.from_dlpack` does.
         let t = import_dlpack(tensor)?;
         return if device == Device::Cpu {
@@ -605,12 +718,12 @@ pub fn from_dlpack(tensor: DlpackTensor, device: Device) -> Result<Tensor> {
             t.f_to_device(device).map_err(tch_err)
         };
     }
-    if negative {
+    if negative || legacy {
         return Err(Error::UnsupportedLayout {
             shape: tensor.shape().to_vec(),
             strides: tensor.strides().to_vec(),
             dtype: tensor.dtype(),
-            reason: "libtorch has no negative strides; flip the tensor with its producer first",
+            reason: "libtorch takes device tensors only as versioned DLPack with non-negative strides; re-export the tensor with its producer first",
         });
     }
     let read_only = tensor.is_read_only();
@@ -787,6 +900,91 @@ mod cuda {
         layout.offset = lo.unsigned_abs();
         let pinned = PinnedSpan::new(host, bytes);
         Ok(HostArray::from_storage_mut(pinned, layout)?.with_copy(record))
+    }
+
+    /// Exports the snapshot `storage` of a device tensor (`info`, `axes`) on its device, once
+    /// the device's queued work is done: READ_ONLY over a copy-on-write clone, the consumer's
+    /// own (IS_COPIED) over a copy.
+    #[cfg(feature = "cuda")]
+    pub(super) fn export(
+        storage: StorageHandle,
+        info: &TensorInfo,
+        dtype: DType,
+        axes: &Axes,
+    ) -> Result<DlpackTensor> {
+        use ferry_core::dlpack::DlpackFlags;
+        load()?;
+        if info.device_type != 1 {
+            return Err(Error::backend_message(
+                BACKEND,
+                format!(
+                    "ferry exports tch tensors on the CPU and CUDA devices, not on c10 device type {}; move the tensor to one first",
+                    info.device_type
+                ),
+            ));
+        }
+        let mut err = std::ptr::null_mut();
+        // SAFETY: the shim only synchronises the device and writes `err` on failure.
+        if unsafe { ferry_tch_device_synchronize(info.device_index, &mut err) } != 0 {
+            return Err(shim_error(err, "waiting for the CUDA device"));
+        }
+        let (Ok(offset), Ok(len)) = (
+            usize::try_from(info.storage_offset),
+            usize::try_from(info.storage_bytes),
+        ) else {
+            return Err(Error::backend_message(
+                BACKEND,
+                format!(
+                    "libtorch reported storage offset {} and storage size {} bytes",
+                    info.storage_offset, info.storage_bytes
+                ),
+            ));
+        };
+        let layout = ferry_core::StorageLayout {
+            dtype,
+            shape: axes.shape().to_vec(),
+            strides: axes.strides().to_vec(),
+            offset,
+        };
+        // Checks the layout against the storage's bytes; the address is the device's.
+        let first = layout.locate(len)?;
+        let copied = info.flags & COPIED != 0;
+        let flags = if copied {
+            DlpackFlags::IS_COPIED
+        } else {
+            DlpackFlags::READ_ONLY
+        };
+        let parts = ferry_core::dlpack::ExportParts {
+            data: (info.storage_data as usize).wrapping_add(first) as *mut c_void,
+            device: ferry_core::Device {
+                device_type: ferry_core::Device::CUDA_TYPE,
+                device_id: info.device_index,
+            },
+            shape: layout.shape,
+            strides: layout.strides,
+            dtype,
+            flags,
+        };
+        if copied {
+            record_copy(len as u64, CopyReason::Snapshot);
+        }
+        // SAFETY: every element the layout reaches lies in the snapshot's device memory (checked
+        // by `locate` against its size), which the owner, ferry's own reference to it, keeps
+        // allocated and unchanged (see `TchStorage`) until the consumer's deleter drops it.
+        unsafe { ferry_core::dlpack::export_owner(parts, ferry_core::dlpack::owner(storage)) }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    pub(super) fn export(
+        _storage: StorageHandle,
+        _info: &TensorInfo,
+        _dtype: DType,
+        _axes: &Axes,
+    ) -> Result<DlpackTensor> {
+        Err(Error::NotCompiled {
+            capability: "tch CUDA tensors",
+            hint: "build ferry with feature `cuda` and link libtorch_cuda (see the README)",
+        })
     }
 
     #[cfg(not(feature = "cuda"))]

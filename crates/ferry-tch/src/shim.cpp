@@ -1,9 +1,11 @@
-// ferry-tch's C++ shim: libtorch's own DLPack converters and a few tensor facts tch does not
-// expose. No C++ exception may cross into Rust (that aborts the process): every function
-// catches everything and reports it through `err` (malloc'ed, freed by the Rust side).
+// ferry-tch's C++ shim: copy-on-write snapshots of a tensor's storage, libtorch's own DLPack
+// import, and a few tensor facts tch does not expose. No C++ exception may cross into Rust
+// (that aborts the process): every function catches everything and reports it through `err`
+// (malloc'ed, freed by the Rust side).
 #include <ATen/ATen.h>
 #include <ATen/DLConvertor.h>
 #include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/impl/COW.h>
 #include <atomic>
 #include <cstdlib>
 #include <algorithm>
@@ -42,26 +44,6 @@ static void check_strided(const at::Tensor &t) {
 
 extern "C" {
 
-// at::toDLPackVersioned of a pinned alias: a new TensorImpl over `t`'s StorageImpl (so `set_`,
-// `set_data` and `set_source_tensor_` on `t` change only `t`) whose storage is made
-// non-resizable (so `resize_` on `t` or any alias cannot move or free the bytes: it raises
-// "Trying to resize storage that is not resizable" instead, as after `tensor.numpy()`).
-// Requires-grad tensors are detached (no copy). NULL on error.
-DLManagedTensorVersioned *ferry_tch_to_dlpack_versioned(at::Tensor *t, char **err) {
-  try {
-    check_strided(*t);
-    at::Tensor alias = t->detach();
-    alias.storage().unsafeGetStorageImpl()->set_resizable(false);
-    // A consumer may read on any stream (DLPack in Rust carries none): finish the work queued
-    // on the tensor's device first, as candle's export does.
-    if (t->is_cuda()) at::detail::getCUDAHooks().deviceSynchronize(t->get_device());
-    return at::toDLPackVersioned(alias);
-  } catch (...) {
-    report(err);
-    return nullptr;
-  }
-}
-
 // at::fromDLPackVersioned, given ferry's own deleter so ownership is never in doubt: libtorch
 // calls the deleter it is given instead of `m->deleter`, and ours records that it ran before
 // releasing `m`. libtorch can throw after it wrapped the deleter into the new storage (an
@@ -70,15 +52,20 @@ DLManagedTensorVersioned *ferry_tch_to_dlpack_versioned(at::Tensor *t, char **er
 at::Tensor *ferry_tch_from_dlpack_versioned(DLManagedTensorVersioned *m, int *released,
                                             char **err) {
   *released = 0;
-  auto ran = std::make_shared<std::atomic<bool>>(false);
   try {
-    at::Tensor t = at::fromDLPackVersioned(m, [m, ran](void *) {
-      ran->store(true);
-      if (m->deleter) m->deleter(m);
-    });
-    return new at::Tensor(std::move(t));
+    // Inside the `try`: a `bad_alloc` here must not cross `extern "C"` either.
+    auto ran = std::make_shared<std::atomic<bool>>(false);
+    try {
+      at::Tensor t = at::fromDLPackVersioned(m, [m, ran](void *) {
+        ran->store(true);
+        if (m->deleter) m->deleter(m);
+      });
+      return new at::Tensor(std::move(t));
+    } catch (...) {
+      *released = ran->load() ? 1 : 0;
+      throw;
+    }
   } catch (...) {
-    *released = ran->load() ? 1 : 0;
     report(err);
     return nullptr;
   }
@@ -102,6 +89,18 @@ at::Tensor *ferry_tch_pinned_span(at::Tensor *t, int64_t offset, int64_t len, ch
   }
 }
 
+// Waits for the work queued on CUDA device `device` (DLPack in Rust carries no stream: a
+// consumer may read on any). 0, or -1 on error.
+int32_t ferry_tch_device_synchronize(int32_t device, char **err) {
+  try {
+    at::detail::getCUDAHooks().deviceSynchronize(static_cast<c10::DeviceIndex>(device));
+    return 0;
+  } catch (...) {
+    report(err);
+    return -1;
+  }
+}
+
 // The storage offset in elements; -1 on error.
 int64_t ferry_tch_storage_offset(at::Tensor *t, char **err) {
   try {
@@ -113,15 +112,8 @@ int64_t ferry_tch_storage_offset(at::Tensor *t, char **err) {
   }
 }
 
-// Everything ferry needs to view a tensor, in one call: returns ndim (-1 on error, with `err`
-// set); sizes and strides are written when ndim <= cap. Flags: 1 requires grad, 2 conjugate
-// bit, 4 negative bit. When `storage` is not NULL and the tensor is a plain CPU tensor (no
-// conjugate or negative bit, not quantized), `*storage` receives the tensor's StorageImpl with
-// one reference of ferry's own taken on it (drop it with ferry_tch_storage_free), after it was made
-// non-resizable: `set_`, `set_data` and `set_source_tensor_` on any tensor leave that
-// StorageImpl alive, and `resize_` cannot move or free its bytes (it raises "Trying to resize
-// storage that is not resizable" instead, as after `tensor.numpy()`). So a host view costs one
-// call and one reference count, and no allocation here; otherwise `*storage` is set to NULL.
+// What ferry_tch_describe reports. With a snapshot, `storage_data`/`storage_bytes` and the
+// layout are the snapshot's; without, the tensor's own.
 struct FerryTchInfo {
   void *data;
   int32_t scalar_type;
@@ -135,35 +127,86 @@ struct FerryTchInfo {
   void *storage_data;
 };
 
+// `flags` bits of FerryTchInfo.
+enum : int32_t {
+  FERRY_REQUIRES_GRAD = 1,
+  FERRY_CONJ = 2,
+  FERRY_NEG = 4,
+  // The snapshot is a copy of the tensor (its storage cannot be shared copy-on-write), which
+  // nobody but ferry's handle reaches.
+  FERRY_COPIED = 8,
+};
+
+// `snapshot` bits of ferry_tch_describe.
+enum : int32_t {
+  // Take a snapshot of a CPU tensor that has no conjugate or negative bit and is not quantized.
+  FERRY_SNAPSHOT = 1,
+  // Where the storage cannot be shared copy-on-write, copy the tensor (contiguous) instead.
+  FERRY_SNAPSHOT_OR_COPY = 2,
+  // A tensor on any device, not only the CPU (an export: device memory is never read here).
+  FERRY_ANY_DEVICE = 4,
+};
+
+// Everything ferry needs to view or export a tensor, in one call: returns ndim (-1 on error,
+// with `err` set); sizes and strides are written when ndim <= cap.
+//
+// With FERRY_SNAPSHOT (and `storage` not NULL), `*storage` receives a StorageImpl of ferry's
+// own that keeps the tensor's values as they are now, whatever anyone does to the tensor
+// later (release it with ferry_tch_storage_free):
+// - a copy-on-write clone of the tensor's storage (c10::impl::cow::lazy_clone_storage, what
+//   torch._lazy_clone uses): both storages share the bytes until either is written through a
+//   mutable data pointer, which first copies them for the writer (libtorch materialises a COW
+//   storage in `mutable_data()`, and every in-place op, `set_`, `resize_` and the DLPack
+//   export go through it). ferry reads the clone only through `data()`, which never
+//   materialises it, and nothing else can reach the clone, so its bytes never change or move;
+// - where the storage's DataPtr has a context of its own (memory libtorch did not allocate:
+//   `from_blob`, a DLPack import, pinned or shared memory), which cannot be shared
+//   copy-on-write: with FERRY_SNAPSHOT_OR_COPY a contiguous copy of the tensor (flag
+//   FERRY_COPIED; the layout reported is the copy's), else NULL.
+// Without a snapshot `*storage` is NULL and nothing of the tensor is changed.
 int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, int64_t *strides,
-                           int64_t cap, c10::StorageImpl **storage, char **err) {
+                           int64_t cap, int32_t snapshot, c10::StorageImpl **storage,
+                           char **err) {
   if (storage) *storage = nullptr;
   try {
     check_strided(*t);
-    const c10::Storage &own = t->storage();
-    int64_t ndim = t->dim();
     bool quantized = t->is_quantized();
     info->scalar_type = static_cast<int32_t>(t->scalar_type());
     info->device_type = static_cast<int32_t>(t->device().type());
     info->device_index = t->device().index();
-    info->flags = (t->requires_grad() ? 1 : 0) | (t->is_conj() ? 2 : 0) | (t->is_neg() ? 4 : 0);
+    info->flags = (t->requires_grad() ? FERRY_REQUIRES_GRAD : 0) |
+                  (t->is_conj() ? FERRY_CONJ : 0) | (t->is_neg() ? FERRY_NEG : 0);
+    bool wanted = storage && (snapshot & FERRY_SNAPSHOT) && !t->is_conj() && !t->is_neg() &&
+                  !quantized && (t->device().is_cpu() || (snapshot & FERRY_ANY_DEVICE));
+    // The tensor whose layout is reported: `*t`, or the copy made for the snapshot.
+    at::Tensor copy;
+    const at::Tensor *described = t;
+    c10::intrusive_ptr<c10::StorageImpl> held;
+    if (wanted) {
+      held = c10::impl::cow::lazy_clone_storage(*t->storage().unsafeGetStorageImpl());
+      if (!held && (snapshot & FERRY_SNAPSHOT_OR_COPY)) {
+        copy = t->clone(at::MemoryFormat::Contiguous);
+        described = &copy;
+        held = c10::intrusive_ptr<c10::StorageImpl>::reclaim_copy(
+            copy.storage().unsafeGetStorageImpl());
+        info->flags |= FERRY_COPIED;
+      }
+    }
+    const c10::StorageImpl &own =
+        held ? *held : *described->storage().unsafeGetStorageImpl();
+    int64_t ndim = described->dim();
     info->storage_bytes = static_cast<int64_t>(own.nbytes());
-    info->storage_offset = t->storage_offset();
-    // Quantized tensors are refused by scalar type before their data is looked at.
-    info->data = quantized ? nullptr : t->data_ptr();
+    info->storage_offset = described->storage_offset();
+    // Quantized tensors are refused by scalar type before their data is looked at. Only
+    // `const` accessors: a mutable one would materialise a copy-on-write storage (a copy).
+    info->data = quantized ? nullptr : const_cast<void *>(described->const_data_ptr());
     info->storage_data = quantized ? nullptr : const_cast<void *>(own.data());
     if (ndim <= cap) {
-      at::IntArrayRef dims = t->sizes(), steps = t->strides();
+      at::IntArrayRef dims = described->sizes(), steps = described->strides();
       std::copy(dims.begin(), dims.end(), sizes);
       std::copy(steps.begin(), steps.end(), strides);
     }
-    if (storage && t->device().is_cpu() && !t->is_conj() && !t->is_neg() && !quantized) {
-      c10::StorageImpl *impl = own.unsafeGetStorageImpl();
-      impl->set_resizable(false);
-      // ferry's own reference, released by ferry_tch_storage_free.
-      c10::raw::intrusive_ptr::incref(impl);
-      *storage = impl;
-    }
+    if (held) *storage = held.release();  // ferry's own reference
     return ndim;
   } catch (...) {
     report(err);
@@ -171,7 +214,7 @@ int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, in
   }
 }
 
-// Releases a handle from ferry_tch_describe (dropping ferry's reference to the StorageImpl,
+// Releases a snapshot from ferry_tch_describe (dropping ferry's reference to the StorageImpl,
 // which may free it; libtorch's deleters run on any thread). Never throws.
 void ferry_tch_storage_free(c10::StorageImpl *storage) { c10::raw::intrusive_ptr::decref(storage); }
 
