@@ -117,8 +117,13 @@ fn hole6_foreign_dlpack_memory_is_not_writable_without_unsafe_opt_in() {
     }
     .unwrap();
     assert_eq!(shared.access(), Access::Shared);
-    assert!(!shared.is_read_only(), "exported again without READ_ONLY");
-    assert!(!shared.to_dlpack().is_read_only());
+    assert!(
+        !shared.is_read_only(),
+        "not read-only: its producer may write it"
+    );
+    // Lent (or handed over by one of two handles) while ferry still reads it: READ_ONLY.
+    assert!(shared.to_dlpack().is_read_only());
+    assert!(shared.clone().into_dlpack().is_read_only());
     assert!(matches!(
         shared.view_mut::<f32>(),
         Err(Error::NotWritable { .. })
@@ -283,17 +288,16 @@ fn hole2_candle_inplace_op_replacing_the_storage_waits_for_host_arrays() {
 }
 
 /// Hole 2 (tch): `resize_` on the caller's tensor reallocated the storage the host array read
-/// (valgrind on 70a5fa0: "Invalid read of size 4 … free'd at … resize_bytes_cpu"). The array's
-/// storage is now non-resizable, as after `tensor.numpy()`: growing fails, the memory stays.
+/// (valgrind on 70a5fa0: "Invalid read of size 4 … free'd at … resize_bytes_cpu"). The array
+/// now owns a copy-on-write clone of the storage (round 3; 5d4584c made the storage
+/// non-resizable instead): growing the tensor gives it new memory, and the array keeps its own.
 #[cfg(feature = "tch")]
 #[test]
 fn hole2_tch_resize_after_to_host_keeps_the_memory() {
     use tch::{Kind, Tensor};
     let mut t = Tensor::arange(16, (Kind::Float, tch::Device::Cpu));
     let host = ferry::tch_adapter::to_host(&t).unwrap();
-    let err = t.f_resize_([1 << 20]).unwrap_err();
-    assert!(err.to_string().contains("not resizable"), "{err}");
-    // Shrinking never reallocates: allowed.
+    let _ = t.f_resize_([1 << 20]).unwrap();
     let _ = t.f_resize_([4]).unwrap();
     let v = host.view::<f32>().unwrap();
     assert_eq!(
@@ -306,7 +310,7 @@ fn hole2_tch_resize_after_to_host_keeps_the_memory() {
         .unwrap()
         .into_host()
         .unwrap();
-    assert!(u.f_resize_([1 << 20]).is_err());
+    let _ = u.f_resize_([1 << 20]).unwrap();
     assert_eq!(exported.view::<f32>().unwrap()[[7]], 7.0);
 }
 
@@ -368,17 +372,18 @@ fn hole4_tch_broadcast_raw_dtype_of_overflowing_size_is_refused() {
 }
 
 /// Hole 6 (tch): a DLPack export of a tch tensor is libtorch's memory, which the caller's
-/// tensor still writes: 70a5fa0 imported it as exclusive and writable.
+/// tensor still writes: 70a5fa0 imported it as exclusive and writable. Since round 3 the export
+/// is a copy-on-write snapshot, exported READ_ONLY.
 #[cfg(feature = "tch")]
 #[test]
-fn hole6_tch_dlpack_export_imports_as_shared() {
+fn hole6_tch_dlpack_export_imports_read_only() {
     use tch::{Kind, Tensor};
     let t = Tensor::arange(6, (Kind::Float, tch::Device::Cpu));
     let mut host = ferry::tch_adapter::to_dlpack(&t)
         .unwrap()
         .into_host()
         .unwrap();
-    assert_eq!(host.access(), Access::Shared);
+    assert_eq!(host.access(), Access::ReadOnly);
     assert!(matches!(
         host.view_mut::<f32>(),
         Err(Error::NotWritable { .. })
@@ -529,4 +534,243 @@ fn counted_exports_keep_the_memory_and_never_make_a_second_writable_handle() {
     let again = deep.to_dlpack_counted(&LIVE).into_host().unwrap();
     assert_eq!(again.access(), Access::ReadOnly);
     assert_eq!(again.as_bytes(), deep.as_bytes());
+}
+
+// Round 3 (issue 33): a view of memory someone else can write is a snapshot. Each test below
+// failed on 5d4584c.
+
+/// Round 3, hole 1: on 5d4584c a tch view held the tensor's own StorageImpl. A lazy clone of the
+/// tensor shares that storage's buffer copy-on-write; a write through the tensor then
+/// materialised ferry's StorageImpl into a new buffer, leaving the old one to the clone alone,
+/// and dropping the clone freed the memory the view read (SIGSEGV with 16 MiB; valgrind
+/// "Invalid read … inside an unallocated block"). The same through a DLPack export. The view now
+/// owns a copy-on-write clone of its own: the write copies for the writer, the view keeps its
+/// bytes and its values.
+#[cfg(feature = "tch")]
+#[test]
+fn round3_hole1_tch_views_survive_a_lazy_clone_and_a_write_of_the_source() {
+    use tch::{Kind, Tensor};
+    let n = 4 << 20; // 16 MiB of f32
+    for export in [false, true] {
+        let t = Tensor::arange(n, (Kind::Float, tch::Device::Cpu));
+        let a = if export {
+            ferry::tch_adapter::to_dlpack(&t)
+                .unwrap()
+                .into_host()
+                .unwrap()
+        } else {
+            ferry::tch_adapter::view(&t).unwrap()
+        };
+        let clone = t.internal_lazy_clone();
+        let _ = t.shallow_clone().fill_(2.0);
+        drop(clone);
+        let big = Tensor::ones([n], (Kind::Float, tch::Device::Cpu)); // reuses freed memory
+        let v = a.view::<f32>().unwrap();
+        assert_eq!(v[[1]], 1.0, "export: {export}");
+        assert_eq!(v[[(n - 1) as usize]], (n - 1) as f32, "export: {export}");
+        assert_eq!(t.double_value(&[1]), 2.0, "the write reached the source");
+        drop(big);
+    }
+}
+
+/// Round 3, hole 2: on 5d4584c a view shared the tensor's bytes, so `fill_` through a `u8`
+/// alias of a `bool` tensor put byte 2 behind an `ArrayView<bool>` that had been checked
+/// (it compared equal to both `true` and `false`; from another thread, a data race). Now the
+/// write copies the source's bytes first: the validated view never changes.
+#[cfg(feature = "tch")]
+#[test]
+fn round3_hole2_tch_in_place_writes_never_reach_a_view() {
+    use tch::{Kind, Tensor};
+    let t = Tensor::from_slice(&[true, false, true]);
+    let a = ferry::tch_adapter::view(&t).unwrap();
+    let v = a.view::<bool>().unwrap();
+    let _ = t.view_dtype(Kind::Uint8).fill_(2);
+    assert_eq!(v.iter().copied().collect::<Vec<_>>(), [true, false, true]);
+    assert_eq!(a.as_bytes().unwrap(), [1, 0, 1]);
+    assert_eq!(t.view_dtype(Kind::Uint8).int64_value(&[1]), 2);
+
+    // From another thread, while the view is read: the writer never touches the view's bytes.
+    let u = Tensor::zeros([1 << 16], (Kind::Float, tch::Device::Cpu));
+    let a = ferry::tch_adapter::view(&u).unwrap();
+    let writer = {
+        let mut u = u.shallow_clone();
+        std::thread::spawn(move || {
+            for i in 0..50 {
+                let _ = u.fill_(f64::from(i));
+            }
+        })
+    };
+    for _ in 0..50 {
+        assert_eq!(a.view::<f32>().unwrap().sum(), 0.0);
+    }
+    writer.join().unwrap();
+}
+
+/// Round 3, hole 3: on 5d4584c `ferry_tch::from_host` of an `Exclusive` array handed libtorch
+/// the array's memory, writable, while the array (still `Exclusive`) read it: a `u8` fill
+/// through the tensor put byte 3 behind a checked `bool` view; the same reached Arrow, and
+/// `from_dlpack(a.to_dlpack())`. Memory ferry reads is never handed to a framework for writing:
+/// `from_host` copies into memory libtorch allocates, and only `into_tensor` of an array ferry
+/// holds alone moves it in.
+#[cfg(feature = "tch")]
+#[test]
+fn round3_hole3_tch_never_writes_memory_ferry_still_reads() {
+    use tch::{Device, Kind};
+    let a = HostArray::from_vec(vec![3], vec![true, false, true]).unwrap();
+    let t = ferry::tch_adapter::from_host(&a, Device::Cpu).unwrap();
+    let v = a.view::<bool>().unwrap();
+    let _ = t.view_dtype(Kind::Uint8).fill_(3);
+    assert_eq!(v.iter().copied().collect::<Vec<_>>(), [true, false, true]);
+    assert_eq!(a.access(), Access::Exclusive);
+
+    // The borrowing DLPack export is READ_ONLY, so libtorch copies it.
+    let u = ferry::tch_adapter::from_dlpack(a.to_dlpack(), Device::Cpu).unwrap();
+    let _ = u.view_dtype(Kind::Uint8).fill_(3);
+    assert_eq!(a.as_bytes().unwrap(), [1, 0, 1]);
+    // So is a handing-over export while another handle reads the memory.
+    let w = ferry::tch_adapter::from_dlpack(a.clone().into_dlpack(), Device::Cpu).unwrap();
+    let _ = w.view_dtype(Kind::Uint8).fill_(3);
+    // And a legacy one, which cannot say READ_ONLY.
+    let x = ferry::tch_adapter::from_dlpack(a.to_dlpack_legacy(), Device::Cpu).unwrap();
+    let _ = x.view_dtype(Kind::Uint8).fill_(3);
+    assert_eq!(a.as_bytes().unwrap(), [1, 0, 1]);
+
+    // Moving an array ferry holds alone shares it, without a copy.
+    let b = HostArray::from_vec(vec![4], vec![1f32, 2.0, 3.0, 4.0]).unwrap();
+    let ptr = b.as_ptr();
+    let before = ferry::copy_totals();
+    let t = ferry::tch_adapter::into_tensor(b, Device::Cpu).unwrap();
+    assert_eq!(ferry::copy_totals().since(before).copies, 0);
+    assert_eq!(t.data_ptr().cast::<u8>().cast_const(), ptr);
+    // ... but not while an Arrow buffer (or any other clone) holds it.
+    let c = HostArray::from_vec(vec![4], vec![1f32, 2.0, 3.0, 4.0]).unwrap();
+    let (held, cptr) = (c.clone(), c.as_ptr());
+    let t = ferry::tch_adapter::into_tensor(c, Device::Cpu).unwrap();
+    assert_ne!(t.data_ptr().cast::<u8>().cast_const(), cptr);
+    let _ = t.shallow_clone().fill_(0.0);
+    assert_eq!(held.view::<f32>().unwrap()[[3]], 4.0);
+}
+
+/// Round 3, hole 4: a thread that holds a candle view and takes a second view of the same
+/// storage (or `to_host`, `to_dlpack`) while another thread waits in `Var::set` for the write
+/// lock: on 5d4584c the second view asked parking_lot's fair `read`, which queues behind the
+/// waiting writer, which waits for the first view: both threads hung. Every view of a storage
+/// now shares ferry's one lock on it.
+#[cfg(feature = "candle")]
+#[test]
+fn round3_hole4_candle_second_view_never_waits_behind_a_queued_writer() {
+    use candle_core::{Device, Tensor, Var};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let var = Var::new(&[1f32, 2.0, 3.0, 4.0], &Device::Cpu).unwrap();
+    let t = var.as_tensor().clone();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel();
+    let reader = {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            let first = ferry::candle_adapter::view(&t).unwrap();
+            ready_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            // A second view, of the tensor and of a narrowed alias of its storage.
+            let second = ferry::candle_adapter::view(&t).unwrap();
+            let narrowed = ferry::candle_adapter::to_host(&t.narrow(0, 1, 2).unwrap()).unwrap();
+            let exported = ferry::candle_adapter::to_dlpack(&t).unwrap();
+            let sum = second.view::<f32>().unwrap().sum() + narrowed.view::<f32>().unwrap().sum();
+            done_tx.send(sum).unwrap();
+            drop((first, second, narrowed, exported));
+        })
+    };
+    ready_rx.recv().unwrap();
+    let writer = std::thread::spawn(move || {
+        var.set(&Tensor::new(&[5f32, 6.0, 7.0, 8.0], &Device::Cpu).unwrap())
+            .unwrap();
+        var
+    });
+    // Let the writer queue for the write lock, then take the second view.
+    std::thread::sleep(Duration::from_millis(200));
+    go_tx.send(()).unwrap();
+    let sum = done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the second view waited behind the queued writer");
+    assert_eq!(
+        sum,
+        10.0 + 5.0,
+        "the views read the values before the write"
+    );
+    reader.join().unwrap();
+    let var = writer.join().unwrap();
+    let after = ferry::candle_adapter::to_host(var.as_tensor()).unwrap();
+    assert_eq!(after.view::<f32>().unwrap().sum(), 26.0);
+}
+
+/// Round 3, hole 5: `into_tensor` of an owned array over part of its buffer (`from_array` of a
+/// `slice_move`) failed a `debug_assert` on 5d4584c (a panic), and in release handed candle the
+/// whole buffer with the wrong shape. The elements now move to the front of the buffer.
+#[cfg(feature = "candle")]
+#[test]
+fn round3_hole5_candle_into_tensor_of_an_offset_owned_array() {
+    use ferry::ndarray::{Array1, s};
+    let a = Array1::from(vec![0f32, 1.0, 2.0, 3.0]);
+    let h = HostArray::from_array(a.slice_move(s![1..]).into_dyn());
+    let t = ferry::candle_adapter::into_tensor(h, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(t.to_vec1::<f32>().unwrap(), [1.0, 2.0, 3.0]);
+    let b = Array1::from(vec![0i64, 1, 2, 3, 4, 5]);
+    let h = HostArray::from_array(b.slice_move(s![1..;2]).into_dyn());
+    let t = ferry::candle_adapter::into_tensor(h, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(t.to_vec1::<i64>().unwrap(), [1, 3, 5]);
+}
+
+/// Round 3, hole 12: an empty layout whose offset overflows when counted in bits was refused as
+/// "packed sub-byte elements must start on a byte boundary" on 5d4584c, for f32. An empty view
+/// reads nothing, so its offset does not matter; `locate` names the overflow.
+#[test]
+fn round3_hole12_empty_layout_with_a_huge_offset() {
+    use ferry::StorageLayout;
+    let layout = StorageLayout {
+        dtype: DType::F32,
+        shape: vec![0, 3],
+        strides: vec![3, 1],
+        offset: usize::MAX,
+    };
+    let empty = HostArray::from_storage(vec![0f32; 4], layout.clone()).unwrap();
+    assert!(empty.is_empty());
+    let err = layout.locate(16).unwrap_err();
+    assert!(
+        err.to_string().contains("does not fit the address space"),
+        "{err}"
+    );
+}
+
+/// Round 3, hole 12: `owner_is_unique` read the counts with relaxed loads, so `into_dlpack` could
+/// set IS_COPIED (hand the memory over for writing) without the writes another holder made
+/// before dropping its clone happening before the consumer's: now an acquire fence pairs with
+/// the holders' release decrements, as `Arc::get_mut` does. A thread races the drop of a clone
+/// with the export: the consumer always sees the clone's last values.
+#[test]
+fn round3_hole12_unique_owner_sees_what_the_last_holder_did() {
+    for _ in 0..200 {
+        let mut a = HostArray::from_vec(vec![64], vec![0u64; 64])
+            .unwrap()
+            .to_contiguous(CopyPolicy::Always)
+            .unwrap();
+        a.view_mut::<u64>().unwrap().fill(7);
+        let clone = a.clone();
+        let dropper = std::thread::spawn(move || {
+            assert_eq!(clone.view::<u64>().unwrap().sum(), 7 * 64);
+            drop(clone);
+        });
+        let export = loop {
+            if a.is_writable() {
+                break a.into_dlpack();
+            }
+            std::hint::spin_loop();
+        };
+        assert!(export.is_copied() && !export.is_read_only());
+        dropper.join().unwrap();
+        let back = export.into_host().unwrap();
+        assert_eq!(back.view::<u64>().unwrap().sum(), 7 * 64);
+    }
 }

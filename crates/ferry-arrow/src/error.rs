@@ -65,6 +65,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A C Data Interface struct that was released already (`release` is NULL): a consumer
+    /// moved it out of its capsule before, and its buffers may be gone.
+    #[error(
+        "the {what} was released already (a consumer moved it out of its capsule, and its buffers may be freed); ask the producer for a new one (call __arrow_c_array__ again)"
+    )]
+    Released {
+        /// `ArrowArray` or `ArrowSchema`.
+        what: &'static str,
+    },
     /// A column name that the batch or file does not have.
     #[error("no column {column:?}; the columns are {available:?}")]
     NoSuchColumn {

@@ -23,7 +23,9 @@ pub fn export_array(column: &TensorColumn) -> FFI_ArrowArray {
 
 /// A column from a producer's C structs, checked as [`TensorColumn::try_new`] checks: takes
 /// `array` over (its `release` runs when the last buffer built on it drops), reads `schema`.
-/// Buffers misaligned for their type are copied into aligned ones.
+/// Buffers misaligned for their type are copied into aligned ones. A struct that was released
+/// already (`release` NULL: a consumer moved it out before, and every other field is stale) is
+/// refused with [`Error::Released`](crate::Error::Released) before anything else of it is read.
 ///
 /// # Safety
 ///
@@ -32,6 +34,14 @@ pub fn export_array(column: &TensorColumn) -> FFI_ArrowArray {
 ///   offsets, child arrays), readable until `array`'s `release` is called;
 /// - nobody writes those buffers while `array` is not released (Arrow arrays are immutable).
 pub unsafe fn import(array: FFI_ArrowArray, schema: &FFI_ArrowSchema) -> Result<TensorColumn> {
+    if schema.release().is_none() {
+        return Err(crate::Error::Released {
+            what: "ArrowSchema",
+        });
+    }
+    if array.is_released() {
+        return Err(crate::Error::Released { what: "ArrowArray" });
+    }
     let field = Field::try_from(schema)?;
     // SAFETY: the caller promises the structs are a valid pair per the C Data Interface;
     // `from_ffi` takes `array` over and keeps it alive in the buffers it builds.

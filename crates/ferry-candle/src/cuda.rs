@@ -2,6 +2,8 @@
 //! memory, DLPack export of device buffers, and device-to-device import. Without feature `cuda`
 //! the same functions return [`Error::NotCompiled`], so the public API does not change.
 
+use std::sync::Arc;
+
 use candle_core::{CudaStorage, Device as CandleDevice, Layout, Tensor};
 use ferry_core::{DType, DlpackTensor, Error, HostArray, Result};
 
@@ -24,7 +26,11 @@ mod imp {
         Err(NOT_COMPILED)
     }
 
-    pub(crate) fn to_dlpack(_lock: StorageReadLock, _dtype: DType) -> Result<DlpackTensor> {
+    pub(crate) fn to_dlpack(
+        _lock: Arc<StorageReadLock>,
+        _layout: &Layout,
+        _dtype: DType,
+    ) -> Result<DlpackTensor> {
         Err(NOT_COMPILED)
     }
 
@@ -172,7 +178,7 @@ mod imp {
     /// freed (when this is the last reference) with its context current on the dropping thread.
     struct CudaOwner {
         ctx: Arc<CudaContext>,
-        _lock: StorageReadLock,
+        _lock: Arc<StorageReadLock>,
     }
 
     impl Drop for CudaOwner {
@@ -236,14 +242,17 @@ mod imp {
 
     /// Exports the locked CUDA storage: the export holds the read lock (and the tensor) until
     /// the consumer's deleter runs, so candle cannot write or replace the buffer under it.
-    pub(crate) fn to_dlpack(lock: StorageReadLock, dtype: DType) -> Result<DlpackTensor> {
+    pub(crate) fn to_dlpack(
+        lock: Arc<StorageReadLock>,
+        layout: &Layout,
+        dtype: DType,
+    ) -> Result<DlpackTensor> {
         let Storage::Cuda(storage) = lock.storage() else {
             return Err(Error::backend_message(
                 BACKEND,
                 "the tensor is not on a CUDA device",
             ));
         };
-        let layout = lock.layout();
         let first = storage_layout(dtype, layout).locate(storage_len(storage))?;
         let stream = storage.device.cuda_stream();
         let ordinal = match storage.device().location() {

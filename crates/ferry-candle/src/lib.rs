@@ -3,12 +3,14 @@
 //! - CPU tensors come out zero-copy: the array points into candle's storage with the tensor's
 //!   real strides and offset (transposes, narrows and broadcasts included), keeps the tensor
 //!   alive, and is read-only. It also holds a **read lock on the storage** until the last clone
-//!   of the array drops: candle's in-place writers (`Var::set`, `slice_set`, `const_set`,
-//!   `zero_set`, `scatter_set`, `inplace_op1/2/3`), which take the storage's write lock and may
-//!   replace its buffer, wait until then instead of changing or freeing memory under the array
-//!   (like rust-numpy's borrow checking, but blocking). On the thread that holds the array such
-//!   a call would wait forever: drop the array first, or take an owned copy
-//!   (`Candle::to_host_with(.., CopyPolicy::Always)`, which holds no lock).
+//!   of the array drops — the lock is the snapshot: candle's in-place writers (`Var::set`,
+//!   `slice_set`, `const_set`, `zero_set`, `scatter_set`, `inplace_op1/2/3`), which take the
+//!   storage's write lock and may replace its buffer, wait until then instead of changing or
+//!   freeing memory under the array (like rust-numpy's borrow checking, but blocking). On the
+//!   thread that holds the array such a call would wait forever: drop the array first, or take
+//!   an owned copy (`Candle::to_host_with(.., CopyPolicy::Always)`, which holds no lock). Every
+//!   view and export of one storage shares one lock, so taking another never queues behind a
+//!   waiting writer (which would wait for the first: a deadlock).
 //! - CUDA tensors (feature `cuda`) come out with one device→host copy of only the span the
 //!   view covers, into pinned memory, after the work queued on the device's stream is done.
 //! - Into candle: a uniquely owned row-major buffer moves in without a copy; anything else is
@@ -16,6 +18,8 @@
 //!   complex) are refused with a hint to cast.
 
 use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use candle_core::{CpuStorage, DType as CandleDType, Device as CandleDevice, Storage, Tensor};
 use ferry_core::raw_dtypes as raw;
@@ -162,9 +166,9 @@ pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
     if tensor.device().is_cpu() {
         return cpu_view(tensor);
     }
-    let (storage, layout) = tensor.storage_and_layout();
-    match &*storage {
-        Storage::Cuda(cuda) => cuda::to_host(cuda, layout, ferry_dtype(tensor.dtype())),
+    let lock = lock_storage(tensor);
+    match lock.storage() {
+        Storage::Cuda(cuda) => cuda::to_host(cuda, tensor.layout(), ferry_dtype(tensor.dtype())),
         Storage::Cpu(_) => cpu_view(tensor),
         Storage::Metal(_) => Err(Error::NotCompiled {
             capability: "reading candle Metal tensors",
@@ -173,18 +177,27 @@ pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
     }
 }
 
-/// The read lock a host array holds on a candle CPU storage, with the tensor that keeps the
-/// lock (and the storage) alive. candle writes a storage in place, or replaces its buffer, only
-/// under the write lock (`Var::set`, `slice_set`, `inplace_op*`, ...), so while this guard lives
-/// the bytes neither change nor move.
-struct StorageReadLock {
+/// The read lock ferry holds on a candle storage, with the tensor that keeps the lock (and the
+/// storage) alive. candle writes a storage in place, or replaces its buffer, only under the
+/// write lock (`Var::set`, `slice_set`, `inplace_op*`, ...), so while this guard lives the bytes
+/// neither change nor move. One lock serves every view and export of a storage ([`lock_storage`]).
+pub(crate) struct StorageReadLock {
     /// Dropped first (in `Drop`), while `tensor` still keeps the lock alive.
     guard: ManuallyDrop<candle_core::StorageRef<'static>>,
+    #[expect(dead_code, reason = "held to keep the lock, and the storage, alive")]
     tensor: Tensor,
 }
 
+/// The read locks ferry holds, by storage ([`storage_key`]), for [`lock_storage`] to share.
+static HELD: Mutex<Vec<(usize, Weak<StorageReadLock>)>> = Mutex::new(Vec::new());
+/// How many [`StorageReadLock`]s are alive: none means this thread holds none, so it may wait
+/// for candle's lock like any reader.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
 impl StorageReadLock {
-    /// Takes a read lock on `tensor`'s storage, held until the result drops.
+    /// Takes a read lock on `tensor`'s storage, held until the result drops. parking_lot's
+    /// `read` is fair: it waits behind a writer that is waiting — call it only where this
+    /// thread holds no lock on the storage ([`lock_storage`]).
     fn new(tensor: &Tensor) -> StorageReadLock {
         let tensor = tensor.clone();
         let (storage, _) = tensor.storage_and_layout();
@@ -193,6 +206,7 @@ impl StorageReadLock {
         // guard is stored beside `tensor`, and `Drop` releases it before `tensor` goes, so the
         // extended lifetime never outlives the lock.
         let guard: candle_core::StorageRef<'static> = unsafe { std::mem::transmute(storage) };
+        LIVE.fetch_add(1, Ordering::AcqRel);
         StorageReadLock {
             guard: ManuallyDrop::new(guard),
             tensor,
@@ -200,13 +214,17 @@ impl StorageReadLock {
     }
 
     /// The locked storage.
-    fn storage(&self) -> &Storage {
+    pub(crate) fn storage(&self) -> &Storage {
         &self.guard
     }
 
-    /// The tensor's layout over the storage.
-    fn layout(&self) -> &candle_core::Layout {
-        self.tensor.layout()
+    /// The locked storage's key: see [`storage_key`].
+    fn key(&self) -> usize {
+        match self.storage() {
+            Storage::Cpu(cpu) => std::ptr::from_ref(cpu).addr(),
+            Storage::Cuda(cuda) => std::ptr::from_ref(cuda).addr(),
+            Storage::Metal(metal) => std::ptr::from_ref(metal).addr(),
+        }
     }
 }
 
@@ -214,16 +232,87 @@ impl Drop for StorageReadLock {
     fn drop(&mut self) {
         // SAFETY: dropped exactly once, here, before `tensor` (fields drop after this body).
         unsafe { ManuallyDrop::drop(&mut self.guard) };
+        LIVE.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
+/// Where `tensor`'s storage lives, read under candle's own reentrant read lock (a custom op's
+/// `read_recursive`, which never queues behind a waiting writer when this thread holds the lock
+/// already): the address of the `CpuStorage`/`CudaStorage` inside the storage's `RwLock`, the
+/// same for every tensor sharing the storage for as long as it lives.
+fn storage_key(tensor: &Tensor) -> Option<usize> {
+    /// An op that only records the address of the storage it is handed, then stops with an
+    /// error (no result storage is made).
+    struct Key(AtomicUsize);
+    impl candle_core::CustomOp1 for Key {
+        fn name(&self) -> &'static str {
+            "ferry-storage-key"
+        }
+        fn cpu_fwd(
+            &self,
+            storage: &CpuStorage,
+            _: &candle_core::Layout,
+        ) -> candle_core::Result<(CpuStorage, candle_core::Shape)> {
+            self.0
+                .store(std::ptr::from_ref(storage).addr(), Ordering::Relaxed);
+            Err(candle_core::Error::NotCompiledWithCudaSupport)
+        }
+        fn cuda_fwd(
+            &self,
+            storage: &candle_core::CudaStorage,
+            _: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+            self.0
+                .store(std::ptr::from_ref(storage).addr(), Ordering::Relaxed);
+            Err(candle_core::Error::NotCompiledWithCudaSupport)
+        }
+    }
+    let key = Key(AtomicUsize::new(0));
+    let _ = tensor.apply_op1_no_bwd(&key);
+    Some(key.0.into_inner()).filter(|&k| k != 0)
+}
+
+/// ferry's read lock on `tensor`'s storage: the one a live view or export of that storage holds
+/// already, else a new one. Asking candle's fair lock again while this thread holds one (a second
+/// view) would queue behind a writer waiting for the first: both would wait forever.
+pub(crate) fn lock_storage(tensor: &Tensor) -> Arc<StorageReadLock> {
+    let held = |held: &mut Vec<(usize, Weak<StorageReadLock>)>, key| {
+        held.iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, lock)| lock.upgrade())
+    };
+    // No lock alive: this thread holds none, and may wait for candle's. (A lock made on another
+    // thread after this check is not this thread's to wait for.)
+    if LIVE.load(Ordering::Acquire) > 0
+        && let Some(key) = storage_key(tensor)
+        && let Some(lock) = held(&mut lock_held(), key)
+    {
+        // Alive (it was upgraded), so it still holds this very storage: its tensor keeps it.
+        return lock;
+    }
+    let lock = Arc::new(StorageReadLock::new(tensor));
+    let mut all = lock_held();
+    all.retain(|(_, lock)| lock.strong_count() > 0);
+    all.push((lock.key(), Arc::downgrade(&lock)));
+    lock
+}
+
+/// The registry of held locks (a panic while it was locked left nothing half-written).
+fn lock_held() -> std::sync::MutexGuard<'static, Vec<(usize, Weak<StorageReadLock>)>> {
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A storage read-locked by ferry, as host arrays and exports hold it.
+pub(crate) struct LockedStorage(pub(crate) Arc<StorageReadLock>);
+
 // SAFETY: `bytes` reads the buffer of the CPU storage this value holds a read lock on (and
-// keeps alive through `tensor`): the same Vec every call, as candle cannot replace a storage's
-// buffer or write into it without the write lock, which waits until this value drops. Any
-// other storage reports no bytes.
-unsafe impl ferry_core::Storage for StorageReadLock {
+// keeps alive through the lock's tensor): the same Vec every call, as candle cannot replace a
+// storage's buffer or write into it without the write lock, which waits until the last holder
+// of the lock drops it. Any other storage reports no bytes.
+unsafe impl ferry_core::Storage for LockedStorage {
     fn bytes(&self) -> (*const u8, usize) {
-        let Storage::Cpu(cpu) = self.storage() else {
+        let Storage::Cpu(cpu) = self.0.storage() else {
             return (std::ptr::null(), 0);
         };
         match cpu {
@@ -250,15 +339,15 @@ unsafe impl ferry_core::Storage for StorageReadLock {
 /// its storage (`from_raw_buffer` takes any byte count for fp4/fp6); `from_storage` does, in
 /// bits.
 fn cpu_view(tensor: &Tensor) -> Result<HostArray> {
-    let lock = StorageReadLock::new(tensor);
+    let lock = lock_storage(tensor);
     if !matches!(lock.storage(), Storage::Cpu(_)) {
         return Err(Error::backend_message(
             BACKEND,
             "a CPU tensor's storage is not a CPU storage",
         ));
     }
-    let layout = storage_layout(ferry_dtype(tensor.dtype()), lock.layout());
-    HostArray::from_storage(lock, layout)
+    let layout = storage_layout(ferry_dtype(tensor.dtype()), tensor.layout());
+    HostArray::from_storage(LockedStorage(lock), layout)
 }
 
 /// A candle layout (dims, strides and start offset in elements) in ferry's terms.
@@ -329,14 +418,31 @@ fn typed_into_tensor<T: ferry_core::Element + candle_core::WithDType>(
     device: &CandleDevice,
 ) -> Result<Tensor> {
     // Moves the buffer when this array owns it alone in row-major order; copies (and records
-    // the copy) otherwise. Either way candle takes the Vec as its storage.
-    let (vec, offset) = array.into_array::<T>()?.into_raw_vec_and_offset();
-    debug_assert_eq!(
-        offset.unwrap_or(0),
-        0,
-        "into_array returns a buffer starting at its first element"
-    );
+    // the copy) otherwise. Either way candle takes the Vec as its storage, which must hold
+    // exactly the elements: an owned array over part of its buffer (a slice moved in with
+    // `from_array`) has its elements moved to the front and the rest cut off, in place.
+    let array = into_standard::<T>(array)?;
+    let len = array.len();
+    let (mut vec, offset) = array.into_raw_vec_and_offset();
+    let offset = offset.unwrap_or(0);
+    if offset != 0 || vec.len() != len {
+        vec.copy_within(offset..offset + len, 0);
+        vec.truncate(len);
+    }
     Tensor::from_vec(vec, shape, device).map_err(candle_err)
+}
+
+/// The array's elements as an owned row-major ndarray: [`HostArray::into_array`], which moves
+/// the buffer when it can, and copies otherwise (always in standard layout, so its elements are
+/// `len` consecutive values from the buffer's offset).
+fn into_standard<T: ferry_core::Element>(
+    array: HostArray,
+) -> Result<ferry_core::ndarray::ArrayD<T>> {
+    let array = array.into_array::<T>()?;
+    if array.is_standard_layout() {
+        return Ok(array);
+    }
+    Ok(array.as_standard_layout().into_owned())
 }
 
 /// Exports a candle tensor over DLPack: CPU tensors share candle's storage (read-only), CUDA
@@ -345,10 +451,10 @@ pub fn to_dlpack(tensor: &Tensor) -> Result<DlpackTensor> {
     if tensor.device().is_cpu() {
         return Ok(to_host(tensor)?.into_dlpack());
     }
-    let lock = StorageReadLock::new(tensor);
+    let lock = lock_storage(tensor);
     match lock.storage() {
         Storage::Cpu(_) => Ok(to_host(tensor)?.into_dlpack()),
-        Storage::Cuda(_) => cuda::to_dlpack(lock, ferry_dtype(tensor.dtype())),
+        Storage::Cuda(_) => cuda::to_dlpack(lock, tensor.layout(), ferry_dtype(tensor.dtype())),
         Storage::Metal(_) => Err(Error::NotCompiled {
             capability: "exporting candle Metal tensors",
             hint: "move the tensor to the CPU with to_device(&Device::Cpu) first",
