@@ -167,11 +167,13 @@ a = np.arange(20, dtype=np.float32).reshape(4, 5)[:, 1:4]
 fn python_arrays_import_without_copies() {
     with_python(|py| {
         let (t, a) = python_arrays(py)?;
+        // Before the import: afterwards `data_ptr()` (a mutable pointer) would first give the
+        // tensor a copy of its own, as any write of a snapshot's source does.
+        let ptr: usize = t.call_method0("data_ptr")?.extract()?;
         let from_torch = from_python(&t)?;
         assert_eq!(from_torch.shape(), [4, 3]);
         assert_eq!(from_torch.strides(), [1, 4]);
         assert_eq!(from_torch.copies(), 0);
-        let ptr: usize = t.call_method0("data_ptr")?.extract()?;
         assert_eq!(from_torch.as_ptr() as usize, ptr);
         let from_numpy = from_python(&a)?;
         assert_eq!(from_numpy.strides(), [5, 1]);
@@ -222,17 +224,25 @@ fn python_arrays_become_burn_tensors() {
     });
 }
 
+/// A PyTorch tensor becomes a tch tensor of its own: libtorch has no read-only tensors, and the
+/// import is a snapshot that nothing may write, so libtorch gets a copy (written by libtorch,
+/// it never changes the PyTorch tensor, nor the PyTorch tensor it).
 #[cfg(feature = "tch")]
 #[test]
-fn python_arrays_become_tch_tensors_sharing_memory() {
+fn python_arrays_become_tch_tensors_of_their_own() {
     with_python(|py| {
-        let (t, _) = python_arrays(py)?;
+        let (t, a) = python_arrays(py)?;
         let ptr: usize = t.call_method0("data_ptr")?.extract()?;
         let x = tensor_from_python::<ferry::Tch>(&t, &tch::Device::Cpu)?;
         assert_eq!(x.size(), [4, 3]);
-        assert_eq!(x.data_ptr() as usize, ptr, "tch wraps the PyTorch memory");
-        assert_eq!(x.stride(), [1, 4]);
+        assert_ne!(x.data_ptr() as usize, ptr, "tch holds a copy");
         assert_eq!(f64::try_from(x.sum(tch::Kind::Double)).unwrap(), 66.0);
+        let _ = x.shallow_clone().fill_(0.0);
+        t.call_method1("add_", (1.0,))?;
+        assert_eq!(f64::try_from(x.sum(tch::Kind::Double)).unwrap(), 0.0);
+        // NumPy's memory, which NumPy lets a consumer write (DLPack's contract), is handed over.
+        let y = tensor_from_python::<ferry::Tch>(&a, &tch::Device::Cpu)?;
+        assert_eq!(f64::try_from(y.sum(tch::Kind::Double)).unwrap(), 114.0);
         Ok(())
     });
 }
@@ -313,29 +323,42 @@ alive = weakref.ref(a)
     });
 }
 
-/// PyTorch's DLPack export keeps only the tensor alive: without the storage reference that
-/// ferry's import holds, `t.set_(other)` here freed the 4 MiB the array reads (NumPy's
-/// `from_dlpack(t)` segfaults on the same steps), and a growing `resize_` reallocated it. The
-/// array then drops on a thread without the GIL, which leaves the storage to pyo3's deferred
-/// release.
+/// PyTorch's DLPack export keeps only the tensor alive: on 5d4584c's predecessors
+/// `t.set_(other)` here freed the 4 MiB the array reads (NumPy's `from_dlpack(t)` segfaults on
+/// the same steps), and a growing `resize_` reallocated it. An import is now a copy-on-write
+/// snapshot: `set_`, `resize_`, `share_memory_` and in-place writes of the source leave the
+/// array's memory and values as they were (round 3, hole 11: `share_memory_()` freed the memory
+/// under the import on 5d4584c).
 #[test]
-fn torch_imports_outlive_set_and_refuse_a_growing_resize() {
-    let array = with_python(|py| {
+fn torch_imports_are_snapshots_the_source_cannot_free_or_change() {
+    let arrays = with_python(|py| {
         let locals = PyDict::new(py);
         py.run(
-            c"import torch\nt = torch.arange(1 << 20, dtype=torch.float32)",
+            cr#"
+import torch
+t = torch.arange(1 << 20, dtype=torch.float32)
+u = torch.arange(4096.0)
+w = torch.arange(1 << 20, dtype=torch.float32)
+b = torch.tensor([True, False, True])
+"#,
             Some(&locals),
             None,
         )?;
-        let array = from_python(&locals.get_item("t")?.unwrap())?;
+        let get = |name: &str| from_python(&locals.get_item(name).unwrap().unwrap());
+        let (array, resized, shared, bools) = (get("t")?, get("u")?, get("w")?, get("b")?);
+        assert!(array.is_read_only());
+        let valid = bools.view::<bool>().unwrap();
         py.run(
             cr#"
 import gc
-assert not t.untyped_storage().resizable()
 t.set_(torch.zeros(3))
 gc.collect()
 reuse = [torch.full((1 << 20,), 7.0) for _ in range(4)]
-u = torch.arange(4096.0)
+u.resize_(1 << 20)
+u.fill_(-1.0)
+w.share_memory_()
+w.fill_(-1.0)
+b.view(torch.uint8).fill_(2)
 "#,
             Some(&locals),
             None,
@@ -350,16 +373,73 @@ u = torch.arange(4096.0)
                 .collect::<Vec<_>>(),
             expected
         );
-        let resized = from_python(&locals.get_item("u")?.unwrap())?;
-        let error = py
-            .run(c"u.resize_(1 << 20)", None, Some(&locals))
-            .expect_err("a growing resize_ of an imported tensor's storage must fail");
-        assert!(error.to_string().contains("not resizable"), "{error}");
+        assert_eq!(
+            shared
+                .view::<f32>()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            expected
+        );
         assert_eq!(resized.view::<f32>().unwrap()[[4095]], 4095.0);
-        Ok(array)
+        assert_eq!(
+            valid.iter().copied().collect::<Vec<_>>(),
+            [true, false, true]
+        );
+        drop(valid);
+        Ok((array, resized, shared, bools))
     });
-    std::thread::spawn(move || drop(array)).join().unwrap();
+    std::thread::spawn(move || drop(arrays)).join().unwrap();
     with_python(|py| py.run(c"import gc; gc.collect()", None, None));
+}
+
+/// Round 3, hole 10: a PyTorch import's Python reference dropped on a thread without the GIL
+/// went to pyo3's deferred pool, which ferry's own hand-written entry points never emptied: on
+/// 5d4584c five 64 MiB imports dropped that way kept 320 MiB alive after `ferry.from_dlpack`
+/// ran. Such references are now released at ferry's next call, whichever it is.
+#[test]
+fn round3_hole10_references_dropped_without_the_gil_go_on_the_next_call() {
+    fn rss() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096
+    }
+    let (arrays, before) = with_python(|py| {
+        let locals = PyDict::new(py);
+        py.run(c"import torch", Some(&locals), None)?;
+        let before = rss();
+        let mut arrays = Vec::new();
+        for _ in 0..5 {
+            // 64 MiB each: above glibc's largest mmap threshold, so freeing returns it.
+            py.run(
+                c"t = torch.ones(16 << 20, dtype=torch.float32)",
+                Some(&locals),
+                None,
+            )?;
+            arrays.push(from_python(&locals.get_item("t")?.unwrap())?);
+            py.run(c"del t", Some(&locals), None)?;
+        }
+        Ok((arrays, before))
+    });
+    assert!(
+        rss() > before + (300 << 20),
+        "the imports hold their memory"
+    );
+    std::thread::spawn(move || drop(arrays)).join().unwrap();
+    with_python(|py| {
+        py.run(
+            c"import ferry, numpy; ferry.from_dlpack(numpy.zeros(1))",
+            None,
+            None,
+        )
+    });
+    let after = rss();
+    assert!(
+        after < before + (100 << 20),
+        "ferry's next call released the imports: {} MiB more than before",
+        (after.saturating_sub(before)) >> 20
+    );
 }
 
 /// Issue 14, hole 1: re-importing ferry's own Python export (`to_python(x.clone())`, then

@@ -75,10 +75,12 @@ def numpy_case(dtype, layout, seed=0):
 
 
 def torch_case(dtype, layout, seed=0):
+    """A tensor over memory PyTorch allocated (a `torch.from_numpy` tensor is NumPy's memory,
+    which ferry imports as a copy), viewed with `layout`."""
     if dtype == "bfloat16":
         base = torch.from_numpy(numpy_values("float32", (4, 5, 6), seed)).to(torch.bfloat16)
     else:
-        base = torch.from_numpy(numpy_values(dtype, (4, 5, 6), seed))
+        base = torch.from_numpy(numpy_values(dtype, (4, 5, 6), seed)).clone()
     return base, TORCH_LAYOUTS[layout](base)
 
 

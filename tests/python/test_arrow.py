@@ -61,9 +61,10 @@ def test_a_batch_becomes_a_fixed_shape_tensor_array_without_copying(dtype, layou
 
 def test_torch_tensors_reach_pyarrow_through_ferry_without_copying():
     t = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4).permute(0, 2, 1)
+    ptr = t.data_ptr()  # before the import, whose snapshot a mutable data_ptr() would copy
     a = pa.array(ferry.from_dlpack(t))
     assert a.type.shape == [3, 4] and a.type.permutation == [1, 0]
-    assert values_address(a.storage.values) == t.data_ptr()
+    assert values_address(a.storage.values) == ptr
     assert np.array_equal(a.to_numpy_ndarray(), t.numpy())
 
 
@@ -164,3 +165,24 @@ def test_the_schema_capsule_describes_the_array():
     for _ in range(1000):
         h.__arrow_c_array__()
     gc.collect()
+
+
+def test_a_consumed_arrow_capsule_is_refused():
+    # Round 3, hole 8: an object handing out the same capsule pair twice. pyarrow moves the
+    # structs out of the capsules (their `release` becomes NULL, the rest stale) and frees the
+    # buffers with its array; on 5d4584c `ferry.from_arrow` then imported the released struct
+    # and read freed buffers (SIGSEGV). A released struct is refused before anything is read.
+    class HandsOutOnePair:
+        def __init__(self, array):
+            self.pair = array.__arrow_c_array__()
+
+        def __arrow_c_array__(self, requested_schema=None):
+            return self.pair
+
+    obj = HandsOutOnePair(pa.array(np.arange(1 << 20, dtype=np.float64)))
+    consumed = pa.array(obj)
+    assert len(consumed) == 1 << 20
+    del consumed
+    gc.collect()
+    with pytest.raises(ValueError, match="released already"):
+        ferry.from_arrow(obj)

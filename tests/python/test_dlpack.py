@@ -63,28 +63,32 @@ def test_ferry_to_torch(dtype, layout, no_leaks):
 @pytest.mark.parametrize("dtype", TORCH_DTYPES)
 def test_torch_to_ferry_and_back(dtype, layout, no_leaks):
     base, t = torch_case(dtype, layout)
+    # Taken before the import: afterwards a mutable `data_ptr()` first gives the tensor a copy
+    # of its own (the import is a copy-on-write snapshot, read-only).
+    ptr = t.data_ptr()
     h = ferry.from_dlpack(t)
     assert h.shape == tuple(t.shape) and h.dtype == dtype
-    assert h.copies == 0 and not h.readonly
+    assert h.copies == 0 and h.readonly
     assert h.tobytes() == torch_bytes(t)
     if t.numel():
         assert h.strides == t.stride()
-        assert h.data_ptr == t.data_ptr()
+        assert h.data_ptr == ptr
     u = torch.from_dlpack(h)
     assert u.dtype == t.dtype and u.shape == t.shape
     assert torch_bytes(u) == torch_bytes(t)
     if t.numel():
-        assert u.stride() == t.stride() and u.data_ptr() == t.data_ptr()
+        assert u.stride() == t.stride() and u.data_ptr() == ptr
 
 
 @pytest.mark.parametrize("layout", TORCH_LAYOUTS)
 @pytest.mark.parametrize("dtype", [d for d in NUMPY_DTYPES if not d.startswith("uint") or d == "uint8"])
 def test_torch_to_ferry_to_numpy(dtype, layout, no_leaks):
     base, t = torch_case(dtype, layout)
+    ptr = t.data_ptr()
     y = np.from_dlpack(ferry.from_dlpack(t))
-    assert y.tobytes() == torch_bytes(t)
+    assert y.tobytes() == torch_bytes(t) and not y.flags.writeable
     if t.numel():
-        assert numpy_ptr(y) == t.data_ptr()
+        assert numpy_ptr(y) == ptr
 
 
 def test_bf16_reaches_torch_but_numpy_refuses_it_cleanly(no_leaks):
@@ -392,6 +396,18 @@ def test_host_array_objects_are_plain_and_only_ferry_makes_them(no_leaks):
         object.__new__(ferry.HostArray)
     with pytest.raises(TypeError, match="not an acceptable base type"):
         type("Sub", (ferry.HostArray,), {})
+    # Round 3, hole 6: on 5d4584c the type was mutable, and a `__new__` set on it made an
+    # instance whose payload ferry never wrote (`del` then crashed). It is immutable now.
+    with pytest.raises(TypeError, match="immutable"):
+        ferry.HostArray.__new__ = staticmethod(lambda cls: object.__new__(cls))
+    with pytest.raises(TypeError, match="cannot create"):
+        ferry.HostArray()
+    for name in ("__dlpack__", "__dlpack_c_exchange_api__", "tobytes", "__del__", "__repr__"):
+        with pytest.raises(TypeError, match="immutable"):
+            setattr(ferry.HostArray, name, None)
+    with pytest.raises(TypeError, match="immutable"):
+        del ferry.HostArray.__dlpack_c_exchange_api__
+    assert type(ferry.HostArray.__dlpack_c_exchange_api__).__name__ == "PyCapsule"
     for n in range(64):  # slotted classes of every size up to and past the payload's
         slotted = type("Slotted", (), {"__slots__": tuple(f"s{i}" for i in range(n))})
         with pytest.raises(TypeError):
@@ -447,14 +463,13 @@ def test_non_dlpack_objects_are_type_errors():
 
 
 def test_producers_are_released_exactly_when_the_last_view_goes(no_leaks):
-    # Weak references to the arrays that own the memory (a torch tensor made with from_numpy
-    # keeps its NumPy array alive until the tensor's storage is freed).
+    # Weak references to what owns the memory: a NumPy array, and a PyTorch tensor (whose
+    # Python object PyTorch keeps alive while a C++ reference to it does, as the export's).
     x = np.arange(1000, dtype=np.float32)
-    t_memory = np.arange(50, dtype=np.float64)
-    xr, tr = weakref.ref(x), weakref.ref(t_memory)
-    x, t = x.reshape(10, 100), torch.from_numpy(t_memory).reshape(5, 10)
-    del t_memory
-    h_np, h_t = ferry.from_dlpack(x[:, ::3]), ferry.from_dlpack(t.T)
+    t = torch.arange(50, dtype=torch.float64).reshape(5, 10).T
+    xr, tr = weakref.ref(x), weakref.ref(t)
+    x = x.reshape(10, 100)
+    h_np, h_t = ferry.from_dlpack(x[:, ::3]), ferry.from_dlpack(t)
     views = [np.from_dlpack(h_np), torch.from_dlpack(h_np), np.from_dlpack(h_t),
              torch.from_dlpack(h_t), ferry.from_dlpack(torch.from_dlpack(h_np))]
     del x, t
@@ -464,7 +479,9 @@ def test_producers_are_released_exactly_when_the_last_view_goes(no_leaks):
     gc.collect()
     assert xr() is not None and tr() is not None  # the consumers' views still hold them
     views[0][0, 0] = 7.0
-    assert views[1][0, 0].item() == 7.0 and views[4].tobytes()[:4] == np.float32(7).tobytes()
+    assert views[1][0, 0].item() == 7.0
+    # A tensor over NumPy's memory cannot be shared copy-on-write: its import is a copy.
+    assert views[4].copies == 1 and views[4].tobytes()[:4] == np.float32(0).tobytes()
     del views
     gc.collect()
     assert xr() is None and tr() is None

@@ -275,12 +275,17 @@ def test_tvm_ffi_uses_the_table_not_dunder_dlpack():
     a.flags.writeable = False
     h = ferry.from_dlpack(a)
     assert np.from_dlpack(tvm_ffi.from_dlpack(h)).ctypes.data == h.data_ptr
-    api = ferry.HostArray.__dlpack_c_exchange_api__
-    del ferry.HostArray.__dlpack_c_exchange_api__
-    try:
-        assert np.from_dlpack(tvm_ffi.from_dlpack(h)).ctypes.data != h.data_ptr
-    finally:
-        ferry.HostArray.__dlpack_c_exchange_api__ = api
+
+    class WithoutTable:
+        """`h`'s protocol methods, on a type without the table (ferry's type is immutable)."""
+
+        def __dlpack__(self, *args, **kwargs):
+            return h.__dlpack__(*args, **kwargs)
+
+        def __dlpack_device__(self):
+            return h.__dlpack_device__()
+
+    assert np.from_dlpack(tvm_ffi.from_dlpack(WithoutTable())).ctypes.data != h.data_ptr
 
 
 def test_tvm_ffi_function_returns_ferry_arrays_through_the_table():

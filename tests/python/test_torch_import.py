@@ -1,7 +1,9 @@
-"""`ferry.from_dlpack` of PyTorch tensors beyond the DLPack protocol: the import holds the
-tensor's storage, made non-resizable, so `set_` and `resize_` on the source cannot free what it
-reads; the negative bit is refused; and PyTorch's C exchange table (here from tvm-ffi's add-on
-for PyTorch 2.9) replaces `Tensor.__dlpack__` only where it gives the same tensor."""
+"""`ferry.from_dlpack` of PyTorch tensors beyond the DLPack protocol: an import is a snapshot
+(a copy-on-write clone of the tensor's storage, read-only), so nothing done to the source —
+`set_`, `resize_`, `share_memory_`, in-place writes — frees or changes what it reads; tensors
+that cannot be shared that way are copied; the negative bit is refused; and PyTorch's C
+exchange table (here from tvm-ffi's add-on for PyTorch 2.9) replaces `Tensor.__dlpack__` only
+where it gives the same tensor."""
 
 import gc
 import subprocess
@@ -16,19 +18,25 @@ import tvm_ffi  # noqa: F401  (sets torch.Tensor.__dlpack_c_exchange_api__ on Py
 import ferry
 from conftest import torch_bytes
 
-# The two ways ferry asks PyTorch: through the exchange table (a plain tensor, `copy` not
-# given), and through `Tensor.__dlpack__` (any `copy` argument skips the table).
+# A plain tensor's import with `copy` not given, and with `copy=False`: both are snapshots.
 PATHS = {
-    "table": lambda t: ferry.from_dlpack(t),
-    "dunder_dlpack": lambda t: ferry.from_dlpack(t, copy=False),
+    "default": lambda t: ferry.from_dlpack(t),
+    "copy_false": lambda t: ferry.from_dlpack(t, copy=False),
 }
+
+address = torch._C._data_address  # a storage's first byte, read without copying it
 
 
 def torch_made(dtype, n=1 << 20):
-    """A tensor whose storage PyTorch allocated itself (resizable, unlike `torch.from_numpy`'s),
-    of 4 MiB for f32: large enough that freeing it unmaps the pages."""
+    """A tensor whose storage PyTorch allocated itself (unlike `torch.from_numpy`'s), of 4 MiB
+    for f32: large enough that freeing it unmaps the pages."""
     values = torch.arange(n, dtype=torch.float32) % 251
     return values.to(dtype) if dtype != torch.float32 else values
+
+
+def reuse_freed_memory():
+    gc.collect()
+    return [torch.full((1 << 20,), 7.0) for _ in range(4)]
 
 
 @pytest.fixture
@@ -53,7 +61,7 @@ def dunder_dlpack_calls(monkeypatch):
 
 
 def test_pytorch_publishes_its_exchange_table_here():
-    # Without it the "table" cases below would test `__dlpack__` twice.
+    # Without it the table path below would not be tested.
     assert hasattr(torch.Tensor, "__dlpack_c_exchange_api__")
 
 
@@ -65,8 +73,7 @@ def test_import_outlives_set_on_the_source_tensor(path):
     # PyTorch's own export keeps only the tensor: `set_` would free the 4 MiB storage here,
     # and np.from_dlpack(t) of the same tensor reads unmapped memory (a crash).
     t.set_(torch.zeros(3))
-    gc.collect()
-    reuse = [torch.full((1 << 20,), 7.0) for _ in range(4)]
+    reuse = reuse_freed_memory()
     assert torch.equal(torch.from_dlpack(h), expected)
     assert t.tolist() == [0.0, 0.0, 0.0] and len(reuse) == 4
 
@@ -76,33 +83,75 @@ def test_import_outlives_set_on_the_source_tensor(path):
     "dtype", [torch.float32, torch.bfloat16, torch.bool, torch.complex64, torch.int16],
     ids=str,
 )
-def test_import_makes_a_growing_resize_fail(path, dtype):
+def test_the_source_may_grow_shrink_and_be_written_the_import_keeps_its_values(path, dtype):
     t = torch_made(dtype, 4096)
-    assert t.untyped_storage().resizable()
     expected = torch_bytes(t.clone())
     h = PATHS[path](t)
-    assert not t.untyped_storage().resizable()
-    with pytest.raises(RuntimeError, match="not resizable"):
-        t.resize_(1 << 20)
-    with pytest.raises(RuntimeError, match="not resizable"):
-        t.untyped_storage().resize_(1 << 22)
-    t.resize_(16)  # shrinking never reallocates, and stays allowed
-    assert h.tobytes() == expected
+    assert h.readonly and h.copies == 0
+    t.resize_(1 << 20)
+    t.untyped_storage().resize_(1 << 22)
+    t.resize_(16)
+    t.view(torch.uint8).fill_(2)
+    reuse = reuse_freed_memory()
+    assert h.tobytes() == expected and len(reuse) == 4
 
 
-def test_a_view_import_holds_and_pins_its_base_storage():
+def test_the_first_write_to_the_source_copies_once_and_the_import_keeps_the_memory():
+    t = torch_made(torch.float32, 4096)
+    before = address(t)
+    h = ferry.from_dlpack(t)
+    assert h.data_ptr == before, "zero-copy: the import reads the tensor's memory"
+    t.add_(1)
+    moved = address(t)
+    assert moved != before, "the write copied the bytes for the tensor"
+    t.add_(1)
+    assert address(t) == moved, "once"
+    assert h.data_ptr == before and torch.equal(torch.from_dlpack(h), torch_made(torch.float32, 4096))
+    # With the import gone, the tensor's memory is its own again: no copy at all.
+    u = torch_made(torch.float32, 4096)
+    before = address(u)
+    del h
+    ferry.from_dlpack(u)  # dropped at once
+    u.add_(1)
+    assert address(u) == before
+
+
+def test_share_memory_after_an_import_keeps_the_imported_memory():
+    # Round 3, hole 11: `share_memory_()` copies a CPU storage into shared memory in place and
+    # freed the old buffer under the import on 5d4584c (SIGSEGV); `torch.multiprocessing`
+    # calls it when it pickles a tensor.
+    t = torch_made(torch.float32)
+    expected = t.clone()
+    h = ferry.from_dlpack(t)
+    t.share_memory_()
+    assert t.is_shared()
+    t.fill_(-1.0)
+    reuse = reuse_freed_memory()
+    assert torch.equal(torch.from_dlpack(h), expected) and len(reuse) == 4
+
+
+def test_a_view_import_snapshots_its_base_storage():
     base = torch_made(torch.float32)
     view = base[1000:2000:3]
     expected = view.clone()
     h = ferry.from_dlpack(view)
-    with pytest.raises(RuntimeError, match="not resizable"):
-        base.resize_(1 << 22)
+    base.resize_(1 << 22)
     view.set_(torch.zeros(1))
     base.set_(torch.zeros(1))
     del base, view
-    gc.collect()
-    reuse = [torch.full((1 << 20,), 7.0) for _ in range(4)]
+    reuse = reuse_freed_memory()
     assert torch.equal(torch.from_dlpack(h), expected) and len(reuse) == 4
+
+
+def test_a_second_import_while_the_first_lives():
+    # PyTorch counts an export as a write (its data pointer is a mutable one): the tensor's
+    # bytes are copied for it then, once, and each import keeps its own.
+    t = torch_made(torch.float32, 4096)
+    first = ferry.from_dlpack(t)
+    second = ferry.from_dlpack(t)
+    t.fill_(0.0)
+    for h in (first, second):
+        assert torch.equal(torch.from_dlpack(h), torch_made(torch.float32, 4096))
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -124,8 +173,8 @@ def test_negative_bit_is_refused_not_imported_unnegated(path):
     ],
     ids=["requires_grad", "conjugate_bit", "sparse"],
 )
-def test_what_dunder_dlpack_refuses_the_table_path_refuses_too(case, message, dunder_dlpack_calls):
-    # The table itself would export these (the first two with wrong semantics): ferry asks
+def test_what_dunder_dlpack_refuses_ferry_refuses_too(case, message, dunder_dlpack_calls):
+    # PyTorch's C exports would export these (the first two with wrong semantics): ferry asks
     # `__dlpack__` instead, which raises PyTorch's own error.
     with pytest.raises(BufferError, match=message):
         ferry.from_dlpack(case())
@@ -134,9 +183,10 @@ def test_what_dunder_dlpack_refuses_the_table_path_refuses_too(case, message, du
 
 def test_plain_tensors_go_through_the_table(dunder_dlpack_calls):
     t = torch.arange(12.0).reshape(3, 4).T
+    before = t.data_ptr()
     h = ferry.from_dlpack(t)
     assert dunder_dlpack_calls == []
-    assert h.data_ptr == t.data_ptr() and h.strides == t.stride() and h.copies == 0
+    assert h.data_ptr == before and h.strides == t.stride() and h.copies == 0 and h.readonly
     assert torch.equal(torch.from_dlpack(h), t)
 
 
@@ -144,12 +194,31 @@ class Tagged(torch.Tensor):
     """A subclass with the default `__torch_function__`."""
 
 
-def test_subclasses_and_copy_requests_go_through_dunder_dlpack(dunder_dlpack_calls):
+def test_subclasses_and_copy_requests_are_copies(dunder_dlpack_calls):
     t = torch.arange(6.0)
-    ferry.from_dlpack(t.as_subclass(Tagged))
-    ferry.from_dlpack(t, copy=False)
-    ferry.from_dlpack(t, copy=True)
-    assert dunder_dlpack_calls == [Tagged, torch.Tensor, torch.Tensor]
+    before = t.data_ptr()
+    tagged = ferry.from_dlpack(t.as_subclass(Tagged))
+    copied = ferry.from_dlpack(t, copy=True)
+    # A subclass answers through its own `__dlpack__`; a plain tensor's copy needs none.
+    assert dunder_dlpack_calls == [Tagged]
+    for h in (tagged, copied):
+        assert h.copies >= 1 and h.data_ptr != before
+        assert torch.equal(torch.from_dlpack(h), torch.arange(6.0))
+    with pytest.raises(BufferError, match="copy=False.*subclass"):
+        ferry.from_dlpack(t.as_subclass(Tagged), copy=False)
+
+
+def test_memory_pytorch_did_not_allocate_is_copied():
+    # `torch.from_numpy` shares NumPy's buffer, which PyTorch cannot clone copy-on-write (and
+    # NumPy could write it): the import is a copy.
+    a = np.arange(8, dtype=np.float32)
+    t = torch.from_numpy(a)
+    h = ferry.from_dlpack(t)
+    assert h.copies == 1 and h.data_ptr != a.ctypes.data
+    a[:] = -1
+    assert np.from_dlpack(h).tolist() == list(range(8))
+    with pytest.raises(BufferError, match="copy=False"):
+        ferry.from_dlpack(t, copy=False)
 
 
 def test_a_torch_function_mode_sees_the_export():
@@ -163,37 +232,90 @@ def test_a_torch_function_mode_sees_the_export():
     t = torch.arange(6.0)
     with Watch():
         h = ferry.from_dlpack(t)
-    # With a mode active the table is not used: the mode sees `__dlpack__`, as with NumPy.
+    # With a mode active the tensor is copied through `__dlpack__`, which the mode sees, as with
+    # NumPy.
     assert "__dlpack__" in seen
+    assert h.copies >= 1
     assert torch.equal(torch.from_dlpack(h), torch.arange(6.0))
 
 
-class LyingStorage(torch.Tensor):
-    """A subclass whose `untyped_storage()` answers with storage that is not the tensor's."""
+def test_a_torch_dispatch_mode_cannot_answer_for_the_snapshot():
+    from torch.utils._python_dispatch import TorchDispatchMode
 
+    class Fake(TorchDispatchMode):
+        # Answers `_lazy_clone` with the tensor itself: holding that would hold nothing.
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._lazy_clone.default:
+                return args[0]
+            return func(*args, **(kwargs or {}))
+
+    t = torch_made(torch.float32)
+    expected = t.clone()
+    with Fake():
+        h = ferry.from_dlpack(t)
+    assert h.copies >= 1
+    t.set_(torch.zeros(1))
+    reuse = reuse_freed_memory()
+    assert torch.equal(torch.from_dlpack(h), expected) and len(reuse) == 4
+
+
+class FakeStorage:
+    """Duck-types an `UntypedStorage`: resizable() False, and the tensor's own address."""
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def resizable(self):
+        return False
+
+    def data_ptr(self):
+        return self.tensor.data_ptr()
+
+    def nbytes(self):
+        return 1 << 40
+
+
+class FakesItsStorage(torch.Tensor):
     def untyped_storage(self):
-        return torch.zeros(4).untyped_storage()
+        return FakeStorage(torch.Tensor(self))
 
 
-def test_a_storage_that_does_not_hold_the_memory_is_refused():
-    t = torch.arange(1024.0).as_subclass(LyingStorage)
-    with pytest.raises(BufferError, match="untyped_storage.*does not hold"):
-        ferry.from_dlpack(t)
+def test_a_faked_storage_cannot_free_the_import():
+    # Round 3, hole 7: on 5d4584c the import trusted `untyped_storage()`, which a subclass
+    # answers: this one passed every check, and `resize_` then freed the memory the import read
+    # (SIGSEGV). A subclass is now copied, and nothing it answers is trusted.
+    t = torch_made(torch.float32).as_subclass(FakesItsStorage)
+    expected = torch.Tensor(t).clone()
+    h = ferry.from_dlpack(t)
+    torch.Tensor(t).resize_(1 << 22)
+    torch.Tensor(t).set_(torch.zeros(1))
+    del t
+    reuse = reuse_freed_memory()
+    assert torch.equal(torch.from_dlpack(h), expected) and len(reuse) == 4
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_both_paths_import_the_same_views(path):
-    base = torch.arange(4 * 5 * 6, dtype=torch.float64).reshape(4, 5, 6)
-    for view in [base, base.permute(2, 0, 1), base[1:, 2:4, 1:], base[1, 2, 3], base[:, :0]]:
+    for make in [
+        lambda b: b,
+        lambda b: b.permute(2, 0, 1),
+        lambda b: b[1:, 2:4, 1:],
+        lambda b: b[1, 2, 3],
+        lambda b: b[:, :0],
+    ]:
+        base = torch.arange(4 * 5 * 6, dtype=torch.float64).reshape(4, 5, 6)
+        view = make(base)
+        before = view.data_ptr()
         h = PATHS[path](view)
         assert h.shape == tuple(view.shape) and h.strides == view.stride()
         assert h.tobytes() == torch_bytes(view.clone())
         if view.numel():
-            assert h.data_ptr == view.data_ptr()
+            assert h.data_ptr == before
 
 
 def test_without_the_table_the_import_is_as_safe():
-    # A fresh interpreter that never imports tvm-ffi: PyTorch 2.9 has no table there.
+    # A fresh interpreter that never imports tvm-ffi: PyTorch 2.9 has no table there, and ferry
+    # exports through `torch._C._to_dlpack_versioned`, not the Python `__dlpack__`.
     script = textwrap.dedent("""
         import gc, torch, ferry
         assert not hasattr(torch.Tensor, "__dlpack_c_exchange_api__")
@@ -202,7 +324,7 @@ def test_without_the_table_the_import_is_as_safe():
         torch.Tensor.__dlpack__ = lambda self, **kw: calls.append(1) or original(self, **kw)
         t = torch.arange(1 << 20, dtype=torch.float32)
         h = ferry.from_dlpack(t)
-        assert calls == [1] and not t.untyped_storage().resizable()
+        assert calls == [] and h.copies == 0 and h.readonly
         t.set_(torch.zeros(3))
         gc.collect()
         reuse = [torch.full((1 << 20,), 7.0) for _ in range(4)]
@@ -232,30 +354,53 @@ class SwapsStorageAfterExport(torch.Tensor):
         return capsule
 
 
-def test_a_storage_swapped_before_the_export_is_refused():
-    # ferry holds the storage it took before the export; the export is of another one, which
-    # nothing would keep alive past the next swap.
+def test_a_storage_swapped_before_the_export_is_what_is_imported():
     t = torch.arange(1024.0).as_subclass(SwapsStorageBeforeExport)
-    with pytest.raises(BufferError, match="does not hold"):
-        ferry.from_dlpack(t)
+    h = ferry.from_dlpack(t)
+    assert h.copies >= 1 and torch.equal(torch.from_dlpack(h), torch.arange(2048.0))
 
 
-def test_a_storage_swapped_after_the_export_stays_alive():
+def test_a_storage_swapped_after_the_export_is_not_read():
+    # ferry asks a subclass for a copy (`copy=True`), which PyTorch's export makes before the
+    # swap frees the storage, and copies it again at once.
     t = torch_made(torch.float32).as_subclass(SwapsStorageAfterExport)
     expected = torch.Tensor(t).clone()
     h = ferry.from_dlpack(t)
-    gc.collect()
-    reuse = [torch.full((1 << 20,), 7.0) for _ in range(4)]
-    # PyTorch's export points its shape at the tensor's own sizes, so the swap shows in the
-    # shape ferry reads (2048); the data is the exported storage's, which ferry holds.
-    assert h.shape == (2048,) and len(reuse) == 4
-    assert torch.equal(torch.from_dlpack(h), expected[:2048])
+    reuse = reuse_freed_memory()
+    assert h.copies >= 1 and len(reuse) == 4
+    assert torch.equal(torch.from_dlpack(h), expected)
 
 
-def test_a_copy_is_made_from_the_held_storage():
+def test_a_copy_is_ferrys_own():
     t = torch_made(torch.float32, 4096)
+    before = t.data_ptr()
     h = ferry.from_dlpack(t, copy=True)
-    assert h.copies == 1 and h.data_ptr != t.data_ptr()
+    assert h.copies == 1 and h.data_ptr != before
     assert torch.equal(torch.from_dlpack(h), t)
-    # The storage was held and made non-resizable for the copy's duration, and stays so.
-    assert not t.untyped_storage().resizable()
+
+
+def test_gil_release_is_right_after_a_subinterpreter_existed():
+    # Round 3, hole 9: CPython's `PyGILState_Check()` answers 1 on every thread once a
+    # subinterpreter has existed. On 5d4584c the import's reference was then released without
+    # the GIL when a consumer's deleter ran inside PyTorch's `set_` (which releases the GIL):
+    # "Fatal Python error: PyThreadState_Get ... the GIL is released" (abort).
+    script = textwrap.dedent("""
+        import gc, torch, ferry
+        try:
+            import _interpreters as interpreters
+        except ImportError:
+            import _xxsubinterpreters as interpreters
+        interpreters.destroy(interpreters.create())
+        for _ in range(3):
+            t = torch.arange(1 << 16, dtype=torch.float32)
+            h = ferry.from_dlpack(t)
+            x = torch.from_dlpack(h)
+            del t, h
+            x.set_(torch.empty(0))
+            del x
+        gc.collect()
+        ferry.live_exports()  # releases what the deleters left for ferry's next call
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

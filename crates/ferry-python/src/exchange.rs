@@ -109,6 +109,7 @@ pub(crate) fn exchange_api_capsule(py: Python<'_>) -> PyResult<Bound<'_, PyCapsu
 unsafe fn with_python(body: impl FnOnce(Python<'_>) -> PyResult<()>) -> c_int {
     // SAFETY: per the contract, the caller holds the GIL.
     let py = unsafe { Python::assume_attached() };
+    crate::gil::release_deferred(py);
     let outcome = catch_unwind(AssertUnwindSafe(|| body(py)));
     let error = match outcome {
         Ok(Ok(())) => return 0,

@@ -60,6 +60,7 @@ mod class;
 mod exchange;
 #[cfg(any(feature = "npy", feature = "safetensors"))]
 mod files;
+mod gil;
 mod method;
 mod object;
 mod torch;
@@ -144,7 +145,8 @@ pub fn tensor_from_python<B: Backend>(
 /// Exports handed to Python consumers that are still alive.
 #[pyfunction]
 #[pyo3(name = "live_exports")]
-fn py_live_exports() -> usize {
+fn py_live_exports(py: Python<'_>) -> usize {
+    crate::gil::release_deferred(py);
     live_exports()
 }
 

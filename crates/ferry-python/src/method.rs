@@ -101,12 +101,14 @@ pub(crate) fn add_from_dlpack(module: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// Runs an entry point's body with the GIL CPython holds for C functions, turning an error or a
-/// panic into a Python exception and `failed` (NULL, or -1).
+/// panic into a Python exception and `failed` (NULL, or -1); first releases the Python
+/// references host arrays dropped without the GIL ([`crate::gil::release_deferred`]).
 pub(crate) fn entry<R>(what: &str, failed: R, body: impl FnOnce(Python<'_>) -> PyResult<R>) -> R {
     // SAFETY: CPython calls C functions with the GIL held, which is all `assume_attached` needs.
     // (pyo3's attach count is not raised, to keep the call cheap: a `Py` dropped here, such as
     // an error's arguments, is released at pyo3's next entry instead of at once.)
     let py = unsafe { Python::assume_attached() };
+    crate::gil::release_deferred(py);
     let error = match catch_unwind(AssertUnwindSafe(|| body(py))) {
         Ok(Ok(object)) => return object,
         Ok(Err(error)) => error,

@@ -8,9 +8,11 @@
 //! Invariant: every object whose type is this type was made by [`IntoPyObject`] for
 //! [`PyHostArray`] (so its payload is initialised) and its payload is only read until
 //! `dealloc` drops it. Python cannot make another: the type has no `tp_new`
-//! (`Py_TPFLAGS_DISALLOW_INSTANTIATION`), no subclasses (no `Py_TPFLAGS_BASETYPE`), and
-//! `__class__` assignment to or from it is refused by CPython, whose layout check finds no
-//! other type of this size with no `__slots__` (`same_slots_added`).
+//! (`Py_TPFLAGS_DISALLOW_INSTANTIATION`), no subclasses (no `Py_TPFLAGS_BASETYPE`), and it is
+//! immutable (`Py_TPFLAGS_IMMUTABLETYPE`), so no `__new__` (or any other attribute) can be
+//! set on it afterwards, which would give it an allocator that leaves the payload unwritten.
+//! `__class__` assignment to or from it is refused by CPython for the same flag
+//! (`object_set_class` accepts only mutable types, or module types).
 
 use std::ffi::{CStr, c_int, c_uint, c_void};
 use std::mem::{align_of, size_of};
@@ -79,7 +81,9 @@ fn make_type(py: Python<'_>) -> PyResult<Py<PyType>> {
         name: c"ferry.HostArray".as_ptr(),
         basicsize: BASIC_SIZE,
         itemsize: 0,
-        flags: (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION) as c_uint,
+        flags: (ffi::Py_TPFLAGS_DEFAULT
+            | ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION
+            | ffi::Py_TPFLAGS_IMMUTABLETYPE) as c_uint,
         slots: slots.as_mut_ptr(),
     };
     // SAFETY: the GIL is held; the spec and slots are read during the call (the docstring is
@@ -87,8 +91,35 @@ fn make_type(py: Python<'_>) -> PyResult<Py<PyType>> {
     // function has the signature of its slot.
     let class = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(&mut spec)) }?
         .cast_into::<PyType>()?;
-    class.setattr("__dlpack_c_exchange_api__", exchange_api_capsule(py)?)?;
+    set_class_attribute(
+        &class,
+        "__dlpack_c_exchange_api__",
+        exchange_api_capsule(py)?.as_any(),
+    )?;
     Ok(class.unbind())
+}
+
+/// Sets `name` on the immutable type `class` as it is made, before any code has seen it:
+/// `type.__setattr__` refuses immutable types, so the value goes into the type's dictionary
+/// through the generic setter (the one `object.__setattr__` uses, which `type`'s dictionary
+/// offset points at the type's `tp_dict`), and the type's caches are told.
+fn set_class_attribute(
+    class: &Bound<'_, PyType>,
+    name: &str,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let py = class.py();
+    let name = PyString::new(py, name);
+    // SAFETY: the GIL is held; all three are live objects; the type was made just now and
+    // nothing has looked it up or cached its attributes yet, and `PyType_Modified` clears what
+    // CPython may have cached all the same.
+    unsafe {
+        if ffi::PyObject_GenericSetAttr(class.as_ptr(), name.as_ptr(), value.as_ptr()) != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        ffi::PyType_Modified(class.as_type_ptr());
+    }
+    Ok(())
 }
 
 fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
@@ -160,6 +191,7 @@ unsafe extern "C" fn dealloc(object: *mut ffi::PyObject) {
     // a reference to its heap type.
     unsafe {
         with_error_indicator_aside(|| {
+            crate::gil::release_deferred(Python::assume_attached());
             let class = ffi::Py_TYPE(object);
             let host = &raw mut (*object.cast::<HostArrayObject>()).host;
             if catch_unwind(AssertUnwindSafe(|| host.drop_in_place())).is_err() {

@@ -1,62 +1,52 @@
 //! PyTorch tensors that `ferry.from_dlpack` imports: what ferry adds to PyTorch's DLPack export
 //! so that the import is sound and correct, and PyTorch's DLPack 1.3 exchange table, used in
-//! place of `Tensor.__dlpack__` where it gives the same tensor.
+//! place of the export's Python function where it gives the same tensor.
 //!
-//! - **Storage.** PyTorch's export keeps the source *tensor* alive, not its storage: after
-//!   `t.set_(other)` the old storage is freed, and a growing `t.resize_(n)` reallocates it, while
-//!   the importer still reads the old address (NumPy's `from_dlpack(t)` then reads freed memory).
-//!   ferry's import holds a reference to the storage itself (`t.untyped_storage()`) and makes
-//!   that storage non-resizable, as `t.numpy()` does, so neither call can free or move what the
-//!   import reads: `set_` changes only the source tensor, growing `resize_` raises. The
-//!   storage is taken before the export and checked after it to hold every byte the import
-//!   reads, so a swap in between (Python code runs there) is refused, not missed. (One
-//!   operation is beyond any reference: `share_memory_()` moves a storage's memory into shared
-//!   memory in place and frees the old buffer; README tells users to share before importing.)
+//! - **Snapshot.** PyTorch's export keeps the source *tensor* alive, not its storage or its
+//!   values: after `t.set_(other)` the old storage is freed, a growing `t.resize_(n)` or
+//!   `t.share_memory_()` moves the bytes, and `t.fill_(x)` changes them, all under the importer
+//!   (NumPy's `from_dlpack(t)` then reads freed memory). A view of memory someone else can
+//!   write is a snapshot: ferry's import of a plain tensor holds a copy-on-write clone of the
+//!   tensor's storage (`torch._lazy_clone`), read-only. The two share the bytes until the
+//!   tensor is written, resized, shared or exported again, when PyTorch first copies them for
+//!   the tensor, once; the import keeps the bytes and the values it had. The clone is made
+//!   after the export and checked to hold every byte the import reads (another thread may
+//!   swap the tensor's storage in between, while PyTorch runs without the GIL).
+//! - **Copies.** Where no snapshot can be shared — memory PyTorch did not allocate itself
+//!   (`torch.from_numpy`, a DLPack import, shared or pinned memory), a subclass, a
+//!   `__torch_function__` or `__torch_dispatch__` mode (which could answer for the tensor), or
+//!   `copy=True` — the import is a copy, made by PyTorch's export (`copy=True`) and, where the
+//!   export's code is not PyTorch's own, copied again by ferry before any Python code can run.
+//!   `copy=False` is refused there with `BufferError`.
 //! - **Negative bit.** A tensor with its negative bit set (`t.conj().imag`, `torch._neg_view`)
 //!   is exported with its values un-negated; ferry refuses it with `BufferError` (PyTorch's
 //!   `__dlpack__` refuses the conjugate bit the same way) instead of importing wrong values.
 //! - **Exchange table.** `torch.Tensor.__dlpack_c_exchange_api__` (PyTorch ≥ 2.10, or 2.9 with
-//!   tvm-ffi's add-on loaded) exports a tensor through one C call, without the Python
-//!   `__dlpack__` (≈ 90% of an import's time). The table skips checks `__dlpack__` makes, so
-//!   ferry uses it only for a plain `torch.Tensor` (no subclass, no `__torch_function__` mode)
-//!   that needs no gradient and has no conjugate bit, with `copy` not given, and only for a
-//!   tensor the table puts in CPU memory (a device tensor needs `__dlpack__`'s stream
-//!   handling); anything else, and any failure of the table, goes through `__dlpack__`, which
-//!   raises PyTorch's own errors.
+//!   tvm-ffi's add-on loaded) exports a tensor through one C call; without it,
+//!   `torch._C._to_dlpack_versioned` (what `Tensor.__dlpack__` calls after its checks) does.
+//!   Either is used only for a plain tensor (exactly `torch.Tensor`, no mode) that needs no
+//!   gradient and has no conjugate bit — the checks `__dlpack__` makes — and only where it puts
+//!   the tensor in CPU memory (a device tensor needs `__dlpack__`'s stream handling); anything
+//!   else goes through `__dlpack__`, which raises PyTorch's own errors.
 
-use std::ffi::{CStr, c_int};
-use std::mem::ManuallyDrop;
+use std::ffi::CStr;
 use std::ptr::null_mut;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use ferry_core::{Device, DlpackTensor, HostArray};
-use pyo3::exceptions::{PyAttributeError, PyBufferError};
+use ferry_core::{CopyPolicy, CopyReason, Device, DlpackTensor, HostArray, record_copy};
+use pyo3::exceptions::{PyAttributeError, PyBufferError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyCapsule, PyDict, PyType};
 use pyo3::{ffi, intern};
 
-use crate::capsule::{
-    call_method0, finish_copy, interpreter_symbol, request_capsule, request_host_copy, take_capsule,
-};
+use crate::capsule::{call_method0, finish_copy, request_capsule, request_host_copy, take_capsule};
 use crate::exchange::{DLPackExchangeAPI, DLPackExchangeAPIHeader};
+use crate::gil::PyReference;
 use crate::to_py_err;
 
 /// The name DLPack 1.3 gives the exchange table's capsule.
 const TABLE_CAPSULE: &CStr = c"dlpack_exchange_api";
-
-/// Python that ferry runs once, when it first meets an imported `torch`.
-const HELPERS: &CStr = c"
-import torch
-
-def make_non_resizable(storage):
-    # PyTorch has no setter for the flag, but Tensor.numpy() clears it on the storage its array
-    # views (tensor_to_numpy): view the whole storage as bytes, through NumPy, and drop the view.
-    torch.empty(0, dtype=torch.uint8, device=storage.device).set_(storage).numpy()
-    if storage.resizable():
-        raise RuntimeError('the storage is still resizable after Tensor.numpy()')
-";
 
 /// What ferry looked up, once, in an imported `torch`.
 pub(crate) struct Torch {
@@ -65,8 +55,17 @@ pub(crate) struct Torch {
     /// `torch._C._has_torch_function_unary`: whether an operation on a tensor goes to a
     /// `__torch_function__` override first (a subclass's, or an active mode's).
     has_torch_function_unary: Py<PyAny>,
-    /// [`HELPERS`]' `make_non_resizable(storage)`.
-    make_non_resizable: Py<PyAny>,
+    /// `torch._C._len_torch_dispatch_stack`: how many `__torch_dispatch__` modes are active
+    /// (any of them answers for every operator, `_lazy_clone` included).
+    dispatch_modes: Py<PyAny>,
+    /// `torch._lazy_clone`: a tensor over a copy-on-write clone of another's storage.
+    lazy_clone: Py<PyAny>,
+    /// `torch._C._data_address`: a tensor's storage's first byte, read without materialising a
+    /// copy-on-write storage (`data_ptr()` would copy it).
+    data_address: Py<PyAny>,
+    /// `torch._C._to_dlpack_versioned(tensor, dl_device=None, copy=None)`: the export
+    /// `Tensor.__dlpack__` makes after its checks, a C function.
+    to_dlpack_versioned: Py<PyAny>,
     /// `len(sys.modules)` when `torch.Tensor` was last seen without an exchange table, else -1.
     /// A type gains the table when a module is imported (tvm-ffi's add-on sets it on PyTorch
     /// 2.9), so a miss is looked up again only once the set of imported modules has changed;
@@ -74,42 +73,18 @@ pub(crate) struct Torch {
     table_missing_at: AtomicIsize,
 }
 
-/// CPython's `PyGILState_Check` (1 when the calling thread holds the GIL), looked up once at
-/// run time: every CPython 3 exports it, but outside the stable ABI, which the abi3 wheel links
-/// against. `None` where the interpreter does not export it.
-fn gil_state_check() -> Option<unsafe extern "C" fn() -> c_int> {
-    // The address as a `usize`: a raw pointer is not `Sync`, and `drop` may run on any thread.
-    static CHECK: OnceLock<usize> = OnceLock::new();
-    let symbol = *CHECK.get_or_init(|| {
-        interpreter_symbol(c"PyGILState_Check").map_or(0, |symbol| symbol as usize)
-    });
-    // SAFETY: the symbol, where CPython exports it, is `int PyGILState_Check(void)`.
-    (symbol != 0)
-        .then(|| unsafe { std::mem::transmute::<usize, unsafe extern "C" fn() -> c_int>(symbol) })
-}
-
-/// The reference to a PyTorch storage that an imported array holds (see the module's notes).
-struct TorchStorage(ManuallyDrop<Py<PyAny>>);
-
-impl Drop for TorchStorage {
-    /// Releases the storage at once where this thread holds the GIL (a Python object's
-    /// deallocation, a consumer's deleter), so that its memory goes when the last view of it
-    /// does; elsewhere pyo3 defers the release until a thread next enters Python through it.
-    fn drop(&mut self) {
-        // SAFETY: taken once, here, and never used again.
-        let storage = unsafe { ManuallyDrop::take(&mut self.0) };
-        // SAFETY: PyGILState_Check only reads the interpreter's thread state (a pyo3 module
-        // lives in the main interpreter, where the check is enabled).
-        if gil_state_check().is_some_and(|check| unsafe { check() } == 1) {
-            // SAFETY: this thread holds the GIL; the reference is ours to release.
-            unsafe { ffi::Py_DECREF(storage.into_ptr()) };
-        } else {
-            drop(storage);
-        }
-    }
-}
-
 static TORCH: PyOnceLock<Torch> = PyOnceLock::new();
+
+/// What [`Torch::snapshot`] made of a plain tensor.
+enum Snapshot {
+    /// The import: a snapshot, or the host copy PyTorch made of a device tensor.
+    Taken(HostArray),
+    /// The tensor's memory is not PyTorch's own (`torch.from_numpy`, a DLPack import, shared
+    /// or pinned memory), which `_lazy_clone` cannot share copy-on-write.
+    NotCopyOnWrite,
+    /// PyTorch's C export refused the tensor (a layout DLPack has no words for).
+    NotExported,
+}
 
 impl Torch {
     /// `torch`'s handles when `obj` is a PyTorch tensor (an instance of `torch.Tensor`, or of a
@@ -149,124 +124,165 @@ impl Torch {
         };
         TORCH
             .get_or_try_init(py, || {
-                let helpers = PyModule::from_code(py, HELPERS, c"ferry_torch.py", c"ferry._torch")?;
+                let c = torch.getattr(intern!(py, "_C"))?;
                 Ok::<_, PyErr>(Torch {
                     tensor: tensor.cast_into::<PyType>()?.unbind(),
-                    has_torch_function_unary: torch
-                        .getattr(intern!(py, "_C"))?
+                    has_torch_function_unary: c
                         .getattr(intern!(py, "_has_torch_function_unary"))?
                         .unbind(),
-                    make_non_resizable: helpers
-                        .getattr(intern!(py, "make_non_resizable"))?
+                    dispatch_modes: c
+                        .getattr(intern!(py, "_len_torch_dispatch_stack"))?
                         .unbind(),
+                    lazy_clone: torch.getattr(intern!(py, "_lazy_clone"))?.unbind(),
+                    data_address: c.getattr(intern!(py, "_data_address"))?.unbind(),
+                    to_dlpack_versioned: c.getattr(intern!(py, "_to_dlpack_versioned"))?.unbind(),
                     table_missing_at: AtomicIsize::new(-1),
                 })
             })
             .map(Some)
     }
 
-    /// Imports PyTorch tensor `obj` (see the module's notes): through the exchange table where
-    /// it gives what `__dlpack__` would, else through `__dlpack__`. The tensor's storage is
-    /// taken before the export, so nothing run in between (`__dlpack__` is Python code; another
-    /// thread may run inside it) can free it; after the export it is made non-resizable and
-    /// checked to hold every byte the array reads, so the array is never read outside what it
-    /// holds.
+    /// Imports PyTorch tensor `obj` (see the module's notes): a snapshot of a plain tensor,
+    /// else a copy.
     pub(crate) fn import(&self, obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
         let py = obj.py();
         if call_method0(obj, intern!(py, "is_neg"))?.is_truthy()? {
             return Err(negative_bit(obj));
         }
-        let plain = obj.get_type().is(self.tensor.bind(py))
+        if self.is_plain(obj)? {
+            if copy == Some(true) {
+                return self.copy_plain(obj, CopyReason::Forced);
+            }
+            match self.snapshot(obj, copy)? {
+                Snapshot::Taken(array) => return Ok(array),
+                Snapshot::NotCopyOnWrite if copy == Some(false) => return Err(no_snapshot(obj)),
+                // Memory PyTorch did not allocate: PyTorch's own copy of it.
+                Snapshot::NotCopyOnWrite => return self.copy_plain(obj, CopyReason::Snapshot),
+                // Not exported (a sparse tensor): `__dlpack__` says why, in PyTorch's words.
+                Snapshot::NotExported => {}
+            }
+        }
+        self.import_copy(obj, copy)
+    }
+
+    /// Whether `obj` is a plain tensor: exactly `torch.Tensor`, with no `__torch_function__`
+    /// or `__torch_dispatch__` mode active (which could answer for it), that needs no gradient
+    /// and has no conjugate bit (which `__dlpack__` refuses, in PyTorch's words).
+    #[inline]
+    fn is_plain(&self, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = obj.py();
+        Ok(obj.get_type().is(self.tensor.bind(py))
             && !self
                 .has_torch_function_unary
                 .bind(py)
                 .call1((obj,))?
-                .is_truthy()?;
-        // A tensor without storage (sparse) has its export refused below, in PyTorch's words.
-        let storage = call_method0(obj, intern!(py, "untyped_storage")).ok();
-        let exchanged = if plain && copy.is_none() {
-            self.export_through_table(obj)?
-        } else {
-            None
-        };
-        let tensor = match exchanged {
+                .is_truthy()?
+            && self.dispatch_modes.bind(py).call0()?.extract::<usize>()? == 0
+            && !obj.getattr(intern!(py, "requires_grad"))?.is_truthy()?
+            && !call_method0(obj, intern!(py, "is_conj"))?.is_truthy()?)
+    }
+
+    /// The snapshot of plain tensor `obj`: its export (the exchange table's, else
+    /// `_to_dlpack_versioned`'s), read-only and holding a copy-on-write clone of the storage it
+    /// lies in. A device tensor comes as the host copy PyTorch makes of it.
+    #[inline]
+    fn snapshot(&self, obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<Snapshot> {
+        let py = obj.py();
+        let tensor = match self.export_through_table(obj)? {
             Some(tensor) => tensor,
-            None => take_capsule(&request_capsule(obj, copy.filter(|&c| !c))?)?,
+            None => match self.to_dlpack_versioned.bind(py).call1((obj,)) {
+                Ok(capsule) => take_capsule(&capsule)?,
+                Err(_) => return Ok(Snapshot::NotExported),
+            },
         };
         if !tensor.device().is_host_readable() {
             // A device tensor: the host copy PyTorch makes of it is nobody else's.
             let host = request_host_copy(obj, copy, tensor)?;
             let copied = host.is_copied();
-            return finish_copy(host.into_host().map_err(to_py_err)?, copied, copy);
+            let array = finish_copy(host.into_host().map_err(to_py_err)?, copied, copy)?;
+            return Ok(Snapshot::Taken(array));
+        }
+        // After the export, which reads the tensor's data pointer: a mutable one, which first
+        // copies a storage an earlier snapshot still shares (PyTorch treats an export as a
+        // write). `_lazy_clone` raises where the storage's memory is not PyTorch's own.
+        let clone = match self.lazy_clone.bind(py).call1((obj,)) {
+            Ok(clone) => clone,
+            Err(e) if e.is_instance_of::<PyRuntimeError>(py) => {
+                return Ok(Snapshot::NotCopyOnWrite);
+            }
+            Err(e) => return Err(e),
+        };
+        if !clone.get_type().is(self.tensor.bind(py)) {
+            return Err(PyBufferError::new_err(format!(
+                "torch._lazy_clone returned a {}, not a tensor; ferry cannot hold a snapshot of it",
+                type_name(&clone)
+            )));
+        }
+        // Read-only: the bytes are PyTorch's tensor's too until it writes them.
+        let array = tensor.into_host().map_err(to_py_err)?.into_read_only();
+        // PyTorch releases the GIL inside `_lazy_clone`: another thread may have swapped the
+        // tensor's storage since the export. The clone is of the storage the export lies in, or
+        // refused.
+        self.check_snapshot_holds(obj, &clone, &array)?;
+        Ok(Snapshot::Taken(
+            array.with_guard(PyReference::new(clone.unbind())),
+        ))
+    }
+
+    /// A copy of plain tensor `obj` (asked for, or of memory that cannot be shared
+    /// copy-on-write): PyTorch's export with `copy=True`, a C function, so the copy is nobody
+    /// else's.
+    #[cold]
+    #[inline(never)]
+    fn copy_plain(&self, obj: &Bound<'_, PyAny>, reason: CopyReason) -> PyResult<HostArray> {
+        let py = obj.py();
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "copy"), true)?;
+        let capsule = self
+            .to_dlpack_versioned
+            .bind(py)
+            .call((obj,), Some(&kwargs))?;
+        let array = take_capsule(&capsule)?.into_host().map_err(to_py_err)?;
+        // PyTorch never sets IS_COPIED; the memory is the copy its export made, held by the
+        // export alone, and the array is its only holder.
+        let record = record_copy(array.nbytes() as u64, reason);
+        Ok(array.with_copy(record))
+    }
+
+    /// Imports a tensor that is not plain (a subclass, a mode, a gradient, a conjugate bit) or
+    /// that the caller asked to copy: through its `__dlpack__` (which a subclass or mode may
+    /// answer, and which raises PyTorch's own errors), asking for a copy; the array is then
+    /// copied again by ferry before any Python code can run, since code other than PyTorch's
+    /// may have answered without copying. `copy=False` is refused: no snapshot can be shared.
+    #[cold]
+    #[inline(never)]
+    fn import_copy(&self, obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
+        let tensor = take_capsule(&request_capsule(obj, Some(true))?)?;
+        let tensor = if tensor.device().is_host_readable() {
+            tensor
+        } else {
+            request_host_copy(obj, Some(true), tensor)?
+        };
+        if copy == Some(false) {
+            return Err(no_snapshot(obj));
         }
         let copied = tensor.is_copied();
         let array = tensor.into_host().map_err(to_py_err)?;
         if copied {
-            // Memory PyTorch copied for this export, not the storage.
-            return finish_copy(array, copied, copy);
+            return Ok(array);
         }
-        let Some(storage) = storage else {
-            return Err(no_storage(obj));
-        };
-        // Non-resizable first (even for a copy, made below: a finaliser run by any allocation
-        // could otherwise grow the storage before the copy reads it), so that its memory stays
-        // where the check finds it.
-        self.make_non_resizable(obj, &storage)?;
-        // Python code may have run since `storage` was taken: `__dlpack__` is Python, another
-        // thread may run inside it, a collection (any allocation, `untyped_storage()`'s own
-        // included) may run a finaliser, and a subclass or mode may answer `untyped_storage()`.
-        // Any of them could have swapped the tensor's storage, so the export is checked to lie
-        // in the one held.
-        check_storage_holds(obj, &storage, &array)?;
-        if copy == Some(true) {
-            // ferry's copy, made now, from the held storage.
-            return finish_copy(array, copied, copy);
-        }
-        finish_copy(
-            array.with_guard(TorchStorage(ManuallyDrop::new(storage.unbind()))),
-            copied,
-            copy,
-        )
+        array.to_contiguous(CopyPolicy::Always).map_err(to_py_err)
     }
 
-    /// Makes `storage`, which `obj` views, non-resizable where it is not already.
-    fn make_non_resizable(
-        &self,
-        obj: &Bound<'_, PyAny>,
-        storage: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        let py = obj.py();
-        let resizable = |storage| call_method0(storage, intern!(py, "resizable"))?.is_truthy();
-        if resizable(storage)? {
-            // `t.numpy()` clears the flag on its way (PyTorch's `tensor_to_numpy`), and is the
-            // cheapest way to: its array is dropped at once. A dtype NumPy lacks (bf16, fp8)
-            // goes through the helper, which views the storage as bytes; so does a storage
-            // `t` no longer views.
-            let through_numpy = call_method0(obj, intern!(py, "numpy")).is_ok();
-            if !through_numpy || resizable(storage)? {
-                self.make_non_resizable
-                    .bind(py)
-                    .call1((storage,))
-                    .map_err(|e| not_made_non_resizable(obj, &e))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// PyTorch's exchange table's export of `obj`, a plain tensor: `None` where the table is
-    /// missing, would skip a check `__dlpack__` makes (gradient, conjugate bit), fails, or puts
-    /// the tensor on a device (all of which `__dlpack__` then handles).
+    /// PyTorch's exchange table's export of `obj`, a plain tensor ([`is_plain`](Self::is_plain)):
+    /// `None` where the table is missing, fails, or puts the tensor on a device (all of which
+    /// the caller then handles).
     #[inline]
     fn export_through_table(&self, obj: &Bound<'_, PyAny>) -> PyResult<Option<DlpackTensor>> {
         let py = obj.py();
         let Some(capsule) = self.table(py)? else {
             return Ok(None);
         };
-        if obj.getattr(intern!(py, "requires_grad"))?.is_truthy()?
-            || call_method0(obj, intern!(py, "is_conj"))?.is_truthy()?
-        {
-            return Ok(None);
-        }
         // SAFETY: a live capsule; GetPointer checks its name and returns NULL (with an
         // exception set) for another.
         let table = unsafe { ffi::PyCapsule_GetPointer(capsule.as_ptr(), TABLE_CAPSULE.as_ptr()) };
@@ -293,9 +309,9 @@ impl Torch {
             return Ok(None);
         }
         // SAFETY: the table handed over an owned `DLManagedTensorVersioned` (checked by
-        // `from_versioned`, which reads its layout, not its data); `import` reads none of its
-        // memory before it has made the storage it holds non-resizable and checked that the
-        // export lies in it; PyTorch's deleter may run on any thread.
+        // `from_versioned`, which reads its layout, not its data); `snapshot` reads none of its
+        // memory before it holds a copy-on-write clone checked to hold the export; PyTorch's
+        // deleter may run on any thread.
         let tensor = unsafe { DlpackTensor::from_versioned(managed) }.map_err(to_py_err)?;
         Ok((tensor.device().device_type == Device::CPU_TYPE).then_some(tensor))
     }
@@ -350,32 +366,36 @@ unsafe fn version_1_3<'a>(
     None
 }
 
-/// That `storage` holds every byte of `array`, so that holding it keeps `array`'s memory: the
-/// storage was taken before the export, and `untyped_storage()` of a subclass or under a
-/// `__torch_function__` mode is answered by Python code.
-#[inline]
-fn check_storage_holds(
-    obj: &Bound<'_, PyAny>,
-    storage: &Bound<'_, PyAny>,
-    array: &HostArray,
-) -> PyResult<()> {
-    let py = obj.py();
-    let (first, len) = array.byte_span();
-    if len == 0 {
-        return Ok(());
+impl Torch {
+    /// That `clone`'s storage holds every byte of `array` (made from the export of `obj`), so
+    /// that holding the clone keeps the array's memory: PyTorch released the GIL while it made
+    /// the clone, and the tensor's storage may have been swapped in between.
+    #[inline]
+    fn check_snapshot_holds(
+        &self,
+        obj: &Bound<'_, PyAny>,
+        clone: &Bound<'_, PyAny>,
+        array: &HostArray,
+    ) -> PyResult<()> {
+        let py = obj.py();
+        let (first, len) = array.byte_span();
+        if len == 0 {
+            return Ok(());
+        }
+        let start: usize = self.data_address.bind(py).call1((clone,))?.extract()?;
+        let storage = call_method0(clone, intern!(py, "untyped_storage"))?;
+        let nbytes: usize = call_method0(&storage, intern!(py, "nbytes"))?.extract()?;
+        let first = first as usize;
+        let inside = first >= start
+            && start
+                .checked_add(nbytes)
+                .zip(first.checked_add(len))
+                .is_some_and(|(end, last)| last <= end);
+        if inside {
+            return Ok(());
+        }
+        Err(storage_swapped(obj, first, len, start, nbytes))
     }
-    let start: usize = call_method0(storage, intern!(py, "data_ptr"))?.extract()?;
-    let nbytes: usize = call_method0(storage, intern!(py, "nbytes"))?.extract()?;
-    let first = first as usize;
-    let inside = first >= start
-        && start
-            .checked_add(nbytes)
-            .zip(first.checked_add(len))
-            .is_some_and(|(end, last)| last <= end);
-    if inside {
-        return Ok(());
-    }
-    Err(outside_storage(obj, first, len, start, nbytes))
 }
 
 /// The name of `obj`'s type, for an error message (empty if even that fails).
@@ -386,10 +406,10 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_default()
 }
 
-/// The error for an export outside the storage ferry holds.
+/// The error for an export that the snapshot made after it does not hold.
 #[cold]
 #[inline(never)]
-fn outside_storage(
+fn storage_swapped(
     obj: &Bound<'_, PyAny>,
     first: usize,
     len: usize,
@@ -398,27 +418,17 @@ fn outside_storage(
 ) -> PyErr {
     let kind = type_name(obj);
     PyBufferError::new_err(format!(
-        "the {kind} exported memory at {first:#x} ({len} bytes) that its untyped_storage() ({nbytes} bytes at {start:#x}) does not hold, so ferry cannot keep it alive; import a copy of it as a plain tensor instead: ferry.from_dlpack(t.as_subclass(torch.Tensor).clone())"
+        "the {kind} exported memory at {first:#x} ({len} bytes), but its storage was replaced before ferry could take a snapshot of it ({nbytes} bytes at {start:#x}): another thread changed the tensor during the import; import it again once nothing else changes it"
     ))
 }
 
-/// The error for a tensor exported from memory that `untyped_storage()` does not give.
+/// The error for `copy=False` where no snapshot can be shared.
 #[cold]
 #[inline(never)]
-fn no_storage(obj: &Bound<'_, PyAny>) -> PyErr {
+fn no_snapshot(obj: &Bound<'_, PyAny>) -> PyErr {
     let kind = type_name(obj);
     PyBufferError::new_err(format!(
-        "the {kind} has no untyped_storage() that ferry can hold to keep its memory alive; import a copy of it as a plain tensor instead: ferry.from_dlpack(t.as_subclass(torch.Tensor).clone())"
-    ))
-}
-
-/// The error for a tensor whose storage ferry could not make non-resizable (`error` says why).
-#[cold]
-#[inline(never)]
-fn not_made_non_resizable(obj: &Bound<'_, PyAny>, error: &PyErr) -> PyErr {
-    let kind = type_name(obj);
-    PyBufferError::new_err(format!(
-        "ferry could not make the storage of the {kind} non-resizable ({error}), so t.resize_() could free it under the import; PyTorch clears that flag only through Tensor.numpy(), so NumPy must be importable"
+        "copy=False, but ferry shares a PyTorch tensor's memory only as a copy-on-write snapshot of a plain torch.Tensor whose storage PyTorch allocated, and this {kind} is not one (a subclass, an active __torch_function__ or __torch_dispatch__ mode, or memory from torch.from_numpy, a DLPack import, shared or pinned memory): import a copy (copy=None)"
     ))
 }
 
