@@ -2,8 +2,9 @@
 //! PyTorch 2.9.0.
 //!
 //! - To host, CPU: zero-copy, with the tensor's real strides and storage offset, and a
-//!   **snapshot**: the array owns a copy-on-write clone of the tensor's storage (libtorch's
-//!   `lazy_clone_storage`, what `torch._lazy_clone` uses). The two share the bytes until the
+//!   **snapshot**: the array owns a reference on the copy-on-write context of the tensor's
+//!   storage (made copy-on-write by libtorch's `lazy_clone_storage`, what `torch._lazy_clone`
+//!   uses), as a lazy clone of the storage would. The two share the bytes until the
 //!   tensor (or anything sharing its storage) is written, `resize_`d or exported: libtorch then
 //!   copies the bytes for the writer, once, and the array keeps its memory and its values. So
 //!   `fill_`, `copy_`, `set_`, `resize_` and lazy clones of the source are all allowed while the
@@ -69,10 +70,10 @@ unsafe extern "C" {
         strides: *mut i64,
         cap: i64,
         snapshot: i32,
-        storage: *mut *mut c_void,
+        snapshot_out: *mut *mut c_void,
         err: *mut *mut c_char,
     ) -> i64;
-    fn ferry_tch_storage_free(storage: *mut c_void);
+    fn ferry_tch_snapshot_free(snapshot: *mut c_void);
 }
 
 /// An error message from the shim, freed after copying.
@@ -204,7 +205,7 @@ const DESCRIBE_CAP: usize = 16;
 /// What [`describe`] takes of the tensor besides its layout (the shim's `snapshot` bits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Snapshot {
-    /// A copy-on-write clone of a plain CPU tensor's storage, where libtorch can make one.
+    /// A copy-on-write share of a plain CPU tensor's storage, where libtorch can make one.
     Cow = 1,
     /// The clone, or else a contiguous copy of the tensor.
     CowOrCopy = 1 | 2,
@@ -254,14 +255,15 @@ impl Axes {
     }
 }
 
-/// A reference of ferry's own to a libtorch StorageImpl that nothing else reaches: a
-/// copy-on-write clone of a tensor's storage, or a copy of the tensor (`shim.cpp`). Its bytes
-/// keep their values and their address while the handle lives.
+/// A snapshot of a tensor's values (`shim.cpp`): a reference of ferry's own on the
+/// copy-on-write context of the tensor's storage (or of a copy of the tensor that nothing else
+/// reaches). Its bytes keep their values and their address while the handle lives.
 struct StorageHandle(std::ptr::NonNull<c_void>);
 
-// SAFETY: the handle is one reference on an atomically reference-counted StorageImpl; ferry only
-// drops it, which libtorch allows from any thread (its deleters, the copy-on-write one included,
-// are thread-safe), and nothing is reachable through `&StorageHandle`.
+// SAFETY: the handle is one reference on libtorch's atomically reference-counted copy-on-write
+// context; ferry only drops it, which libtorch allows from any thread (every storage sharing the
+// bytes holds such a reference and drops it wherever it is freed), and nothing is reachable
+// through `&StorageHandle`.
 unsafe impl Send for StorageHandle {}
 // SAFETY: as above: no method reads or writes through a shared reference.
 unsafe impl Sync for StorageHandle {}
@@ -269,7 +271,7 @@ unsafe impl Sync for StorageHandle {}
 impl Drop for StorageHandle {
     fn drop(&mut self) {
         // SAFETY: the handle came from ferry_tch_describe and is released exactly once, here.
-        unsafe { ferry_tch_storage_free(self.0.as_ptr()) }
+        unsafe { ferry_tch_snapshot_free(self.0.as_ptr()) }
     }
 }
 
@@ -288,7 +290,7 @@ fn describe(t: &Tensor, snapshot: Snapshot) -> Result<Described> {
     let (mut sizes, mut strides) = ([0i64; DESCRIBE_CAP], [0i64; DESCRIBE_CAP]);
     let mut err = std::ptr::null_mut();
     // SAFETY: `t` is a live tensor; the shim writes `info`, at most DESCRIBE_CAP entries,
-    // `storage` (a fresh storage reference of our own, or NULL), and `err` only when it returns
+    // `storage` (a fresh snapshot reference of our own, or NULL), and `err` only when it returns
     // -1.
     let ndim = unsafe {
         ferry_tch_describe(
@@ -481,8 +483,8 @@ struct TchStorage {
 impl TchStorage {
     /// # Safety
     ///
-    /// `base..base + len` are the bytes of the StorageImpl `handle` refers to (as
-    /// `ferry_tch_describe` reports them), in host memory.
+    /// `base..base + len` are the bytes `handle` is a snapshot of (as `ferry_tch_describe`
+    /// reports them), in host memory.
     unsafe fn new(handle: StorageHandle, base: *mut c_void, len: usize) -> TchStorage {
         TchStorage {
             _handle: handle,
@@ -492,14 +494,15 @@ impl TchStorage {
     }
 }
 
-// SAFETY: `_handle` is ferry's own reference to a StorageImpl nothing else reaches, whose bytes
-// are `base..base + len` (constructor contract), libtorch's heap memory, not inside this value:
-// either a copy-on-write clone of a tensor's storage, whose bytes libtorch never writes, moves
-// or frees while the clone holds them (any writer to a storage sharing them — an in-place op,
-// `set_`, `resize_`, `share_memory_`, a DLPack export — asks for a mutable data pointer, which
-// first gives the writer a copy of its own; ferry reads the clone through `data()`, which never
-// does), or a copy made for this handle alone. So nothing writes the bytes while the handle
-// lives.
+// SAFETY: `_handle` is ferry's own reference on the copy-on-write context that owns the bytes
+// `base..base + len` (constructor contract), libtorch's heap memory, not inside this value. The
+// context frees them only with its last reference, and libtorch never writes bytes a
+// copy-on-write context owns: any writer to a storage sharing them — an in-place op, `set_`,
+// `resize_`, `share_memory_`, a DLPack export — asks for a mutable data pointer, which first
+// gives the writer a copy of its own (or, as the last reference, the bytes themselves, which it
+// cannot be while this handle lives); ferry reads through `data()`, which never does. For a
+// copy made for this handle alone, nothing else reaches the context at all. So nothing writes
+// the bytes while the handle lives.
 unsafe impl ferry_core::Storage for TchStorage {
     fn bytes(&self) -> (*const u8, usize) {
         (self.base as *const u8, self.len)
@@ -507,8 +510,8 @@ unsafe impl ferry_core::Storage for TchStorage {
 }
 
 // SAFETY: as above; constructed as `StorageMut` only for a copy made for the handle alone
-// (`COPIED`), which nobody else reaches, and whose pointer the shim took from `data()` of a
-// storage libtorch allocated writable.
+// (`COPIED`), whose context nothing else references, and whose bytes libtorch's CPU allocator
+// allocated writable for the copy.
 unsafe impl ferry_core::StorageMut for TchStorage {
     fn bytes_mut(&mut self) -> (*mut u8, usize) {
         (self.base as *mut u8, self.len)
@@ -516,8 +519,8 @@ unsafe impl ferry_core::StorageMut for TchStorage {
 }
 
 /// Describes a CPU tensor's snapshot as a host array owning `storage`, ferry's own reference
-/// to it: read-only over a copy-on-write clone, ferry's own (`Exclusive`, one recorded copy)
-/// over a copy.
+/// to it: read-only over bytes shared copy-on-write, ferry's own (`Exclusive`, one recorded
+/// copy) over a copy.
 fn cpu_view(
     storage: StorageHandle,
     info: &TensorInfo,
@@ -903,7 +906,7 @@ mod cuda {
     }
 
     /// Exports the snapshot `storage` of a device tensor (`info`, `axes`) on its device, once
-    /// the device's queued work is done: READ_ONLY over a copy-on-write clone, the consumer's
+    /// the device's queued work is done: READ_ONLY over bytes shared copy-on-write, the consumer's
     /// own (IS_COPIED) over a copy.
     #[cfg(feature = "cuda")]
     pub(super) fn export(

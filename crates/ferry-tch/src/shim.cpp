@@ -6,6 +6,7 @@
 #include <ATen/DLConvertor.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/impl/COW.h>
+#include <c10/core/impl/COWDeleter.h>
 #include <atomic>
 #include <cstdlib>
 #include <algorithm>
@@ -147,27 +148,43 @@ enum : int32_t {
   FERRY_ANY_DEVICE = 4,
 };
 
+// A reference of ferry's own on `impl`'s copy-on-write context, after making the storage
+// copy-on-write if it is not yet (c10::impl::cow::lazy_clone_storage, what torch._lazy_clone
+// uses; the clone it returns is dropped at once): the reference is what every storage sharing
+// the bytes holds, so the bytes stay allocated while it lives, and every writer to those
+// storages copies them for itself first. NULL where the storage's DataPtr has a context of its
+// own (memory libtorch did not allocate), which cannot be shared copy-on-write.
+static c10::impl::cow::COWDeleterContext *cow_reference(c10::StorageImpl &impl) {
+  if (!c10::impl::cow::is_cow_data_ptr(impl.data_ptr()) &&
+      !c10::impl::cow::lazy_clone_storage(impl)) {
+    return nullptr;
+  }
+  auto *ctx = impl.data_ptr().cast_context<c10::impl::cow::COWDeleterContext>(
+      &c10::impl::cow::cow_deleter);
+  TORCH_CHECK(ctx != nullptr, "a copy-on-write storage without its context");
+  ctx->increment_refcount();
+  return ctx;
+}
+
 // Everything ferry needs to view or export a tensor, in one call: returns ndim (-1 on error,
 // with `err` set); sizes and strides are written when ndim <= cap.
 //
-// With FERRY_SNAPSHOT (and `storage` not NULL), `*storage` receives a StorageImpl of ferry's
-// own that keeps the tensor's values as they are now, whatever anyone does to the tensor
-// later (release it with ferry_tch_storage_free):
-// - a copy-on-write clone of the tensor's storage (c10::impl::cow::lazy_clone_storage, what
-//   torch._lazy_clone uses): both storages share the bytes until either is written through a
-//   mutable data pointer, which first copies them for the writer (libtorch materialises a COW
-//   storage in `mutable_data()`, and every in-place op, `set_`, `resize_` and the DLPack
-//   export go through it). ferry reads the clone only through `data()`, which never
-//   materialises it, and nothing else can reach the clone, so its bytes never change or move;
-// - where the storage's DataPtr has a context of its own (memory libtorch did not allocate:
-//   `from_blob`, a DLPack import, pinned or shared memory), which cannot be shared
-//   copy-on-write: with FERRY_SNAPSHOT_OR_COPY a contiguous copy of the tensor (flag
-//   FERRY_COPIED; the layout reported is the copy's), else NULL.
-// Without a snapshot `*storage` is NULL and nothing of the tensor is changed.
+// With FERRY_SNAPSHOT (and `snapshot_out` not NULL), `*snapshot_out` receives a snapshot of the
+// tensor's values that nothing done to the tensor later can free or change (release it with
+// ferry_tch_snapshot_free), and `storage_data`/`storage_bytes` describe its bytes:
+// - a reference on the copy-on-write context of the tensor's storage (`cow_reference`): the
+//   storage and ferry share the bytes until the storage is written through a mutable data
+//   pointer, which first copies them for the writer (libtorch materialises a copy-on-write
+//   storage in `mutable_data()`, and every in-place op, `set_`, `resize_`, `share_memory_` and
+//   the DLPack export go through it). ferry reads the bytes only; `data()` and
+//   `const_data_ptr()`, which this function uses, never materialise;
+// - where the storage's memory is not libtorch's own: with FERRY_SNAPSHOT_OR_COPY, the same of
+//   a contiguous copy of the tensor, which nothing else reaches (flag FERRY_COPIED; the layout
+//   reported is the copy's), else NULL.
+// Without a snapshot `*snapshot_out` is NULL.
 int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, int64_t *strides,
-                           int64_t cap, int32_t snapshot, c10::StorageImpl **storage,
-                           char **err) {
-  if (storage) *storage = nullptr;
+                           int64_t cap, int32_t snapshot, void **snapshot_out, char **err) {
+  if (snapshot_out) *snapshot_out = nullptr;
   try {
     check_strided(*t);
     bool quantized = t->is_quantized();
@@ -176,24 +193,25 @@ int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, in
     info->device_index = t->device().index();
     info->flags = (t->requires_grad() ? FERRY_REQUIRES_GRAD : 0) |
                   (t->is_conj() ? FERRY_CONJ : 0) | (t->is_neg() ? FERRY_NEG : 0);
-    bool wanted = storage && (snapshot & FERRY_SNAPSHOT) && !t->is_conj() && !t->is_neg() &&
-                  !quantized && (t->device().is_cpu() || (snapshot & FERRY_ANY_DEVICE));
+    bool wanted = snapshot_out && (snapshot & FERRY_SNAPSHOT) && !t->is_conj() &&
+                  !t->is_neg() && !quantized &&
+                  (t->device().is_cpu() || (snapshot & FERRY_ANY_DEVICE));
     // The tensor whose layout is reported: `*t`, or the copy made for the snapshot.
     at::Tensor copy;
     const at::Tensor *described = t;
-    c10::intrusive_ptr<c10::StorageImpl> held;
+    // Released (`cow_deleter`) if anything below throws; handed over at the end.
+    std::unique_ptr<void, void (*)(void *)> held(nullptr, &c10::impl::cow::cow_deleter);
     if (wanted) {
-      held = c10::impl::cow::lazy_clone_storage(*t->storage().unsafeGetStorageImpl());
+      held.reset(cow_reference(*t->storage().unsafeGetStorageImpl()));
       if (!held && (snapshot & FERRY_SNAPSHOT_OR_COPY)) {
         copy = t->clone(at::MemoryFormat::Contiguous);
         described = &copy;
-        held = c10::intrusive_ptr<c10::StorageImpl>::reclaim_copy(
-            copy.storage().unsafeGetStorageImpl());
+        held.reset(cow_reference(*copy.storage().unsafeGetStorageImpl()));
+        TORCH_CHECK(held != nullptr, "libtorch's copy of the tensor is not copy-on-write");
         info->flags |= FERRY_COPIED;
       }
     }
-    const c10::StorageImpl &own =
-        held ? *held : *described->storage().unsafeGetStorageImpl();
+    const c10::StorageImpl &own = *described->storage().unsafeGetStorageImpl();
     int64_t ndim = described->dim();
     info->storage_bytes = static_cast<int64_t>(own.nbytes());
     info->storage_offset = described->storage_offset();
@@ -206,7 +224,7 @@ int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, in
       std::copy(dims.begin(), dims.end(), sizes);
       std::copy(steps.begin(), steps.end(), strides);
     }
-    if (held) *storage = held.release();  // ferry's own reference
+    if (held) *snapshot_out = held.release();  // ferry's own reference
     return ndim;
   } catch (...) {
     report(err);
@@ -214,8 +232,9 @@ int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, in
   }
 }
 
-// Releases a snapshot from ferry_tch_describe (dropping ferry's reference to the StorageImpl,
-// which may free it; libtorch's deleters run on any thread). Never throws.
-void ferry_tch_storage_free(c10::StorageImpl *storage) { c10::raw::intrusive_ptr::decref(storage); }
+// Releases a snapshot from ferry_tch_describe: ferry's reference on the copy-on-write context,
+// which frees the bytes when it is the last (libtorch's deleters run on any thread). Never
+// throws.
+void ferry_tch_snapshot_free(void *snapshot) { c10::impl::cow::cow_deleter(snapshot); }
 
 }  // extern "C"
