@@ -55,6 +55,18 @@ pub(crate) struct Torch {
     /// `torch._C._has_torch_function_unary`: whether an operation on a tensor goes to a
     /// `__torch_function__` override first (a subclass's, or an active mode's).
     has_torch_function_unary: Py<PyAny>,
+    /// What a snapshot needs, where this PyTorch has it all (2.1 and later); without it every
+    /// import is a copy.
+    snapshots: Option<Snapshots>,
+    /// `len(sys.modules)` when `torch.Tensor` was last seen without an exchange table, else -1.
+    /// A type gains the table when a module is imported (tvm-ffi's add-on sets it on PyTorch
+    /// 2.9), so a miss is looked up again only once the set of imported modules has changed;
+    /// a table that is there is looked up on every import (a cheap hit).
+    table_missing_at: AtomicIsize,
+}
+
+/// The functions of `torch` a snapshot is made with.
+struct Snapshots {
     /// `torch._C._len_torch_dispatch_stack`: how many `__torch_dispatch__` modes are active
     /// (any of them answers for every operator, `_lazy_clone` included).
     dispatch_modes: Py<PyAny>,
@@ -63,14 +75,9 @@ pub(crate) struct Torch {
     /// `torch._C._data_address`: a tensor's storage's first byte, read without materialising a
     /// copy-on-write storage (`data_ptr()` would copy it).
     data_address: Py<PyAny>,
-    /// `torch._C._to_dlpack_versioned(tensor, dl_device=None, copy=None)`: the export
+    /// `torch._C._to_dlpack_versioned(tensor, *, dl_device=None, copy=None)`: the export
     /// `Tensor.__dlpack__` makes after its checks, a C function.
     to_dlpack_versioned: Py<PyAny>,
-    /// `len(sys.modules)` when `torch.Tensor` was last seen without an exchange table, else -1.
-    /// A type gains the table when a module is imported (tvm-ffi's add-on sets it on PyTorch
-    /// 2.9), so a miss is looked up again only once the set of imported modules has changed;
-    /// a table that is there is looked up on every import (a cheap hit).
-    table_missing_at: AtomicIsize,
 }
 
 static TORCH: PyOnceLock<Torch> = PyOnceLock::new();
@@ -125,17 +132,22 @@ impl Torch {
         TORCH
             .get_or_try_init(py, || {
                 let c = torch.getattr(intern!(py, "_C"))?;
+                let get =
+                    |module: &Bound<'_, PyAny>, name| module.getattr(name).map(Bound::unbind).ok();
+                let snapshots = (|| {
+                    Some(Snapshots {
+                        dispatch_modes: get(&c, intern!(py, "_len_torch_dispatch_stack"))?,
+                        lazy_clone: get(&torch, intern!(py, "_lazy_clone"))?,
+                        data_address: get(&c, intern!(py, "_data_address"))?,
+                        to_dlpack_versioned: get(&c, intern!(py, "_to_dlpack_versioned"))?,
+                    })
+                })();
                 Ok::<_, PyErr>(Torch {
                     tensor: tensor.cast_into::<PyType>()?.unbind(),
                     has_torch_function_unary: c
                         .getattr(intern!(py, "_has_torch_function_unary"))?
                         .unbind(),
-                    dispatch_modes: c
-                        .getattr(intern!(py, "_len_torch_dispatch_stack"))?
-                        .unbind(),
-                    lazy_clone: torch.getattr(intern!(py, "_lazy_clone"))?.unbind(),
-                    data_address: c.getattr(intern!(py, "_data_address"))?.unbind(),
-                    to_dlpack_versioned: c.getattr(intern!(py, "_to_dlpack_versioned"))?.unbind(),
+                    snapshots,
                     table_missing_at: AtomicIsize::new(-1),
                 })
             })
@@ -149,15 +161,17 @@ impl Torch {
         if call_method0(obj, intern!(py, "is_neg"))?.is_truthy()? {
             return Err(negative_bit(obj));
         }
-        if self.is_plain(obj)? {
+        if let Some(snapshots) = self.plain(obj)? {
             if copy == Some(true) {
-                return self.copy_plain(obj, CopyReason::Forced);
+                return snapshots.copy_plain(obj, CopyReason::Forced);
             }
-            match self.snapshot(obj, copy)? {
+            match self.snapshot(snapshots, obj, copy)? {
                 Snapshot::Taken(array) => return Ok(array),
                 Snapshot::NotCopyOnWrite if copy == Some(false) => return Err(no_snapshot(obj)),
                 // Memory PyTorch did not allocate: PyTorch's own copy of it.
-                Snapshot::NotCopyOnWrite => return self.copy_plain(obj, CopyReason::Snapshot),
+                Snapshot::NotCopyOnWrite => {
+                    return snapshots.copy_plain(obj, CopyReason::Snapshot);
+                }
                 // Not exported (a sparse tensor): `__dlpack__` says why, in PyTorch's words.
                 Snapshot::NotExported => {}
             }
@@ -165,32 +179,47 @@ impl Torch {
         self.import_copy(obj, copy)
     }
 
-    /// Whether `obj` is a plain tensor: exactly `torch.Tensor`, with no `__torch_function__`
-    /// or `__torch_dispatch__` mode active (which could answer for it), that needs no gradient
-    /// and has no conjugate bit (which `__dlpack__` refuses, in PyTorch's words).
+    /// The snapshot functions, where `obj` is a plain tensor: exactly `torch.Tensor`, with no
+    /// `__torch_function__` or `__torch_dispatch__` mode active (which could answer for it),
+    /// that needs no gradient and has no conjugate bit (which `__dlpack__` refuses, in
+    /// PyTorch's words); `None` otherwise.
     #[inline]
-    fn is_plain(&self, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fn plain(&self, obj: &Bound<'_, PyAny>) -> PyResult<Option<&Snapshots>> {
         let py = obj.py();
-        Ok(obj.get_type().is(self.tensor.bind(py))
+        let Some(snapshots) = &self.snapshots else {
+            return Ok(None);
+        };
+        let plain = obj.get_type().is(self.tensor.bind(py))
             && !self
                 .has_torch_function_unary
                 .bind(py)
                 .call1((obj,))?
                 .is_truthy()?
-            && self.dispatch_modes.bind(py).call0()?.extract::<usize>()? == 0
+            && snapshots
+                .dispatch_modes
+                .bind(py)
+                .call0()?
+                .extract::<usize>()?
+                == 0
             && !obj.getattr(intern!(py, "requires_grad"))?.is_truthy()?
-            && !call_method0(obj, intern!(py, "is_conj"))?.is_truthy()?)
+            && !call_method0(obj, intern!(py, "is_conj"))?.is_truthy()?;
+        Ok(plain.then_some(snapshots))
     }
 
     /// The snapshot of plain tensor `obj`: its export (the exchange table's, else
     /// `_to_dlpack_versioned`'s), read-only and holding a copy-on-write clone of the storage it
     /// lies in. A device tensor comes as the host copy PyTorch makes of it.
     #[inline]
-    fn snapshot(&self, obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<Snapshot> {
+    fn snapshot(
+        &self,
+        snapshots: &Snapshots,
+        obj: &Bound<'_, PyAny>,
+        copy: Option<bool>,
+    ) -> PyResult<Snapshot> {
         let py = obj.py();
         let tensor = match self.export_through_table(obj)? {
             Some(tensor) => tensor,
-            None => match self.to_dlpack_versioned.bind(py).call1((obj,)) {
+            None => match snapshots.to_dlpack_versioned.bind(py).call1((obj,)) {
                 Ok(capsule) => take_capsule(&capsule)?,
                 Err(_) => return Ok(Snapshot::NotExported),
             },
@@ -205,7 +234,7 @@ impl Torch {
         // After the export, which reads the tensor's data pointer: a mutable one, which first
         // copies a storage an earlier snapshot still shares (PyTorch treats an export as a
         // write). `_lazy_clone` raises where the storage's memory is not PyTorch's own.
-        let clone = match self.lazy_clone.bind(py).call1((obj,)) {
+        let clone = match snapshots.lazy_clone.bind(py).call1((obj,)) {
             Ok(clone) => clone,
             Err(e) if e.is_instance_of::<PyRuntimeError>(py) => {
                 return Ok(Snapshot::NotCopyOnWrite);
@@ -223,30 +252,10 @@ impl Torch {
         // PyTorch releases the GIL inside `_lazy_clone`: another thread may have swapped the
         // tensor's storage since the export. The clone is of the storage the export lies in, or
         // refused.
-        self.check_snapshot_holds(obj, &clone, &array)?;
+        snapshots.check_holds(obj, &clone, &array)?;
         Ok(Snapshot::Taken(
             array.with_guard(PyReference::new(clone.unbind())),
         ))
-    }
-
-    /// A copy of plain tensor `obj` (asked for, or of memory that cannot be shared
-    /// copy-on-write): PyTorch's export with `copy=True`, a C function, so the copy is nobody
-    /// else's.
-    #[cold]
-    #[inline(never)]
-    fn copy_plain(&self, obj: &Bound<'_, PyAny>, reason: CopyReason) -> PyResult<HostArray> {
-        let py = obj.py();
-        let kwargs = PyDict::new(py);
-        kwargs.set_item(intern!(py, "copy"), true)?;
-        let capsule = self
-            .to_dlpack_versioned
-            .bind(py)
-            .call((obj,), Some(&kwargs))?;
-        let array = take_capsule(&capsule)?.into_host().map_err(to_py_err)?;
-        // PyTorch never sets IS_COPIED; the memory is the copy its export made, held by the
-        // export alone, and the array is its only holder.
-        let record = record_copy(array.nbytes() as u64, reason);
-        Ok(array.with_copy(record))
     }
 
     /// Imports a tensor that is not plain (a subclass, a mode, a gradient, a conjugate bit) or
@@ -366,12 +375,32 @@ unsafe fn version_1_3<'a>(
     None
 }
 
-impl Torch {
+impl Snapshots {
+    /// A copy of plain tensor `obj` (asked for, or of memory that cannot be shared
+    /// copy-on-write): PyTorch's export with `copy=True`, a C function, so the copy is nobody
+    /// else's.
+    #[cold]
+    #[inline(never)]
+    fn copy_plain(&self, obj: &Bound<'_, PyAny>, reason: CopyReason) -> PyResult<HostArray> {
+        let py = obj.py();
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "copy"), true)?;
+        let capsule = self
+            .to_dlpack_versioned
+            .bind(py)
+            .call((obj,), Some(&kwargs))?;
+        let array = take_capsule(&capsule)?.into_host().map_err(to_py_err)?;
+        // PyTorch never sets IS_COPIED; the memory is the copy its export made, held by the
+        // export alone, and the array is its only holder.
+        let record = record_copy(array.nbytes() as u64, reason);
+        Ok(array.with_copy(record))
+    }
+
     /// That `clone`'s storage holds every byte of `array` (made from the export of `obj`), so
     /// that holding the clone keeps the array's memory: PyTorch released the GIL while it made
     /// the clone, and the tensor's storage may have been swapped in between.
     #[inline]
-    fn check_snapshot_holds(
+    fn check_holds(
         &self,
         obj: &Bound<'_, PyAny>,
         clone: &Bound<'_, PyAny>,
