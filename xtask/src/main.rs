@@ -734,32 +734,47 @@ fn valgrind() -> Result<()> {
     python_memcheck()
 }
 
-/// The installed wheel under memcheck: tests/python/test_exchange.py (the C exchange API table,
-/// capsules, and tvm-ffi taking and returning ferry arrays), without conftest.py so PyTorch is
-/// not loaded. CPython and the dynamic loader report errors of their own under valgrind
-/// (uninitialised bytes in `int.from_bytes`, `strncmp` over-reads), so only an error whose
-/// stack passes through the ferry module (`ferry.abi3.so`) fails the run.
+/// The installed wheel under memcheck, in two runs: tests/python/test_exchange.py (the C
+/// exchange API table, capsules, and tvm-ffi taking and returning ferry arrays) without
+/// conftest.py, so PyTorch is not loaded; then test_torch_import.py (PyTorch imports and their
+/// snapshots, the GIL checks) and test_arrow.py (the Arrow PyCapsule interface) with it. CPython,
+/// PyTorch and the dynamic loader report errors of their own under valgrind (uninitialised
+/// bytes in `int.from_bytes`, `strncmp` over-reads), so only an error whose stack passes through
+/// the ferry module (`ferry.abi3.so`) fails the run.
 fn python_memcheck() -> Result<()> {
     let python = wheel_venv()?;
+    let tests = workspace_root().join("tests/python");
+    python_memcheck_run(&python, &[tests.join("test_exchange.py")], true)?;
+    python_memcheck_run(
+        &python,
+        &[
+            tests.join("test_torch_import.py"),
+            tests.join("test_arrow.py"),
+        ],
+        false,
+    )
+}
+
+/// pytest over `files` under memcheck (see [`python_memcheck`]).
+fn python_memcheck_run(python: &Path, files: &[PathBuf], no_conftest: bool) -> Result<()> {
     let start = Instant::now();
-    let out = Command::new("valgrind")
-        .args(["--tool=memcheck", "--num-callers=40"])
-        .arg(&python)
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--noconftest",
-        ])
-        .arg(workspace_root().join("tests/python/test_exchange.py"))
-        .env("PYTHONMALLOC", "malloc")
-        .output()?;
+    let mut cmd = Command::new("valgrind");
+    cmd.args(["--tool=memcheck", "--num-callers=40"])
+        .arg(python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"]);
+    if no_conftest {
+        cmd.arg("--noconftest");
+    }
+    let out = cmd.args(files).env("PYTHONMALLOC", "malloc").output()?;
+    let names = files
+        .iter()
+        .map(|f| f.file_name().unwrap_or_default().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(", ");
     let log = String::from_utf8_lossy(&out.stderr);
     print!("{}", String::from_utf8_lossy(&out.stdout));
     if !out.status.success() {
-        bail!("valgrind: the Python exchange tests failed:\n{log}");
+        bail!("valgrind: the Python tests {names} failed:\n{log}");
     }
     // One block per error: the lines from a message up to the next blank `==pid==` line.
     const MODULE: &str = "ferry.abi3.so";
@@ -782,13 +797,13 @@ fn python_memcheck() -> Result<()> {
     }
     if !ours.is_empty() {
         bail!(
-            "valgrind: {} error(s) in the ferry module:\n{}",
+            "valgrind: {} error(s) in the ferry module ({names}):\n{}",
             ours.len(),
             ours.join("\n")
         );
     }
     println!(
-        "valgrind: tests/python/test_exchange.py: no error in the ferry module ({:.0?})",
+        "valgrind: {names}: no error in the ferry module ({:.0?})",
         start.elapsed()
     );
     Ok(())
