@@ -397,7 +397,9 @@ b.view(torch.uint8).fill_(2)
 /// Round 3, hole 10: a PyTorch import's Python reference dropped on a thread without the GIL
 /// went to pyo3's deferred pool, which ferry's own hand-written entry points never emptied: on
 /// 5d4584c five 64 MiB imports dropped that way kept 320 MiB alive after `ferry.from_dlpack`
-/// ran. Such references are now released at ferry's next call, whichever it is.
+/// ran. Such references are now released at ferry's next call, whichever it is. (All of it
+/// happens while this thread stays attached to pyo3: pyo3 empties its pool when a thread
+/// attaches.)
 #[test]
 fn round3_hole10_references_dropped_without_the_gil_go_on_the_next_call() {
     fn rss() -> usize {
@@ -405,9 +407,9 @@ fn round3_hole10_references_dropped_without_the_gil_go_on_the_next_call() {
         let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
         pages * 4096
     }
-    let (arrays, before) = with_python(|py| {
+    with_python(|py| {
         let locals = PyDict::new(py);
-        py.run(c"import torch", Some(&locals), None)?;
+        py.run(c"import ferry, numpy, torch", Some(&locals), None)?;
         let before = rss();
         let mut arrays = Vec::new();
         for _ in 0..5 {
@@ -420,26 +422,26 @@ fn round3_hole10_references_dropped_without_the_gil_go_on_the_next_call() {
             arrays.push(from_python(&locals.get_item("t")?.unwrap())?);
             py.run(c"del t", Some(&locals), None)?;
         }
-        Ok((arrays, before))
+        assert!(rss() > before + (300 << 20), "the imports hold their memory");
+        // Dropped on another thread, which holds the GIL only while PyTorch's deleter takes it.
+        // This thread lets it go with CPython's own call, not pyo3's `detach`, whose return
+        // would empty pyo3's pool itself.
+        // SAFETY: this thread holds the GIL (with_python); it takes it back below, before any
+        // other Python call.
+        let state = unsafe { pyo3::ffi::PyEval_SaveThread() };
+        let dropped = std::thread::spawn(move || drop(arrays)).join();
+        // SAFETY: the state `PyEval_SaveThread` returned, on the same thread.
+        unsafe { pyo3::ffi::PyEval_RestoreThread(state) };
+        dropped.unwrap();
+        py.run(c"ferry.from_dlpack(numpy.zeros(1))", Some(&locals), None)?;
+        let after = rss();
+        assert!(
+            after < before + (100 << 20),
+            "ferry's next call released the imports: {} MiB more than before",
+            (after.saturating_sub(before)) >> 20
+        );
+        Ok(())
     });
-    assert!(
-        rss() > before + (300 << 20),
-        "the imports hold their memory"
-    );
-    std::thread::spawn(move || drop(arrays)).join().unwrap();
-    with_python(|py| {
-        py.run(
-            c"import ferry, numpy; ferry.from_dlpack(numpy.zeros(1))",
-            None,
-            None,
-        )
-    });
-    let after = rss();
-    assert!(
-        after < before + (100 << 20),
-        "ferry's next call released the imports: {} MiB more than before",
-        (after.saturating_sub(before)) >> 20
-    );
 }
 
 /// Issue 14, hole 1: re-importing ferry's own Python export (`to_python(x.clone())`, then
