@@ -364,24 +364,10 @@ b.view(torch.uint8).fill_(2)
             None,
         )?;
         let expected: Vec<f32> = (0..1 << 20).map(|i| i as f32).collect();
-        assert_eq!(
-            array
-                .view::<f32>()
-                .unwrap()
-                .iter()
-                .copied()
-                .collect::<Vec<_>>(),
-            expected
-        );
-        assert_eq!(
-            shared
-                .view::<f32>()
-                .unwrap()
-                .iter()
-                .copied()
-                .collect::<Vec<_>>(),
-            expected
-        );
+        for kept in [&array, &shared] {
+            let values: Vec<f32> = kept.view::<f32>().unwrap().iter().copied().collect();
+            assert_eq!(values, expected);
+        }
         assert_eq!(resized.view::<f32>().unwrap()[[4095]], 4095.0);
         assert_eq!(
             valid.iter().copied().collect::<Vec<_>>(),
@@ -422,7 +408,10 @@ fn round3_hole10_references_dropped_without_the_gil_go_on_the_next_call() {
             arrays.push(from_python(&locals.get_item("t")?.unwrap())?);
             py.run(c"del t", Some(&locals), None)?;
         }
-        assert!(rss() > before + (300 << 20), "the imports hold their memory");
+        assert!(
+            rss() > before + (300 << 20),
+            "the imports hold their memory"
+        );
         // Dropped on another thread, which holds the GIL only while PyTorch's deleter takes it.
         // This thread lets it go with CPython's own call, not pyo3's `detach`, whose return
         // would empty pyo3's pool itself.

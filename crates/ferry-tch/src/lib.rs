@@ -194,6 +194,25 @@ struct TensorInfo {
     storage_data: *mut std::ffi::c_void,
 }
 
+impl TensorInfo {
+    /// The storage offset in elements and the storage's size in bytes, as `usize`s.
+    fn storage_span(&self) -> Result<(usize, usize)> {
+        match (
+            usize::try_from(self.storage_offset),
+            usize::try_from(self.storage_bytes),
+        ) {
+            (Ok(offset), Ok(len)) => Ok((offset, len)),
+            _ => Err(Error::backend_message(
+                BACKEND,
+                format!(
+                    "libtorch reported storage offset {} and storage size {} bytes",
+                    self.storage_offset, self.storage_bytes
+                ),
+            )),
+        }
+    }
+}
+
 const REQUIRES_GRAD: i32 = 1;
 const IS_CONJ: i32 = 2;
 const IS_NEG: i32 = 4;
@@ -527,18 +546,7 @@ fn cpu_view(
     dtype: DType,
     axes: &Axes,
 ) -> Result<HostArray> {
-    let (Ok(offset), Ok(len)) = (
-        usize::try_from(info.storage_offset),
-        usize::try_from(info.storage_bytes),
-    ) else {
-        return Err(Error::backend_message(
-            BACKEND,
-            format!(
-                "libtorch reported storage offset {} and storage size {} bytes",
-                info.storage_offset, info.storage_bytes
-            ),
-        ));
-    };
+    let (offset, len) = info.storage_span()?;
     let layout = StorageLayoutRef {
         dtype,
         shape: axes.shape(),
@@ -931,18 +939,7 @@ mod cuda {
         if unsafe { ferry_tch_device_synchronize(info.device_index, &mut err) } != 0 {
             return Err(shim_error(err, "waiting for the CUDA device"));
         }
-        let (Ok(offset), Ok(len)) = (
-            usize::try_from(info.storage_offset),
-            usize::try_from(info.storage_bytes),
-        ) else {
-            return Err(Error::backend_message(
-                BACKEND,
-                format!(
-                    "libtorch reported storage offset {} and storage size {} bytes",
-                    info.storage_offset, info.storage_bytes
-                ),
-            ));
-        };
+        let (offset, len) = info.storage_span()?;
         let layout = ferry_core::StorageLayout {
             dtype,
             shape: axes.shape().to_vec(),
