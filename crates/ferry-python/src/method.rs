@@ -41,8 +41,9 @@ const FROM_DLPACK_DOC: &CStr = c"from_dlpack(x, /, *, copy=None)
 --
 
 Imports an array from any object with `__dlpack__` (NumPy, PyTorch, JAX, CuPy), sharing its
-memory unless `copy=True`. A PyTorch tensor's storage is held and made non-resizable, so
-`set_` and `resize_` on the tensor cannot free what the array reads.";
+memory unless `copy=True`. A PyTorch tensor comes as a read-only copy-on-write snapshot, so
+nothing done to the tensor later (`set_`, `resize_`, `share_memory_`, in-place writes) can
+free or change what the array reads; where no snapshot can be shared it is a copy.";
 
 /// A method definition in a `static`: CPython keeps a pointer to it in the function object.
 struct Definition(ffi::PyMethodDef);
