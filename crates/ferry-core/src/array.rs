@@ -778,40 +778,47 @@ impl HostArray {
     /// handle to an owned buffer that is exactly its memory in standard layout.
     pub fn into_array<T: Element>(self) -> Result<ArrayD<T>> {
         self.check_typed::<T>()?;
-        if !T::NEEDS_VALIDATION && self.is_standard_layout() && self.access == Access::Exclusive {
-            let (data, shape) = (self.data.as_ptr(), self.shape.clone());
-            match Arc::downcast::<ArrayD<T>>(self.owner.clone()) {
-                Ok(owned) => {
-                    drop(self);
-                    match Arc::try_unwrap(owned) {
-                        Ok(array)
-                            if array.as_ptr().cast::<u8>() == data.cast_const()
-                                && array.shape() == shape.as_slice()
-                                && array.is_standard_layout() =>
-                        {
-                            return Ok(array);
-                        }
-                        Ok(array) => return HostArray::from_array(array).into_array_copy::<T>(),
-                        Err(shared) => {
-                            return HostArray::from_arc_owner(shared).into_array_copy::<T>();
-                        }
-                    }
-                }
-                Err(_) => return self.into_array_copy::<T>(),
-            }
+        if T::NEEDS_VALIDATION || !self.is_standard_layout() || self.access != Access::Exclusive {
+            return self.into_array_copy::<T>();
         }
-        self.into_array_copy::<T>()
-    }
-
-    fn from_arc_owner<T: Element>(owner: Arc<ArrayD<T>>) -> HostArray {
-        let (data, shape, strides) = (
-            owner.as_ptr().cast(),
-            owner.shape().to_vec(),
-            owner.strides().to_vec(),
-        );
-        // SAFETY: the elements of the array behind `owner`, which is shared (nobody can get a
-        // mutable reference to it) and therefore never written.
-        unsafe { Self::read_only_ndarray::<T>(data, shape, strides, owner) }
+        let HostArray {
+            data,
+            dtype,
+            shape,
+            strides,
+            memory,
+            access,
+            owner,
+            copies,
+        } = self;
+        let parts = |owner: Owner| HostArray {
+            data,
+            dtype,
+            shape: shape.clone(),
+            strides,
+            memory,
+            access,
+            owner,
+            copies,
+        };
+        let owned = match Arc::downcast::<ArrayD<T>>(owner) {
+            Ok(owned) => owned,
+            Err(owner) => return parts(owner).into_array_copy::<T>(),
+        };
+        match Arc::try_unwrap(owned) {
+            Ok(array)
+                if array.as_ptr().cast::<u8>() == data.as_ptr().cast_const()
+                    && array.shape() == shape.as_slice()
+                    && array.is_standard_layout() =>
+            {
+                Ok(array)
+            }
+            // The owner's buffer but another layout of it (this array is a `reversed_axes` or
+            // a slice of it), or an owner someone else holds too: copied through this array's
+            // own layout, the owner kept alive meanwhile.
+            Ok(array) => parts(Arc::new(array)).into_array_copy::<T>(),
+            Err(shared) => parts(shared).into_array_copy::<T>(),
+        }
     }
 
     fn into_array_copy<T: Element>(self) -> Result<ArrayD<T>> {
@@ -924,6 +931,13 @@ impl HostArray {
             (CopyPolicy::IfNeeded, false) => CopyReason::NonContiguous,
         };
         self.copy_contiguous(reason)
+    }
+
+    /// A row-major copy in memory of ferry's own ([`Access::Exclusive`]), recorded as a
+    /// [`CopyReason::Snapshot`] copy: for an adapter that must not keep sharing memory whose
+    /// owner may still write or free it.
+    pub fn snapshot(&self) -> Result<HostArray> {
+        self.copy_contiguous(CopyReason::Snapshot)
     }
 
     /// [`to_contiguous`](Self::to_contiguous) with [`CopyPolicy::IfNeeded`] (errors only when

@@ -150,6 +150,15 @@ managed_struct!(DLManagedTensor => Legacy, export::delete_legacy,
     }
 );
 
+/// The address of the deleter of the managed tensor at `p` (0 for none).
+///
+/// # Safety
+/// `p` points at a live managed tensor of any major version.
+unsafe fn deleter_address<M: ManagedStruct>(p: NonNull<M>) -> usize {
+    // SAFETY: forwarded contract.
+    unsafe { M::deleter(p) }.map_or(0, |deleter| deleter as usize)
+}
+
 /// Calls the deleter of the managed tensor at `p`, if it has one (DLPack allows NULL).
 ///
 /// # Safety
@@ -280,6 +289,17 @@ impl DlpackTensor {
     /// DLPack version of the struct ((0, 0) for legacy tensors).
     pub fn version(&self) -> (u32, u32) {
         self.version
+    }
+
+    /// The address of the producer's deleter (0 where it has none): which library made the
+    /// tensor, for a consumer that treats some producers' memory apart (ferry's Python module
+    /// copies PyTorch's, whose export keeps the tensor alive but not its memory).
+    pub fn deleter_address(&self) -> usize {
+        let handle = self
+            .handle
+            .expect("a DlpackTensor always holds its handle until consumed");
+        // SAFETY: the handle is live while `self` owns it; only the deleter field is read.
+        on_managed!(handle, p => unsafe { deleter_address(p) })
     }
 
     /// Whether this is a versioned (≥ 1.0) managed tensor.
