@@ -451,6 +451,9 @@ pub fn into_tensor<const D: usize, K: BurnKind>(
             hint: K::HINT.into(),
         });
     }
+    if array.dtype() == DType::Bool {
+        array.view::<bool>()?; // Burn must never see a bool byte other than 0 or 1
+    }
     #[allow(unreachable_patterns)] // other variants exist when users enable more burn backends
     match device.as_dispatch() {
         burn::backend::DispatchDevice::Flex(_) => return Ok(flex_share::<D, K>(array, dtype)),

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <mutex>
 
 static char *dup_error(const char *what) {
   size_t n = std::strlen(what) + 1;
@@ -154,7 +155,15 @@ enum : int32_t {
 // the bytes holds, so the bytes stay allocated while it lives, and every writer to those
 // storages copies them for itself first. NULL where the storage's DataPtr has a context of its
 // own (memory libtorch did not allocate), which cannot be shared copy-on-write.
+//
+// libtorch makes a storage copy-on-write without a lock (`lazy_clone_storage` swaps its DataPtr
+// and leaves synchronisation to its caller): two threads snapshotting tensors that share a
+// storage would both move the original context into a copy-on-write context of their own, and
+// the bytes would be freed twice. Every snapshot ferry takes goes through this one mutex.
+static std::mutex cow_mutex;
+
 static c10::impl::cow::COWDeleterContext *cow_reference(c10::StorageImpl &impl) {
+  std::lock_guard<std::mutex> lock(cow_mutex);
   if (!c10::impl::cow::is_cow_data_ptr(impl.data_ptr()) &&
       !c10::impl::cow::lazy_clone_storage(impl)) {
     return nullptr;
