@@ -76,9 +76,9 @@ class HostArray:
 
 def from_dlpack(x: SupportsDLPack | HostArray | Any, /, *, copy: bool | None = None) -> HostArray:
     """Imports anything with ``__dlpack__`` (or a DLPack capsule), sharing its memory unless
-    ``copy=True``. A PyTorch tensor comes as a read-only copy-on-write snapshot, so nothing done
-    to the tensor later (``set_``, ``resize_``, ``share_memory_``, in-place writes) can free or
-    change what the array reads; where no snapshot can be shared it is a copy."""
+    ``copy=True``. A PyTorch tensor is copied (PyTorch may free or change its memory under an
+    importer: ``set_``, ``resize_``, ``share_memory_``, in-place writes), so ``copy=False``
+    raises ``BufferError`` for one."""
 
 class SupportsArrowArray(Protocol):
     """Anything with the Arrow PyCapsule interface's ``__arrow_c_array__``: pyarrow and

@@ -110,7 +110,6 @@ fn import_column(obj: &Bound<'_, PyAny>) -> PyResult<TensorColumn> {
 #[pyfunction]
 #[pyo3(name = "from_arrow")]
 fn py_from_arrow<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    crate::gil::release_deferred(py);
     let column = import_column(obj)?;
     match column.kind() {
         ColumnKind::VariableShapeTensor => {

@@ -115,7 +115,6 @@ unsafe extern "C" fn capsule_destructor(capsule: *mut ffi::PyObject) {
     // producer's deleter may run Python code).
     unsafe {
         with_error_indicator_aside(|| {
-            crate::gil::release_deferred(Python::assume_attached());
             // An unconsumed capsule still has the very name pointer `new_capsule` gave it; the
             // comparison by content is for a name set again from another copy of the string.
             let name = ffi::PyCapsule_GetName(capsule);
@@ -184,9 +183,8 @@ pub(crate) fn take_capsule(capsule: &Bound<'_, PyAny>) -> PyResult<DlpackTensor>
         }
         // SAFETY: the producer handed over a managed tensor of this kind, and the rename made us
         // its only owner; producers' deleters (NumPy's, PyTorch's) may be called from any thread.
-        // (PyTorch's keeps only the tensor alive, not its memory: `Torch::import` reads none of
-        // that memory before it holds a snapshot checked to hold the export, or has copied it
-        // with no Python code run in between.)
+        // (PyTorch's keeps only the tensor alive, not its memory: its exports are copied before
+        // any Python code runs after they are taken out, `torch::made_by_pytorch`.)
         let tensor = unsafe {
             if name == VERSIONED {
                 DlpackTensor::from_versioned(managed.cast())
@@ -227,6 +225,19 @@ pub(crate) fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyRes
     } else {
         request_host_tensor(obj, copy)?
     };
+    if tensor.device().is_host_readable() && crate::torch::made_by_pytorch(&tensor) {
+        // A PyTorch export that came some other way (a bare capsule, a wrapper): its memory is
+        // copied at once, as a tensor's own import is.
+        if copy == Some(false) {
+            return Err(PyBufferError::new_err(
+                "copy=False, but ferry never shares memory PyTorch exported (PyTorch may free or change it under an importer): pass copy=None",
+            ));
+        }
+        return tensor
+            .into_host()
+            .and_then(|array| array.snapshot())
+            .map_err(to_py_err);
+    }
     let copied = tensor.is_copied();
     let array = tensor.into_host().map_err(to_py_err)?;
     finish_copy(array, copied, copy)
@@ -246,9 +257,18 @@ type VectorcallMethod = unsafe extern "C" fn(
 /// the bound method and argument tuple) `PyObject_Call` needs: about 600 instructions less per
 /// `__dlpack__` request. `None` where the interpreter does not export it.
 fn vectorcall_method() -> Option<VectorcallMethod> {
-    let symbol = crate::gil::interpreter_symbol(c"PyObject_VectorcallMethod")?;
+    let symbol = interpreter_symbol(c"PyObject_VectorcallMethod")?;
     // SAFETY: the symbol, where CPython exports it, is the function of PEP 590's signature.
     Some(unsafe { std::mem::transmute::<*mut c_void, VectorcallMethod>(symbol) })
+}
+
+/// The address of `name` among the loaded objects (the interpreter's functions that exist in
+/// every CPython ferry supports but outside the stable ABI the abi3 wheel links against);
+/// `None` where nothing exports it.
+fn interpreter_symbol(name: &CStr) -> Option<*mut c_void> {
+    // SAFETY: dlsym only looks a NUL-terminated name up in the loaded objects.
+    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!symbol.is_null()).then_some(symbol)
 }
 
 /// Which keywords a `__dlpack__` request passes.

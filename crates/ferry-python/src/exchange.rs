@@ -17,7 +17,7 @@ use std::ptr::NonNull;
 use ferry_core::dlpack_rs::ffi::{DLDevice, DLManagedTensorVersioned, DLPackVersion, DLTensor};
 use ferry_core::layout::{element_count, packed_bytes};
 use ferry_core::{DType, DTypeDesc, Device, DlpackTensor, HostArray, RawDlpack, StorageLayout};
-use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
@@ -100,24 +100,14 @@ pub(crate) fn exchange_api_capsule(py: Python<'_>) -> PyResult<Bound<'_, PyCapsu
     unsafe { PyCapsule::new_with_pointer(py, table, CAPSULE_NAME) }
 }
 
-/// Runs `body` with the GIL the caller holds, turning an error or a panic into a Python
-/// exception and -1.
+/// Runs `body` with the GIL the caller holds, attached to pyo3 as [`crate::method::entry`]
+/// runs its bodies, turning an error or a panic into a Python exception and -1.
 ///
 /// # Safety
 ///
 /// The calling thread holds the GIL (the exchange API's contract for these functions).
 unsafe fn with_python(body: impl FnOnce(Python<'_>) -> PyResult<()>) -> c_int {
-    // SAFETY: per the contract, the caller holds the GIL.
-    let py = unsafe { Python::assume_attached() };
-    crate::gil::release_deferred(py);
-    let outcome = catch_unwind(AssertUnwindSafe(|| body(py)));
-    let error = match outcome {
-        Ok(Ok(())) => return 0,
-        Ok(Err(error)) => error,
-        Err(_) => PyRuntimeError::new_err("ferry panicked in a DLPack exchange API call"),
-    };
-    error.restore(py);
-    -1
+    crate::method::entry("a DLPack exchange API call", -1, |py| body(py).map(|()| 0))
 }
 
 /// The ferry array behind `py_object`, which the consumer found the table on.
@@ -202,9 +192,16 @@ unsafe extern "C" fn managed_tensor_to_py_object_no_sync(
         // Ownership is taken before anything can fail, so the deleter runs exactly once on
         // every path (`from_versioned` and `into_host` run it when they refuse the tensor).
         // SAFETY: per the contract, a live managed tensor handed over to ferry.
-        let imported = unsafe { DlpackTensor::from_versioned(tensor) }
-            .and_then(DlpackTensor::into_host)
-            .map_err(to_py_err)?;
+        let tensor = unsafe { DlpackTensor::from_versioned(tensor) }.map_err(to_py_err)?;
+        // PyTorch's export keeps its tensor, not the memory: copied before any Python code
+        // runs, as every import of PyTorch memory is.
+        let pytorchs = tensor.device().is_host_readable() && crate::torch::made_by_pytorch(&tensor);
+        let imported = tensor.into_host().map_err(to_py_err)?;
+        let imported = if pytorchs {
+            imported.snapshot().map_err(to_py_err)?
+        } else {
+            imported
+        };
         if out_py_object.is_null() {
             return Err(PyValueError::new_err("out_py_object is NULL"));
         }

@@ -16,7 +16,6 @@ use crate::{from_python, to_py_err};
 #[pyfunction]
 #[pyo3(signature = (path, *, mmap=false))]
 fn load_npy(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<PyHostArray> {
-    crate::gil::release_deferred(py);
     let array = py.detach(|| {
         if mmap {
             // SAFETY: like NumPy's mmap_mode="r", the caller must not change the file while
@@ -33,7 +32,6 @@ fn load_npy(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<PyHostArray> 
 #[cfg(feature = "npy")]
 #[pyfunction]
 fn save_npy(path: PathBuf, array: &Bound<'_, PyAny>) -> PyResult<()> {
-    crate::gil::release_deferred(array.py());
     ferry_io::npy::save(&path, &from_python(array)?).map_err(to_py_err)
 }
 
@@ -41,7 +39,6 @@ fn save_npy(path: PathBuf, array: &Bound<'_, PyAny>) -> PyResult<()> {
 #[cfg(feature = "npy")]
 #[pyfunction]
 fn load_npz<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
-    crate::gil::release_deferred(py);
     let out = PyDict::new(py);
     for (name, array) in py
         .detach(|| ferry_io::npy::load_npz(&path))
@@ -58,7 +55,6 @@ fn load_npz<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>>
 #[pyfunction]
 #[pyo3(signature = (path, arrays, *, compressed=false))]
 fn save_npz(path: PathBuf, arrays: &Bound<'_, PyDict>, compressed: bool) -> PyResult<()> {
-    crate::gil::release_deferred(arrays.py());
     let arrays = named_arrays(arrays)?;
     ferry_io::npy::save_npz(
         &path,
@@ -77,7 +73,6 @@ fn load_safetensors<'py>(
     path: PathBuf,
     mmap: bool,
 ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
-    crate::gil::release_deferred(py);
     let file = py
         .detach(|| {
             if mmap {
@@ -109,7 +104,6 @@ fn save_safetensors(
     tensors: &Bound<'_, PyDict>,
     metadata: Option<std::collections::HashMap<String, String>>,
 ) -> PyResult<()> {
-    crate::gil::release_deferred(tensors.py());
     let arrays = named_arrays(tensors)?;
     ferry_io::safetensors::save(&path, arrays.iter().map(|(n, a)| (n.as_str(), a)), metadata)
         .map_err(to_py_err)

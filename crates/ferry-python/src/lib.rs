@@ -60,7 +60,6 @@ mod class;
 mod exchange;
 #[cfg(any(feature = "npy", feature = "safetensors"))]
 mod files;
-mod gil;
 mod method;
 mod object;
 mod torch;
@@ -101,8 +100,9 @@ pub fn to_python(py: Python<'_>, array: HostArray) -> PyResult<Bound<'_, PyHostA
 }
 
 /// The host array behind any object that speaks DLPack (NumPy arrays, PyTorch tensors,
-/// `ferry.HostArray`, ...), sharing its memory; the producer's deleter runs once when the last
-/// view drops.
+/// `ferry.HostArray`, ...), sharing its memory — except a PyTorch tensor's, which is copied
+/// (PyTorch may free or change it under an importer); the producer's deleter runs once when the
+/// last view drops.
 pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<HostArray> {
     import_any(obj, None)
 }
@@ -145,8 +145,7 @@ pub fn tensor_from_python<B: Backend>(
 /// Exports handed to Python consumers that are still alive.
 #[pyfunction]
 #[pyo3(name = "live_exports")]
-fn py_live_exports(py: Python<'_>) -> usize {
-    crate::gil::release_deferred(py);
+fn py_live_exports() -> usize {
     live_exports()
 }
 

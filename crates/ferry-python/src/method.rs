@@ -41,9 +41,9 @@ const FROM_DLPACK_DOC: &CStr = c"from_dlpack(x, /, *, copy=None)
 --
 
 Imports an array from any object with `__dlpack__` (NumPy, PyTorch, JAX, CuPy), sharing its
-memory unless `copy=True`. A PyTorch tensor comes as a read-only copy-on-write snapshot, so
-nothing done to the tensor later (`set_`, `resize_`, `share_memory_`, in-place writes) can
-free or change what the array reads; where no snapshot can be shared it is a copy.";
+memory unless `copy=True`. A PyTorch tensor is copied (PyTorch may free or change its memory
+under an importer: `set_`, `resize_`, `share_memory_`, in-place writes), so `copy=False`
+raises `BufferError` for one.";
 
 /// A method definition in a `static`: CPython keeps a pointer to it in the function object.
 struct Definition(ffi::PyMethodDef);
@@ -102,21 +102,29 @@ pub(crate) fn add_from_dlpack(module: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// Runs an entry point's body with the GIL CPython holds for C functions, turning an error or a
-/// panic into a Python exception and `failed` (NULL, or -1); first releases the Python
-/// references host arrays dropped without the GIL ([`crate::gil::release_deferred`]).
+/// panic into a Python exception and `failed` (NULL, or -1). The body runs attached to pyo3
+/// (`Python::try_attach`, which CPython's `PyGILState_Ensure` makes cheap on a thread that holds
+/// the GIL): a `Py` or `PyErr` the body drops is released at once, not left in pyo3's pool of
+/// deferred references, which attaching also empties. While the interpreter finalises, when
+/// pyo3 refuses to attach, the body runs with the GIL CPython holds all the same.
 pub(crate) fn entry<R>(what: &str, failed: R, body: impl FnOnce(Python<'_>) -> PyResult<R>) -> R {
-    // SAFETY: CPython calls C functions with the GIL held, which is all `assume_attached` needs.
-    // (pyo3's attach count is not raised, to keep the call cheap: a `Py` dropped here, such as
-    // an error's arguments, is released at pyo3's next entry instead of at once.)
-    let py = unsafe { Python::assume_attached() };
-    crate::gil::release_deferred(py);
-    let error = match catch_unwind(AssertUnwindSafe(|| body(py))) {
-        Ok(Ok(object)) => return object,
-        Ok(Err(error)) => error,
-        Err(_) => PyRuntimeError::new_err(format!("ferry panicked in {what}")),
+    let mut call = Some((failed, body));
+    let mut run = |py: Python<'_>| {
+        let (failed, body) = call.take().expect("run once");
+        let error = match catch_unwind(AssertUnwindSafe(|| body(py))) {
+            Ok(Ok(object)) => return object,
+            Ok(Err(error)) => error,
+            Err(_) => PyRuntimeError::new_err(format!("ferry panicked in {what}")),
+        };
+        error.restore(py);
+        failed
     };
-    error.restore(py);
-    failed
+    match Python::try_attach(&mut run) {
+        Some(result) => result,
+        // SAFETY: CPython calls C functions with the GIL held, which is all `assume_attached`
+        // needs.
+        None => run(unsafe { Python::assume_attached() }),
+    }
 }
 
 /// The C method: CPython calls it with the GIL held, `slf` an instance of the class (checked

@@ -191,7 +191,6 @@ unsafe extern "C" fn dealloc(object: *mut ffi::PyObject) {
     // a reference to its heap type.
     unsafe {
         with_error_indicator_aside(|| {
-            crate::gil::release_deferred(Python::assume_attached());
             let class = ffi::Py_TYPE(object);
             let host = &raw mut (*object.cast::<HostArrayObject>()).host;
             if catch_unwind(AssertUnwindSafe(|| host.drop_in_place())).is_err() {

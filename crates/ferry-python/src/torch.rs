@@ -2,47 +2,46 @@
 //! so that the import is sound and correct, and PyTorch's DLPack 1.3 exchange table, used in
 //! place of the export's Python function where it gives the same tensor.
 //!
-//! - **Snapshot.** PyTorch's export keeps the source *tensor* alive, not its storage or its
-//!   values: after `t.set_(other)` the old storage is freed, a growing `t.resize_(n)` or
-//!   `t.share_memory_()` moves the bytes, and `t.fill_(x)` changes them, all under the importer
-//!   (NumPy's `from_dlpack(t)` then reads freed memory). A view of memory someone else can
-//!   write is a snapshot: ferry's import of a plain tensor holds a copy-on-write clone of the
-//!   tensor's storage (`torch._lazy_clone`), read-only. The two share the bytes until the
-//!   tensor is written, resized, shared or exported again, when PyTorch first copies them for
-//!   the tensor, once; the import keeps the bytes and the values it had. The clone is made
-//!   after the export and checked to hold every byte the import reads (another thread may
-//!   swap the tensor's storage in between, while PyTorch runs without the GIL).
-//! - **Copies.** Where no snapshot can be shared — memory PyTorch did not allocate itself
-//!   (`torch.from_numpy`, a DLPack import, shared or pinned memory), a subclass, a
-//!   `__torch_function__` or `__torch_dispatch__` mode (which could answer for the tensor), or
-//!   `copy=True` — the import is a copy, made by PyTorch's export (`copy=True`) and, where the
-//!   export's code is not PyTorch's own, copied again by ferry before any Python code can run.
-//!   `copy=False` is refused there with `BufferError`.
+//! - **A copy, made at once.** PyTorch's export keeps the source *tensor* alive, not its memory
+//!   or its values: after `t.set_(other)` the old storage is freed, a growing `t.resize_(n)` or
+//!   `t.share_memory_()` moves the bytes, and `t.fill_(x)` changes them, under any importer
+//!   (NumPy's `from_dlpack(t)` then reads freed memory). Nothing PyTorch offers from Python
+//!   keeps those bytes for an importer without also changing what the tensor's other aliases
+//!   see (a copy-on-write clone moves the bytes away from `t.numpy()` and
+//!   `torch.from_dlpack(t)` views at the tensor's next write, and frees them under those views
+//!   with the clone), so the import is a copy (`CopyReason::Snapshot`), made while the GIL is
+//!   held and before any Python code runs after the export: nothing can have freed or changed
+//!   the memory in between. `copy=False` is refused with `BufferError`. A device tensor comes
+//!   as the host copy PyTorch makes of it, which nothing else holds.
+//! - **PyTorch's own export.** A plain tensor (exactly `torch.Tensor`, no `__torch_function__`
+//!   or `__torch_dispatch__` mode, no gradient, no conjugate bit — what `Tensor.__dlpack__`
+//!   checks) is exported through `torch.Tensor.__dlpack_c_exchange_api__` (PyTorch ≥ 2.10, or
+//!   2.9 with tvm-ffi's add-on loaded) or `torch._C._to_dlpack_versioned`, C functions, so no
+//!   Python code runs between the export and the copy. Anything else goes through its
+//!   `__dlpack__` (PyTorch's own errors, a subclass's or a mode's answer) with `copy=True`, so
+//!   PyTorch copies before any Python code can free the memory, and ferry copies again where
+//!   the answer may not be PyTorch's.
+//! - **Whoever hands it over.** A DLPack tensor that PyTorch made but that reaches ferry some
+//!   other way (a bare capsule from `torch.utils.dlpack.to_dlpack(t)`, a wrapper's
+//!   `__dlpack__`) is recognised by its deleter, which lives in libtorch, and copied at once
+//!   too ([`made_by_pytorch`]).
 //! - **Negative bit.** A tensor with its negative bit set (`t.conj().imag`, `torch._neg_view`)
 //!   is exported with its values un-negated; ferry refuses it with `BufferError` (PyTorch's
 //!   `__dlpack__` refuses the conjugate bit the same way) instead of importing wrong values.
-//! - **Exchange table.** `torch.Tensor.__dlpack_c_exchange_api__` (PyTorch ≥ 2.10, or 2.9 with
-//!   tvm-ffi's add-on loaded) exports a tensor through one C call; without it,
-//!   `torch._C._to_dlpack_versioned` (what `Tensor.__dlpack__` calls after its checks) does.
-//!   Either is used only for a plain tensor (exactly `torch.Tensor`, no mode) that needs no
-//!   gradient and has no conjugate bit — the checks `__dlpack__` makes — and only where it puts
-//!   the tensor in CPU memory (a device tensor needs `__dlpack__`'s stream handling); anything
-//!   else goes through `__dlpack__`, which raises PyTorch's own errors.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, c_void};
 use std::ptr::null_mut;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
-use ferry_core::{CopyPolicy, CopyReason, Device, DlpackTensor, HostArray, record_copy};
-use pyo3::exceptions::{PyAttributeError, PyBufferError, PyRuntimeError};
+use ferry_core::{Device, DlpackTensor, HostArray};
+use pyo3::exceptions::{PyAttributeError, PyBufferError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyCapsule, PyDict, PyType};
 use pyo3::{ffi, intern};
 
-use crate::capsule::{call_method0, finish_copy, request_capsule, request_host_copy, take_capsule};
+use crate::capsule::{call_method0, request_capsule, request_host_copy, take_capsule};
 use crate::exchange::{DLPackExchangeAPI, DLPackExchangeAPIHeader};
-use crate::gil::PyReference;
 use crate::to_py_err;
 
 /// The name DLPack 1.3 gives the exchange table's capsule.
@@ -55,9 +54,11 @@ pub(crate) struct Torch {
     /// `torch._C._has_torch_function_unary`: whether an operation on a tensor goes to a
     /// `__torch_function__` override first (a subclass's, or an active mode's).
     has_torch_function_unary: Py<PyAny>,
-    /// What a snapshot needs, where this PyTorch has it all (2.1 and later); without it every
-    /// import is a copy.
-    snapshots: Option<Snapshots>,
+    /// `torch._C._len_torch_dispatch_stack` (how many `__torch_dispatch__` modes are active,
+    /// any of which answers for every operator) and `torch._C._to_dlpack_versioned(tensor)`
+    /// (the export `Tensor.__dlpack__` makes after its checks, a C function), where this
+    /// PyTorch has both; without them every tensor goes through `__dlpack__`.
+    c_export: Option<(Py<PyAny>, Py<PyAny>)>,
     /// `len(sys.modules)` when `torch.Tensor` was last seen without an exchange table, else -1.
     /// A type gains the table when a module is imported (tvm-ffi's add-on sets it on PyTorch
     /// 2.9), so a miss is looked up again only once the set of imported modules has changed;
@@ -65,33 +66,7 @@ pub(crate) struct Torch {
     table_missing_at: AtomicIsize,
 }
 
-/// The functions of `torch` a snapshot is made with.
-struct Snapshots {
-    /// `torch._C._len_torch_dispatch_stack`: how many `__torch_dispatch__` modes are active
-    /// (any of them answers for every operator, `_lazy_clone` included).
-    dispatch_modes: Py<PyAny>,
-    /// `torch._lazy_clone`: a tensor over a copy-on-write clone of another's storage.
-    lazy_clone: Py<PyAny>,
-    /// `torch._C._data_address`: a tensor's storage's first byte, read without materialising a
-    /// copy-on-write storage (`data_ptr()` would copy it).
-    data_address: Py<PyAny>,
-    /// `torch._C._to_dlpack_versioned(tensor, *, dl_device=None, copy=None)`: the export
-    /// `Tensor.__dlpack__` makes after its checks, a C function.
-    to_dlpack_versioned: Py<PyAny>,
-}
-
 static TORCH: PyOnceLock<Torch> = PyOnceLock::new();
-
-/// What [`Torch::snapshot`] made of a plain tensor.
-enum Snapshot {
-    /// The import: a snapshot, or the host copy PyTorch made of a device tensor.
-    Taken(HostArray),
-    /// The tensor's memory is not PyTorch's own (`torch.from_numpy`, a DLPack import, shared
-    /// or pinned memory), which `_lazy_clone` cannot share copy-on-write.
-    NotCopyOnWrite,
-    /// PyTorch's C export refused the tensor (a layout DLPack has no words for).
-    NotExported,
-}
 
 impl Torch {
     /// `torch`'s handles when `obj` is a PyTorch tensor (an instance of `torch.Tensor`, or of a
@@ -116,7 +91,8 @@ impl Torch {
 
     /// The handles, made on first use once `torch` is in `sys.modules` with its `Tensor`
     /// class; `None` before that (nothing is imported here: an object can only be a tensor once
-    /// its user imported `torch`).
+    /// its user imported `torch`; a tensor met while `torch` is missing from `sys.modules` is
+    /// still recognised by its export's deleter, [`made_by_pytorch`]).
     #[inline(never)]
     fn load(py: Python<'_>) -> PyResult<Option<&'static Torch>> {
         // SAFETY: the GIL is held; the result is a borrowed reference to the interpreter's
@@ -132,61 +108,46 @@ impl Torch {
         TORCH
             .get_or_try_init(py, || {
                 let c = torch.getattr(intern!(py, "_C"))?;
-                let get =
-                    |module: &Bound<'_, PyAny>, name| module.getattr(name).map(Bound::unbind).ok();
-                let snapshots = (|| {
-                    Some(Snapshots {
-                        dispatch_modes: get(&c, intern!(py, "_len_torch_dispatch_stack"))?,
-                        lazy_clone: get(&torch, intern!(py, "_lazy_clone"))?,
-                        data_address: get(&c, intern!(py, "_data_address"))?,
-                        to_dlpack_versioned: get(&c, intern!(py, "_to_dlpack_versioned"))?,
-                    })
-                })();
+                let get = |name| c.getattr(name).map(Bound::unbind).ok();
+                let c_export = get(intern!(py, "_len_torch_dispatch_stack"))
+                    .zip(get(intern!(py, "_to_dlpack_versioned")));
                 Ok::<_, PyErr>(Torch {
                     tensor: tensor.cast_into::<PyType>()?.unbind(),
                     has_torch_function_unary: c
                         .getattr(intern!(py, "_has_torch_function_unary"))?
                         .unbind(),
-                    snapshots,
+                    c_export,
                     table_missing_at: AtomicIsize::new(-1),
                 })
             })
             .map(Some)
     }
 
-    /// Imports PyTorch tensor `obj` (see the module's notes): a snapshot of a plain tensor,
-    /// else a copy.
+    /// Imports PyTorch tensor `obj` (see the module's notes): a copy of a plain tensor's C
+    /// export, made at once, else a copy through its `__dlpack__`.
     pub(crate) fn import(&self, obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
         let py = obj.py();
         if call_method0(obj, intern!(py, "is_neg"))?.is_truthy()? {
             return Err(negative_bit(obj));
         }
-        if let Some(snapshots) = self.plain(obj)? {
-            if copy == Some(true) {
-                return snapshots.copy_plain(obj, CopyReason::Forced);
-            }
-            match self.snapshot(snapshots, obj, copy)? {
-                Snapshot::Taken(array) => return Ok(array),
-                Snapshot::NotCopyOnWrite if copy == Some(false) => return Err(no_snapshot(obj)),
-                // Memory PyTorch did not allocate: PyTorch's own copy of it.
-                Snapshot::NotCopyOnWrite => {
-                    return snapshots.copy_plain(obj, CopyReason::Snapshot);
-                }
-                // Not exported (a sparse tensor): `__dlpack__` says why, in PyTorch's words.
-                Snapshot::NotExported => {}
-            }
+        if copy == Some(false) {
+            return Err(never_shared(obj));
         }
-        self.import_copy(obj, copy)
+        match self.plain_export(obj)? {
+            Some(tensor) => copy_export(obj, tensor),
+            None => self.import_through_dunder(obj),
+        }
     }
 
-    /// The snapshot functions, where `obj` is a plain tensor: exactly `torch.Tensor`, with no
-    /// `__torch_function__` or `__torch_dispatch__` mode active (which could answer for it),
+    /// The C export of `obj` where it is a plain tensor: exactly `torch.Tensor`, with no
+    /// `__torch_function__` or `__torch_dispatch__` mode active (either could answer for it),
     /// that needs no gradient and has no conjugate bit (which `__dlpack__` refuses, in
-    /// PyTorch's words); `None` otherwise.
+    /// PyTorch's words) — PyTorch's exchange table's export, else `_to_dlpack_versioned`'s.
+    /// `None` for any other tensor, or where the C export refuses it (a sparse tensor).
     #[inline]
-    fn plain(&self, obj: &Bound<'_, PyAny>) -> PyResult<Option<&Snapshots>> {
+    fn plain_export(&self, obj: &Bound<'_, PyAny>) -> PyResult<Option<DlpackTensor>> {
         let py = obj.py();
-        let Some(snapshots) = &self.snapshots else {
+        let Some((dispatch_modes, to_dlpack_versioned)) = &self.c_export else {
             return Ok(None);
         };
         let plain = obj.get_type().is(self.tensor.bind(py))
@@ -195,92 +156,42 @@ impl Torch {
                 .bind(py)
                 .call1((obj,))?
                 .is_truthy()?
-            && snapshots
-                .dispatch_modes
-                .bind(py)
-                .call0()?
-                .extract::<usize>()?
-                == 0
+            && dispatch_modes.bind(py).call0()?.extract::<usize>()? == 0
             && !obj.getattr(intern!(py, "requires_grad"))?.is_truthy()?
             && !call_method0(obj, intern!(py, "is_conj"))?.is_truthy()?;
-        Ok(plain.then_some(snapshots))
-    }
-
-    /// The snapshot of plain tensor `obj`: its export (the exchange table's, else
-    /// `_to_dlpack_versioned`'s), read-only and holding a copy-on-write clone of the storage it
-    /// lies in. A device tensor comes as the host copy PyTorch makes of it.
-    #[inline]
-    fn snapshot(
-        &self,
-        snapshots: &Snapshots,
-        obj: &Bound<'_, PyAny>,
-        copy: Option<bool>,
-    ) -> PyResult<Snapshot> {
-        let py = obj.py();
-        let tensor = match self.export_through_table(obj)? {
-            Some(tensor) => tensor,
-            None => match snapshots.to_dlpack_versioned.bind(py).call1((obj,)) {
-                Ok(capsule) => take_capsule(&capsule)?,
-                Err(_) => return Ok(Snapshot::NotExported),
-            },
-        };
-        if !tensor.device().is_host_readable() {
-            // A device tensor: the host copy PyTorch makes of it is nobody else's.
-            let host = request_host_copy(obj, copy, tensor)?;
-            let copied = host.is_copied();
-            let array = finish_copy(host.into_host().map_err(to_py_err)?, copied, copy)?;
-            return Ok(Snapshot::Taken(array));
+        if !plain {
+            return Ok(None);
         }
-        // After the export, which reads the tensor's data pointer: a mutable one, which first
-        // copies a storage an earlier snapshot still shares (PyTorch treats an export as a
-        // write). `_lazy_clone` raises where the storage's memory is not PyTorch's own.
-        let clone = match snapshots.lazy_clone.bind(py).call1((obj,)) {
-            Ok(clone) => clone,
-            Err(e) if e.is_instance_of::<PyRuntimeError>(py) => {
-                return Ok(Snapshot::NotCopyOnWrite);
-            }
-            Err(e) => return Err(e),
-        };
-        if !clone.get_type().is(self.tensor.bind(py)) {
-            return Err(PyBufferError::new_err(format!(
-                "torch._lazy_clone returned a {}, not a tensor; ferry cannot hold a snapshot of it",
-                type_name(&clone)
-            )));
+        if let Some(tensor) = self.export_through_table(obj)? {
+            return Ok(Some(tensor));
         }
-        // Read-only: the bytes are PyTorch's tensor's too until it writes them.
-        let array = tensor.into_host().map_err(to_py_err)?.into_read_only();
-        // PyTorch releases the GIL inside `_lazy_clone`: another thread may have swapped the
-        // tensor's storage since the export. The clone is of the storage the export lies in, or
-        // refused.
-        snapshots.check_holds(obj, &clone, &array)?;
-        Ok(Snapshot::Taken(
-            array.with_guard(PyReference::new(clone.unbind())),
-        ))
+        match to_dlpack_versioned.bind(py).call1((obj,)) {
+            Ok(capsule) => take_capsule(&capsule).map(Some),
+            Err(_) => Ok(None),
+        }
     }
 
     /// Imports a tensor that is not plain (a subclass, a mode, a gradient, a conjugate bit) or
-    /// that the caller asked to copy: through its `__dlpack__` (which a subclass or mode may
-    /// answer, and which raises PyTorch's own errors), asking for a copy; the array is then
-    /// copied again by ferry before any Python code can run, since code other than PyTorch's
-    /// may have answered without copying. `copy=False` is refused: no snapshot can be shared.
+    /// that PyTorch's C export refused, through its `__dlpack__` (which a subclass or mode may
+    /// answer, and which raises PyTorch's own errors), asking for a copy: PyTorch copies before
+    /// its `__dlpack__` returns, while the tensor still holds its memory. The answer is copied
+    /// again by ferry before any Python code can run, since code other than PyTorch's may have
+    /// answered without copying.
     #[cold]
     #[inline(never)]
-    fn import_copy(&self, obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
+    fn import_through_dunder(&self, obj: &Bound<'_, PyAny>) -> PyResult<HostArray> {
         let tensor = take_capsule(&request_capsule(obj, Some(true))?)?;
-        let tensor = if tensor.device().is_host_readable() {
-            tensor
-        } else {
-            request_host_copy(obj, Some(true), tensor)?
-        };
-        if copy == Some(false) {
-            return Err(no_snapshot(obj));
+        if !tensor.device().is_host_readable() {
+            let host = request_host_copy(obj, Some(true), tensor)?;
+            return copy_export(obj, host);
         }
-        let copied = tensor.is_copied();
-        let array = tensor.into_host().map_err(to_py_err)?;
-        if copied {
-            return Ok(array);
+        if tensor.is_copied() {
+            return tensor.into_host().map_err(to_py_err);
         }
-        array.to_contiguous(CopyPolicy::Always).map_err(to_py_err)
+        tensor
+            .into_host()
+            .and_then(|array| array.snapshot())
+            .map_err(to_py_err)
     }
 
     /// PyTorch's exchange table's export of `obj`, a plain tensor ([`is_plain`](Self::is_plain)):
@@ -318,9 +229,9 @@ impl Torch {
             return Ok(None);
         }
         // SAFETY: the table handed over an owned `DLManagedTensorVersioned` (checked by
-        // `from_versioned`, which reads its layout, not its data); `snapshot` reads none of its
-        // memory before it holds a copy-on-write clone checked to hold the export; PyTorch's
-        // deleter may run on any thread.
+        // `from_versioned`, which reads its layout, not its data); `import` copies its memory
+        // before any Python code can run (PyTorch's export keeps the tensor, not its memory);
+        // PyTorch's deleter may run on any thread.
         let tensor = unsafe { DlpackTensor::from_versioned(managed) }.map_err(to_py_err)?;
         Ok((tensor.device().device_type == Device::CPU_TYPE).then_some(tensor))
     }
@@ -375,56 +286,65 @@ unsafe fn version_1_3<'a>(
     None
 }
 
-impl Snapshots {
-    /// A copy of plain tensor `obj` (asked for, or of memory that cannot be shared
-    /// copy-on-write): PyTorch's export with `copy=True`, a C function, so the copy is nobody
-    /// else's.
-    #[cold]
-    #[inline(never)]
-    fn copy_plain(&self, obj: &Bound<'_, PyAny>, reason: CopyReason) -> PyResult<HostArray> {
-        let py = obj.py();
-        let kwargs = PyDict::new(py);
-        kwargs.set_item(intern!(py, "copy"), true)?;
-        let capsule = self
-            .to_dlpack_versioned
-            .bind(py)
-            .call((obj,), Some(&kwargs))?;
-        let array = take_capsule(&capsule)?.into_host().map_err(to_py_err)?;
-        // PyTorch never sets IS_COPIED; the memory is the copy its export made, held by the
-        // export alone, and the array is its only holder.
-        let record = record_copy(array.nbytes() as u64, reason);
-        Ok(array.with_copy(record))
+/// The import of `tensor`, PyTorch's export of `obj`, made before any Python code has run since
+/// (see the module's notes): a copy of host memory, the host copy PyTorch makes of a device
+/// tensor as it is.
+fn copy_export(obj: &Bound<'_, PyAny>, tensor: DlpackTensor) -> PyResult<HostArray> {
+    if !tensor.device().is_host_readable() {
+        // The host copy `__dlpack__(dl_device=(kDLCPU, 0))` makes is nobody else's.
+        let host = request_host_copy(obj, None, tensor)?;
+        return host.into_host().map_err(to_py_err);
     }
+    tensor
+        .into_host()
+        .and_then(|array| array.snapshot())
+        .map_err(to_py_err)
+}
 
-    /// That `clone`'s storage holds every byte of `array` (made from the export of `obj`), so
-    /// that holding the clone keeps the array's memory: PyTorch released the GIL while it made
-    /// the clone, and the tensor's storage may have been swapped in between.
-    #[inline]
-    fn check_holds(
-        &self,
-        obj: &Bound<'_, PyAny>,
-        clone: &Bound<'_, PyAny>,
-        array: &HostArray,
-    ) -> PyResult<()> {
-        let py = obj.py();
-        let (first, len) = array.byte_span();
-        if len == 0 {
-            return Ok(());
-        }
-        let start: usize = self.data_address.bind(py).call1((clone,))?.extract()?;
-        let storage = call_method0(clone, intern!(py, "untyped_storage"))?;
-        let nbytes: usize = call_method0(&storage, intern!(py, "nbytes"))?.extract()?;
-        let first = first as usize;
-        let inside = first >= start
-            && start
-                .checked_add(nbytes)
-                .zip(first.checked_add(len))
-                .is_some_and(|(end, last)| last <= end);
-        if inside {
-            return Ok(());
-        }
-        Err(storage_swapped(obj, first, len, start, nbytes))
+/// Whether libtorch made `tensor` (its deleter lives in a `libtorch*` library): PyTorch's
+/// export keeps a tensor alive but not its memory, so such a tensor is copied on import however
+/// it reached ferry. Looked up with `dladdr` once per deleter, then cached (a deleter is a
+/// function of a loaded library, which stays at its address).
+pub(crate) fn made_by_pytorch(tensor: &DlpackTensor) -> bool {
+    /// Deleters seen, each with its answer in the lowest bit (addresses are aligned).
+    static SEEN: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
+    let deleter = tensor.deleter_address();
+    if deleter == 0 {
+        return false;
     }
+    for slot in &SEEN {
+        let seen = slot.load(Ordering::Relaxed);
+        if seen & !1 == deleter {
+            return seen & 1 == 1;
+        }
+    }
+    let answer = in_libtorch(deleter);
+    if let Some(slot) = SEEN.iter().find(|slot| slot.load(Ordering::Relaxed) == 0) {
+        let _ = slot.compare_exchange(
+            0,
+            deleter | usize::from(answer),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+    answer
+}
+
+/// Whether the function at `address` belongs to a library whose file name starts with
+/// `libtorch` (libtorch_cpu, libtorch_cuda, libtorch_python).
+fn in_libtorch(address: usize) -> bool {
+    // SAFETY: an all-zero `Dl_info` is a valid value (NULL pointers).
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only looks the address up among the loaded objects and writes `info`.
+    if unsafe { libc::dladdr(address as *const c_void, &mut info) } == 0 || info.dli_fname.is_null()
+    {
+        return false;
+    }
+    // SAFETY: dladdr set `dli_fname` to the loaded object's NUL-terminated path, which stays
+    // valid while the object is loaded (a library holding a live deleter is).
+    let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes();
+    let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    name.starts_with(b"libtorch")
 }
 
 /// The name of `obj`'s type, for an error message (empty if even that fails).
@@ -435,29 +355,13 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_default()
 }
 
-/// The error for an export that the snapshot made after it does not hold.
+/// The error for `copy=False`: PyTorch's memory is never shared.
 #[cold]
 #[inline(never)]
-fn storage_swapped(
-    obj: &Bound<'_, PyAny>,
-    first: usize,
-    len: usize,
-    start: usize,
-    nbytes: usize,
-) -> PyErr {
+fn never_shared(obj: &Bound<'_, PyAny>) -> PyErr {
     let kind = type_name(obj);
     PyBufferError::new_err(format!(
-        "the {kind} exported memory at {first:#x} ({len} bytes), but its storage was replaced before ferry could take a snapshot of it ({nbytes} bytes at {start:#x}): another thread changed the tensor during the import; import it again once nothing else changes it"
-    ))
-}
-
-/// The error for `copy=False` where no snapshot can be shared.
-#[cold]
-#[inline(never)]
-fn no_snapshot(obj: &Bound<'_, PyAny>) -> PyErr {
-    let kind = type_name(obj);
-    PyBufferError::new_err(format!(
-        "copy=False, but ferry shares a PyTorch tensor's memory only as a copy-on-write snapshot of a plain torch.Tensor whose storage PyTorch allocated, and this {kind} is not one (a subclass, an active __torch_function__ or __torch_dispatch__ mode, or memory from torch.from_numpy, a DLPack import, shared or pinned memory): import a copy (copy=None)"
+        "copy=False, but ferry never shares a {kind}'s memory: PyTorch may free or change it under an importer (set_, resize_, share_memory_, in-place writes), so an import is a copy; pass copy=None"
     ))
 }
 
