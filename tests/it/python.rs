@@ -164,17 +164,22 @@ a = np.arange(20, dtype=np.float32).reshape(4, 5)[:, 1:4]
 }
 
 #[test]
-fn python_arrays_import_without_copies() {
+fn numpy_arrays_import_without_copies_and_tensors_as_one() {
     with_python(|py| {
         let (t, a) = python_arrays(py)?;
-        // Before the import: afterwards `data_ptr()` (a mutable pointer) would first give the
-        // tensor a copy of its own, as any write of a snapshot's source does.
+        // A PyTorch tensor is copied (PyTorch's export keeps the tensor, not its memory):
+        // row-major, into memory of ferry's own.
         let ptr: usize = t.call_method0("data_ptr")?.extract()?;
         let from_torch = from_python(&t)?;
         assert_eq!(from_torch.shape(), [4, 3]);
-        assert_eq!(from_torch.strides(), [1, 4]);
-        assert_eq!(from_torch.copies(), 0);
-        assert_eq!(from_torch.as_ptr() as usize, ptr);
+        assert_eq!(from_torch.strides(), [3, 1]);
+        assert_eq!(from_torch.copies(), 1);
+        assert_ne!(from_torch.as_ptr() as usize, ptr);
+        assert_eq!(
+            from_torch.to_array::<f32>().unwrap(),
+            ferry::ndarray::arr2(&[[0f32, 4., 8.], [1., 5., 9.], [2., 6., 10.], [3., 7., 11.]])
+                .into_dyn()
+        );
         let from_numpy = from_python(&a)?;
         assert_eq!(from_numpy.strides(), [5, 1]);
         assert_eq!(
@@ -224,9 +229,8 @@ fn python_arrays_become_burn_tensors() {
     });
 }
 
-/// A PyTorch tensor becomes a tch tensor of its own: libtorch has no read-only tensors, and the
-/// import is a snapshot that nothing may write, so libtorch gets a copy (written by libtorch,
-/// it never changes the PyTorch tensor, nor the PyTorch tensor it).
+/// A PyTorch tensor becomes a tch tensor of its own: the import is a copy, which libtorch then
+/// owns (written by libtorch, it never changes the PyTorch tensor, nor the PyTorch tensor it).
 #[cfg(feature = "tch")]
 #[test]
 fn python_arrays_become_tch_tensors_of_their_own() {
@@ -323,14 +327,14 @@ alive = weakref.ref(a)
     });
 }
 
-/// PyTorch's DLPack export keeps only the tensor alive: on 5d4584c's predecessors
-/// `t.set_(other)` here freed the 4 MiB the array reads (NumPy's `from_dlpack(t)` segfaults on
-/// the same steps), and a growing `resize_` reallocated it. An import is now a copy-on-write
-/// snapshot: `set_`, `resize_`, `share_memory_` and in-place writes of the source leave the
-/// array's memory and values as they were (round 3, hole 11: `share_memory_()` freed the memory
-/// under the import on 5d4584c).
+/// PyTorch's DLPack export keeps only the tensor alive: before round 2 `t.set_(other)` here freed
+/// the 4 MiB the array reads (NumPy's `from_dlpack(t)` segfaults on the same steps), and a
+/// growing `resize_` reallocated it. An import is now a copy made at once: `set_`, `resize_`,
+/// `share_memory_` and in-place writes of the source leave the array's memory and values as
+/// they were (round 3, hole 11: `share_memory_()` freed the memory under the import on
+/// 5d4584c).
 #[test]
-fn torch_imports_are_snapshots_the_source_cannot_free_or_change() {
+fn torch_imports_are_copies_the_source_cannot_free_or_change() {
     let arrays = with_python(|py| {
         let locals = PyDict::new(py);
         py.run(
@@ -346,7 +350,7 @@ b = torch.tensor([True, False, True])
         )?;
         let get = |name: &str| from_python(&locals.get_item(name).unwrap().unwrap());
         let (array, resized, shared, bools) = (get("t")?, get("u")?, get("w")?, get("b")?);
-        assert!(array.is_read_only());
+        assert_eq!(array.copies(), 1);
         let valid = bools.view::<bool>().unwrap();
         py.run(
             cr#"
@@ -383,9 +387,9 @@ b.view(torch.uint8).fill_(2)
 /// Round 3, hole 10: a PyTorch import's Python reference dropped on a thread without the GIL
 /// went to pyo3's deferred pool, which ferry's own hand-written entry points never emptied: on
 /// 5d4584c five 64 MiB imports dropped that way kept 320 MiB alive after `ferry.from_dlpack`
-/// ran. Such references are now released at ferry's next call, whichever it is. (All of it
-/// happens while this thread stays attached to pyo3: pyo3 empties its pool when a thread
-/// attaches.)
+/// ran. An import holds no Python reference now (it is a copy), and ferry's entry points run
+/// attached to pyo3, which empties that pool. (All of it happens while this thread stays
+/// attached to pyo3: pyo3 empties its pool when a thread attaches.)
 #[test]
 fn round3_hole10_references_dropped_without_the_gil_go_on_the_next_call() {
     fn rss() -> usize {

@@ -63,32 +63,28 @@ def test_ferry_to_torch(dtype, layout, no_leaks):
 @pytest.mark.parametrize("dtype", TORCH_DTYPES)
 def test_torch_to_ferry_and_back(dtype, layout, no_leaks):
     base, t = torch_case(dtype, layout)
-    # Taken before the import: afterwards a mutable `data_ptr()` first gives the tensor a copy
-    # of its own (the import is a copy-on-write snapshot, read-only).
-    ptr = t.data_ptr()
+    # A PyTorch tensor's import is a copy (PyTorch's export keeps the tensor, not its memory),
+    # row-major, in ferry's memory, which PyTorch then shares.
     h = ferry.from_dlpack(t)
     assert h.shape == tuple(t.shape) and h.dtype == dtype
-    assert h.copies == 0 and h.readonly
+    assert h.copies == 1 and not h.readonly
     assert h.tobytes() == torch_bytes(t)
-    if t.numel():
-        assert h.strides == t.stride()
-        assert h.data_ptr == ptr
     u = torch.from_dlpack(h)
     assert u.dtype == t.dtype and u.shape == t.shape
     assert torch_bytes(u) == torch_bytes(t)
     if t.numel():
-        assert u.stride() == t.stride() and u.data_ptr() == ptr
+        assert u.data_ptr() == h.data_ptr != t.data_ptr()
 
 
 @pytest.mark.parametrize("layout", TORCH_LAYOUTS)
 @pytest.mark.parametrize("dtype", [d for d in NUMPY_DTYPES if not d.startswith("uint") or d == "uint8"])
 def test_torch_to_ferry_to_numpy(dtype, layout, no_leaks):
     base, t = torch_case(dtype, layout)
-    ptr = t.data_ptr()
-    y = np.from_dlpack(ferry.from_dlpack(t))
-    assert y.tobytes() == torch_bytes(t) and not y.flags.writeable
+    h = ferry.from_dlpack(t)
+    y = np.from_dlpack(h)
+    assert y.tobytes() == torch_bytes(t)
     if t.numel():
-        assert numpy_ptr(y) == ptr
+        assert numpy_ptr(y) == h.data_ptr != t.data_ptr()
 
 
 def test_bf16_reaches_torch_but_numpy_refuses_it_cleanly(no_leaks):
@@ -474,17 +470,18 @@ def test_producers_are_released_exactly_when_the_last_view_goes(no_leaks):
              torch.from_dlpack(h_t), ferry.from_dlpack(torch.from_dlpack(h_np))]
     del x, t
     gc.collect()
-    assert xr() is not None and tr() is not None
+    # A PyTorch tensor's import is a copy: the tensor is released at once.
+    assert xr() is not None and tr() is None
     del h_np, h_t
     gc.collect()
-    assert xr() is not None and tr() is not None  # the consumers' views still hold them
+    assert xr() is not None  # the consumers' views still hold it
     views[0][0, 0] = 7.0
     assert views[1][0, 0].item() == 7.0
-    # A tensor over NumPy's memory cannot be shared copy-on-write: its import is a copy.
+    # PyTorch's view of ferry's array, imported again: a copy made before the write.
     assert views[4].copies == 1 and views[4].tobytes()[:4] == np.float32(0).tobytes()
     del views
     gc.collect()
-    assert xr() is None and tr() is None
+    assert xr() is None
 
 
 def test_exports_dropped_on_other_threads(no_leaks):
