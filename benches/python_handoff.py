@@ -74,11 +74,9 @@ for case, call, anchor, anchor_call in handoff:
     row("python_handoff", anchor, theirs)
     row("python_handoff", case, ours, anchor, ratio)
 
-# ferry's import of a PyTorch tensor is a copy-on-write snapshot (`torch._lazy_clone`, checked to
-# hold the export) and goes through PyTorch's C exchange table where it is (PyTorch >= 2.10
-# publishes it; here tvm-ffi's add-on does, as `import tvm_ffi` above loads it), else through
-# `torch._C._to_dlpack_versioned`. A tensor made anew each call pays for making its storage
-# copy-on-write (once per storage).
+# ferry's import of a PyTorch tensor is a copy made as PyTorch's C export returns: its exchange
+# table where it is (PyTorch >= 2.10 publishes it; here tvm-ffi's add-on does, as `import
+# tvm_ffi` above loads it), else `torch._C._to_dlpack_versioned`.
 torch_table = torch.Tensor.__dlpack_c_exchange_api__
 torch_cases = [
     ("ferry.from_dlpack(new tensor)", lambda: ferry.from_dlpack(torch.empty(3, 4)),
