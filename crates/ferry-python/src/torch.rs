@@ -194,9 +194,9 @@ impl Torch {
             .map_err(to_py_err)
     }
 
-    /// PyTorch's exchange table's export of `obj`, a plain tensor ([`is_plain`](Self::is_plain)):
-    /// `None` where the table is missing, fails, or puts the tensor on a device (all of which
-    /// the caller then handles).
+    /// PyTorch's exchange table's export of `obj`, a plain tensor (see
+    /// [`plain_export`](Self::plain_export)): `None` where the table is missing, fails, or puts
+    /// the tensor on a device (all of which the caller then handles).
     #[inline]
     fn export_through_table(&self, obj: &Bound<'_, PyAny>) -> PyResult<Option<DlpackTensor>> {
         let py = obj.py();
