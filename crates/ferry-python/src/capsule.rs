@@ -44,10 +44,18 @@ impl LiveExport {
     /// memory, and no longer hold it alone, so none of them hands out a mutable view while the
     /// consumer reads; a ferry re-import of the export gets `Shared` access like any import.
     pub(crate) fn share(array: &HostArray, versioned: bool) -> DlpackTensor {
-        if versioned {
-            array.to_dlpack_counted(&LIVE_EXPORTS)
-        } else {
-            array.to_dlpack_legacy_counted(&LIVE_EXPORTS)
+        // SAFETY: the export goes to a Python consumer (NumPy, PyTorch, through `__dlpack__` or
+        // the exchange table), which DLPack lets write memory exported without READ_ONLY (as
+        // NumPy's own exports do). ferry's Python methods read an array's memory only while
+        // they hold the GIL and run no Python code, so no Python write happens during one of
+        // their reads, and they check bools as they read them; a Rust caller that holds a view
+        // of the array across Python code that writes it is ARCHITECTURE.md's trust boundary.
+        unsafe {
+            if versioned {
+                array.to_dlpack_counted(&LIVE_EXPORTS)
+            } else {
+                array.to_dlpack_legacy_counted(&LIVE_EXPORTS)
+            }
         }
     }
 

@@ -58,12 +58,30 @@ impl HostArray {
     /// a mutable view while the consumer reads) and its shape and strides, in one allocation:
     /// cheaper than a clone, and a ferry import of it is an import like any producer's (shared
     /// access, no copy log), not this array taken back.
-    pub fn to_dlpack_counted(&self, live: &'static AtomicUsize) -> DlpackTensor {
+    ///
+    /// Unlike [`to_dlpack`](Self::to_dlpack), the export lets its consumer write the memory
+    /// unless the array is [`Access::ReadOnly`] (DLPack's usual sharing, what NumPy and PyTorch
+    /// expect of a Python producer), although this array and its clones still read it.
+    ///
+    /// # Safety
+    ///
+    /// - Nothing reads this array's memory (through this array, a clone, or anything made from
+    ///   it) while the consumer writes it: no view is held across the consumer's writes, and no
+    ///   thread reads it meanwhile. ferry's Python module, the one caller, hands these exports
+    ///   to Python code and reads such memory itself only while it holds the GIL and runs no
+    ///   Python code (ARCHITECTURE.md's trust boundaries).
+    /// - A `bool` array is written only with 0 or 1.
+    pub unsafe fn to_dlpack_counted(&self, live: &'static AtomicUsize) -> DlpackTensor {
         export_shared::<DLManagedTensorVersioned>(self, live)
     }
 
     /// [`to_dlpack_counted`](Self::to_dlpack_counted) as a legacy (pre-1.0) `DLManagedTensor`.
-    pub fn to_dlpack_legacy_counted(&self, live: &'static AtomicUsize) -> DlpackTensor {
+    ///
+    /// # Safety
+    ///
+    /// As for [`to_dlpack_counted`](Self::to_dlpack_counted), for every array: a legacy
+    /// tensor cannot say READ_ONLY, so its consumer may take any of them as writable.
+    pub unsafe fn to_dlpack_legacy_counted(&self, live: &'static AtomicUsize) -> DlpackTensor {
         export_shared::<DLManagedTensor>(self, live)
     }
 
@@ -203,8 +221,20 @@ impl Drop for LiveCount {
     }
 }
 
+/// Whether ferry's `export` or `export_shared` made the managed tensor at `p` (by its deleter).
+///
+/// # Safety
+/// `p` points at a live managed tensor of any major version.
+pub(super) unsafe fn made_by_ferry<M: Exported>(p: NonNull<M>) -> bool {
+    // SAFETY: forwarded contract; only the deleter field is read.
+    let deleter = unsafe { M::deleter(p) };
+    deleter.is_some_and(|d| {
+        std::ptr::fn_addr_eq(d, M::FERRY_DELETER) || std::ptr::fn_addr_eq(d, M::SHARED_DELETER)
+    })
+}
+
 /// How ferry fills in each managed-tensor struct.
-trait Exported: ManagedStruct {
+pub(super) trait Exported: ManagedStruct {
     /// The version [`DlpackTensor::version`] reports for this struct.
     const VERSION: (u32, u32);
     /// The deleter of counted exports (a [`SharedCtx`]).

@@ -291,6 +291,18 @@ impl DlpackTensor {
         self.version
     }
 
+    /// Whether ferry made this tensor ([`HostArray::to_dlpack`](crate::HostArray::to_dlpack),
+    /// `into_dlpack`, a counted export), recognised by its deleter: memory a ferry array may
+    /// still read, which an adapter hands its framework for writing only once
+    /// [`into_host`](Self::into_host) gives back an array ferry holds alone.
+    pub fn made_by_ferry(&self) -> bool {
+        let handle = self
+            .handle
+            .expect("a DlpackTensor always holds its handle until consumed");
+        // SAFETY: the handle is live while `self` owns it.
+        on_managed!(handle, p => unsafe { export::made_by_ferry(p) })
+    }
+
     /// The address of the producer's deleter (0 where it has none): which library made the
     /// tensor, for a consumer that treats some producers' memory apart (ferry's Python module
     /// copies PyTorch's, whose export keeps the tensor alive but not its memory).
