@@ -710,9 +710,10 @@ pub fn to_dlpack(tensor: &Tensor) -> Result<DlpackTensor> {
 /// Imports a DLPack tensor into libtorch (zero-copy; device tensors stay on their device). A
 /// host tensor that its producer lets its consumer write (no READ_ONLY) goes to libtorch as it
 /// is, as `torch.from_dlpack` does; a read-only one, one with negative strides (which libtorch
-/// forbids), a legacy one (which cannot say READ_ONLY) or a bool one (whose bytes are checked
-/// to be 0 or 1) becomes a host array first and goes in through [`into_tensor`]: moved when
-/// ferry holds it alone, else copied once. A device tensor
+/// forbids), a legacy one (which cannot say READ_ONLY), a bool one (whose bytes are checked to
+/// be 0 or 1) or one ferry exported (memory a ferry array may still read) becomes a host array
+/// first and goes in through [`into_tensor`]: moved when ferry holds it alone, else copied
+/// once. A device tensor
 /// that cannot go as it is is refused.
 pub fn from_dlpack(tensor: DlpackTensor, device: Device) -> Result<Tensor> {
     let negative = tensor.strides().iter().any(|&s| s < 0);
@@ -720,7 +721,14 @@ pub fn from_dlpack(tensor: DlpackTensor, device: Device) -> Result<Tensor> {
     if tensor.device().is_host_readable() {
         // bool goes through the host array too, whose checked view makes sure libtorch never
         // sees a byte other than 0 or 1 (it is then copied: the producer may still write it).
-        if tensor.is_read_only() || negative || legacy || tensor.dtype() == DType::Bool {
+        // ferry's own exports, too: memory a ferry array may still read (a counted export is
+        // writable), which `into_tensor` hands over only when the array comes back alone.
+        if tensor.is_read_only()
+            || negative
+            || legacy
+            || tensor.dtype() == DType::Bool
+            || tensor.made_by_ferry()
+        {
             return into_tensor(tensor.into_host()?, device);
         }
         // The producer lets its consumer write: libtorch shares the memory, as
