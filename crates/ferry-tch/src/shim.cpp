@@ -162,17 +162,38 @@ enum : int32_t {
 // the bytes would be freed twice. Every snapshot ferry takes goes through this one mutex.
 static std::mutex cow_mutex;
 
-static c10::impl::cow::COWDeleterContext *cow_reference(c10::StorageImpl &impl) {
+// The bytes a copy-on-write reference keeps alive: `impl`'s data and size as they were while
+// the reference was already held and `impl` still pointed at them.
+struct CowBytes {
+  void *data;
+  int64_t nbytes;
+};
+
+static c10::impl::cow::COWDeleterContext *cow_reference(c10::StorageImpl &impl, CowBytes *bytes) {
   std::lock_guard<std::mutex> lock(cow_mutex);
-  if (!c10::impl::cow::is_cow_data_ptr(impl.data_ptr()) &&
-      !c10::impl::cow::lazy_clone_storage(impl)) {
-    return nullptr;
+  // A thread writing through another alias of the storage (a shallow clone: its own
+  // TensorImpl, the same StorageImpl) materialises it without ferry's mutex and may swap the
+  // DataPtr between the reads below. The data and size ferry reports are read after its
+  // reference is taken and kept only if the storage still points at the same context after
+  // them: they are then the context's bytes, which the reference keeps. libtorch's own
+  // materialisation is not synchronised with readers (an unlocked DataPtr swap); a tensor
+  // written on one thread while read on another is outside libtorch's contract and ferry's.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    if (!c10::impl::cow::is_cow_data_ptr(impl.data_ptr()) &&
+        !c10::impl::cow::lazy_clone_storage(impl)) {
+      return nullptr;
+    }
+    auto *ctx = impl.data_ptr().cast_context<c10::impl::cow::COWDeleterContext>(
+        &c10::impl::cow::cow_deleter);
+    TORCH_CHECK(ctx != nullptr, "a copy-on-write storage without its context");
+    ctx->increment_refcount();
+    bytes->data = const_cast<void *>(impl.data());
+    bytes->nbytes = static_cast<int64_t>(impl.nbytes());
+    if (impl.data_ptr().get_context() == ctx) return ctx;
+    c10::impl::cow::cow_deleter(ctx);  // materialised meanwhile: let go and look again
   }
-  auto *ctx = impl.data_ptr().cast_context<c10::impl::cow::COWDeleterContext>(
-      &c10::impl::cow::cow_deleter);
-  TORCH_CHECK(ctx != nullptr, "a copy-on-write storage without its context");
-  ctx->increment_refcount();
-  return ctx;
+  TORCH_CHECK(false, "the tensor's storage kept changing while ferry read it (is another ",
+              "thread writing to it?); stop writing to it while it is read");
 }
 
 // Everything ferry needs to view or export a tensor, in one call: returns ndim (-1 on error,
@@ -210,24 +231,31 @@ int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, in
     const at::Tensor *described = t;
     // Released (`cow_deleter`) if anything below throws; handed over at the end.
     std::unique_ptr<void, void (*)(void *)> held(nullptr, &c10::impl::cow::cow_deleter);
+    CowBytes bytes{nullptr, 0};
     if (wanted) {
-      held.reset(cow_reference(*t->storage().unsafeGetStorageImpl()));
+      held.reset(cow_reference(*t->storage().unsafeGetStorageImpl(), &bytes));
       if (!held && (snapshot & FERRY_SNAPSHOT_OR_COPY)) {
         copy = t->clone(at::MemoryFormat::Contiguous);
         described = &copy;
-        held.reset(cow_reference(*copy.storage().unsafeGetStorageImpl()));
+        held.reset(cow_reference(*copy.storage().unsafeGetStorageImpl(), &bytes));
         TORCH_CHECK(held != nullptr, "libtorch's copy of the tensor is not copy-on-write");
         info->flags |= FERRY_COPIED;
       }
     }
     const c10::StorageImpl &own = *described->storage().unsafeGetStorageImpl();
     int64_t ndim = described->dim();
-    info->storage_bytes = static_cast<int64_t>(own.nbytes());
     info->storage_offset = described->storage_offset();
     // Quantized tensors are refused by scalar type before their data is looked at. Only
     // `const` accessors: a mutable one would materialise a copy-on-write storage (a copy).
     info->data = quantized ? nullptr : const_cast<void *>(described->const_data_ptr());
-    info->storage_data = quantized ? nullptr : const_cast<void *>(own.data());
+    if (held) {
+      // The bytes the snapshot holds, as read while it was held (`cow_reference`).
+      info->storage_bytes = bytes.nbytes;
+      info->storage_data = bytes.data;
+    } else {
+      info->storage_bytes = static_cast<int64_t>(own.nbytes());
+      info->storage_data = quantized ? nullptr : const_cast<void *>(own.data());
+    }
     if (ndim <= cap) {
       at::IntArrayRef dims = described->sizes(), steps = described->strides();
       std::copy(dims.begin(), dims.end(), sizes);
