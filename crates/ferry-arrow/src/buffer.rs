@@ -7,8 +7,8 @@ use std::panic::AssertUnwindSafe;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use arrow_array::{Array, BooleanArray};
-use arrow_buffer::{Buffer, MutableBuffer};
+use arrow_array::BooleanArray;
+use arrow_buffer::{BooleanBuffer, Buffer, MutableBuffer};
 use ferry_core::{CopyReason, DType, HostArray, Owner, Storage, StorageLayout, record_copy};
 
 use crate::Result;
@@ -61,11 +61,46 @@ fn empty() -> Buffer {
     Buffer::from(MutableBuffer::new(0))
 }
 
-/// Arrow's bit-packed booleans unpacked to one byte each (one recorded copy).
-pub(crate) fn unpack_bools(values: &BooleanArray) -> (Vec<bool>, ferry_core::CopyRecord) {
-    let bools: Vec<bool> = values.values().iter().collect();
+/// Arrow's bit-packed booleans unpacked to one byte each (one recorded copy, allocated
+/// fallibly: `OutOfMemory`, never an abort).
+pub(crate) fn unpack_bools(values: &BooleanArray) -> Result<(Vec<bool>, ferry_core::CopyRecord)> {
+    let n = values.len();
+    let mut bools = Vec::new();
+    bools
+        .try_reserve_exact(n)
+        .map_err(|_| bools_out_of_memory(n, n))?;
+    bools.extend(values.values().iter());
     let record = record_copy(bools.len() as u64, CopyReason::Repacked);
-    (bools, record)
+    Ok((bools, record))
+}
+
+/// `len` booleans, in order, bit-packed for Arrow (no validity bitmap) in a buffer allocated
+/// fallibly: `OutOfMemory`, never an abort. One recorded copy.
+pub(crate) fn pack_bits(
+    len: usize,
+    bits: impl Iterator<Item = bool>,
+) -> Result<(BooleanArray, ferry_core::CopyRecord)> {
+    let bytes = len.div_ceil(8);
+    let mut buffer =
+        MutableBuffer::try_from_len_zeroed(bytes).map_err(|_| bools_out_of_memory(bytes, len))?;
+    let packed = buffer.as_slice_mut();
+    for (i, bit) in bits.take(len).enumerate() {
+        if bit {
+            packed[i / 8] |= 1 << (i % 8);
+        }
+    }
+    let record = record_copy(bytes as u64, CopyReason::Repacked);
+    let values = BooleanBuffer::new(buffer.into(), 0, len);
+    Ok((BooleanArray::new(values, None), record))
+}
+
+/// The error for `bytes` bytes of `len` booleans that cannot be allocated.
+fn bools_out_of_memory(bytes: usize, len: usize) -> crate::Error {
+    crate::Error::Core(ferry_core::Error::OutOfMemory {
+        bytes,
+        shape: vec![len],
+        dtype: DType::Bool,
+    })
 }
 
 /// A `bool` array's elements, in row-major (logical) order whatever its layout, bit-packed
@@ -73,9 +108,5 @@ pub(crate) fn unpack_bools(values: &BooleanArray) -> (Vec<bool>, ferry_core::Cop
 pub(crate) fn pack_bools(array: &HostArray) -> Result<(BooleanArray, ferry_core::CopyRecord)> {
     debug_assert_eq!(array.dtype(), DType::Bool);
     let view = array.view::<bool>()?;
-    let packed = BooleanArray::from_iter(view.iter().map(|&b| Some(b)));
-    let packed = BooleanArray::new(packed.values().clone(), None);
-    let record = record_copy(packed.values().inner().len() as u64, CopyReason::Repacked);
-    debug_assert_eq!(packed.null_count(), 0);
-    Ok((packed, record))
+    pack_bits(view.len(), view.iter().copied())
 }

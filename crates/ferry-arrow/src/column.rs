@@ -17,7 +17,7 @@ use ferry_core::{
     CopyPolicy, CopyReason, CopyRecord, DType, HostArray, StorageLayout, record_copy,
 };
 
-use crate::buffer::{buffer_over_host, host_over_buffer, pack_bools, unpack_bools};
+use crate::buffer::{buffer_over_host, host_over_buffer, pack_bits, pack_bools, unpack_bools};
 use crate::dtype::{arrow_type, ferry_dtype};
 use crate::metadata::TensorMetadata;
 use crate::{Error, Result};
@@ -195,9 +195,9 @@ impl TensorColumn {
         }
         let (buffer, mut record) = concat_row_major(tensors)?;
         let values: ArrayRef = if first.dtype() == DType::Bool {
-            let packed = BooleanArray::from_iter(buffer.iter().map(|&b| Some(b != 0)));
-            record = record_copy(packed.values().inner().len() as u64, CopyReason::Repacked);
-            Arc::new(BooleanArray::new(packed.values().clone(), None))
+            let (packed, repacked) = pack_bits(buffer.len(), buffer.iter().map(|&b| b != 0))?;
+            record = repacked;
+            Arc::new(packed)
         } else {
             primitive_array(first.dtype(), buffer, total)
         };
@@ -685,7 +685,7 @@ fn values_to_host(
         }
         // Unpacked in physical order; the strides (a permutation of row-major) read it in
         // logical order.
-        let (flat, record) = unpack_bools(&bools.slice(start, count));
+        let (flat, record) = unpack_bools(&bools.slice(start, count))?;
         let layout = StorageLayout {
             dtype,
             shape,
@@ -844,8 +844,21 @@ fn check_tensors(tensors: &[HostArray]) -> Result<&HostArray> {
 /// Every tensor's elements, row-major, one after the other, in one Arrow buffer (aligned for
 /// every type): one recorded copy, plus one for each tensor that is not row-major.
 fn concat_row_major(tensors: &[HostArray]) -> Result<(Buffer, CopyRecord)> {
-    let total: usize = tensors.iter().map(HostArray::nbytes).sum();
-    let mut bytes = MutableBuffer::with_capacity(total);
+    // Described as the flat column of every element it would hold.
+    let out_of_memory = |bytes: usize| {
+        let dtype = tensors.first().map_or(DType::U8, HostArray::dtype);
+        Error::Core(ferry_core::Error::OutOfMemory {
+            bytes,
+            shape: vec![bytes / dtype.size_in_bytes().unwrap_or(1).max(1)],
+            dtype,
+        })
+    };
+    let total = tensors
+        .iter()
+        .try_fold(0usize, |total, t| total.checked_add(t.nbytes()))
+        .ok_or_else(|| out_of_memory(usize::MAX))?;
+    // Fallible, as every allocation a layout asks for is: an error, never an abort.
+    let mut bytes = MutableBuffer::try_with_capacity(total).map_err(|_| out_of_memory(total))?;
     for t in tensors {
         let dense = t.to_contiguous(CopyPolicy::IfNeeded)?;
         bytes.extend_from_slice(dense.as_bytes().unwrap_or_default());
