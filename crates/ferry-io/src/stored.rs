@@ -53,6 +53,24 @@ pub(crate) fn dense_nbytes(dtype: DType, shape: &[usize]) -> Result<usize> {
         .ok_or_else(|| overflow(dtype, shape))
 }
 
+/// `n` zeroed words from the allocator (zeroed pages are only mapped when written, so a buffer
+/// a stream then fills only partly costs what was read), or `None` where they cannot be had.
+fn zeroed_words(n: usize) -> Option<Vec<u64>> {
+    if n == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u64>(n).ok()?;
+    // SAFETY: `layout` has a non-zero size.
+    let words = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<u64>();
+    if words.is_null() {
+        return None;
+    }
+    // SAFETY: the global allocator gave `n` u64s with the Vec's layout (`Layout::array`), all
+    // zeroed, which is a valid u64; the Vec takes the allocation over with length and
+    // capacity `n`.
+    Some(unsafe { Vec::from_raw_parts(words, n, n) })
+}
+
 /// An array over a fresh buffer (aligned to 8 bytes, enough for every typed dtype) that `fill`
 /// writes the stored bytes into.
 pub(crate) fn read_dense(
@@ -63,7 +81,13 @@ pub(crate) fn read_dense(
 ) -> Result<HostArray> {
     let strides = dense_strides(dtype, &shape, order)?;
     let nbytes = dense_nbytes(dtype, &shape)?;
-    let mut words = vec![0u64; nbytes.div_ceil(8)];
+    // The size comes from the file's own header: allocated fallibly, so a header that asks for
+    // more than exists is `OutOfMemory`, never an abort.
+    let mut words = zeroed_words(nbytes.div_ceil(8)).ok_or_else(|| Error::OutOfMemory {
+        bytes: nbytes,
+        shape: shape.clone(),
+        dtype,
+    })?;
     // SAFETY: `words` owns at least `nbytes` initialised bytes; u8 has no alignment needs.
     let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), nbytes) };
     fill(bytes)?;
