@@ -456,7 +456,10 @@ pub fn into_tensor<const D: usize, K: BurnKind>(
     }
     #[allow(unreachable_patterns)] // other variants exist when users enable more burn backends
     match device.as_dispatch() {
-        burn::backend::DispatchDevice::Flex(_) => return Ok(flex_share::<D, K>(array, dtype)),
+        // An empty array has no memory to share (and a dangling address Burn's casts refuse).
+        burn::backend::DispatchDevice::Flex(_) if !array.is_empty() => {
+            return Ok(flex_share::<D, K>(array, dtype));
+        }
         burn::backend::DispatchDevice::NdArray(_) => return ndarray_move::<D, K>(array),
         _ => {}
     }
@@ -533,6 +536,7 @@ struct HostSpan {
 impl AsRef<[u8]> for HostSpan {
     fn as_ref(&self) -> &[u8] {
         if self.len == 0 {
+            // Not reached: empty arrays are not shared (`into_tensor`).
             return &[];
         }
         // SAFETY: [lo, lo + len) is exactly the byte span the array's validated layout reaches,
