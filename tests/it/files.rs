@@ -168,3 +168,127 @@ fn hostile_files_are_typed_errors() {
         Err(Error::Io { .. })
     ));
 }
+
+/// Audit of round 3 (B2-2): `load_npz` bounded a member by the size the archive declares and
+/// allocated that much up front with `vec!`: a 250-byte archive declaring 2^46 bytes, whose
+/// `.npy` header asks for 2^45, aborted the process ("memory allocation of 35184372088832 bytes
+/// failed"). Buffers a file's header asks for are allocated fallibly: an error, never an abort.
+#[test]
+fn round3_audit_npz_declaring_more_than_it_holds_is_an_error() {
+    let honest = {
+        let mut payload = npy_header("|u1", "(3,)");
+        payload.extend_from_slice(&[1, 2, 3]);
+        npz_declaring(&payload, payload.len() as u64)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("honest.npz");
+    std::fs::write(&path, honest).unwrap();
+    let arrays = npy::load_npz(&path).unwrap();
+    assert_eq!(arrays[0].1.as_bytes().unwrap(), [1, 2, 3]);
+
+    let payload = npy_header("|u1", &format!("({},)", 1u64 << 45));
+    let path = dir.path().join("huge.npz");
+    std::fs::write(&path, npz_declaring(&payload, 1u64 << 46)).unwrap();
+    let err = npy::load_npz(&path).unwrap_err();
+    assert!(
+        matches!(err, Error::OutOfMemory { .. } | Error::InvalidFile { .. }),
+        "{err}"
+    );
+}
+
+fn npy_header(descr: &str, shape: &str) -> Vec<u8> {
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let padded = (10 + dict.len() + 1).next_multiple_of(64) - 10;
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(padded as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.resize(10 + padded - 1, b' ');
+    out.push(b'\n');
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A one-member zip64 archive: `payload` deflated as one stored deflate block, with the member
+/// declaring `declared` uncompressed bytes (central and local headers agree), whatever it
+/// really holds.
+fn npz_declaring(payload: &[u8], declared: u64) -> Vec<u8> {
+    let name = b"a.npy";
+    let mut deflated = vec![0x01u8];
+    let len = payload.len() as u16;
+    deflated.extend_from_slice(&len.to_le_bytes());
+    deflated.extend_from_slice(&(!len).to_le_bytes());
+    deflated.extend_from_slice(payload);
+    let crc = crc32(payload);
+    let comp = deflated.len() as u64;
+    let zip64_local = {
+        let mut e = Vec::new();
+        e.extend_from_slice(&1u16.to_le_bytes());
+        e.extend_from_slice(&16u16.to_le_bytes());
+        e.extend_from_slice(&declared.to_le_bytes());
+        e.extend_from_slice(&comp.to_le_bytes());
+        e
+    };
+    let mut out = Vec::new();
+    // Local file header.
+    out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+    out.extend_from_slice(&45u16.to_le_bytes()); // version needed
+    out.extend_from_slice(&0u16.to_le_bytes()); // flags
+    out.extend_from_slice(&8u16.to_le_bytes()); // deflate
+    out.extend_from_slice(&0u16.to_le_bytes()); // time
+    out.extend_from_slice(&0x21u16.to_le_bytes()); // date
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
+    out.extend_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
+    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(zip64_local.len() as u16).to_le_bytes());
+    out.extend_from_slice(name);
+    out.extend_from_slice(&zip64_local);
+    out.extend_from_slice(&deflated);
+    let cd_offset = out.len() as u32;
+    // Central directory header.
+    let mut cd = Vec::new();
+    cd.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+    cd.extend_from_slice(&45u16.to_le_bytes()); // made by
+    cd.extend_from_slice(&45u16.to_le_bytes()); // needed
+    cd.extend_from_slice(&0u16.to_le_bytes());
+    cd.extend_from_slice(&8u16.to_le_bytes());
+    cd.extend_from_slice(&0u16.to_le_bytes());
+    cd.extend_from_slice(&0x21u16.to_le_bytes());
+    cd.extend_from_slice(&crc.to_le_bytes());
+    cd.extend_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
+    cd.extend_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
+    cd.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    cd.extend_from_slice(&(zip64_local.len() as u16).to_le_bytes());
+    cd.extend_from_slice(&0u16.to_le_bytes()); // comment
+    cd.extend_from_slice(&0u16.to_le_bytes()); // disk
+    cd.extend_from_slice(&0u16.to_le_bytes()); // internal attrs
+    cd.extend_from_slice(&0u32.to_le_bytes()); // external attrs
+    cd.extend_from_slice(&0u32.to_le_bytes()); // local header offset
+    cd.extend_from_slice(name);
+    cd.extend_from_slice(&zip64_local);
+    out.extend_from_slice(&cd);
+    // End of central directory.
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&(cd.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}

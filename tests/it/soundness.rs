@@ -485,7 +485,8 @@ fn counted_exports_keep_the_memory_and_never_make_a_second_writable_handle() {
         .reversed_axes()
         .unwrap();
     assert_eq!(original.access(), Access::Exclusive);
-    let export = original.to_dlpack_counted(&LIVE);
+    // SAFETY: nothing writes the exported memory in this test.
+    let export = unsafe { original.to_dlpack_counted(&LIVE) };
     assert_eq!(LIVE.load(Ordering::SeqCst), 1);
     assert_eq!(
         (export.shape(), export.strides()),
@@ -518,10 +519,13 @@ fn counted_exports_keep_the_memory_and_never_make_a_second_writable_handle() {
         .unwrap()
         .into_read_only();
     for (array, legacy) in [(&scalar, false), (&deep, true), (&deep, false)] {
-        let export = if legacy {
-            array.to_dlpack_legacy_counted(&LIVE)
-        } else {
-            array.to_dlpack_counted(&LIVE)
+        // SAFETY: nothing writes the exported memory in this test.
+        let export = unsafe {
+            if legacy {
+                array.to_dlpack_legacy_counted(&LIVE)
+            } else {
+                array.to_dlpack_counted(&LIVE)
+            }
         };
         assert_eq!(export.shape(), array.shape());
         assert_eq!(export.strides(), array.strides());
@@ -531,7 +535,10 @@ fn counted_exports_keep_the_memory_and_never_make_a_second_writable_handle() {
         drop(export);
         assert_eq!(LIVE.load(Ordering::SeqCst), 0);
     }
-    let again = deep.to_dlpack_counted(&LIVE).into_host().unwrap();
+    // SAFETY: nothing writes the exported memory in this test.
+    let again = unsafe { deep.to_dlpack_counted(&LIVE) }
+        .into_host()
+        .unwrap();
     assert_eq!(again.access(), Access::ReadOnly);
     assert_eq!(again.as_bytes(), deep.as_bytes());
 }
@@ -896,4 +903,69 @@ fn round3_audit_into_array_keeps_the_arrays_own_layout() {
         out,
         ferry::ndarray::arr2(&[[0f32, 3.], [1., 4.], [2., 5.]]).into_dyn()
     );
+}
+
+/// Audit of round 3 (B2-1): a counted export (writable: what Python consumers get) reached
+/// libtorch through `ferry_tch::from_dlpack`, which shared it, so `fill_` changed the values
+/// under a live `ArrayView` of the array (and raced it from another thread). ferry's own
+/// exports go to libtorch through `into_tensor`, which copies memory a ferry array still reads;
+/// a counted export is `unsafe` to make, with that contract.
+#[cfg(feature = "tch")]
+#[test]
+fn round3_audit_ferry_exports_never_reach_libtorch_writable() {
+    use std::sync::atomic::AtomicUsize;
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+    let a = HostArray::from_vec(vec![4], vec![1f32, 2.0, 3.0, 4.0]).unwrap();
+    // SAFETY: this test's consumer is ferry's tch adapter, which must not write it (checked).
+    let counted = unsafe { a.to_dlpack_counted(&LIVE) };
+    let t = ferry::tch_adapter::from_dlpack(counted, tch::Device::Cpu).unwrap();
+    let v = a.view::<f32>().unwrap();
+    let _ = t.shallow_clone().fill_(7.0);
+    assert_eq!(v.iter().copied().collect::<Vec<_>>(), [1.0, 2.0, 3.0, 4.0]);
+    assert_ne!(t.data_ptr().cast::<u8>().cast_const(), a.as_ptr());
+    // An export of an array ferry holds alone still moves in without a copy.
+    let b = HostArray::from_vec(vec![2], vec![5f32, 6.0]).unwrap();
+    let ptr = b.as_ptr();
+    let t = ferry::tch_adapter::from_dlpack(b.into_dlpack(), tch::Device::Cpu).unwrap();
+    assert_eq!(t.data_ptr().cast::<u8>().cast_const(), ptr);
+}
+
+/// Audit of round 3 (B2-4, B2-5): allocations a layout or a file asks for are errors, never an
+/// abort or a panic: an Arrow column of a huge broadcast (`MutableBuffer::with_capacity`
+/// panicked), and an empty array shared with Burn Flex (a dangling, misaligned address Burn's
+/// casts refused with a panic).
+#[test]
+fn round3_audit_huge_and_empty_arrays_are_errors_or_work() {
+    use ferry::{MemoryKind, RawParts};
+    let one = [1f32];
+    let parts = RawParts {
+        data: one.as_ptr().cast(),
+        dtype: DType::F32,
+        shape: vec![1 << 40],
+        strides: vec![0],
+        memory: MemoryKind::Cpu,
+        access: Access::ReadOnly,
+    };
+    // SAFETY: every element is the one f32 above, alive and unwritten for the whole test.
+    let huge = unsafe { HostArray::from_raw_parts(parts, ferry::dlpack::owner(())) }.unwrap();
+    #[cfg(feature = "arrow")]
+    {
+        let err =
+            ferry::arrow::TensorColumn::from_tensors("x", std::slice::from_ref(&huge)).unwrap_err();
+        assert!(
+            matches!(err, ferry::arrow::Error::Core(Error::OutOfMemory { .. })),
+            "{err}"
+        );
+    }
+    drop(huge);
+    #[cfg(feature = "burn")]
+    {
+        let empty = HostArray::from_vec(vec![0, 3], Vec::<f32>::new()).unwrap();
+        let t = ferry::burn_adapter::from_host::<2, burn::tensor::Float>(
+            &empty,
+            &burn::tensor::Device::flex(),
+        )
+        .unwrap();
+        assert_eq!(t.clone().add_scalar(1.0).dims(), [0, 3]);
+    }
 }
