@@ -225,6 +225,29 @@ def test_to_py_object_runs_the_deleter_of_a_refused_tensor_exactly_once():
     assert obj.value is None
 
 
+def test_to_py_object_copies_a_tensor_ferry_did_not_make():
+    # Audit of round 3 (A2-1): tvm-ffi hands a PyTorch argument back through ferry's table in a
+    # managed tensor of its own, whose deleter is neither ferry's nor libtorch's, and ferry
+    # shared the memory `t.set_()` then freed. A result from another producer is copied, and
+    # the producer's deleter runs at once.
+    calls = []
+    deleter = DELETER(lambda p: calls.append(1))
+    shape = (ctypes.c_int64 * 1)(4)
+    data = (ctypes.c_float * 4)(1.0, 2.0, 3.0, 4.0)
+    managed = DLManagedTensorVersioned(
+        DLPackVersion(1, 3), None, deleter, 0,
+        DLTensor(ctypes.cast(data, ctypes.c_void_p), DLDevice(K_DL_CPU, 0), 1, DLDataType(2, 32, 1), shape, None, 0),
+    )
+    obj = ctypes.c_void_p()
+    assert fn(TO_PY, table().managed_tensor_to_py_object_no_sync)(ctypes.pointer(managed), ctypes.byref(obj)) == 0
+    h = ctypes.cast(obj, ctypes.py_object).value
+    _decref(h)
+    assert calls == [1]
+    assert h.data_ptr != ctypes.addressof(data) and h.copies == 1
+    data[0] = 9.0
+    np.testing.assert_array_equal(np.from_dlpack(h), [1.0, 2.0, 3.0, 4.0])
+
+
 def test_dltensor_from_py_object_borrows_shape_and_strides():
     base = np.arange(60, dtype=np.int16).reshape(3, 4, 5).transpose(2, 0, 1)
     h = ferry.from_dlpack(base)
@@ -290,13 +313,16 @@ def test_tvm_ffi_uses_the_table_not_dunder_dlpack():
 
 def test_tvm_ffi_function_returns_ferry_arrays_through_the_table():
     # tvm-ffi converts a tensor argument with managed_tensor_from_py_object_no_sync and the
-    # returned tensor with managed_tensor_to_py_object_no_sync of the argument's type.
+    # returned tensor with managed_tensor_to_py_object_no_sync of the argument's type. It
+    # re-wraps the returned tensor in a managed tensor of its own, which ferry cannot tell from
+    # a re-wrapped PyTorch export, so the array that comes back is a copy.
     echo = tvm_ffi.get_global_func("testing.echo")
     h = ferry.from_dlpack(np.arange(6.0).reshape(2, 3))
     before = settle()
     r = echo(h)
     assert isinstance(r, ferry.HostArray)
-    assert (r.shape, r.dtype, r.data_ptr) == (h.shape, h.dtype, h.data_ptr)
+    assert (r.shape, r.dtype, r.copies) == (h.shape, h.dtype, 1)
+    assert r.data_ptr != h.data_ptr
     np.testing.assert_array_equal(r.numpy(), np.arange(6.0).reshape(2, 3))
     del r
     assert settle() == before

@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-import tvm_ffi  # noqa: F401  (sets torch.Tensor.__dlpack_c_exchange_api__ on PyTorch 2.9)
+import tvm_ffi  # also sets torch.Tensor.__dlpack_c_exchange_api__ on PyTorch 2.9
 
 import ferry
 from conftest import torch_bytes
@@ -434,6 +434,47 @@ def test_gil_release_is_right_after_a_subinterpreter_existed():
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_torch_tensor_tvm_ffi_hands_back_through_ferrys_table_is_a_copy():
+    # Audit of round 3 (A2-1): tvm-ffi converts a returned tensor with the exchange table of its
+    # last argument that has one; a PyTorch argument came back as a ferry.HostArray sharing the
+    # tensor's memory (tvm-ffi's deleter wraps PyTorch's), which `t.set_()` freed: SIGSEGV.
+    pick_first = tvm_ffi.convert(lambda a, b: a)
+    t = torch.arange(1 << 16, dtype=torch.float32)
+    h = pick_first(t, ferry.from_dlpack(np.zeros(1)))
+    assert isinstance(h, ferry.HostArray)
+    assert h.data_ptr != t.data_ptr() and h.copies == 1
+    t.set_(torch.zeros(1))
+    gc.collect()
+    np.testing.assert_array_equal(np.from_dlpack(h), np.arange(1 << 16, dtype=np.float32))
+
+
+def test_import_in_a_subinterpreter_is_an_import_error_not_a_hang():
+    # Audit of round 3 (A2-2): `import ferry` worked in a subinterpreter, and its first
+    # hand-written entry point (`h.shape`, `len(h)`, `ferry.from_dlpack`) then waited forever
+    # in PyGILState_Ensure for the GIL its own thread held.
+    inner = textwrap.dedent("""
+        try:
+            import ferry
+        except ImportError as e:
+            assert "main interpreter" in str(e), e
+        else:
+            raise AssertionError("ferry imported in a subinterpreter")
+    """)
+    script = textwrap.dedent(f"""
+        try:
+            import _interpreters as interpreters
+        except ImportError:
+            import _xxsubinterpreters as interpreters
+        import numpy, ferry
+        i = interpreters.create()
+        interpreters.run_string(i, {inner!r})
+        interpreters.destroy(i)
+        print(len(ferry.from_dlpack(numpy.zeros(3))))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "3", out.stderr
 
 
 def test_exceptions_raised_inside_an_import_are_released_with_it():

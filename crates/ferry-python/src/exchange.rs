@@ -172,9 +172,10 @@ fn versioned(tensor: DlpackTensor) -> *mut DLManagedTensorVersioned {
     }
 }
 
-/// `DLPackManagedTensorToPyObjectNoSync`: a `ferry.HostArray` (a new reference) that owns
-/// `tensor`; its deleter runs once when the last view drops, or at once when the tensor is
-/// refused.
+/// `DLPackManagedTensorToPyObjectNoSync`: a `ferry.HostArray` (a new reference). A tensor
+/// ferry exported is taken back as it is (its deleter runs once when the last view drops);
+/// any other producer's host memory is copied and its deleter runs at once, as it does when
+/// the tensor is refused.
 ///
 /// # Safety
 ///
@@ -193,11 +194,15 @@ unsafe extern "C" fn managed_tensor_to_py_object_no_sync(
         // every path (`from_versioned` and `into_host` run it when they refuse the tensor).
         // SAFETY: per the contract, a live managed tensor handed over to ferry.
         let tensor = unsafe { DlpackTensor::from_versioned(tensor) }.map_err(to_py_err)?;
-        // PyTorch's export keeps its tensor, not the memory: copied before any Python code
-        // runs, as every import of PyTorch memory is.
-        let pytorchs = tensor.device().is_host_readable() && crate::torch::made_by_pytorch(&tensor);
+        // Only ferry's own exports (what its allocator made) come back as they are. Any other
+        // producer's memory is copied before any Python code runs: the caller hands over a
+        // result, not a view it asked for, and a producer may keep its tensor but not its
+        // memory (PyTorch's export, which `set_` frees under it) or re-wrap another library's
+        // export (tvm-ffi returns a PyTorch argument in a managed tensor of its own, whose
+        // deleter names neither library).
+        let foreign = tensor.device().is_host_readable() && !tensor.made_by_ferry();
         let imported = tensor.into_host().map_err(to_py_err)?;
-        let imported = if pytorchs {
+        let imported = if foreign {
             imported.snapshot().map_err(to_py_err)?
         } else {
             imported

@@ -152,6 +152,7 @@ fn py_live_exports() -> usize {
 /// Fills a Python module with ferry's class and functions (the `ferry` extension module calls
 /// this; so can a program that embeds Python, see [`add_module`]).
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    check_main_interpreter(m.py())?;
     m.add("HostArray", object::host_array_type(m.py())?)?;
     method::add_from_dlpack(m)?;
     m.add_function(wrap_pyfunction!(py_live_exports, m)?)?;
@@ -161,6 +162,22 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     arrow::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
+}
+
+/// `ImportError` outside the main interpreter. ferry's hand-written entry points attach with
+/// `PyGILState_Ensure`, which CPython does not support in a subinterpreter (a call from one
+/// waits forever for the GIL its own thread holds), and its statics (the `HostArray` type,
+/// interned names) hold one interpreter's objects.
+fn check_main_interpreter(py: Python<'_>) -> PyResult<()> {
+    // SAFETY: the GIL is held (`py`); both calls only read the current interpreter's state.
+    let id = unsafe { pyo3::ffi::PyInterpreterState_GetID(pyo3::ffi::PyInterpreterState_Get()) };
+    match id {
+        0 => Ok(()),
+        id if id < 0 => Err(PyErr::fetch(py)),
+        id => Err(pyo3::exceptions::PyImportError::new_err(format!(
+            "ferry runs only in the main interpreter, not in subinterpreter {id} (its entry points attach with PyGILState_Ensure, which CPython does not support there); import it from the main interpreter"
+        ))),
+    }
 }
 
 /// Makes `import ferry` work in an embedded interpreter: builds the module and puts it in

@@ -10,8 +10,9 @@
 //!   see (a copy-on-write clone moves the bytes away from `t.numpy()` and
 //!   `torch.from_dlpack(t)` views at the tensor's next write, and frees them under those views
 //!   with the clone), so the import is a copy (`CopyReason::Snapshot`), made while the GIL is
-//!   held and before any Python code runs after the export: nothing can have freed or changed
-//!   the memory in between. `copy=False` is refused with `BufferError`. A device tensor comes
+//!   held and before any Python code runs after the export: no Python code can have freed or
+//!   changed the memory in between (another thread inside a PyTorch call that released the
+//!   GIL, such as `set_`, races the copy as it would race `t.clone()`). `copy=False` is refused with `BufferError`. A device tensor comes
 //!   as the host copy PyTorch makes of it, which nothing else holds.
 //! - **PyTorch's own export.** A plain tensor (exactly `torch.Tensor`, no `__torch_function__`
 //!   or `__torch_dispatch__` mode, no gradient, no conjugate bit — what `Tensor.__dlpack__`
@@ -302,8 +303,10 @@ fn copy_export(obj: &Bound<'_, PyAny>, tensor: DlpackTensor) -> PyResult<HostArr
 }
 
 /// Whether libtorch made `tensor` (its deleter lives in a `libtorch*` library): PyTorch's
-/// export keeps a tensor alive but not its memory, so such a tensor is copied on import however
-/// it reached ferry. Looked up with `dladdr` once per deleter, then cached (a deleter is a
+/// export keeps a tensor alive but not its memory, so such a tensor is copied on import
+/// whichever way it reached ferry. Only the outermost deleter is seen: a producer that re-wraps
+/// PyTorch's export in a managed tensor of its own (tvm-ffi) is ARCHITECTURE.md's trust
+/// boundary. Looked up with `dladdr` once per deleter, then cached (a deleter is a
 /// function of a loaded library, which stays at its address).
 pub(crate) fn made_by_pytorch(tensor: &DlpackTensor) -> bool {
     /// Deleters seen, each with its answer in the lowest bit (addresses are aligned).
