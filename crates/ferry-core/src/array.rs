@@ -538,13 +538,15 @@ impl HostArray {
         &self.owner
     }
 
-    /// Whether this array's owner is held by nothing else (no clone, export or keep-alive).
+    /// Whether this array's owner is held by nothing else (no clone, export, framework tensor
+    /// sharing the memory, or keep-alive): what decides whether ferry lets anyone else write
+    /// the memory (a writable export, a move into a framework).
     ///
     /// When it answers `true`, everything the other holders did with the memory happened
     /// before the caller's next access: the counts are read with relaxed loads (all `&self`
     /// allows), and the acquire fence after them pairs with the release decrement each dropped
     /// holder made, as `Arc::get_mut` does.
-    pub(crate) fn owner_is_unique(&self) -> bool {
+    pub fn owner_is_unique(&self) -> bool {
         let unique = Arc::strong_count(&self.owner) == 1 && Arc::weak_count(&self.owner) == 0;
         if unique {
             std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
@@ -616,8 +618,9 @@ impl HostArray {
         }
     }
 
-    /// A `u8` view of a one-byte-element array (used to validate bools).
-    fn byte_view(&self) -> ArrayViewD<'_, u8> {
+    /// A `u8` view of a one-byte-element array (used to validate bools, and to read bools that
+    /// someone else may write: each byte is checked in the load that converts it).
+    pub(crate) fn byte_view(&self) -> ArrayViewD<'_, u8> {
         debug_assert_eq!(self.dtype.size_in_bytes(), Some(1));
         // SAFETY: one-byte elements are always aligned; the layout is readable for `'_`
         // (from_raw_parts contract) and any byte pattern is a valid u8.
@@ -664,6 +667,15 @@ impl HostArray {
             strides.push(stride.unsigned_abs());
         }
         (ptr, strides, flipped)
+    }
+
+    /// The bytes of a `bool` array as a `u8` view, unchecked: for code that reads bools that
+    /// someone else may be writing (memory exported writable) and checks each byte in the load
+    /// that reads it, where [`view::<bool>`](Self::view) checks them all first.
+    /// [`Error::DtypeMismatch`] for other dtypes.
+    pub fn bool_bytes(&self) -> Result<ArrayViewD<'_, u8>> {
+        self.check_typed::<bool>()?;
+        Ok(self.byte_view())
     }
 
     /// A typed view of any legal layout (negative and zero strides included), without copying.
@@ -770,7 +782,6 @@ impl HostArray {
     /// An owned row-major copy as an ndarray (always copies; see [`HostArray::into_array`]).
     pub fn to_array<T: Element>(&self) -> Result<ArrayD<T>> {
         self.check_typed::<T>()?;
-        self.check_values::<T>()?;
         Ok(self.gather_into_array::<T>(CopyReason::Forced)?.0)
     }
 
@@ -827,7 +838,6 @@ impl HostArray {
         } else {
             CopyReason::NonContiguous
         };
-        self.check_values::<T>()?;
         Ok(self.gather_into_array::<T>(reason)?.0)
     }
 
@@ -843,10 +853,26 @@ impl HostArray {
         try_alloc_uninit::<T>(n).map_err(|_| out_of_memory(bytes, &self.shape, self.dtype))
     }
 
-    /// Copies into a fresh row-major `ArrayD<T>` (caller checked dtype and values).
+    /// Copies into a fresh row-major `ArrayD<T>` (caller checked the dtype). `bool`s are
+    /// copied as bytes and checked in the copy, which nobody else reaches: a check of the source
+    /// before copying would race with a writer of memory exported writable.
     fn gather_into_array<T: Element>(&self, reason: CopyReason) -> Result<(ArrayD<T>, CopyRecord)> {
         let n = self.len();
-        let buf = self.gather_into_vec::<T>(n, size_of::<T>())?;
+        let buf = if T::NEEDS_VALIDATION {
+            let bytes = self.gather_into_vec::<u8>(n, 1)?;
+            if let Some(position) = bytes.iter().position(|&b| !T::is_valid_byte(b)) {
+                return Err(Error::InvalidBool {
+                    shape: self.shape.to_vec(),
+                    position,
+                    value: bytes[position],
+                });
+            }
+            let mut values = self.copy_buffer::<T>(n)?;
+            values.extend(bytes.into_iter().map(T::from_valid_byte));
+            values
+        } else {
+            self.gather_into_vec::<T>(n, size_of::<T>())?
+        };
         // n * size_of::<T>() was checked by copy_buffer.
         let record = record_copy((n * size_of::<T>()) as u64, reason);
         Ok((
@@ -877,8 +903,9 @@ impl HostArray {
     /// Writes the elements in row-major order into `dst`, exactly [`nbytes`](Self::nbytes)
     /// bytes that a framework allocated for them, for an adapter that copies into its
     /// framework's own memory; returns the copy's record (also in the per-thread ledger) for
-    /// the caller to report. `bool` values are checked first: no framework sees a byte other
-    /// than 0 or 1 ([`Error::InvalidBool`]). A `dst` of another length is
+    /// the caller to report. `bool` values are checked in `dst` once written: a caller that
+    /// gets [`Error::InvalidBool`] discards `dst` (no framework sees a byte other than 0 or
+    /// 1). A `dst` of another length is
     /// [`Error::ShapeMismatch`] (in bytes).
     pub fn write_row_major(
         &self,
@@ -892,9 +919,6 @@ impl HostArray {
                 expected: bytes,
                 found: dst.len(),
             });
-        }
-        if self.dtype == DType::Bool {
-            self.check_values::<bool>()?;
         }
         match self.dtype.size_in_bytes() {
             // SAFETY: the layout is readable (from_raw_parts contract); `dst` is a distinct,
@@ -915,6 +939,19 @@ impl HostArray {
                 for (to, &from) in dst.iter_mut().zip(packed) {
                     to.write(from);
                 }
+            }
+        }
+        if self.dtype == DType::Bool {
+            // Checked in the copy, which only the caller reaches (a check of the source first
+            // would race with a writer of memory exported writable).
+            // SAFETY: every byte of `dst` was written just above.
+            let written = unsafe { &*(std::ptr::from_ref(&dst[..]) as *const [u8]) };
+            if let Some(position) = written.iter().position(|&b| b > 1) {
+                return Err(Error::InvalidBool {
+                    shape: self.shape.to_vec(),
+                    position,
+                    value: written[position],
+                });
             }
         }
         Ok(record_copy(bytes as u64, reason))

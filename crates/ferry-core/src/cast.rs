@@ -3,7 +3,7 @@
 //! and complex→real refused.
 
 use half::{bf16, f16};
-use ndarray::ArrayD;
+use ndarray::{ArrayD, IxDyn};
 use num_complex::Complex;
 use num_traits::AsPrimitive;
 
@@ -93,8 +93,7 @@ fn convert<S: Castable, D: Castable>(src: &HostArray) -> Result<HostArray> {
     } else {
         src
     };
-    let view = src.view::<S>()?;
-    let n = view.len();
+    let n = src.len();
     let too_big = || Error::OutOfMemory {
         bytes: n.saturating_mul(size_of::<D>()),
         shape: src.shape().to_vec(),
@@ -106,8 +105,24 @@ fn convert<S: Castable, D: Castable>(src: &HostArray) -> Result<HostArray> {
         return Err(too_big());
     }
     let mut values: Vec<D> = try_alloc_uninit(n).map_err(|_| too_big())?;
-    values.extend(view.iter().map(|&v| v.cast::<D>()));
-    let out = ArrayD::from_shape_vec(view.raw_dim(), values).expect("one value per element");
+    if S::DTYPE == DType::Bool {
+        // Bools are read as bytes, each checked in the load that converts it: memory exported
+        // writable (to Python) can change between a separate check and the read, and a `bool`
+        // other than 0 or 1 must never be formed.
+        for (position, &byte) in src.byte_view().iter().enumerate() {
+            if byte > 1 {
+                return Err(Error::InvalidBool {
+                    shape: src.shape().to_vec(),
+                    position,
+                    value: byte,
+                });
+            }
+            values.push((byte == 1).cast::<D>());
+        }
+    } else {
+        values.extend(src.view::<S>()?.iter().map(|&v| v.cast::<D>()));
+    }
+    let out = ArrayD::from_shape_vec(IxDyn(src.shape()), values).expect("one value per element");
     let record = record_copy((out.len() * size_of::<D>()) as u64, CopyReason::Cast);
     Ok(HostArray::from_array(out).with_copy(record))
 }

@@ -44,8 +44,9 @@ pub enum CopyReason {
     /// bit-packed booleans).
     Repacked,
     /// The source's owner may still write or free the memory, and it cannot be shared
-    /// copy-on-write (memory the framework did not allocate itself), so the view is a copy:
-    /// a view of memory someone else can write is a snapshot.
+    /// copy-on-write (memory the framework did not allocate itself, or a storage other handles
+    /// reach too), so the view is a copy: a view of memory someone else can write is a
+    /// snapshot.
     Snapshot,
 }
 

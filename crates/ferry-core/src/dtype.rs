@@ -331,6 +331,13 @@ pub unsafe trait Element:
         let _ = byte;
         true
     }
+    /// For one-byte types that need validation: the value of a byte that
+    /// [`is_valid_byte`](Element::is_valid_byte) accepted.
+    #[doc(hidden)]
+    fn from_valid_byte(byte: u8) -> Self {
+        let _ = byte;
+        unreachable!("only types that need validation are made from bytes")
+    }
 }
 
 macro_rules! element {
@@ -359,6 +366,9 @@ unsafe impl Element for bool {
     const NEEDS_VALIDATION: bool = true;
     fn is_valid_byte(byte: u8) -> bool {
         byte <= 1
+    }
+    fn from_valid_byte(byte: u8) -> bool {
+        byte == 1
     }
 }
 

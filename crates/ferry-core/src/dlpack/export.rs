@@ -60,17 +60,18 @@ impl HostArray {
     /// access, no copy log), not this array taken back.
     ///
     /// Unlike [`to_dlpack`](Self::to_dlpack), the export lets its consumer write the memory
-    /// unless the array is [`Access::ReadOnly`] (DLPack's usual sharing, what NumPy and PyTorch
-    /// expect of a Python producer), although this array and its clones still read it.
+    /// (DLPack's usual sharing, what NumPy and PyTorch expect of a Python producer) when the
+    /// array is not [`Access::ReadOnly`] and nothing else holds its owner: no clone, no
+    /// framework tensor sharing it, no other export. Otherwise it is READ_ONLY. A writable
+    /// export holds the owner itself, so later exports of the array are READ_ONLY and no
+    /// framework shares the memory while the consumer may write it; this array still reads it.
     ///
     /// # Safety
     ///
-    /// - Nothing reads this array's memory (through this array, a clone, or anything made from
-    ///   it) while the consumer writes it: no view is held across the consumer's writes, and no
-    ///   thread reads it meanwhile. ferry's Python module, the one caller, hands these exports
-    ///   to Python code and reads such memory itself only while it holds the GIL and runs no
-    ///   Python code (ARCHITECTURE.md's trust boundaries).
-    /// - A `bool` array is written only with 0 or 1.
+    /// - Nothing reads this array's memory through this array (or a clone made from it later)
+    ///   while the consumer writes it, or only as bytes and numbers that may be torn (never as
+    ///   `bool`s formed without checking each byte in the load that reads it).
+    /// - A `bool` array is written only with 0 or 1, or the reads above check it.
     pub unsafe fn to_dlpack_counted(&self, live: &'static AtomicUsize) -> DlpackTensor {
         export_shared::<DLManagedTensorVersioned>(self, live)
     }
@@ -346,7 +347,10 @@ fn exported<M: Exported>(managed: NonNull<M>, meta: &ExportMeta) -> DlpackTensor
 
 /// A counted export of `array` (see [`HostArray::to_dlpack_counted`]).
 fn export_shared<M: Exported>(array: &HostArray, live: &'static AtomicUsize) -> DlpackTensor {
-    let meta = array.export_meta(false);
+    let mut meta = array.export_meta(false);
+    if !array.owner_is_unique() {
+        meta.flags.insert(DlpackFlags::READ_ONLY);
+    }
     let ndim = array.ndim();
     let (shape, strides) = (array.shape(), array.strides());
     // usize and isize values keep their bits as i64s (asserted in the parent module); shape

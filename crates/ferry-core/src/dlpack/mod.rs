@@ -270,6 +270,13 @@ impl DlpackTensor {
         self.data.cast()
     }
 
+    /// The producer's `byte_offset`: where element `[0, .., 0]` lies past its `data` field. A
+    /// consumer that hands the raw tensor on must honour it (libtorch 2.9's `fromDLPack`
+    /// ignores it).
+    pub fn byte_offset(&self) -> u64 {
+        self.dl_tensor().byte_offset
+    }
+
     /// The producer's flags (empty for legacy tensors from other producers), unknown bits
     /// included.
     pub fn flags(&self) -> DlpackFlags {
