@@ -107,6 +107,24 @@ fn bools_out_of_memory(bytes: usize, len: usize) -> crate::Error {
 /// for Arrow (one recorded copy).
 pub(crate) fn pack_bools(array: &HostArray) -> Result<(BooleanArray, ferry_core::CopyRecord)> {
     debug_assert_eq!(array.dtype(), DType::Bool);
-    let view = array.view::<bool>()?;
-    pack_bits(view.len(), view.iter().copied())
+    // Each byte is checked in the load that packs it (memory exported writable may change
+    // between a check and a read).
+    let bytes = array.bool_bytes()?;
+    let mut invalid = None;
+    let bits = bytes.iter().enumerate().map(|(position, &byte)| {
+        if byte > 1 && invalid.is_none() {
+            invalid = Some((position, byte));
+        }
+        byte == 1
+    });
+    let packed = pack_bits(bytes.len(), bits)?;
+    if let Some((position, value)) = invalid {
+        return Err(ferry_core::Error::InvalidBool {
+            shape: array.shape().to_vec(),
+            position,
+            value,
+        }
+        .into());
+    }
+    Ok(packed)
 }
