@@ -24,7 +24,8 @@ use burn::tensor::{
     Transaction,
 };
 use ferry_core::{
-    Backend, CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, Result, StorageLayout,
+    Access, Backend, CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, Result,
+    StorageLayout,
     StorageLayoutRef, record_copy,
 };
 
@@ -452,7 +453,14 @@ pub fn into_tensor<const D: usize, K: BurnKind>(
         });
     }
     if array.dtype() == DType::Bool {
-        array.view::<bool>()?; // Burn must never see a bool byte other than 0 or 1
+        if !(array.access() == Access::Exclusive && array.owner_is_unique()) {
+            // Burn must never see a bool byte other than 0 or 1. Bools someone else may write
+            // (a producer's memory, ferry's own exported writable) are copied, each byte
+            // checked in the copy; a check of shared memory before sharing it would not hold.
+            let checked = HostArray::from_array(array.to_array::<bool>()?);
+            return into_tensor(checked, device);
+        }
+        array.view::<bool>()?; // ferry's own, held alone: nobody else writes it
     }
     #[allow(unreachable_patterns)] // other variants exist when users enable more burn backends
     match device.as_dispatch() {
