@@ -8,9 +8,13 @@
 //!   tensor (or anything sharing its storage) is written, `resize_`d or exported: libtorch then
 //!   copies the bytes for the writer, once, and the array keeps its memory and its values. So
 //!   `fill_`, `copy_`, `set_`, `resize_` and lazy clones of the source are all allowed while the
-//!   array lives, and the array is read-only. Memory libtorch did not allocate itself (`from_blob`,
-//!   a DLPack import) cannot be shared copy-on-write: there the array is one copy, recorded
-//!   ([`CopyReason::Snapshot`]), and a zero-copy [`view`] is refused. Like
+//!   array lives, and the array is read-only. Only a tensor that is its storage's one handle is
+//!   shared so (a fresh result, a view whose base is gone): libtorch makes and materialises
+//!   copy-on-write storages without a lock, and another handle (a slice of a live tensor, a
+//!   shallow clone sent to another thread, a Python alias) could write it meanwhile. A storage
+//!   other tensors share, and memory libtorch did not allocate itself (`from_blob`, a DLPack
+//!   import), is copied instead: one copy, recorded ([`CopyReason::Snapshot`]), and a zero-copy
+//!   [`view`] is refused. Like
 //!   `.numpy(force=True)`: a tensor that requires grad is read without its graph, and
 //!   conjugate/negative bits are resolved (one copy, recorded). Undefined, sparse and
 //!   storage-less tensors are typed errors.
@@ -400,17 +404,17 @@ impl Backend for Tch {
     }
 }
 
-/// A zero-copy, read-only host array over a snapshot of a plain CPU tensor (see the crate's
-/// notes); tensors that need a copy (on a GPU, with conjugate or negative bits, or over memory
-/// libtorch did not allocate, which cannot be shared copy-on-write) are refused with
-/// [`Error::NeedsCopy`].
+/// A zero-copy, read-only host array over a snapshot of a plain CPU tensor that is its
+/// storage's only handle (see the crate's notes); tensors that need a copy (on a GPU, with
+/// conjugate or negative bits, over a storage other tensors share, or over memory libtorch did
+/// not allocate, which cannot be shared copy-on-write) are refused with [`Error::NeedsCopy`].
 pub fn view(tensor: &Tensor) -> Result<HostArray> {
     read(tensor, false)
 }
 
-/// A host array over a tch tensor: zero-copy on CPU (see [`view`]), else one copy: from a GPU,
-/// to resolve conjugate and negative bits (like `.numpy(force=True)`), or of memory that cannot
-/// be shared copy-on-write.
+/// A host array over a tch tensor: zero-copy on CPU where [`view`] is, else one copy: from a
+/// GPU, to resolve conjugate and negative bits (like `.numpy(force=True)`), or of a storage that
+/// cannot be shared copy-on-write (shared with other tensors, or not libtorch's own memory).
 pub fn to_host(tensor: &Tensor) -> Result<HostArray> {
     read(tensor, true)
 }
@@ -710,8 +714,8 @@ pub fn to_dlpack(tensor: &Tensor) -> Result<DlpackTensor> {
 /// Imports a DLPack tensor into libtorch (zero-copy; device tensors stay on their device). A
 /// host tensor that its producer lets its consumer write (no READ_ONLY) goes to libtorch as it
 /// is, as `torch.from_dlpack` does; a read-only one, one with negative strides (which libtorch
-/// forbids), a legacy one (which cannot say READ_ONLY), a bool one (whose bytes are checked to
-/// be 0 or 1) or one ferry exported (memory a ferry array may still read) becomes a host array
+/// forbids), a legacy one (which cannot say READ_ONLY), one with a `byte_offset` (which libtorch
+/// 2.9 ignores), a bool one (whose bytes are checked to be 0 or 1) or one ferry exported (memory a ferry array may still read) becomes a host array
 /// first and goes in through [`into_tensor`]: moved when ferry holds it alone, else copied
 /// once. A device tensor
 /// that cannot go as it is is refused.
@@ -723,9 +727,12 @@ pub fn from_dlpack(tensor: DlpackTensor, device: Device) -> Result<Tensor> {
         // sees a byte other than 0 or 1 (it is then copied: the producer may still write it).
         // ferry's own exports, too: memory a ferry array may still read (a counted export is
         // writable), which `into_tensor` hands over only when the array comes back alone.
+        // And a tensor with a `byte_offset`, which libtorch 2.9's `fromDLPack` ignores (it
+        // would read and write from `data`, before the tensor).
         if tensor.is_read_only()
             || negative
             || legacy
+            || tensor.byte_offset() != 0
             || tensor.dtype() == DType::Bool
             || tensor.made_by_ferry()
         {
@@ -740,12 +747,12 @@ pub fn from_dlpack(tensor: DlpackTensor, device: Device) -> Result<Tensor> {
             t.f_to_device(device).map_err(tch_err)
         };
     }
-    if negative || legacy {
+    if negative || legacy || tensor.byte_offset() != 0 {
         return Err(Error::UnsupportedLayout {
             shape: tensor.shape().to_vec(),
             strides: tensor.strides().to_vec(),
             dtype: tensor.dtype(),
-            reason: "libtorch takes device tensors only as versioned DLPack with non-negative strides; re-export the tensor with its producer first",
+            reason: "libtorch takes device tensors only as versioned DLPack with non-negative strides and no byte_offset (libtorch 2.9 ignores it); re-export the tensor with its producer first",
         });
     }
     let read_only = tensor.is_read_only();

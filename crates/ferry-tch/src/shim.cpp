@@ -143,57 +143,72 @@ enum : int32_t {
 enum : int32_t {
   // Take a snapshot of a CPU tensor that has no conjugate or negative bit and is not quantized.
   FERRY_SNAPSHOT = 1,
-  // Where the storage cannot be shared copy-on-write, copy the tensor (contiguous) instead.
+  // Where the storage cannot be shared copy-on-write (memory libtorch did not allocate, or a
+  // storage reached through another handle too), copy the tensor (contiguous) instead.
   FERRY_SNAPSHOT_OR_COPY = 2,
   // A tensor on any device, not only the CPU (an export: device memory is never read here).
   FERRY_ANY_DEVICE = 4,
 };
+
+// The bytes a copy-on-write reference keeps alive: `impl`'s data and size, read while the
+// reference is held.
+struct CowBytes {
+  void *data;
+  int64_t nbytes;
+};
+
+// Whether nothing but `t` reaches its storage: no other handle on its TensorImpl and no weak
+// reference to it, no other TensorImpl (a view, a shallow clone, a Python alias, autograd's
+// saved tensors) and no weak reference on its StorageImpl — except, for a view, the base
+// tensor autograd keeps for it (`_base()`), when only the view holds that. Only then may the storage be made
+// copy-on-write: libtorch converts and materialises copy-on-write storages without a lock,
+// so a writer on another thread (through a shallow clone, which tch's `Tensor: Send` allows)
+// materialising the storage while ferry takes its reference frees the context under ferry
+// (an abort in COWDeleter, or a use-after-free), and a write in flight keeps going into bytes
+// the snapshot then shares. With `t` the only handle — which the caller holds by `&Tensor`,
+// not `Sync`, so no other thread uses it — nothing else can write the storage meanwhile or
+// make a new handle to it.
+static bool sole_owner(const at::Tensor &t) {
+  if (t.use_count() != 1 || t.weak_use_count() != 1) return false;
+  uint32_t impls = 1;
+  if (t.is_view()) {
+    const at::TensorBase &base = t._base();  // a reference into t's autograd data: no count
+    if (base.use_count() != 1 || base.weak_use_count() != 1) return false;
+    impls = 2;
+  }
+  auto weak = t.storage().getWeakStorageImpl();  // one more weak reference: its own
+  return weak.use_count() == impls && weak.weak_use_count() == 2;
+}
 
 // A reference of ferry's own on `impl`'s copy-on-write context, after making the storage
 // copy-on-write if it is not yet (c10::impl::cow::lazy_clone_storage, what torch._lazy_clone
 // uses; the clone it returns is dropped at once): the reference is what every storage sharing
 // the bytes holds, so the bytes stay allocated while it lives, and every writer to those
 // storages copies them for itself first. NULL where the storage's DataPtr has a context of its
-// own (memory libtorch did not allocate), which cannot be shared copy-on-write.
+// own (memory libtorch did not allocate), which cannot be shared copy-on-write. The caller
+// checked `sole_owner` (no other thread can reach the storage).
 //
 // libtorch makes a storage copy-on-write without a lock (`lazy_clone_storage` swaps its DataPtr
 // and leaves synchronisation to its caller): two threads snapshotting tensors that share a
 // storage would both move the original context into a copy-on-write context of their own, and
-// the bytes would be freed twice. Every snapshot ferry takes goes through this one mutex.
+// the bytes would be freed twice. Every snapshot ferry takes goes through this one mutex. (An
+// earlier snapshot shares the bytes through the context, not the StorageImpl, so a tensor
+// viewed before is still its storage's sole owner.)
 static std::mutex cow_mutex;
-
-// The bytes a copy-on-write reference keeps alive: `impl`'s data and size as they were while
-// the reference was already held and `impl` still pointed at them.
-struct CowBytes {
-  void *data;
-  int64_t nbytes;
-};
 
 static c10::impl::cow::COWDeleterContext *cow_reference(c10::StorageImpl &impl, CowBytes *bytes) {
   std::lock_guard<std::mutex> lock(cow_mutex);
-  // A thread writing through another alias of the storage (a shallow clone: its own
-  // TensorImpl, the same StorageImpl) materialises it without ferry's mutex and may swap the
-  // DataPtr between the reads below. The data and size ferry reports are read after its
-  // reference is taken and kept only if the storage still points at the same context after
-  // them: they are then the context's bytes, which the reference keeps. libtorch's own
-  // materialisation is not synchronised with readers (an unlocked DataPtr swap); a tensor
-  // written on one thread while read on another is outside libtorch's contract and ferry's.
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    if (!c10::impl::cow::is_cow_data_ptr(impl.data_ptr()) &&
-        !c10::impl::cow::lazy_clone_storage(impl)) {
-      return nullptr;
-    }
-    auto *ctx = impl.data_ptr().cast_context<c10::impl::cow::COWDeleterContext>(
-        &c10::impl::cow::cow_deleter);
-    TORCH_CHECK(ctx != nullptr, "a copy-on-write storage without its context");
-    ctx->increment_refcount();
-    bytes->data = const_cast<void *>(impl.data());
-    bytes->nbytes = static_cast<int64_t>(impl.nbytes());
-    if (impl.data_ptr().get_context() == ctx) return ctx;
-    c10::impl::cow::cow_deleter(ctx);  // materialised meanwhile: let go and look again
+  if (!c10::impl::cow::is_cow_data_ptr(impl.data_ptr()) &&
+      !c10::impl::cow::lazy_clone_storage(impl)) {
+    return nullptr;
   }
-  TORCH_CHECK(false, "the tensor's storage kept changing while ferry read it (is another ",
-              "thread writing to it?); stop writing to it while it is read");
+  auto *ctx = impl.data_ptr().cast_context<c10::impl::cow::COWDeleterContext>(
+      &c10::impl::cow::cow_deleter);
+  TORCH_CHECK(ctx != nullptr, "a copy-on-write storage without its context");
+  ctx->increment_refcount();
+  bytes->data = const_cast<void *>(impl.data());
+  bytes->nbytes = static_cast<int64_t>(impl.nbytes());
+  return ctx;
 }
 
 // Everything ferry needs to view or export a tensor, in one call: returns ndim (-1 on error,
@@ -208,9 +223,10 @@ static c10::impl::cow::COWDeleterContext *cow_reference(c10::StorageImpl &impl, 
 //   storage in `mutable_data()`, and every in-place op, `set_`, `resize_`, `share_memory_` and
 //   the DLPack export go through it). ferry reads the bytes only; `data()` and
 //   `const_data_ptr()`, which this function uses, never materialise;
-// - where the storage's memory is not libtorch's own: with FERRY_SNAPSHOT_OR_COPY, the same of
-//   a contiguous copy of the tensor, which nothing else reaches (flag FERRY_COPIED; the layout
-//   reported is the copy's), else NULL.
+// - where the storage's memory is not libtorch's own, or the storage is reached through
+//   another handle too (`sole_owner`): with FERRY_SNAPSHOT_OR_COPY, the same of a contiguous
+//   copy of the tensor, which nothing else reaches (flag FERRY_COPIED; the layout reported is
+//   the copy's), else NULL.
 // Without a snapshot `*snapshot_out` is NULL.
 int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, int64_t *strides,
                            int64_t cap, int32_t snapshot, void **snapshot_out, char **err) {
@@ -233,7 +249,9 @@ int64_t ferry_tch_describe(at::Tensor *t, FerryTchInfo *info, int64_t *sizes, in
     std::unique_ptr<void, void (*)(void *)> held(nullptr, &c10::impl::cow::cow_deleter);
     CowBytes bytes{nullptr, 0};
     if (wanted) {
-      held.reset(cow_reference(*t->storage().unsafeGetStorageImpl(), &bytes));
+      if (sole_owner(*t)) {
+        held.reset(cow_reference(*t->storage().unsafeGetStorageImpl(), &bytes));
+      }
       if (!held && (snapshot & FERRY_SNAPSHOT_OR_COPY)) {
         copy = t->clone(at::MemoryFormat::Contiguous);
         described = &copy;
