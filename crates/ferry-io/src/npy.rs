@@ -177,10 +177,12 @@ fn read_header(reader: &mut impl Read, source: &str) -> Result<Header> {
         Literal::Dict(entries) => entries,
         other => return Err(invalid(format!("header is {other:?}, not a dictionary"))),
     };
-    for (i, (key, _)) in dict.iter().enumerate() {
-        if dict[..i]
-            .iter()
-            .any(|(k, _)| matches!((k, key), (Literal::Str(a), Literal::Str(b)) if a == b))
+    // A set, not a scan of the keys before each: a hostile header of many keys costs linear
+    // time, not quadratic.
+    let mut keys = std::collections::HashSet::with_capacity(dict.len());
+    for (key, _) in &dict {
+        if let Literal::Str(name) = key
+            && !keys.insert(name.as_str())
         {
             return Err(invalid(format!("header {text:?} repeats the key {key:?}")));
         }
