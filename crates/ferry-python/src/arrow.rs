@@ -110,6 +110,7 @@ fn import_column(obj: &Bound<'_, PyAny>) -> PyResult<TensorColumn> {
 #[pyfunction]
 #[pyo3(name = "from_arrow")]
 fn py_from_arrow<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    crate::check_main_interpreter(py, false)?;
     let column = import_column(obj)?;
     match column.kind() {
         ColumnKind::VariableShapeTensor => {

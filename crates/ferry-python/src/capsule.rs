@@ -45,11 +45,14 @@ impl LiveExport {
     /// consumer reads; a ferry re-import of the export gets `Shared` access like any import.
     pub(crate) fn share(array: &HostArray, versioned: bool) -> DlpackTensor {
         // SAFETY: the export goes to a Python consumer (NumPy, PyTorch, through `__dlpack__` or
-        // the exchange table), which DLPack lets write memory exported without READ_ONLY (as
-        // NumPy's own exports do). ferry's Python methods read an array's memory only while
-        // they hold the GIL and run no Python code, so no Python write happens during one of
-        // their reads, and they check bools as they read them; a Rust caller that holds a view
-        // of the array across Python code that writes it is ARCHITECTURE.md's trust boundary.
+        // the exchange table), which may write it where it is not READ_ONLY: only while this
+        // array holds its owner alone, so no framework tensor or other export reads the memory
+        // then. Such a consumer may write on another thread while one of ferry's methods reads
+        // the array (PyTorch and NumPy release the GIL inside their operations): those methods
+        // read bytes and numbers, which may then be torn (as NumPy's own reads would be), and
+        // read bools only as bytes checked in the load that reads them (`cast`, `to_array`,
+        // `write_row_major`, Arrow's packing). A Rust view held while Python writes is
+        // ARCHITECTURE.md's trust boundary.
         unsafe {
             if versioned {
                 array.to_dlpack_counted(&LIVE_EXPORTS)

@@ -107,7 +107,11 @@ impl PyHostArray {
             as_cpu = wanted != device;
         }
         let versioned = max_version.is_some_and(|(major, _)| major >= 1);
-        let legacy_read_only = !versioned && self.array.is_read_only();
+        // A legacy capsule cannot say READ_ONLY: memory its consumer must not write (read-only,
+        // or held by something else as well, which a versioned export marks READ_ONLY) goes
+        // as a copy.
+        let legacy_read_only =
+            !versioned && (self.array.is_read_only() || !self.array.owner_is_unique());
         if legacy_read_only && copy == Some(false) {
             return Err(PyBufferError::new_err(format!(
                 "array of shape {:?}, dtype {} is read-only and a legacy (unversioned) DLPack capsule cannot say so; ask with max_version=(1, 0) or allow a copy",

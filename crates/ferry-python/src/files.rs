@@ -16,6 +16,7 @@ use crate::{from_python, to_py_err};
 #[pyfunction]
 #[pyo3(signature = (path, *, mmap=false))]
 fn load_npy(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<PyHostArray> {
+    crate::check_main_interpreter(py, false)?;
     let array = py.detach(|| {
         if mmap {
             // SAFETY: like NumPy's mmap_mode="r", the caller must not change the file while
@@ -32,6 +33,7 @@ fn load_npy(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<PyHostArray> 
 #[cfg(feature = "npy")]
 #[pyfunction]
 fn save_npy(path: PathBuf, array: &Bound<'_, PyAny>) -> PyResult<()> {
+    crate::check_main_interpreter(array.py(), false)?;
     ferry_io::npy::save(&path, &from_python(array)?).map_err(to_py_err)
 }
 
@@ -39,6 +41,7 @@ fn save_npy(path: PathBuf, array: &Bound<'_, PyAny>) -> PyResult<()> {
 #[cfg(feature = "npy")]
 #[pyfunction]
 fn load_npz<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
+    crate::check_main_interpreter(py, false)?;
     let out = PyDict::new(py);
     for (name, array) in py
         .detach(|| ferry_io::npy::load_npz(&path))
@@ -55,6 +58,7 @@ fn load_npz<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>>
 #[pyfunction]
 #[pyo3(signature = (path, arrays, *, compressed=false))]
 fn save_npz(path: PathBuf, arrays: &Bound<'_, PyDict>, compressed: bool) -> PyResult<()> {
+    crate::check_main_interpreter(arrays.py(), false)?;
     let arrays = named_arrays(arrays)?;
     ferry_io::npy::save_npz(
         &path,
@@ -73,6 +77,7 @@ fn load_safetensors<'py>(
     path: PathBuf,
     mmap: bool,
 ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
+    crate::check_main_interpreter(py, false)?;
     let file = py
         .detach(|| {
             if mmap {
@@ -104,14 +109,21 @@ fn save_safetensors(
     tensors: &Bound<'_, PyDict>,
     metadata: Option<std::collections::HashMap<String, String>>,
 ) -> PyResult<()> {
+    crate::check_main_interpreter(tensors.py(), false)?;
     let arrays = named_arrays(tensors)?;
     ferry_io::safetensors::save(&path, arrays.iter().map(|(n, a)| (n.as_str(), a)), metadata)
         .map_err(to_py_err)
 }
 
+/// The dict's arrays, imported from a snapshot of its items: an import runs the value's own
+/// `__dlpack__`, which may change the dict.
 fn named_arrays(dict: &Bound<'_, PyDict>) -> PyResult<Vec<(String, HostArray)>> {
-    dict.iter()
-        .map(|(name, array)| Ok((name.extract::<String>()?, from_python(&array)?)))
+    dict.items()
+        .iter()
+        .map(|item| {
+            let (name, array): (String, Bound<'_, PyAny>) = item.extract()?;
+            Ok((name, from_python(&array)?))
+        })
         .collect()
 }
 

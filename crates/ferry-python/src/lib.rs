@@ -145,14 +145,15 @@ pub fn tensor_from_python<B: Backend>(
 /// Exports handed to Python consumers that are still alive.
 #[pyfunction]
 #[pyo3(name = "live_exports")]
-fn py_live_exports() -> usize {
-    live_exports()
+fn py_live_exports(py: Python<'_>) -> PyResult<usize> {
+    check_main_interpreter(py, false)?;
+    Ok(live_exports())
 }
 
 /// Fills a Python module with ferry's class and functions (the `ferry` extension module calls
 /// this; so can a program that embeds Python, see [`add_module`]).
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    check_main_interpreter(m.py())?;
+    check_main_interpreter(m.py(), true)?;
     m.add("HostArray", object::host_array_type(m.py())?)?;
     method::add_from_dlpack(m)?;
     m.add_function(wrap_pyfunction!(py_live_exports, m)?)?;
@@ -164,19 +165,28 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// `ImportError` outside the main interpreter. ferry's hand-written entry points attach with
-/// `PyGILState_Ensure`, which CPython does not support in a subinterpreter (a call from one
-/// waits forever for the GIL its own thread holds), and its statics (the `HostArray` type,
-/// interned names) hold one interpreter's objects.
-fn check_main_interpreter(py: Python<'_>) -> PyResult<()> {
+/// An error outside the main interpreter (`ImportError` at import, `RuntimeError` in a call).
+/// ferry's hand-written entry points attach with `PyGILState_Ensure`, which CPython does not
+/// support in a subinterpreter (a call from one waits forever for the GIL its own thread
+/// holds), and its statics (the `HostArray` type, interned names) hold one interpreter's
+/// objects. The import is refused there, and every entry point refuses too: a subinterpreter
+/// can still reach an object made in the main one (through a static type's subclasses).
+pub(crate) fn check_main_interpreter(py: Python<'_>, importing: bool) -> PyResult<()> {
     // SAFETY: the GIL is held (`py`); both calls only read the current interpreter's state.
     let id = unsafe { pyo3::ffi::PyInterpreterState_GetID(pyo3::ffi::PyInterpreterState_Get()) };
     match id {
         0 => Ok(()),
         id if id < 0 => Err(PyErr::fetch(py)),
-        id => Err(pyo3::exceptions::PyImportError::new_err(format!(
-            "ferry runs only in the main interpreter, not in subinterpreter {id} (its entry points attach with PyGILState_Ensure, which CPython does not support there); import it from the main interpreter"
-        ))),
+        id => {
+            let message = format!(
+                "ferry runs only in the main interpreter, not in subinterpreter {id} (its entry points attach with PyGILState_Ensure, which CPython does not support there); use it from the main interpreter"
+            );
+            Err(if importing {
+                pyo3::exceptions::PyImportError::new_err(message)
+            } else {
+                pyo3::exceptions::PyRuntimeError::new_err(message)
+            })
+        }
     }
 }
 

@@ -106,8 +106,18 @@ pub(crate) fn add_from_dlpack(module: &Bound<'_, PyModule>) -> PyResult<()> {
 /// (`Python::try_attach`, which CPython's `PyGILState_Ensure` makes cheap on a thread that holds
 /// the GIL): a `Py` or `PyErr` the body drops is released at once, not left in pyo3's pool of
 /// deferred references, which attaching also empties. While the interpreter finalises, when
-/// pyo3 refuses to attach, the body runs with the GIL CPython holds all the same.
+/// pyo3 refuses to attach, the body runs with the GIL CPython holds all the same. In a
+/// subinterpreter (which reaches ferry only through an object made in the main one) it raises
+/// `RuntimeError` instead of attaching, which would wait forever.
 pub(crate) fn entry<R>(what: &str, failed: R, body: impl FnOnce(Python<'_>) -> PyResult<R>) -> R {
+    // SAFETY: CPython calls C functions with the GIL held, which is all `assume_attached`
+    // needs; nothing here attaches through PyGILState_Ensure before the interpreter is known
+    // to be the main one.
+    let held = unsafe { Python::assume_attached() };
+    if let Err(error) = crate::check_main_interpreter(held, false) {
+        error.restore(held);
+        return failed;
+    }
     let mut call = Some((failed, body));
     let mut run = |py: Python<'_>| {
         let (failed, body) = call.take().expect("run once");
@@ -121,9 +131,7 @@ pub(crate) fn entry<R>(what: &str, failed: R, body: impl FnOnce(Python<'_>) -> P
     };
     match Python::try_attach(&mut run) {
         Some(result) => result,
-        // SAFETY: CPython calls C functions with the GIL held, which is all `assume_attached`
-        // needs.
-        None => run(unsafe { Python::assume_attached() }),
+        None => run(held),
     }
 }
 
