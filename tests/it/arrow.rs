@@ -393,11 +393,14 @@ mod consumers {
     fn framework_columns<B: SuiteBackend>() -> Vec<(String, TensorColumn, HostArray)> {
         let mut out = Vec::new();
         for &dtype in B::DTYPES.iter().filter(|&&d| arrow_type(d).is_ok()) {
-            let t = B::from_host(&fixture(dtype, &[4, 2, 3]), &B::cpu()).unwrap();
-            for (layout, view) in [
-                ("contiguous", B::narrow(&t, 0, 0, 4)),
-                ("permuted", B::transpose(&t)),
-            ] {
+            // Each view the only handle on its memory (tch copies a storage others share).
+            let base = || B::from_host(&fixture(dtype, &[4, 2, 3]), &B::cpu()).unwrap();
+            // (A statement of its own: its temporaries, the bases, are dropped at its end.)
+            let views = [
+                ("contiguous", B::narrow(&base(), 0, 0, 4)),
+                ("permuted", B::transpose(&base())),
+            ];
+            for (layout, view) in views {
                 let name = format!("{}_{dtype}_{layout}", B::NAME.replace(['(', ')', ' '], ""));
                 let host = B::to_host(&view).unwrap();
                 let col = TensorColumn::from_batch(&name, &host).unwrap();

@@ -7,8 +7,12 @@ use tch::{Device, Kind, Tensor};
 
 #[test]
 fn views_are_zero_copy_with_offsets() {
-    let t = Tensor::arange(24, (Kind::Float, Device::Cpu)).reshape([4, 6]);
-    let v = t.narrow(0, 1, 2).narrow(1, 2, 3);
+    // The base is dropped: the view is the only handle on the storage (one shared with a
+    // live tensor is copied, `shared_storages_are_copied`).
+    let v = Tensor::arange(24, (Kind::Float, Device::Cpu))
+        .reshape([4, 6])
+        .narrow(0, 1, 2)
+        .narrow(1, 2, 3);
     assert!(ft::storage_offset(&v).unwrap() > 0);
     let before = copy_totals();
     let h = v.to_host().unwrap();
@@ -27,11 +31,12 @@ fn views_of_every_rank_read_what_libtorch_holds() {
     let ranks: [Vec<i64>; 3] = [vec![], vec![2, 1, 3, 2], [vec![1; 16], vec![3, 2]].concat()];
     for shape in ranks {
         let count: i64 = shape.iter().product();
-        let t = Tensor::arange(count, (Kind::Float, Device::Cpu)).reshape(&shape);
         let t = if shape.len() >= 2 {
-            t.transpose(-1, -2)
+            Tensor::arange(count, (Kind::Float, Device::Cpu))
+                .reshape(&shape)
+                .transpose(-1, -2)
         } else {
-            t
+            Tensor::arange(count, (Kind::Float, Device::Cpu)).reshape(&shape)
         };
         let h = t.to_host().unwrap();
         assert_eq!(h.copies(), 0, "rank {}", shape.len());

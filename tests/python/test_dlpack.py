@@ -108,6 +108,21 @@ def test_ferry_owned_memory_is_shared(no_leaks):
     assert t[0, 0] == 42
 
 
+def test_only_an_array_held_alone_is_exported_writable(no_leaks):
+    # Final audit of round 3: an export the consumer may write goes out only while nothing else
+    # holds the array's memory; the export then holds it, so a second export (or a framework
+    # tensor made from it) gets it READ_ONLY, and no two consumers are handed writes at once.
+    h = ferry.from_dlpack(np.arange(6.0), copy=True)
+    first = np.from_dlpack(h)
+    assert first.flags.writeable
+    second = np.from_dlpack(h)
+    assert not second.flags.writeable and numpy_ptr(second) == numpy_ptr(first)
+    first[0] = 7.0
+    assert second[0] == 7.0
+    del first, second
+    assert np.from_dlpack(h).flags.writeable
+
+
 def test_read_only_numpy_imports_read_only(no_leaks):
     x = np.arange(6.0)
     x.flags.writeable = False
@@ -127,11 +142,13 @@ def test_read_only_numpy_imports_read_only(no_leaks):
 
 def test_capsule_names_and_consumption(no_leaks):
     h = ferry.from_dlpack(np.arange(5, dtype=np.int32))
-    versioned = h.__dlpack__(max_version=(1, 3))
+    assert capsule_name(h.__dlpack__(max_version=(0, 8))) == "dltensor"
+    # The legacy capsule first: it shares only while nothing else holds the array (it cannot
+    # say READ_ONLY); the versioned one made after it is READ_ONLY over the same memory.
     legacy = h.__dlpack__()
+    versioned = h.__dlpack__(max_version=(1, 3))
     assert capsule_name(versioned) == "dltensor_versioned"
     assert capsule_name(legacy) == "dltensor"
-    assert capsule_name(h.__dlpack__(max_version=(0, 8))) == "dltensor"
     a, b = ferry.from_dlpack(versioned), ferry.from_dlpack(legacy)
     assert capsule_name(versioned) == "used_dltensor_versioned"
     assert capsule_name(legacy) == "used_dltensor"
@@ -139,6 +156,9 @@ def test_capsule_names_and_consumption(no_leaks):
     # A used capsule cannot be imported twice.
     with pytest.raises(TypeError):
         ferry.from_dlpack(versioned)
+    # While those imports hold the memory, a legacy capsule is a copy.
+    assert ferry.from_dlpack(h.__dlpack__()).data_ptr != h.data_ptr
+    del a, b
     # PyTorch consumes ferry's legacy capsules the same way.
     c = h.__dlpack__()
     t = torch.utils.dlpack.from_dlpack(c)

@@ -164,3 +164,28 @@ def test_the_readme_example_runs_as_written(tmp_path, monkeypatch):
     a, t, h = scope["a"], scope["t"], scope["h"]
     assert a.__array_interface__["data"][0] == t.data_ptr() == h.data_ptr
     assert torch.equal(t, safetensors.torch.load_file("model.safetensors")["weight"])
+
+
+def test_saving_a_dict_that_a_value_changes_is_no_panic(tmp_path):
+    # Final audit of round 3 (A-3): save_npz and save_safetensors iterated the dict while each
+    # value's `__dlpack__` ran, and one that adds keys raised pyo3's PanicException ("dictionary
+    # changed size during iteration"), a BaseException. The items are taken first.
+    d = {}
+
+    class Grows:
+        def __dlpack__(self, **kwargs):
+            for i in range(20):
+                d[f"k{i}"] = np.zeros(1)
+            return np.zeros(2).__dlpack__(**kwargs)
+
+        def __dlpack_device__(self):
+            return (1, 0)
+
+    d["a"] = Grows()
+    d["b"] = np.arange(3.0)
+    ferry.save_npz(tmp_path / "x.npz", d)
+    assert sorted(np.load(tmp_path / "x.npz").files) == ["a", "b"]
+    d.clear()
+    d["a"] = Grows()
+    ferry.save_safetensors(tmp_path / "x.safetensors", d)
+    assert sorted(ferry.load_safetensors(tmp_path / "x.safetensors")[0]) == ["a"]

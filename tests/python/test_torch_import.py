@@ -477,6 +477,38 @@ def test_import_in_a_subinterpreter_is_an_import_error_not_a_hang():
     assert out.returncode == 0 and out.stdout.strip() == "3", out.stderr
 
 
+def test_an_object_from_the_main_interpreter_raises_in_a_subinterpreter_not_hangs():
+    # Final audit of round 3 (A-1): the import is refused in a subinterpreter, but one reaches
+    # a ferry object made in the main interpreter through a static type's subclasses (shared
+    # between interpreters on 3.11); `h.shape` then waited forever in PyGILState_Ensure.
+    inner = textwrap.dedent("""
+        H = [c for c in object.__subclasses__() if c.__name__ == "Holder"][0]
+        for call in (lambda: H.h.shape, lambda: len(H.h), lambda: H.f(H.h), lambda: H.h.__dlpack__()):
+            try:
+                call()
+            except RuntimeError as e:
+                assert "main interpreter" in str(e), e
+            else:
+                raise AssertionError("a ferry entry point ran in a subinterpreter")
+    """)
+    script = textwrap.dedent(f"""
+        try:
+            import _interpreters as interpreters
+        except ImportError:
+            import _xxsubinterpreters as interpreters
+        import numpy as np, ferry
+        class Holder:
+            h = ferry.from_dlpack(np.arange(6.0))
+            f = staticmethod(ferry.from_dlpack)
+        i = interpreters.create()
+        interpreters.run_string(i, {inner!r})
+        interpreters.destroy(i)
+        print(Holder.h.shape)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "(6,)", out.stderr
+
+
 def test_exceptions_raised_inside_an_import_are_released_with_it():
     # Audit of round 3: errors ferry handled inside its hand-written entry points (a producer's
     # TypeError, which holds its traceback's frames) went to pyo3's pool of deferred
