@@ -26,3 +26,5 @@ mod soundness;
 mod stress;
 #[cfg(feature = "tch")]
 mod tch;
+#[cfg(feature = "testing")]
+mod testing;
