@@ -1086,3 +1086,53 @@ fn round3_final_audit_burn_copies_bools_someone_else_may_write() {
     let values: Vec<bool> = host.view::<bool>().unwrap().iter().copied().collect();
     assert_eq!(values, [true, false, true, false]);
 }
+
+/// Re-audit of round 3's final fixes: `sole_owner` let a view count its base as the storage's
+/// second holder without checking that the base still held that storage. After `set_`,
+/// `set_data` or a base whose storage was swapped away, the second holder was another live
+/// tensor, which a thread could write (SIGABRT in COWDeleter, as before). Those views are now
+/// copies.
+#[cfg(feature = "tch")]
+#[test]
+fn round3_reaudit_tch_views_moved_to_another_storage_are_copies() {
+    use tch::{Kind, Tensor};
+    let zeros = || Tensor::zeros([64], (Kind::Float, tch::Device::Cpu));
+    let set_to_other = || {
+        let b = zeros();
+        let mut v = b.narrow(0, 0, 64);
+        drop(b);
+        let x = zeros();
+        let _ = v.set_source_tensor_(&x);
+        (v, x)
+    };
+    let set_data = || {
+        let b = zeros();
+        let mut v = b.narrow(0, 0, 64);
+        drop(b);
+        let x = zeros();
+        v.set_data(&x);
+        (v, x)
+    };
+    let base_swapped_away = || {
+        let mut b = zeros();
+        let mut x = Tensor::empty([0], (Kind::Float, tch::Device::Cpu));
+        let _ = x.set_source_tensor_(&b);
+        let v = b.narrow(0, 0, 64);
+        let _ = b.set_();
+        drop(b);
+        (v, x)
+    };
+    for (name, make) in [
+        ("set_source_tensor_", &set_to_other as &dyn Fn() -> (Tensor, Tensor)),
+        ("set_data", &set_data),
+        ("base swapped away", &base_swapped_away),
+    ] {
+        let (v, x) = make();
+        assert_eq!(v.data_ptr(), x.data_ptr(), "{name}: x reaches v's storage");
+        assert!(
+            matches!(ferry::tch_adapter::view(&v), Err(Error::NeedsCopy { .. })),
+            "{name}: a storage another tensor holds is not shared"
+        );
+        assert_eq!(ferry::tch_adapter::to_host(&v).unwrap().copies(), 1, "{name}");
+    }
+}

@@ -173,7 +173,12 @@ static bool sole_owner(const at::Tensor &t) {
   uint32_t impls = 1;
   if (t.is_view()) {
     const at::TensorBase &base = t._base();  // a reference into t's autograd data: no count
-    if (base.use_count() != 1 || base.weak_use_count() != 1) return false;
+    // The base counts only while it is the other holder: `set_`/`set_data` may have moved the
+    // view or the base to another storage, and the second holder would be someone else.
+    if (base.use_count() != 1 || base.weak_use_count() != 1 ||
+        base.storage().unsafeGetStorageImpl() != t.storage().unsafeGetStorageImpl()) {
+      return false;
+    }
     impls = 2;
   }
   auto weak = t.storage().getWeakStorageImpl();  // one more weak reference: its own
