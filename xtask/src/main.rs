@@ -327,6 +327,39 @@ fn python_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
 /// What a user does, on its own: `pip install ./crates/ferry-python` into a new venv (pip
 /// fetches maturin and NumPy from PyPI; `--no-cache-dir`, so no wheel built from an older
 /// checkout is reused), then the README's first Python line.
+/// `ferry::backend_tests!` makes exactly the tests of the frameworks ferry's build enables:
+/// crates/ferry/tests/backend_tests.rs listed with candle alone, then with candle and Burn.
+fn backend_tests_follow_features() -> Result<()> {
+    for (features, expected) in [
+        ("testing,candle", &["keeps_values::candle"][..]),
+        ("testing,candle,burn", &["keeps_values::burn", "keeps_values::candle"][..]),
+    ] {
+        let mut cmd = cargo();
+        cmd.args(["test", "--package", "ferry", "--no-default-features", "--features"])
+            .arg(features)
+            .args(["--test", "backend_tests", "--", "--list", "--format", "terse"]);
+        eprintln!("$ {}", show(&cmd));
+        let out = cmd.output().context("could not run cargo test --list")?;
+        if !out.status.success() {
+            bail!(
+                "listing backend_tests with {features} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| line.strip_suffix(": test"))
+            .map(String::from)
+            .collect();
+        listed.sort();
+        if listed != expected {
+            bail!("backend_tests! with features {features} made {listed:?}, not {expected:?}");
+        }
+        println!("backend_tests!: features {features} make {listed:?}");
+    }
+    Ok(())
+}
+
 fn pip_install_check() -> Result<()> {
     let venv = root_target().join("python/pip-venv");
     let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
@@ -416,6 +449,8 @@ fn ci() -> Result<()> {
         &mut totals,
     )?;
     step("tests", start);
+    backend_tests_follow_features()?;
+    step("backend_tests! under two feature sets", start);
     python_tests(&[], &mut totals)?;
     step("python tests", start);
     pip_install_check()?;
@@ -540,7 +575,7 @@ fn cuda_checks() -> Result<()> {
 
 /// The demo needs libtorch (for tch) and nothing from Python.
 /// Every backend the demo runs, and the plots and Parquet dataset it writes.
-const DEMO_FEATURES: &str = "candle,burn,tch,plot,arrow";
+const DEMO_FEATURES: &str = "candle,burn,tch,plot,arrow,testing";
 
 fn demo() -> Result<()> {
     let _ = LIBTORCH.set(provision::libtorch()?);

@@ -2,7 +2,8 @@
 //! backend this build enables, a scatter plot with one panel per backend, a table of what
 //! ferry copied, and (feature `arrow`) a fourth: a batch of embeddings from every backend in
 //! one hive-partitioned Parquet dataset, with the command that queries it with DataFusion and
-//! Ray Data.
+//! Ray Data; and (feature `testing`) a fifth: one softmax in every framework, compared pairwise
+//! with `ferry::testing`, and a bf16 run's failure report.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -37,6 +38,8 @@ trait DemoBackend {
     fn small() -> Result<HostArray>;
     /// `rows` standard-normal 4×8 embeddings made by the framework, on the host (scenario 4).
     fn embeddings(rows: usize) -> Result<HostArray>;
+    /// The framework's own softmax over axis 1 of `logits`, on the host (scenario 5).
+    fn softmax(logits: &HostArray) -> Result<HostArray>;
 }
 
 #[cfg(feature = "candle")]
@@ -72,6 +75,19 @@ impl DemoBackend for DemoCandle {
             .expect("candle randn")
             .to_host()
     }
+    fn softmax(logits: &HostArray) -> Result<HostArray> {
+        let t = <ferry::Candle as ferry::Backend>::from_host(logits, &candle_core::Device::Cpu)?;
+        candle_softmax(&t).to_host()
+    }
+}
+
+/// Softmax over axis 1 with candle's ops (the max subtracted first), in the tensor's dtype.
+#[cfg(feature = "candle")]
+fn candle_softmax(t: &candle_core::Tensor) -> candle_core::Tensor {
+    let max = t.max_keepdim(1).expect("candle max");
+    let e = t.broadcast_sub(&max).and_then(|d| d.exp()).expect("candle exp");
+    let sum = e.sum_keepdim(1).expect("candle sum");
+    e.broadcast_div(&sum).expect("candle div")
 }
 
 #[cfg(feature = "burn")]
@@ -119,6 +135,13 @@ impl DemoBackend for DemoBurn {
         )
         .to_host()
     }
+    fn softmax(logits: &HostArray) -> Result<HostArray> {
+        let t = <ferry::Burn<2> as ferry::Backend>::from_host(
+            logits,
+            &burn::tensor::Device::flex(),
+        )?;
+        burn::tensor::activation::softmax(t, 1).to_host()
+    }
 }
 
 #[cfg(feature = "tch")]
@@ -143,12 +166,17 @@ impl DemoBackend for DemoTch {
             .expect("tch sum")
     }
     fn small() -> Result<HostArray> {
-        tch::Tensor::from_slice(&[1i64, 2, 3, 4])
-            .reshape([2, 2])
-            .to_host()
+        // Bound first: a temporary base would still hold the storage during `to_host`, which
+        // then copies (a storage another tensor reaches is never shared).
+        let t = tch::Tensor::from_slice(&[1i64, 2, 3, 4]).reshape([2, 2]);
+        t.to_host()
     }
     fn embeddings(rows: usize) -> Result<HostArray> {
         tch::Tensor::randn([rows as i64, 4, 8], (tch::Kind::Float, tch::Device::Cpu)).to_host()
+    }
+    fn softmax(logits: &HostArray) -> Result<HostArray> {
+        let t = <ferry::Tch as ferry::Backend>::from_host(logits, &tch::Device::Cpu)?;
+        t.softmax(1, tch::Kind::Float).to_host()
     }
 }
 
@@ -167,6 +195,8 @@ fn run<B: DemoBackend>(
     samples: &mut Vec<(&'static str, HostArray)>,
     embeddings: &mut Vec<Embeddings>,
     rows: usize,
+    logits: &HostArray,
+    softmaxes: &mut Vec<(&'static str, HostArray)>,
 ) -> Result<Row> {
     // Scenario 1: samples for a plot.
     let t = B::randn();
@@ -219,6 +249,7 @@ fn run<B: DemoBackend>(
     };
     samples.push((B::NAME, host));
     embeddings.push((B::KEY, B::embeddings(rows)?));
+    softmaxes.push((B::NAME, B::softmax(logits)?));
     Ok(row)
 }
 
@@ -237,12 +268,14 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let mut rows = Vec::new();
     let mut samples = Vec::new();
     let mut embeddings = Vec::new();
+    let logits = cross_backend::logits(64, 10);
+    let mut softmaxes = Vec::new();
     #[cfg(feature = "candle")]
-    rows.push(run::<DemoCandle>(&mut samples, &mut embeddings, 64)?);
+    rows.push(run::<DemoCandle>(&mut samples, &mut embeddings, 64, &logits, &mut softmaxes)?);
     #[cfg(feature = "burn")]
-    rows.push(run::<DemoBurn>(&mut samples, &mut embeddings, 48)?);
+    rows.push(run::<DemoBurn>(&mut samples, &mut embeddings, 48, &logits, &mut softmaxes)?);
     #[cfg(feature = "tch")]
-    rows.push(run::<DemoTch>(&mut samples, &mut embeddings, 32)?);
+    rows.push(run::<DemoTch>(&mut samples, &mut embeddings, 32, &logits, &mut softmaxes)?);
     if rows.is_empty() {
         println!("no backend enabled: build with features candle, burn and/or tch");
         return Ok(());
@@ -281,7 +314,98 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             r.nanos
         );
     }
+    #[cfg(feature = "testing")]
+    cross_backend::report(&logits, &softmaxes)?;
+    #[cfg(not(feature = "testing"))]
+    let _ = softmaxes;
     Ok(())
+}
+
+/// Scenario 5: one computation in every framework, checked against each other the way a port
+/// is tested (`ferry::testing`): a softmax of the same logits in candle, Burn and tch, compared
+/// pairwise, then one run in bf16 whose report is what a failing test prints.
+mod cross_backend {
+    use ferry::HostArray;
+
+    /// `rows`×`cols` standard-normal logits (times 4), made once on the host (a fixed-seed
+    /// Box–Muller over a xorshift generator) and handed to every framework through ferry.
+    pub fn logits(rows: usize, cols: usize) -> HostArray {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut uniform = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let values = (0..rows * cols)
+            .map(|_| {
+                let (u, v) = (uniform(), uniform());
+                (4.0 * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+            })
+            .collect();
+        HostArray::from_vec(vec![rows, cols], values).expect("rows × cols values")
+    }
+
+    #[cfg(feature = "testing")]
+    pub fn report(
+        logits: &HostArray,
+        softmaxes: &[(&'static str, HostArray)],
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        use ferry::testing::{Tolerance, compare};
+        println!(
+            "\n[cross-backend] softmax of {:?} logits in each framework, compared with ferry::testing (f32 tolerances: rtol 1.3e-6, atol 1e-5):",
+            logits.shape()
+        );
+        println!(
+            "{:<26} {:>13} {:>13}  verdict",
+            "pair", "max abs diff", "max rel diff"
+        );
+        for (i, (a_name, a)) in softmaxes.iter().enumerate() {
+            for (e_name, e) in &softmaxes[i + 1..] {
+                let c = compare(a, e, &Tolerance::default())?;
+                println!(
+                    "{:<26} {:>13.3e} {:>13.3e}  {}",
+                    format!("{a_name} vs {e_name}"),
+                    c.max_abs_diff(),
+                    c.max_rel_diff(),
+                    if c.is_close() { "close" } else { "NOT close" }
+                );
+                assert!(c.is_close(), "{a_name} and {e_name} disagree:\n{c}");
+            }
+        }
+        if let Some(low) = bf16_softmax(logits) {
+            let (name, reference) = &softmaxes[0];
+            let c = compare(&low, reference, &Tolerance::default())?.with_origins(
+                "candle, computed in bf16",
+                format!("{name}, f32"),
+            );
+            println!(
+                "\n[cross-backend] the same softmax computed in bf16, checked at f32's tolerance — what assert_close! prints:\n{c}"
+            );
+            assert!(!c.is_close(), "bf16 cannot match f32 at f32's tolerance");
+        }
+        Ok(())
+    }
+
+    /// The softmax computed in bf16 by candle, back in f32 (`None` without candle).
+    #[cfg(feature = "testing")]
+    fn bf16_softmax(logits: &HostArray) -> Option<HostArray> {
+        #[cfg(feature = "candle")]
+        {
+            use ferry::ToHost;
+            let t = <ferry::Candle as ferry::Backend>::from_host(logits, &candle_core::Device::Cpu)
+                .ok()?
+                .to_dtype(candle_core::DType::BF16)
+                .ok()?;
+            let out = super::candle_softmax(&t).to_dtype(candle_core::DType::F32).ok()?;
+            out.to_host().ok()
+        }
+        #[cfg(not(feature = "candle"))]
+        {
+            let _ = logits;
+            None
+        }
+    }
 }
 
 /// Scenario 4: tensors to the engines that distribute work. Every backend's embeddings go into
