@@ -365,8 +365,8 @@ fn hole7_tch_tensors_without_strided_storage_are_errors_not_aborts() {
 #[test]
 fn hole4_tch_broadcast_raw_dtype_of_overflowing_size_is_refused() {
     use tch::{Kind, Tensor};
-    let huge = Tensor::zeros([1], (Kind::ComplexHalf, tch::Device::Cpu))
-        .expand([(1i64 << 62) + 1], false);
+    let huge =
+        Tensor::zeros([1], (Kind::ComplexHalf, tch::Device::Cpu)).expand([(1i64 << 62) + 1], false);
     let err = ferry::ToHost::to_host_with(&huge, CopyPolicy::Always).unwrap_err();
     assert!(matches!(err, Error::LayoutOverflow { .. }), "{err}");
     // With the base alive the storage is shared, so the view would be a copy, which libtorch
@@ -1022,7 +1022,11 @@ fn round3_final_audit_tch_views_of_storages_another_thread_writes_are_copies() {
         assert_eq!(h.copies(), 1, "a storage another handle reaches is copied");
         let v = h.view::<f32>().unwrap();
         let first = v.sum();
-        assert_eq!(v.sum(), first, "a copy does not change after it is returned");
+        assert_eq!(
+            v.sum(),
+            first,
+            "a copy does not change after it is returned"
+        );
         assert!(matches!(
             ferry::tch_adapter::view(&t),
             Err(Error::NeedsCopy { .. })
@@ -1123,7 +1127,10 @@ fn round3_reaudit_tch_views_moved_to_another_storage_are_copies() {
         (v, x)
     };
     for (name, make) in [
-        ("set_source_tensor_", &set_to_other as &dyn Fn() -> (Tensor, Tensor)),
+        (
+            "set_source_tensor_",
+            &set_to_other as &dyn Fn() -> (Tensor, Tensor),
+        ),
         ("set_data", &set_data),
         ("base swapped away", &base_swapped_away),
     ] {
@@ -1133,6 +1140,10 @@ fn round3_reaudit_tch_views_moved_to_another_storage_are_copies() {
             matches!(ferry::tch_adapter::view(&v), Err(Error::NeedsCopy { .. })),
             "{name}: a storage another tensor holds is not shared"
         );
-        assert_eq!(ferry::tch_adapter::to_host(&v).unwrap().copies(), 1, "{name}");
+        assert_eq!(
+            ferry::tch_adapter::to_host(&v).unwrap().copies(),
+            1,
+            "{name}"
+        );
     }
 }

@@ -49,7 +49,10 @@ fn array(side: &serde_json::Value) -> HostArray {
 }
 
 fn fixture() -> (String, Vec<Case>) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testing/torch_assert_close.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testing/torch_assert_close.jsonl"
+    );
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     let meta: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
@@ -102,20 +105,25 @@ fn disagreement(case: &Case, result: &Result<Comparison, TestingError>) -> Optio
                 complex_report_agrees(message, &report)
             } else {
                 report.starts_with(message.as_str())
-                    && report[message.len()..].chars().next().is_none_or(|ch| ch == '\n')
+                    && report[message.len()..]
+                        .chars()
+                        .next()
+                        .is_none_or(|ch| ch == '\n')
             };
             (!agrees).then(|| format!("torch:\n{message}\nferry:\n{report}"))
         }
-        (Err(TestingError::ShapeMismatch { .. } | TestingError::DtypeMismatch { .. }), false, Some(m))
-            if m.starts_with("The values for attribute") =>
-        {
-            None
-        }
+        (
+            Err(TestingError::ShapeMismatch { .. } | TestingError::DtypeMismatch { .. }),
+            false,
+            Some(m),
+        ) if m.starts_with("The values for attribute") => None,
         (Ok(c), close, message) => Some(format!(
             "torch close={close} {message:?}; ferry close={}:\n{c}",
             c.is_close()
         )),
-        (Err(e), close, message) => Some(format!("torch close={close} {message:?}; ferry error {e}")),
+        (Err(e), close, message) => {
+            Some(format!("torch close={close} {message:?}; ferry error {e}"))
+        }
     }
 }
 
@@ -141,7 +149,9 @@ fn complex_report_agrees(torch: &str, ferry: &str) -> bool {
         };
         match (number(theirs), number(ours)) {
             (Some((h1, x, t1)), Some((h2, y, t2))) => {
-                h1 == h2 && t1 == t2 && (x == y || (x - y).abs() <= 4.0 * f64::EPSILON * x.abs().max(y.abs()))
+                h1 == h2
+                    && t1 == t2
+                    && (x == y || (x - y).abs() <= 4.0 * f64::EPSILON * x.abs().max(y.abs()))
             }
             _ => false,
         }
@@ -181,14 +191,20 @@ fn compare_agrees_with_torch_testing_assert_close_on_every_fixture_pair() {
         "{} of {} pairs disagree with torch {torch}:\n{}",
         wrong.len(),
         cases.len(),
-        wrong.iter().take(8).cloned().collect::<Vec<_>>().join("\n\n")
+        wrong
+            .iter()
+            .take(8)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
     );
 }
 
 /// Every framework this build has, as a tensor made from `host` (on the CPU).
 fn frameworks(host: &HostArray) -> Vec<(&'static str, Box<dyn Compared>)> {
     #[allow(unused_mut)]
-    let mut out: Vec<(&'static str, Box<dyn Compared>)> = vec![("host array", Box::new(host.clone()))];
+    let mut out: Vec<(&'static str, Box<dyn Compared>)> =
+        vec![("host array", Box::new(host.clone()))];
     #[cfg(feature = "candle")]
     out.push((
         "candle",
@@ -233,7 +249,11 @@ fn every_pair_of_frameworks_agrees_and_a_one_ulp_change_is_found_at_its_index() 
             assert_eq!(c.greatest_absolute().unwrap().index, [2, 3], "{c}");
             assert_eq!(c.first_mismatches()[0].index, [2, 3]);
             // Within the default f32 tolerance, one ulp is close.
-            assert!(compare(&e.as_ref(), &a.as_ref(), &Tolerance::default()).unwrap().is_close());
+            assert!(
+                compare(&e.as_ref(), &a.as_ref(), &Tolerance::default())
+                    .unwrap()
+                    .is_close()
+            );
             if e.origin() != a.origin() {
                 let report = c.to_string();
                 assert!(
@@ -255,33 +275,58 @@ fn bad_input_is_an_error_or_a_report_never_a_panic() {
     let d = HostArray::from_vec(vec![2, 3], vec![0f64; 6]).unwrap();
     let err = compare(&a, &d, &Tolerance::default()).unwrap_err();
     assert!(matches!(err, TestingError::DtypeMismatch { .. }), "{err}");
-    assert!(err.to_string().contains("any_dtype"), "says what to do: {err}");
-    assert!(compare(&a, &d, &Tolerance::default().any_dtype()).unwrap().is_close());
+    assert!(
+        err.to_string().contains("any_dtype"),
+        "says what to do: {err}"
+    );
+    assert!(
+        compare(&a, &d, &Tolerance::default().any_dtype())
+            .unwrap()
+            .is_close()
+    );
     // Raw dtypes compare byte for byte.
     let fp8 = DType::Raw(ferry::raw_dtypes::FLOAT8_E4M3FN);
     let x = HostArray::from_bytes(vec![4], fp8, &[1, 2, 3, 4]).unwrap();
     let y = HostArray::from_bytes(vec![4], fp8, &[1, 2, 9, 4]).unwrap();
     let c = compare(&x, &y, &Tolerance::default()).unwrap();
-    assert_eq!((c.mismatches(), c.first_mismatches()[0].index.clone()), (1, vec![2]));
+    assert_eq!(
+        (c.mismatches(), c.first_mismatches()[0].index.clone()),
+        (1, vec![2])
+    );
     assert!(compare(&x, &x, &Tolerance::default()).unwrap().is_close());
     assert!(matches!(
-        compare(&x, &a.cast::<u8>().unwrap(), &Tolerance::default().any_dtype()),
+        compare(
+            &x,
+            &a.cast::<u8>().unwrap(),
+            &Tolerance::default().any_dtype()
+        ),
         Err(TestingError::ShapeMismatch { .. } | TestingError::UnsupportedDtype { .. })
     ));
     // Empty and 0-d.
     let empty = HostArray::from_vec(vec![0, 3], Vec::<f32>::new()).unwrap();
-    assert!(compare(&empty, &empty, &Tolerance::default()).unwrap().is_close());
+    assert!(
+        compare(&empty, &empty, &Tolerance::default())
+            .unwrap()
+            .is_close()
+    );
     let one = HostArray::from_vec(vec![], vec![1.0f32]).unwrap();
     let two = HostArray::from_vec(vec![], vec![2.0f32]).unwrap();
     let c = compare(&one, &two, &Tolerance::default()).unwrap();
-    assert!(c.to_string().starts_with("Scalars are not close!\n\nExpected 2.0 but got 1.0."), "{c}");
+    assert!(
+        c.to_string()
+            .starts_with("Scalars are not close!\n\nExpected 2.0 but got 1.0."),
+        "{c}"
+    );
 }
 
 #[test]
 #[should_panic(expected = "Tensor-likes are not close!")]
 fn assert_close_panics_with_the_report() {
     let a = ferry::ndarray::arr1(&[1.0f32, 2.0, 3.5]);
-    ferry::assert_close!(a, HostArray::from_vec(vec![3], vec![1.0f32, 2.0, 3.0]).unwrap());
+    ferry::assert_close!(
+        a,
+        HostArray::from_vec(vec![3], vec![1.0f32, 2.0, 3.0]).unwrap()
+    );
 }
 
 #[test]
@@ -289,10 +334,17 @@ fn assert_close_takes_tolerances_and_flags() {
     let a = ferry::ndarray::arr1(&[1.0f32, f32::NAN, 3.0]);
     let e = ferry::ndarray::arr1(&[1.001f32, f32::NAN, 3.0]);
     ferry::assert_close!(a, e, rtol = 0.0, atol = 1e-2, equal_nan);
-    ferry::assert_equal!(ferry::ndarray::arr1(&[1i32, 2]), ferry::ndarray::arr1(&[1i64, 2]), any_dtype);
+    ferry::assert_equal!(
+        ferry::ndarray::arr1(&[1i32, 2]),
+        ferry::ndarray::arr1(&[1i64, 2]),
+        any_dtype
+    );
     let caught = std::panic::catch_unwind(|| ferry::assert_close!(a, e, equal_nan)).unwrap_err();
     let message = caught.downcast_ref::<String>().unwrap();
-    assert!(message.contains("Mismatched elements: 1 / 3 (33.3%)"), "{message}");
+    assert!(
+        message.contains("Mismatched elements: 1 / 3 (33.3%)"),
+        "{message}"
+    );
 }
 
 /// A generic check, run once per framework of this build by `backend_tests!`.
@@ -355,10 +407,19 @@ np.savez(numpy_file, **{"layer3.out": out.numpy()})
     let blessing = Golden::open_with(&torch_file, true).unwrap();
     // Twice PyTorch's values (exact in f32), so PyTorch can check the bits.
     let theirs = Golden::open_with(&torch_file, false).unwrap();
-    let doubled: Vec<f32> = theirs.get("layer3.out").unwrap().view::<f32>().unwrap().iter().map(|v| 2.0 * v).collect();
+    let doubled: Vec<f32> = theirs
+        .get("layer3.out")
+        .unwrap()
+        .view::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| 2.0 * v)
+        .collect();
     let doubled = HostArray::from_vec(vec![4, 6], doubled).unwrap();
     blessing.check("layer3.out", &doubled).unwrap();
-    blessing.check("new", &ferry::ndarray::arr1(&[1.5f64, -0.0])).unwrap();
+    blessing
+        .check("new", &ferry::ndarray::arr1(&[1.5f64, -0.0]))
+        .unwrap();
     crate::python::with_python(|py| {
         let locals = PyDict::new(py);
         locals.set_item("torch_file", torch_file.to_str().unwrap())?;

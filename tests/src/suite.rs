@@ -77,7 +77,9 @@ fn layouts<B: SuiteBackend>(t: &B::Tensor) -> Vec<(&'static str, B::Tensor)> {
 /// Each layout of [`layouts`] made from a base of its own, which is dropped with the other
 /// layouts, so the view is the only handle on its memory (what tch needs to share a storage
 /// copy-on-write: a storage other tensors share is copied).
-fn sole_layouts<B: SuiteBackend>(make_base: impl Fn() -> B::Tensor) -> Vec<(&'static str, B::Tensor)> {
+fn sole_layouts<B: SuiteBackend>(
+    make_base: impl Fn() -> B::Tensor,
+) -> Vec<(&'static str, B::Tensor)> {
     let count = layouts::<B>(&make_base()).len();
     (0..count)
         .map(|i| layouts::<B>(&make_base()).swap_remove(i))
@@ -90,8 +92,7 @@ pub fn to_host_layouts<B: SuiteBackend>() -> usize {
     let mut cases = 0;
     let cpu = B::cpu();
     for &dtype in B::DTYPES {
-        let mut views =
-            sole_layouts::<B>(|| B::from_host(&fixture(dtype, &[3, 4]), &cpu).unwrap());
+        let mut views = sole_layouts::<B>(|| B::from_host(&fixture(dtype, &[3, 4]), &cpu).unwrap());
         views.push((
             "empty",
             B::from_host(&fixture(dtype, &[3, 0]), &cpu).unwrap(),

@@ -25,8 +25,7 @@ use burn::tensor::{
 };
 use ferry_core::{
     Access, Backend, CopyPolicy, CopyReason, DType, DlpackTensor, Error, HostArray, Result,
-    StorageLayout,
-    StorageLayoutRef, record_copy,
+    StorageLayout, StorageLayoutRef, record_copy,
 };
 
 mod kind;

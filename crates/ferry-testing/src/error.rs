@@ -58,7 +58,9 @@ pub enum Error {
         available: String,
     },
     /// A golden file's entry does not match.
-    #[error("golden file {path}, entry {name:?}: {report}\n(if the new values are right, run FERRY_BLESS=1 cargo test to update the file)")]
+    #[error(
+        "golden file {path}, entry {name:?}: {report}\n(if the new values are right, run FERRY_BLESS=1 cargo test to update the file)"
+    )]
     GoldenMismatch {
         /// The golden file.
         path: PathBuf,

@@ -160,7 +160,9 @@ impl Golden {
     /// blessed other entries), with that entry replaced or added, written to a temporary file
     /// and renamed over the old one.
     fn write_entry(&self, name: &str, array: HostArray) -> Result<()> {
-        let _serial = UPDATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _serial = UPDATES
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (mut entries, metadata) = if self.path.exists() {
             read(&self.path, self.format)?
         } else {
@@ -215,7 +217,10 @@ fn npy_entry(path: &Path) -> String {
 
 /// The entries (in file order) and metadata of a golden file.
 #[allow(clippy::type_complexity)]
-fn read(path: &Path, format: Format) -> Result<(Vec<(String, HostArray)>, HashMap<String, String>)> {
+fn read(
+    path: &Path,
+    format: Format,
+) -> Result<(Vec<(String, HostArray)>, HashMap<String, String>)> {
     Ok(match format {
         Format::Safetensors => {
             let file = safetensors::load(path)?;

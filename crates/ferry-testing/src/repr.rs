@@ -37,11 +37,7 @@ impl Value {
             (Value::Int(a), Value::Int(b)) => a > b,
             _ => {
                 let (a, b) = (self.as_f64(), other.as_f64());
-                if a.is_nan() {
-                    !b.is_nan()
-                } else {
-                    a > b
-                }
+                if a.is_nan() { !b.is_nan() } else { a > b }
             }
         }
     }
@@ -86,7 +82,9 @@ fn float_with(x: f64, add_dot_zero: bool) -> String {
     // break a tie between two such strings the other way: the same number of digits, rounded
     // correctly (half to even, as Python's repr does), settles it.
     let shortest = format!("{:e}", x.abs());
-    let digits = shortest.split_once('e').map_or(1, |(m, _)| m.replace('.', "").len());
+    let digits = shortest
+        .split_once('e')
+        .map_or(1, |(m, _)| m.replace('.', "").len());
     let scientific = format!("{:.*e}", digits - 1, x.abs());
     let (mantissa, exponent) = scientific
         .split_once('e')
@@ -183,7 +181,10 @@ mod tests {
             (f64::NAN, "nan"),
             (f64::from(1.3f32), "1.2999999523162842"),
             // A tie between two 17-digit strings: Python rounds half to even.
-            (f64::from(ferry_core::half::f16::from_bits(0x15f1)), "0.0014505386352539062"),
+            (
+                f64::from(ferry_core::half::f16::from_bits(0x15f1)),
+                "0.0014505386352539062",
+            ),
             (1.7976931348623157e308, "1.7976931348623157e+308"),
         ];
         for (x, want) in cases {

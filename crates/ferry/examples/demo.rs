@@ -85,7 +85,10 @@ impl DemoBackend for DemoCandle {
 #[cfg(feature = "candle")]
 fn candle_softmax(t: &candle_core::Tensor) -> candle_core::Tensor {
     let max = t.max_keepdim(1).expect("candle max");
-    let e = t.broadcast_sub(&max).and_then(|d| d.exp()).expect("candle exp");
+    let e = t
+        .broadcast_sub(&max)
+        .and_then(|d| d.exp())
+        .expect("candle exp");
     let sum = e.sum_keepdim(1).expect("candle sum");
     e.broadcast_div(&sum).expect("candle div")
 }
@@ -136,10 +139,8 @@ impl DemoBackend for DemoBurn {
         .to_host()
     }
     fn softmax(logits: &HostArray) -> Result<HostArray> {
-        let t = <ferry::Burn<2> as ferry::Backend>::from_host(
-            logits,
-            &burn::tensor::Device::flex(),
-        )?;
+        let t =
+            <ferry::Burn<2> as ferry::Backend>::from_host(logits, &burn::tensor::Device::flex())?;
         burn::tensor::activation::softmax(t, 1).to_host()
     }
 }
@@ -271,11 +272,29 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let logits = cross_backend::logits(64, 10);
     let mut softmaxes = Vec::new();
     #[cfg(feature = "candle")]
-    rows.push(run::<DemoCandle>(&mut samples, &mut embeddings, 64, &logits, &mut softmaxes)?);
+    rows.push(run::<DemoCandle>(
+        &mut samples,
+        &mut embeddings,
+        64,
+        &logits,
+        &mut softmaxes,
+    )?);
     #[cfg(feature = "burn")]
-    rows.push(run::<DemoBurn>(&mut samples, &mut embeddings, 48, &logits, &mut softmaxes)?);
+    rows.push(run::<DemoBurn>(
+        &mut samples,
+        &mut embeddings,
+        48,
+        &logits,
+        &mut softmaxes,
+    )?);
     #[cfg(feature = "tch")]
-    rows.push(run::<DemoTch>(&mut samples, &mut embeddings, 32, &logits, &mut softmaxes)?);
+    rows.push(run::<DemoTch>(
+        &mut samples,
+        &mut embeddings,
+        32,
+        &logits,
+        &mut softmaxes,
+    )?);
     if rows.is_empty() {
         println!("no backend enabled: build with features candle, burn and/or tch");
         return Ok(());
@@ -375,10 +394,8 @@ mod cross_backend {
         }
         if let Some(low) = bf16_softmax(logits) {
             let (name, reference) = &softmaxes[0];
-            let c = compare(&low, reference, &Tolerance::default())?.with_origins(
-                "candle, computed in bf16",
-                format!("{name}, f32"),
-            );
+            let c = compare(&low, reference, &Tolerance::default())?
+                .with_origins("candle, computed in bf16", format!("{name}, f32"));
             println!(
                 "\n[cross-backend] the same softmax computed in bf16, checked at f32's tolerance — what assert_close! prints:\n{c}"
             );
@@ -397,7 +414,9 @@ mod cross_backend {
                 .ok()?
                 .to_dtype(candle_core::DType::BF16)
                 .ok()?;
-            let out = super::candle_softmax(&t).to_dtype(candle_core::DType::F32).ok()?;
+            let out = super::candle_softmax(&t)
+                .to_dtype(candle_core::DType::F32)
+                .ok()?;
             out.to_host().ok()
         }
         #[cfg(not(feature = "candle"))]

@@ -50,18 +50,18 @@ pub use ferry_plot as plot;
 /// `arrow`; the `ferry-arrow` crate).
 #[cfg(feature = "arrow")]
 pub use ferry_arrow as arrow;
-/// Cross-backend tests: `compare`, `Tolerance`, `Golden` files (feature `testing`; the
-/// `ferry-testing` crate).
-#[cfg(feature = "testing")]
-pub use ferry_testing as testing;
-#[cfg(feature = "testing")]
-pub use ferry_testing::{assert_close, assert_equal, backend_tests};
 /// The Python hand-off (feature `python`; the `ferry-python` crate).
 #[cfg(feature = "python")]
 pub use ferry_python as python;
 /// Re-exported so embedding code uses the same pyo3 as [`python`].
 #[cfg(feature = "python")]
 pub use ferry_python::pyo3;
+/// Cross-backend tests: `compare`, `Tolerance`, `Golden` files (feature `testing`; the
+/// `ferry-testing` crate).
+#[cfg(feature = "testing")]
+pub use ferry_testing as testing;
+#[cfg(feature = "testing")]
+pub use ferry_testing::{assert_close, assert_equal, backend_tests};
 
 pub use backend::{ToHost, convert, to_host};
 #[cfg(feature = "burn")]
