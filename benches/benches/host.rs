@@ -285,5 +285,64 @@ fn arrow_columns(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! { name = benches; config = config(); targets = contiguous_copy, transpose, dlpack_round_trip, candle_to_host, burn_to_host, tch_to_host, candle_to_tch, arrow_columns }
+/// `ferry::testing::compare` of two f32 arrays (equal; 1% of the elements off; `actual`
+/// transposed in memory against a row-major `expected`), beside the time to read both with
+/// memcpy on two threads, the bound of one pass over both inputs. NumPy's
+/// `assert_allclose` and torch's `assert_close` of the same data are timed by
+/// benches/compare_baselines.py in the same run.
+fn compare(c: &mut Criterion) {
+    use ferry::testing::{Tolerance, compare};
+    let mut g = c.benchmark_group("compare");
+    for mib in sizes() {
+        let s = side(mib);
+        let n = s * s;
+        let expected: Vec<f32> = (0..n).map(|i| (i % 1000) as f32 * 0.25).collect();
+        let mut off = expected.clone();
+        for v in off.iter_mut().step_by(100) {
+            *v += 1.0;
+        }
+        let (mut to_a, mut to_e) = (vec![0f32; n], vec![0f32; n]);
+        let e = HostArray::from_vec(vec![s, s], expected.clone()).unwrap();
+        let equal = HostArray::from_vec(vec![s, s], expected.clone()).unwrap();
+        let one_percent = HostArray::from_vec(vec![s, s], off).unwrap();
+        // The same logical values as `e`, stored column-major.
+        let transposed = HostArray::from_array(
+            ferry::ndarray::Array2::from_shape_vec((s, s), expected.clone())
+                .unwrap()
+                .reversed_axes()
+                .as_standard_layout()
+                .into_owned()
+                .reversed_axes()
+                .into_dyn(),
+        );
+        g.throughput(Throughput::Bytes((2 * n * 4) as u64));
+        g.bench_function(BenchmarkId::new("memcpy_both_2_threads", mib), |b| {
+            b.iter(|| {
+                let half = n / 2;
+                let (a0, a1) = to_a.split_at_mut(half);
+                let (e0, e1) = to_e.split_at_mut(half);
+                std::thread::scope(|scope| {
+                    scope.spawn(|| {
+                        a0.copy_from_slice(black_box(&expected[..half]));
+                        e0.copy_from_slice(black_box(&expected[..half]));
+                    });
+                    a1.copy_from_slice(black_box(&expected[half..]));
+                    e1.copy_from_slice(black_box(&expected[half..]));
+                });
+            })
+        });
+        for (name, actual) in [
+            ("ferry_compare_equal", &equal),
+            ("ferry_compare_1pct_off", &one_percent),
+            ("ferry_compare_transposed", &transposed),
+        ] {
+            g.bench_function(BenchmarkId::new(name, mib), |b| {
+                b.iter(|| compare(black_box(actual), &e, &Tolerance::default()).unwrap())
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group! { name = benches; config = config(); targets = contiguous_copy, transpose, dlpack_round_trip, candle_to_host, burn_to_host, tch_to_host, candle_to_tch, arrow_columns, compare }
 criterion_main!(benches);

@@ -125,6 +125,7 @@ fn baseline<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
         "burn_to_host" => "native_to_data",
         "tch_to_host" => "native_vec_try_from",
         "candle_to_tch" => "vec_path",
+        "compare" => "memcpy_both_2_threads",
         _ => return None,
     };
     rows.iter().find(|r| {
@@ -196,7 +197,11 @@ fn py_baseline<'a>(rows: &'a [PyRow], row: &PyRow) -> Option<(&'a PyRow, f64)> {
 }
 
 /// A target from DEVELOPERS.md checked against this run: what, measured, wanted, met.
-fn targets(rows: &[Row], python: &[PyRow]) -> Vec<(String, String, String, bool)> {
+fn targets(
+    rows: &[Row],
+    python: &[PyRow],
+    numpy: &[(String, f64)],
+) -> Vec<(String, String, String, bool)> {
     let find = |group: &str, name: &str| rows.iter().find(|r| r.group == group && r.name == name);
     let mut out = Vec::new();
     for group in ["candle_to_host", "burn_to_host", "tch_to_host"] {
@@ -247,6 +252,36 @@ fn targets(rows: &[Row], python: &[PyRow]) -> Vec<(String, String, String, bool)
             "≤ 200 ns, any size".into(),
             r.median <= 200.0,
         ));
+    }
+    // ferry::testing's compare: one pass over both inputs (≥ 0.5× the bandwidth of reading both
+    // with memcpy on two threads), and ≥ 10× faster than NumPy's assert_allclose.
+    for (case, numpy_case) in [
+        ("ferry_compare_equal", "numpy_assert_allclose_equal"),
+        ("ferry_compare_1pct_off", "numpy_assert_allclose_1pct_off"),
+    ] {
+        let ours = rows
+            .iter()
+            .filter(|r| r.group == "compare" && r.name.starts_with(case))
+            .max_by(|a, b| a.median.total_cmp(&b.median));
+        let Some(ours) = ours else { continue };
+        if let Some(base) = baseline(rows, ours) {
+            let ratio = base.median / ours.median;
+            out.push((
+                format!("compare: {} (2 threads)", ours.name),
+                format!("{ratio:.2}× memcpy of both"),
+                "≥ 0.5× memcpy of both".into(),
+                ratio >= 0.5,
+            ));
+        }
+        if let Some((_, np)) = numpy.iter().find(|(k, _)| k == numpy_case) {
+            let faster = np / ours.median;
+            out.push((
+                format!("compare: {} against NumPy's assert_allclose", ours.name),
+                format!("{faster:.1}× faster"),
+                "≥ 10× faster".into(),
+                faster >= 10.0,
+            ));
+        }
     }
     if let Some(r) = find("dlpack", "export_import_round_trip") {
         out.push((
@@ -343,6 +378,32 @@ pub fn report(
             None => writeln!(out, ".")?,
         }
     }
+    // benches/compare_baselines.py: NumPy's and torch's assertions over the compare group's
+    // arrays (64 MiB each; 1 MiB with --quick).
+    let size = if run.quick() { "1 MiB" } else { "64 MiB" };
+    for (case, label) in [("equal", "equal"), ("1pct_off", "1% of elements off")] {
+        let ours = rows
+            .iter()
+            .find(|r| r.group == "compare" && r.name == format!("ferry_compare_{case} {size}"));
+        let np = numpy
+            .iter()
+            .find(|(k, _)| *k == format!("numpy_assert_allclose_{case}"));
+        let torch = numpy
+            .iter()
+            .find(|(k, _)| *k == format!("torch_assert_close_{case}"));
+        if let (Some(ours), Some((_, np)), Some((_, torch))) = (ours, np, torch) {
+            writeln!(
+                out,
+                "
+Two {size} f32 arrays, {label}: `numpy.testing.assert_allclose` {}, `torch.testing.assert_close` {}; ferry's `compare` {} ({:.1}× faster than NumPy's, {:.1}× than torch's).",
+                human(*np),
+                human(*torch),
+                human(ours.median),
+                np / ours.median,
+                torch / ours.median
+            )?;
+        }
+    }
     if let Some((_, theirs)) = numpy.iter().find(|(k, _)| k == "pyarrow_write_table") {
         // benches/pyarrow_parquet.py writes the Arrow group's column (64 MiB; 1 MiB --quick).
         let size = if run.quick() { "1 MiB" } else { "64 MiB" };
@@ -387,7 +448,7 @@ pub fn report(
             )?;
         }
     }
-    let checks = targets(&rows, py_rows);
+    let checks = targets(&rows, py_rows, numpy);
     if !checks.is_empty() {
         writeln!(out, "\n## Targets\n")?;
         writeln!(out, "| target | measured | wanted | met |")?;

@@ -332,12 +332,28 @@ fn python_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
 fn backend_tests_follow_features() -> Result<()> {
     for (features, expected) in [
         ("testing,candle", &["keeps_values::candle"][..]),
-        ("testing,candle,burn", &["keeps_values::burn", "keeps_values::candle"][..]),
+        (
+            "testing,candle,burn",
+            &["keeps_values::burn", "keeps_values::candle"][..],
+        ),
     ] {
         let mut cmd = cargo();
-        cmd.args(["test", "--package", "ferry", "--no-default-features", "--features"])
-            .arg(features)
-            .args(["--test", "backend_tests", "--", "--list", "--format", "terse"]);
+        cmd.args([
+            "test",
+            "--package",
+            "ferry",
+            "--no-default-features",
+            "--features",
+        ])
+        .arg(features)
+        .args([
+            "--test",
+            "backend_tests",
+            "--",
+            "--list",
+            "--format",
+            "terse",
+        ]);
         eprintln!("$ {}", show(&cmd));
         let out = cmd.output().context("could not run cargo test --list")?;
         if !out.status.success() {
@@ -643,6 +659,7 @@ fn bench(mode: bench::Run, report_only: bool) -> Result<()> {
         Vec::new()
     });
     numpy.extend(pyarrow_baseline(quick)?);
+    numpy.extend(compare_baselines(quick)?);
     let python = python_handoff(quick)?;
     let table = bench::report(&criterion_dir, &numpy, &python, mode)?;
     println!("{table}");
@@ -671,6 +688,15 @@ fn pyarrow_baseline(quick: bool) -> Result<Vec<(String, f64)>> {
         "pyarrow_parquet.py",
         if quick { "1" } else { "64" },
     )?;
+    Ok(bench::parse_baselines(&out))
+}
+
+/// Runs benches/compare_baselines.py (NumPy's `assert_allclose`, torch's `assert_close`) in the
+/// provisioned Python, at the compare group's size.
+fn compare_baselines(quick: bool) -> Result<Vec<(String, f64)>> {
+    let (python, _) = provision::python_env()?;
+    let side = if quick { "512" } else { "4096" };
+    let out = bench_script(&python, "compare_baselines.py", side)?;
     Ok(bench::parse_baselines(&out))
 }
 

@@ -7,7 +7,7 @@ use std::fmt;
 use ferry_core::ndarray::{ArrayView1, ArrayViewD, Axis, Slice};
 use ferry_core::{CopyPolicy, DType, HostArray};
 
-use crate::input::{Compared, ViewElement, Values};
+use crate::input::{Compared, Values, ViewElement};
 use crate::kind::{self, Kind, Tol};
 use crate::repr::{self, Value};
 use crate::tolerance::{Tolerance, promote};
@@ -15,8 +15,8 @@ use crate::{Error, Result};
 
 /// Mismatches listed in a report.
 const SHOWN: usize = 5;
-/// Elements per block of the fast path (checked for any mismatch before looking closer).
-const BLOCK: usize = 256;
+/// Elements per block of the fast path (one bit each in its mask of pairs not close).
+pub(crate) const BLOCK: usize = 1024;
 /// Arrays with at least this many elements are compared on several threads.
 const PARALLEL_MIN: usize = 1 << 18;
 /// What a bare host array is called in a report.
@@ -217,8 +217,18 @@ impl fmt::Display for Comparison {
                 writeln!(f, "Expected {} but got {}.", m.expected, m.actual)?;
             }
             if let (Some(abs), Some(rel)) = (abs, rel) {
-                writeln!(f, "Absolute difference: {}{}", abs.value, tolerance(self.atol))?;
-                write!(f, "Relative difference: {}{}", rel.value, tolerance(self.rtol))?;
+                writeln!(
+                    f,
+                    "Absolute difference: {}{}",
+                    abs.value,
+                    tolerance(self.atol)
+                )?;
+                write!(
+                    f,
+                    "Relative difference: {}{}",
+                    rel.value,
+                    tolerance(self.rtol)
+                )?;
             }
         } else {
             write!(
@@ -228,10 +238,9 @@ impl fmt::Display for Comparison {
                 self.elements,
                 repr::percent(self.mismatches, self.elements)
             )?;
-            for (kind, greatest, tol) in [
-                ("absolute", abs, self.atol),
-                ("relative", rel, self.rtol),
-            ] {
+            for (kind, greatest, tol) in
+                [("absolute", abs, self.atol), ("relative", rel, self.rtol)]
+            {
                 if let Some(g) = greatest {
                     write!(
                         f,
@@ -517,8 +526,8 @@ impl Partial {
         match found {
             None => Some((zero, first_match)),
             Some((value, index)) => {
-                let zero_wins = zero.greater_than(value)
-                    || (!value.greater_than(zero) && first_match < index);
+                let zero_wins =
+                    zero.greater_than(value) || (!value.greater_than(zero) && first_match < index);
                 Some(if zero_wins {
                     (zero, first_match)
                 } else {
@@ -580,7 +589,10 @@ fn scan<K: Kind>(a: ArrayViewD<'_, K::T>, e: ArrayViewD<'_, K::T>, tol: Tol<K::M
             .collect();
         parts
             .into_iter()
-            .map(|p| p.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .map(|p| {
+                p.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .reduce(Partial::merge)
             .unwrap_or_default()
     })
@@ -613,8 +625,8 @@ fn scan_part<K: Kind>(
     p
 }
 
-/// One row: blocks of contiguous elements are checked in a tight loop first and looked at
-/// element by element only where one mismatches (or to find the first match).
+/// One row: blocks of contiguous elements are checked in a tight loop that marks the pairs not
+/// close, which alone are then looked at one by one.
 fn scan_row<K: Kind>(
     a: ArrayView1<'_, K::T>,
     e: ArrayView1<'_, K::T>,
@@ -623,20 +635,21 @@ fn scan_row<K: Kind>(
     p: &mut Partial,
 ) {
     if let (Some(a), Some(e)) = (a.as_slice(), e.as_slice()) {
+        let mut bad = [0u8; BLOCK];
         for (b, (block_a, block_e)) in a.chunks(BLOCK).zip(e.chunks(BLOCK)).enumerate() {
-            let (mut bad, mut max_abs, mut max_rel) = (0usize, p.max_abs, p.max_rel);
-            for (&x, &y) in block_a.iter().zip(block_e) {
-                bad += usize::from(!K::close(x, y, tol));
-                let (abs, rel) = K::spread(x, y);
-                max_abs = max_abs.max(abs);
-                max_rel = max_rel.max(rel);
+            let (count, max_abs, max_rel) = K::block(block_a, block_e, tol, &mut bad);
+            p.max_abs = p.max_abs.max(max_abs);
+            p.max_rel = p.max_rel.max(max_rel);
+            let start = base + b * BLOCK;
+            let flags = &bad[..block_a.len()];
+            if p.first_match.is_none()
+                && let Some(i) = flags.iter().position(|&f| f == 0)
+            {
+                p.first_match = Some(start + i);
             }
-            p.max_abs = max_abs;
-            p.max_rel = max_rel;
-            if bad > 0 || p.first_match.is_none() {
-                let start = base + b * BLOCK;
-                for (i, (&x, &y)) in block_a.iter().zip(block_e).enumerate() {
-                    visit::<K>(x, y, start + i, tol, p);
+            if count > 0 {
+                for (i, _) in flags.iter().enumerate().filter(|(_, f)| **f != 0) {
+                    record::<K>(block_a[i], block_e[i], start + i, p);
                 }
             }
         }
@@ -650,7 +663,7 @@ fn scan_row<K: Kind>(
     }
 }
 
-/// One element on the slow path.
+/// One element of a strided row.
 #[inline]
 fn visit<K: Kind>(x: K::T, y: K::T, index: usize, tol: Tol<K::M>, p: &mut Partial) {
     if K::close(x, y, tol) {
@@ -659,6 +672,12 @@ fn visit<K: Kind>(x: K::T, y: K::T, index: usize, tol: Tol<K::M>, p: &mut Partia
         }
         return;
     }
+    record::<K>(x, y, index, p);
+}
+
+/// One pair that is not close.
+#[inline(never)]
+fn record<K: Kind>(x: K::T, y: K::T, index: usize, p: &mut Partial) {
     p.mismatches += 1;
     if K::is_nan(x) || K::is_nan(y) {
         p.nan += 1;

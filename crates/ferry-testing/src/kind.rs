@@ -49,6 +49,29 @@ pub(crate) trait Kind: Send + Sync + 'static {
     /// `(|a − e|, |a − e| / |e|)` in f64 for the whole-array maxima (NaN where undefined).
     fn spread(a: Self::T, e: Self::T) -> (f64, f64);
 
+    /// One contiguous block of at most 64 pairs: `bad[i]` set to 1 for each pair `i` that is
+    /// not close (0 for the others), and how many those are, with the greatest `|a − e|` and
+    /// `|a − e| / |e|` (where `e ≠ 0`; NaN pairs left out). The fast path of a comparison: a
+    /// tight loop the compiler vectorises; only the pairs marked are looked at one by one.
+    #[inline(always)]
+    fn block(
+        a: &[Self::T],
+        e: &[Self::T],
+        tol: Tol<Self::M>,
+        bad: &mut [u8; crate::compare::BLOCK],
+    ) -> (usize, f64, f64) {
+        debug_assert!(a.len() <= bad.len() && a.len() == e.len());
+        let (mut count, mut max_abs, mut max_rel) = (0usize, 0f64, 0f64);
+        for ((&x, &y), flag) in a.iter().zip(e).zip(bad.iter_mut()) {
+            *flag = u8::from(!Self::close(x, y, tol));
+            count += usize::from(*flag);
+            let (abs, rel) = Self::spread(x, y);
+            max_abs = max_abs.max(abs);
+            max_rel = max_rel.max(rel);
+        }
+        (count, max_abs, max_rel)
+    }
+
     /// Whether the element is NaN (either part, for complex numbers).
     fn is_nan(x: Self::T) -> bool;
 
@@ -85,7 +108,11 @@ fn relative(abs: f64, magnitude: f64) -> f64 {
 /// Python's `abs(a - e)` and `inf if e == 0 else abs / abs(e)` for floats.
 fn python_float_diffs(a: f64, e: f64) -> (Value, Value) {
     let abs = (a - e).abs();
-    let rel = if e == 0.0 { f64::INFINITY } else { abs / e.abs() };
+    let rel = if e == 0.0 {
+        f64::INFINITY
+    } else {
+        abs / e.abs()
+    };
     (Value::Float(abs), Value::Float(rel))
 }
 
@@ -102,7 +129,7 @@ fn python_int_diffs(a: i128, e: i128) -> (Value, Value) {
 
 /// Floats: `$to` widens to the arithmetic type `$m`, `$round` rounds a result back to `$t`.
 macro_rules! float_kind {
-    ($name:ident, $t:ty, $m:ty, $to:expr, $round:expr) => {
+    ($name:ident, $t:ty, $m:ty, $bits:ty, $to:expr, $round:expr) => {
         pub(crate) struct $name;
 
         impl Kind for $name {
@@ -113,7 +140,12 @@ macro_rules! float_kind {
                 // PyTorch multiplies by a scalar in the arithmetic type (`rtol` stays f32 for
                 // f16 and bf16) but adds one as a tensor of the dtype (`atol` is rounded to it).
                 let round: fn($m) -> $m = $round;
-                tol(rtol as $m, round(atol as $m), equal_nan, rtol == 0.0 && atol == 0.0)
+                tol(
+                    rtol as $m,
+                    round(atol as $m),
+                    equal_nan,
+                    rtol == 0.0 && atol == 0.0,
+                )
             }
 
             #[inline(always)]
@@ -157,8 +189,85 @@ macro_rules! float_kind {
 
             #[inline(always)]
             fn spread(a: $t, e: $t) -> (f64, f64) {
+                // In the arithmetic type, as `block` computes them.
                 let to: fn($t) -> $m = $to;
-                real_spread(to(a) as f64, to(e) as f64)
+                let (a, e) = (to(a), to(e));
+                let abs = (a - e).abs();
+                let magnitude = e.abs();
+                let rel = if magnitude == 0.0 {
+                    f64::NAN
+                } else {
+                    (abs / magnitude) as f64
+                };
+                (abs as f64, rel)
+            }
+
+            #[inline(always)]
+            fn block(
+                a: &[$t],
+                e: &[$t],
+                t: Tol<$m>,
+                bad: &mut [u8; crate::compare::BLOCK],
+            ) -> (usize, f64, f64) {
+                debug_assert!(a.len() <= bad.len() && a.len() == e.len());
+                let to: fn($t) -> $m = $to;
+                let round: fn($m) -> $m = $round;
+                // Two tight loops over the block (in cache), each of which vectorises: the
+                // verdicts, `close` written out with the exact and NaN cases hoisted, then the
+                // maxima, over bit patterns (monotonic for non-negative floats; a NaN counts
+                // as 0): a float max reduction does not vectorise without fast-math, an integer
+                // one does.
+                let mut count = 0u32; // u32 lanes vectorise wider than usize ones
+                macro_rules! verdicts {
+                    ($exact:expr, $nans:expr) => {
+                        for ((&x, &y), flag) in a.iter().zip(e).zip(bad.iter_mut()) {
+                            let (x, y) = (to(x), to(y));
+                            let equal = x == y;
+                            let nans = $nans && (x.is_nan() & y.is_nan());
+                            let close = if $exact {
+                                equal | nans
+                            } else {
+                                let allowed = round(t.atol + round(t.rtol * y).abs());
+                                let error = round(x - y).abs();
+                                equal | nans | (error.is_finite() & (error <= allowed))
+                            };
+                            *flag = u8::from(!close);
+                            count += u32::from(!close);
+                        }
+                    };
+                }
+                match (t.exact, t.equal_nan) {
+                    (true, true) => verdicts!(true, true),
+                    (true, false) => verdicts!(true, false),
+                    (false, true) => verdicts!(false, true),
+                    (false, false) => verdicts!(false, false),
+                }
+                let (mut max_abs, mut max_rel) = (0 as $bits, 0 as $bits);
+                for (&x, &y) in a.iter().zip(e) {
+                    let (x, y) = (to(x), to(y));
+                    let abs = (x - y).abs();
+                    let magnitude = y.abs();
+                    let rel = abs / magnitude;
+                    // Signed: bit patterns of non-negative floats fit (SSE2 compares signed
+                    // integers only).
+                    let abs_bits = if abs == abs {
+                        abs.to_bits() as $bits
+                    } else {
+                        0
+                    };
+                    let rel_bits = if magnitude != 0.0 && rel == rel {
+                        rel.to_bits() as $bits
+                    } else {
+                        0
+                    };
+                    max_abs = max_abs.max(abs_bits);
+                    max_rel = max_rel.max(rel_bits);
+                }
+                (
+                    count as usize,
+                    <$m>::from_bits(max_abs as _) as f64,
+                    <$m>::from_bits(max_rel as _) as f64,
+                )
             }
 
             fn is_nan(x: $t) -> bool {
@@ -174,10 +283,12 @@ macro_rules! float_kind {
     };
 }
 
-float_kind!(F16, f16, f32, f16::to_f32, |x| f16::from_f32(x).to_f32());
-float_kind!(BF16, bf16, f32, bf16::to_f32, |x| bf16::from_f32(x).to_f32());
-float_kind!(F32, f32, f32, |x| x, |x| x);
-float_kind!(F64, f64, f64, |x| x, |x| x);
+float_kind!(F16, f16, f32, i32, f16::to_f32, |x| f16::from_f32(x)
+    .to_f32());
+float_kind!(BF16, bf16, f32, i32, bf16::to_f32, |x| bf16::from_f32(x)
+    .to_f32());
+float_kind!(F32, f32, f32, i32, |x| x, |x| x);
+float_kind!(F64, f64, f64, i64, |x| x, |x| x);
 
 /// Integers: exact unless tolerances are given, then torch's rule in f32 (the default float
 /// dtype, which `torch.isclose` casts integers to).
@@ -190,7 +301,12 @@ macro_rules! int_kind {
             type M = f32;
 
             fn tol(rtol: f64, atol: f64, equal_nan: bool) -> Tol<f32> {
-                tol(rtol as f32, atol as f32, equal_nan, rtol == 0.0 && atol == 0.0)
+                tol(
+                    rtol as f32,
+                    atol as f32,
+                    equal_nan,
+                    rtol == 0.0 && atol == 0.0,
+                )
             }
 
             #[inline(always)]
@@ -327,7 +443,12 @@ macro_rules! complex_kind {
             type M = $p;
 
             fn tol(rtol: f64, atol: f64, equal_nan: bool) -> Tol<$p> {
-                tol(rtol as $p, atol as $p, equal_nan, rtol == 0.0 && atol == 0.0)
+                tol(
+                    rtol as $p,
+                    atol as $p,
+                    equal_nan,
+                    rtol == 0.0 && atol == 0.0,
+                )
             }
 
             #[inline(always)]
@@ -337,10 +458,7 @@ macro_rules! complex_kind {
                 if t.exact {
                     return equal | nans;
                 }
-                let scaled = Complex::new(
-                    e.re * t.rtol - e.im * 0.0,
-                    e.re * 0.0 + e.im * t.rtol,
-                );
+                let scaled = Complex::new(e.re * t.rtol - e.im * 0.0, e.re * 0.0 + e.im * t.rtol);
                 let allowed = t.atol + modulus!(scaled);
                 let error = modulus!(a - e);
                 equal | nans | (error.is_finite() & (error <= allowed))
