@@ -41,6 +41,21 @@ def test_numpy_to_ferry_and_back(dtype, layout, no_leaks):
         assert numpy_ptr(y) == numpy_ptr(x)
 
 
+def test_torch_of_an_array_something_else_reads_is_a_copy():
+    # Re-audit of round 3: PyTorch ignores DLPack's READ_ONLY flag, and `.torch()` shared
+    # an array a NumPy consumer still read: a write through the tensor changed the reader.
+    h = ferry.from_dlpack(np.arange(4.0)).copy()
+    reader = np.from_dlpack(h)
+    t = h.torch()
+    assert t.data_ptr() != h.data_ptr
+    t[0] = 42.0
+    assert reader[0] == 0.0
+    del reader, t
+    gc.collect()
+    # Held by nothing else again, the array is shared.
+    assert h.torch().data_ptr() == h.data_ptr
+
+
 @pytest.mark.parametrize("layout", NUMPY_LAYOUTS)
 @pytest.mark.parametrize("dtype", NUMPY_DTYPES)
 def test_ferry_to_torch(dtype, layout, no_leaks):

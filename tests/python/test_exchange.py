@@ -271,6 +271,20 @@ def test_dltensor_from_py_object_refuses_read_only_arrays():
         fn(DLTENSOR_FROM_PY, table().dltensor_from_py_object_no_sync)(ferry.from_dlpack(a), ctypes.byref(t))
 
 
+def test_dltensor_from_py_object_refuses_arrays_something_else_reads():
+    # Re-audit of round 3: a bare DLTensor cannot say "do not write", and ferry handed
+    # one out for an array a NumPy consumer still read, which the borrower could then write.
+    h = ferry.from_dlpack(np.arange(4.0)).copy()
+    reader = np.from_dlpack(h)
+    t = DLTensor()
+    with pytest.raises(BufferError, match="held by something else"):
+        fn(DLTENSOR_FROM_PY, table().dltensor_from_py_object_no_sync)(h, ctypes.byref(t))
+    del reader
+    gc.collect()
+    assert fn(DLTENSOR_FROM_PY, table().dltensor_from_py_object_no_sync)(h, ctypes.byref(t)) == 0
+    assert t.data == h.data_ptr
+
+
 def test_current_work_stream_is_null_for_host_memory():
     stream = ctypes.c_void_p(1234)
     assert fn(STREAM, table().current_work_stream)(K_DL_CPU, 0, ctypes.byref(stream)) == 0

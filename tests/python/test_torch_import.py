@@ -509,6 +509,63 @@ def test_an_object_from_the_main_interpreter_raises_in_a_subinterpreter_not_hang
     assert out.returncode == 0 and out.stdout.strip() == "(6,)", out.stderr
 
 
+def test_what_a_subinterpreter_releases_waits_for_the_main_interpreter_not_hangs():
+    # Re-audit of round 3 (A-1, A-2): dropping the last reference to a ferry object, or to an
+    # unconsumed ferry capsule, in a subinterpreter ran NumPy's DLPack deleter there, which
+    # waited forever in PyGILState_Ensure; a managed tensor handed to the exchange table's
+    # to_py there was refused without its deleter ever running. The releases wait for ferry's
+    # next call in the main interpreter.
+    inner = textwrap.dedent("""
+        import ctypes
+        H = [c for c in object.__subclasses__() if c.__name__ == "Holder"][0]
+        del H.h, H.capsule
+        ToPy = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
+        out = ctypes.c_void_p()
+        try:
+            ToPy(H.to_py)(H.managed, ctypes.byref(out))
+        except RuntimeError as e:
+            assert "main interpreter" in str(e), e
+        else:
+            raise AssertionError("to_py ran in a subinterpreter")
+    """)
+    script = textwrap.dedent(f"""
+        import ctypes, gc, weakref
+        try:
+            import _interpreters as interpreters
+        except ImportError:
+            import _xxsubinterpreters as interpreters
+        import numpy as np, ferry
+        get = ctypes.pythonapi.PyCapsule_GetPointer
+        get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+        table = (ctypes.c_void_p * 7).from_address(
+            get(ferry.HostArray.__dlpack_c_exchange_api__, b"dlpack_exchange_api"))
+        FromPy = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object, ctypes.POINTER(ctypes.c_void_p))
+        a, b = np.arange(6.0), np.arange(3.0)
+        a_gone, b_gone = weakref.ref(a), weakref.ref(b)
+        class Holder:
+            h = ferry.from_dlpack(a)
+            capsule = ferry.from_dlpack(b).__dlpack__(max_version=(1, 0))
+            to_py = table[4]
+        managed = ctypes.c_void_p()
+        assert FromPy(table[3])(ferry.from_dlpack(np.zeros(2)), ctypes.byref(managed)) == 0
+        Holder.managed = managed.value
+        del a, b
+        before = ferry.live_exports()
+        i = interpreters.create()
+        interpreters.run_string(i, {inner!r})
+        interpreters.destroy(i)
+        gc.collect()
+        waiting = a_gone() is not None and b_gone() is not None
+        ferry.live_exports()  # the main interpreter's next call releases what waited
+        gc.collect()
+        print(waiting, a_gone() is None, b_gone() is None, before - ferry.live_exports())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["True", "True", "True", "2"], (
+        out.stdout + out.stderr
+    )
+
+
 def test_exceptions_raised_inside_an_import_are_released_with_it():
     # Audit of round 3: errors ferry handled inside its hand-written entry points (a producer's
     # TypeError, which holds its traceback's frames) went to pyo3's pool of deferred

@@ -392,6 +392,15 @@ impl HostArray {
         self.access == Access::ReadOnly
     }
 
+    /// Whether a consumer that cannot be told "read-only" (a legacy DLPack capsule, a bare
+    /// `DLTensor`, PyTorch, which ignores DLPack's READ_ONLY flag) may be handed this memory
+    /// as it is: the array is not [`Access::ReadOnly`] and nothing else holds its memory (no
+    /// clone, export or keep-alive that ferry or a framework still reads through). Otherwise
+    /// such a consumer gets a copy.
+    pub fn may_lend_writable(&self) -> bool {
+        !self.is_read_only() && self.owner_is_unique()
+    }
+
     /// Who may write this array's memory.
     pub fn access(&self) -> Access {
         self.access

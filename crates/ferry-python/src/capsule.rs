@@ -135,10 +135,30 @@ unsafe extern "C" fn capsule_destructor(capsule: *mut ffi::PyObject) {
             if let Some(ours) = unconsumed {
                 let ptr = ffi::PyCapsule_GetPointer(capsule, ours.as_ptr());
                 if !ptr.is_null() {
-                    release(ptr, ours);
+                    let py = Python::assume_attached();
+                    crate::deferred::release(py, Unconsumed { ptr, name: ours });
                 }
             }
         });
+    }
+}
+
+/// The tensor of one of ferry's capsules that no consumer took, released when this drops.
+struct Unconsumed {
+    ptr: *mut c_void,
+    name: &'static CStr,
+}
+
+// SAFETY: only `new_capsule`'s capsules are released through this, and they hold ferry's own
+// exports, whose deleters free Rust memory (and through it may run a producer's deleter, which
+// takes the GIL itself) from any thread.
+unsafe impl Send for Unconsumed {}
+
+impl Drop for Unconsumed {
+    fn drop(&mut self) {
+        // SAFETY: made from an unconsumed capsule's pointer under its name, once; the capsule
+        // is being destroyed, so nothing else releases the tensor.
+        unsafe { release(self.ptr, self.name) };
     }
 }
 

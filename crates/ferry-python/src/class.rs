@@ -110,8 +110,7 @@ impl PyHostArray {
         // A legacy capsule cannot say READ_ONLY: memory its consumer must not write (read-only,
         // or held by something else as well, which a versioned export marks READ_ONLY) goes
         // as a copy.
-        let legacy_read_only =
-            !versioned && (self.array.is_read_only() || !self.array.owner_is_unique());
+        let legacy_read_only = !versioned && !self.array.may_lend_writable();
         if legacy_read_only && copy == Some(false) {
             return Err(PyBufferError::new_err(format!(
                 "array of shape {:?}, dtype {} is read-only and a legacy (unversioned) DLPack capsule cannot say so; ask with max_version=(1, 0) or allow a copy",
@@ -231,8 +230,10 @@ impl PyHostArray {
     /// `torch()`: a PyTorch tensor sharing this memory (`torch.from_dlpack(self)`), or sharing
     /// a row-major copy when PyTorch cannot hold the array as it is: when it has negative
     /// strides (PyTorch has none, and `torch.from_dlpack` aborts the process on such a DLPack
-    /// tensor from any producer, NumPy's too), or when it is read-only (PyTorch has no
-    /// read-only tensors and ignores DLPack's READ_ONLY flag).
+    /// tensor from any producer, NumPy's too), or when the tensor must not write it (PyTorch
+    /// has no read-only tensors and ignores DLPack's READ_ONLY flag): when it is read-only, or
+    /// held by something else as well (another `HostArray` sharing it, a framework tensor, an
+    /// export) that reads it while the tensor would write.
     pub(crate) fn torch<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let array = &slf.host().array;
@@ -241,7 +242,7 @@ impl PyHostArray {
             .iter()
             .zip(array.strides())
             .any(|(&len, &stride)| len > 1 && stride < 0);
-        let source = if negative || array.is_read_only() {
+        let source = if negative || !array.may_lend_writable() {
             PyHostArray::copy(slf)?
         } else {
             slf.clone().into_any()

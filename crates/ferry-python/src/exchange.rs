@@ -186,6 +186,13 @@ unsafe extern "C" fn managed_tensor_to_py_object_no_sync(
     tensor: *mut DLManagedTensorVersioned,
     out_py_object: *mut *mut c_void,
 ) -> c_int {
+    // SAFETY: the caller holds the GIL (the exchange API's contract).
+    let py = unsafe { Python::assume_attached() };
+    if !tensor.is_null() && !crate::deferred::in_main_interpreter(py) {
+        // Refused below (`entry`) without running `body`; the tensor is still handed over, so
+        // its deleter runs once, in the main interpreter (a producer's may take the GIL).
+        crate::deferred::release(py, HandedOver(tensor));
+    }
     let body = |py: Python<'_>| {
         if tensor.is_null() {
             return Err(PyValueError::new_err("tensor is NULL"));
@@ -220,9 +227,28 @@ unsafe extern "C" fn managed_tensor_to_py_object_no_sync(
     unsafe { with_python(body) }
 }
 
+/// A managed tensor handed to ferry that ferry refused before reading it: its deleter runs
+/// when this drops.
+struct HandedOver(*mut DLManagedTensorVersioned);
+
+// SAFETY: DLPack lets a managed tensor's deleter run on any thread; nothing else reads it.
+unsafe impl Send for HandedOver {}
+
+impl Drop for HandedOver {
+    fn drop(&mut self) {
+        // SAFETY: a live managed tensor handed over to ferry, released once, here.
+        unsafe {
+            if let Some(deleter) = (*self.0).deleter {
+                deleter(self.0);
+            }
+        }
+    }
+}
+
 /// `DLPackDLTensorFromPyObjectNoSync`: a borrowed `DLTensor` of the array, valid while the
-/// object lives (shape and strides point into the object). A `DLTensor` has no flags, so a
-/// read-only array is refused with `BufferError`: the managed export carries READ_ONLY.
+/// object lives (shape and strides point into the object). A `DLTensor` has no flags, so an
+/// array its consumer must not write (read-only, or held by something else as well) is
+/// refused with `BufferError`: the managed export carries READ_ONLY.
 ///
 /// # Safety
 ///
@@ -239,9 +265,9 @@ unsafe extern "C" fn dltensor_from_py_object_no_sync(
         let host = unsafe { host_array_of(py, py_object) }?;
         let ours = host.host();
         let array = ours.array();
-        if array.is_read_only() {
+        if !array.may_lend_writable() {
             return Err(PyBufferError::new_err(format!(
-                "array of shape {:?}, dtype {} is read-only and a bare DLTensor cannot say so; use managed_tensor_from_py_object_no_sync or __dlpack__, which set READ_ONLY",
+                "array of shape {:?}, dtype {} is read-only, or held by something else as well (another HostArray, a framework tensor, an export), and a bare DLTensor cannot say it must not be written; use managed_tensor_from_py_object_no_sync or __dlpack__, which set READ_ONLY",
                 array.shape(),
                 array.dtype()
             )));

@@ -27,8 +27,9 @@
 //! (what a `ferry.HostArray` holds and its methods do), `object` (its type object, built by hand: a
 //! plain, non-GC object like NumPy's arrays), `method` (its `__dlpack__`, `__dlpack_device__` and `ferry.from_dlpack`, C functions), `exchange` (DLPack 1.3's C
 //! exchange API table), `torch`
-//! (what ferry adds to PyTorch's export: the storage reference that `set_`/`resize_` cannot
-//! free, and PyTorch's exchange table), `files` (`.npy`/`.npz`/safetensors functions).
+//! (PyTorch imports: a copy made before any Python code runs, through PyTorch's exchange
+//! table where it gives the same tensor), `files` (`.npy`/`.npz`/safetensors functions),
+//! `deferred` (releases a subinterpreter made, held for the main interpreter).
 //!
 //! Protocol (DLPack's Python specification):
 //! - `__dlpack__(*, stream=None, max_version=None, dl_device=None, copy=None)` returns a
@@ -44,9 +45,9 @@
 //! - Deleters: ferry's own release Rust memory only and never touch Python, so they need no
 //!   GIL and are safe while the interpreter finalises. When that memory came from a Python
 //!   producer, the producer's deleter runs (NumPy's and PyTorch's take the GIL themselves and do
-//!   nothing once the interpreter is finalising); an import of a PyTorch tensor also drops its
-//!   reference to the tensor's storage, at once where the thread holds the GIL, else later
-//!   through pyo3 (`torch`).
+//!   nothing once the interpreter is finalising); a PyTorch tensor's import is a copy and holds
+//!   nothing of PyTorch's (`torch`). What a subinterpreter releases waits for the main
+//!   interpreter (`deferred`).
 
 use ferry_core::{Backend, CopyPolicy, Error, HostArray};
 use pyo3::exceptions::{PyBufferError, PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
@@ -57,6 +58,7 @@ use pyo3::prelude::*;
 mod arrow;
 mod capsule;
 mod class;
+mod deferred;
 mod exchange;
 #[cfg(any(feature = "npy", feature = "safetensors"))]
 mod files;
@@ -170,12 +172,16 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// support in a subinterpreter (a call from one waits forever for the GIL its own thread
 /// holds), and its statics (the `HostArray` type, interned names) hold one interpreter's
 /// objects. The import is refused there, and every entry point refuses too: a subinterpreter
-/// can still reach an object made in the main one (through a static type's subclasses).
+/// can still reach an object made in the main one (through a static type's subclasses). In the
+/// main interpreter, the check first releases what subinterpreters left (`deferred`).
 pub(crate) fn check_main_interpreter(py: Python<'_>, importing: bool) -> PyResult<()> {
     // SAFETY: the GIL is held (`py`); both calls only read the current interpreter's state.
     let id = unsafe { pyo3::ffi::PyInterpreterState_GetID(pyo3::ffi::PyInterpreterState_Get()) };
     match id {
-        0 => Ok(()),
+        0 => {
+            deferred::release_queued(py);
+            Ok(())
+        }
         id if id < 0 => Err(PyErr::fetch(py)),
         id => {
             let message = format!(

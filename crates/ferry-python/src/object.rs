@@ -181,20 +181,21 @@ impl<'py> IntoPyObject<'py> for PyHostArray {
     }
 }
 
-/// `tp_dealloc`: drops the payload (which may run a producer's DLPack deleter), frees the
-/// memory and releases the instance's reference to the type, with the error indicator put
-/// aside (`with_error_indicator_aside`); a panic becomes an unraisable error.
+/// `tp_dealloc`: drops the payload (which may run a producer's DLPack deleter; in a
+/// subinterpreter the drop waits for the main interpreter, `deferred`), frees the memory and
+/// releases the instance's reference to the type, with the error indicator put aside
+/// (`with_error_indicator_aside`); a panic becomes an unraisable error.
 unsafe extern "C" fn dealloc(object: *mut ffi::PyObject) {
     // SAFETY: CPython calls this with the GIL held, once, on an instance of the type whose
     // reference count reached zero: its payload is initialised (the module's invariant) and
-    // nobody reads it afterwards; the memory came from `PyObject_Malloc` and the instance holds
-    // a reference to its heap type.
+    // nobody reads it afterwards, so it is moved out once; the memory came from
+    // `PyObject_Malloc` and the instance holds a reference to its heap type.
     unsafe {
         with_error_indicator_aside(|| {
             let class = ffi::Py_TYPE(object);
-            let host = &raw mut (*object.cast::<HostArrayObject>()).host;
-            if catch_unwind(AssertUnwindSafe(|| host.drop_in_place())).is_err() {
-                let py = Python::assume_attached();
+            let host = (&raw mut (*object.cast::<HostArrayObject>()).host).read();
+            let py = Python::assume_attached();
+            if catch_unwind(AssertUnwindSafe(|| crate::deferred::release(py, host))).is_err() {
                 PyRuntimeError::new_err("ferry panicked while releasing a HostArray")
                     .write_unraisable(py, None);
             }

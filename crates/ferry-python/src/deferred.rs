@@ -1,0 +1,62 @@
+//! Releases that reach a subinterpreter wait for the main one: what a `ferry.HostArray` or one
+//! of ferry's capsules holds may end in a Python producer's DLPack deleter (NumPy's, PyTorch's),
+//! which attaches with `PyGILState_Ensure` and waits forever when run from a subinterpreter.
+//!
+//! ferry refuses to be imported in a subinterpreter, but one can still reach, and drop the last
+//! reference to, an object made in the main interpreter (through a static type's
+//! subclasses). Such a release is queued here instead, and the queue is emptied by the next
+//! ferry call in the main interpreter ([`crate::check_main_interpreter`]).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::Python;
+
+/// What was released outside the main interpreter, in the order it was released.
+static QUEUE: Mutex<Vec<Box<dyn Send>>> = Mutex::new(Vec::new());
+
+/// Whether [`QUEUE`] may hold something: one relaxed load on every call instead of a lock.
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the thread runs in the main interpreter (`py` proves the GIL is held).
+pub(crate) fn in_main_interpreter(_py: Python<'_>) -> bool {
+    // SAFETY: the GIL is held (`_py`); both calls only read the current interpreter's state.
+    unsafe { pyo3::ffi::PyInterpreterState_GetID(pyo3::ffi::PyInterpreterState_Get()) == 0 }
+}
+
+/// Drops `value` now in the main interpreter, or queues it for the main interpreter's next
+/// ferry call when the thread runs in a subinterpreter.
+pub(crate) fn release<T: Send + 'static>(py: Python<'_>, value: T) {
+    if in_main_interpreter(py) {
+        drop(value);
+    } else {
+        QUEUE
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(Box::new(value));
+        PENDING.store(true, Ordering::Release);
+    }
+}
+
+/// Drops what subinterpreters queued; the caller runs in the main interpreter. The queue is
+/// taken out before anything drops, so a deleter that calls ferry again finds it empty.
+pub(crate) fn release_queued(py: Python<'_>) {
+    if !PENDING.load(Ordering::Acquire) {
+        return;
+    }
+    let queued = {
+        let mut queue = QUEUE
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        PENDING.store(false, Ordering::Release);
+        std::mem::take(&mut *queue)
+    };
+    // SAFETY: the GIL is held (`py`); a producer's deleter may run Python code, so the error
+    // indicator of the call that emptied the queue is put aside meanwhile.
+    unsafe {
+        crate::capsule::with_error_indicator_aside(|| {
+            let _ = py;
+            drop(queued);
+        });
+    }
+}
