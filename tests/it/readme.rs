@@ -121,3 +121,65 @@ fn readme_arrow_snippet_writes_a_dataset_and_reads_it_back() -> AnyResult {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// The README's block that starts after the line `after` and is fenced as `lang`.
+#[cfg(all(feature = "testing", feature = "python"))]
+fn readme_block(after: &str, lang: &str) -> String {
+    let readme = include_str!("../../README.md");
+    let start = readme.find(after).expect("the README has the line") + after.len();
+    let open = format!("```{lang}\n");
+    let body = start + readme[start..].find(&open).expect("a fenced block follows") + open.len();
+    let end = body + readme[body..].find("```\n").expect("the block is closed");
+    readme[body..end].to_string()
+}
+
+/// The README's port under test.
+#[cfg(all(feature = "testing", feature = "python"))]
+fn readme_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
+    let e = x.broadcast_sub(&x.max_keepdim(1)?)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(1)?)
+}
+
+#[cfg(all(feature = "testing", feature = "python"))]
+#[test]
+fn readme_cross_backend_snippets_check_a_golden_file_pytorch_wrote_and_report_as_shown() -> AnyResult
+{
+    use ferry::testing::Golden;
+    use ferry::{Backend, Candle};
+
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("encoder.safetensors");
+    // The README's PyTorch side as it is written, with the file in a temporary folder.
+    let python = readme_block("The PyTorch side writes the golden file once:", "python").replace(
+        "\"tests/golden/encoder.safetensors\"",
+        &format!("{:?}", path.to_str().unwrap()),
+    );
+    let code = std::ffi::CString::new(python)?;
+    crate::python::with_python(|py| py.run(&code, None, None));
+
+    // The README's Rust side.
+    let golden = Golden::open(&path)?;
+    let x = Candle::from_host(
+        golden.get("input").expect("written by PyTorch"),
+        &Device::Cpu,
+    )?;
+    let y = readme_softmax(&x)?;
+    golden.check("softmax.out", &y)?;
+    ferry::assert_close!(
+        y,
+        golden.get("softmax.out").unwrap(),
+        rtol = 1e-5,
+        atol = 1e-6
+    );
+
+    // The report it shows: one element off by 0.5.
+    let mut off = y.to_host()?.to_array::<f32>()?;
+    off[[0, 5]] += 0.5;
+    let report = golden.check("softmax.out", &off).unwrap_err().to_string();
+    let shown = readme_block("torch's report plus where:", "text");
+    assert!(
+        report.contains(shown.trim_end()),
+        "the README shows:\n{shown}\nferry reports:\n{report}"
+    );
+    Ok(())
+}

@@ -186,3 +186,66 @@ def test_a_consumed_arrow_capsule_is_refused():
     gc.collect()
     with pytest.raises(ValueError, match="released already"):
         ferry.from_arrow(obj)
+
+
+def test_arrow_export_of_memory_lent_to_torch_is_a_copy():
+    # Re-audit of round 3 (B-F1): `.torch()` lent ferry's memory writable, and a later
+    # `pa.array(h)` shared it zero-copy: PyTorch's writes changed an immutable Arrow array and
+    # the read-only ferry array imported from it.
+    h = ferry.from_dlpack(np.arange(4, dtype=np.int32)).copy()
+    t = h.torch()
+    assert t.data_ptr() == h.data_ptr
+    p = pa.array(h)
+    r = ferry.from_arrow(p)
+    assert p.buffers()[1].address != h.data_ptr
+    t.fill_(7)
+    assert p.to_pylist() == [0, 1, 2, 3]
+    assert np.frombuffer(r.tobytes(), np.int32).tolist() == [0, 1, 2, 3]
+
+
+def test_torch_decides_and_exports_with_no_python_code_between():
+    # Re-audit of round 3 (B-F2): `.torch()` checked that nothing else held the memory, then
+    # called `torch.from_dlpack(h)`, whose Python code (here a profile hook) exported the
+    # array to Arrow before `__dlpack__` ran; PyTorch then wrote under the Arrow array.
+    import sys
+
+    h = ferry.from_dlpack(np.arange(4, dtype=np.int32)).copy()
+    held = {}
+
+    def hook(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == "from_dlpack" and "p" not in held:
+            held["p"] = pa.array(h)
+
+    sys.setprofile(hook)
+    try:
+        t = h.torch()
+    finally:
+        sys.setprofile(None)
+    t.fill_(9)
+    assert held["p"].to_pylist() == [0, 1, 2, 3]
+
+
+def test_a_bare_dltensor_lend_keeps_later_exports_from_sharing():
+    # Re-audit of round 3 (B-F3): a bare DLTensor from the exchange table holds nothing, so
+    # the array still looked held by its object alone, and a later Arrow export or `.torch()`
+    # shared memory the C borrower writes.
+    import ctypes
+
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    table = get(ferry.HostArray.__dlpack_c_exchange_api__, b"dlpack_exchange_api")
+    dltensor = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object, ctypes.c_void_p)(
+        ctypes.c_void_p.from_address(table + 40).value
+    )
+    h = ferry.from_dlpack(np.arange(4, dtype=np.int32)).copy()
+    out = ctypes.create_string_buffer(64)
+    assert dltensor(h, out) == 0
+    data = ctypes.c_void_p.from_buffer(out).value
+    assert data == h.data_ptr
+    # The same borrower kind may borrow again.
+    assert dltensor(h, out) == 0
+    p = pa.array(h)
+    assert p.buffers()[1].address != data
+    assert h.torch().data_ptr() != data
+    ctypes.memmove(data, (ctypes.c_int32 * 4)(5, 5, 5, 5), 16)  # the C borrower writes
+    assert p.to_pylist() == [0, 1, 2, 3]

@@ -155,7 +155,8 @@ def test_writes_through_torch_never_reach_a_mapped_file(tmp_path):
 
 def test_the_readme_example_runs_as_written(tmp_path, monkeypatch):
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    example = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    section = readme.split("## Python: NumPy and PyTorch", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
     assert len(example.strip().splitlines()) == 3
     monkeypatch.chdir(tmp_path)
     safetensors.torch.save_file({"weight": torch.randn(4, 3)}, "model.safetensors")

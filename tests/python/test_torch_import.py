@@ -566,6 +566,78 @@ def test_what_a_subinterpreter_releases_waits_for_the_main_interpreter_not_hangs
     )
 
 
+def test_a_subinterpreter_producers_tensor_refused_there_is_released_there():
+    # Re-audit of round 3 (A-1 of the fix): a tensor a subinterpreter's producer handed to
+    # the exchange table's to_py was queued for the main interpreter, whose next ferry call ran
+    # the producer's deleter after its interpreter (and the deleter) were gone: SIGSEGV. The
+    # deleter here is C's `free` (a ctypes callback cannot be called from C in a
+    # subinterpreter at all: it attaches with PyGILState_Ensure); run at once, it frees the
+    # tensor before the subinterpreter goes.
+    inner = textwrap.dedent("""
+        import ctypes
+        H = [c for c in object.__subclasses__() if c.__name__ == "Holder"][0]
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        m = libc.malloc(128)
+        ctypes.memset(m, 0, 128)
+        (ctypes.c_uint32 * 2).from_address(m)[0] = 1  # version 1.0, an empty tensor
+        ctypes.c_void_p.from_address(m + 16).value = ctypes.cast(libc.free, ctypes.c_void_p).value
+        ToPy = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
+        try:
+            ToPy(H.to_py)(m, ctypes.byref(ctypes.c_void_p()))
+        except RuntimeError as e:
+            assert "main interpreter" in str(e), e
+        else:
+            raise AssertionError("to_py ran in a subinterpreter")
+    """)
+    script = textwrap.dedent(f"""
+        import ctypes, gc
+        try:
+            import _interpreters as interpreters
+        except ImportError:
+            import _xxsubinterpreters as interpreters
+        import ferry
+        get = ctypes.pythonapi.PyCapsule_GetPointer
+        get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+        table = (ctypes.c_void_p * 7).from_address(
+            get(ferry.HostArray.__dlpack_c_exchange_api__, b"dlpack_exchange_api"))
+        class Holder:
+            to_py = table[4]
+        i = interpreters.create()
+        interpreters.run_string(i, {inner!r})
+        interpreters.destroy(i)
+        gc.collect()
+        print(ferry.live_exports())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "0", out.stdout + out.stderr
+
+
+def test_what_a_subinterpreter_released_is_released_at_exit_without_another_call():
+    # Re-audit of round 3 (A-3 of the fix): the queue was emptied only by the main
+    # interpreter's next ferry call; a program that made none kept the memory, and never ran
+    # its producer's deleter, to the end.
+    script = textwrap.dedent("""
+        try:
+            import _interpreters as interpreters
+        except ImportError:
+            import _xxsubinterpreters as interpreters
+        import numpy as np, ferry
+        class Watched(np.ndarray):
+            def __del__(self):
+                print("released", flush=True)
+        class Holder:
+            h = ferry.from_dlpack(np.arange(16.0).view(Watched))
+        i = interpreters.create()
+        interpreters.run_string(
+            i, 'H = [c for c in object.__subclasses__() if c.__name__ == "Holder"][0]; del H.h')
+        interpreters.destroy(i)
+        print("exiting", flush=True)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["exiting", "released"], out.stdout + out.stderr
+
+
 def test_exceptions_raised_inside_an_import_are_released_with_it():
     # Audit of round 3: errors ferry handled inside its hand-written entry points (a producer's
     # TypeError, which holds its traceback's frames) went to pyo3's pool of deferred

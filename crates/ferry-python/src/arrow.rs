@@ -8,7 +8,7 @@ use std::ffi::{CStr, c_void};
 
 use ferry_arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use ferry_arrow::{ColumnKind, TensorColumn};
-use ferry_core::HostArray;
+use ferry_core::{Access, CopyPolicy, HostArray};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyList, PyTuple};
@@ -53,6 +53,18 @@ pub(crate) fn array_capsules<'py>(
     py: Python<'py>,
     array: &HostArray,
 ) -> PyResult<Bound<'py, PyTuple>> {
+    // Arrow arrays are immutable. Memory ferry owns that something else holds as well may be
+    // lent to a writer (`.torch()`, a bare `DLTensor`): it goes as a copy. (A producer's
+    // writable memory, `Access::Shared`, is shared as its producer allows: a trust boundary.)
+    let copied;
+    let array = if array.access() == Access::Exclusive && !array.owner_is_unique() {
+        copied = array
+            .to_contiguous(CopyPolicy::Always)
+            .map_err(crate::to_py_err)?;
+        &copied
+    } else {
+        array
+    };
     let column = column(array)?;
     let schema = ferry_arrow::ffi::export_schema(&column).map_err(to_py_err)?;
     let data = ferry_arrow::ffi::export_array(&column);

@@ -24,6 +24,11 @@ pub struct PyHostArray {
     /// The shape then the strides as DLPack's `int64_t`s, made on the first
     /// `dltensor_from_py_object_no_sync` call and kept (its `DLTensor` points into them).
     dlpack_dims: OnceLock<Box<[i64]>>,
+    /// A clone of `array`, kept from the first `dltensor_from_py_object_no_sync` on: its C
+    /// borrower may write the memory while this object lives, and holds nothing, so this
+    /// keeps the memory from ever again looking held by this object alone (which would let
+    /// later exports share it with an immutable reader or another writer).
+    lent_to_c: OnceLock<HostArray>,
 }
 
 impl PyHostArray {
@@ -32,7 +37,22 @@ impl PyHostArray {
         PyHostArray {
             array,
             dlpack_dims: OnceLock::new(),
+            lent_to_c: OnceLock::new(),
         }
+    }
+
+    /// Whether a bare `DLTensor` (which cannot say "do not write") may be handed out: when
+    /// nothing but this object holds the memory, or when it already lent it that way (the
+    /// borrowers are alike).
+    pub(crate) fn lend_to_c(&self) -> bool {
+        if self.lent_to_c.get().is_some() {
+            return !self.array.is_read_only();
+        }
+        if !self.array.may_lend_writable() {
+            return false;
+        }
+        self.lent_to_c.get_or_init(|| self.array.clone());
+        true
     }
 
     /// The shape then the strides as `i64`s, made once and never changed afterwards.
@@ -242,12 +262,16 @@ impl PyHostArray {
             .iter()
             .zip(array.strides())
             .any(|(&len, &stride)| len > 1 && stride < 0);
-        let source = if negative || !array.may_lend_writable() {
-            PyHostArray::copy(slf)?
+        // The decision and the capsule are made here, with no Python code between them (a
+        // hook run inside `torch.from_dlpack` could otherwise give the memory another holder
+        // after the check): a legacy capsule of memory nothing else holds, or of a copy.
+        let capsule = if negative || !array.may_lend_writable() {
+            let copied = array.to_contiguous(CopyPolicy::Always).map_err(to_py_err)?;
+            new_capsule(py, LiveExport::hand_over(copied).to_dlpack_legacy())?
         } else {
-            slf.clone().into_any()
+            slf.host().export(py, None, None, None, None)?
         };
         py.import(intern!(py, "torch"))?
-            .call_method1(intern!(py, "from_dlpack"), (source,))
+            .call_method1(intern!(py, "from_dlpack"), (capsule,))
     }
 }

@@ -55,8 +55,25 @@ pub(crate) fn release_queued(py: Python<'_>) {
     // indicator of the call that emptied the queue is put aside meanwhile.
     unsafe {
         crate::capsule::with_error_indicator_aside(|| {
-            let _ = py;
-            drop(queued);
+            for value in queued {
+                let dropped =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(value)));
+                if dropped.is_err() {
+                    pyo3::exceptions::PyRuntimeError::new_err(
+                        "ferry panicked while releasing what a subinterpreter left",
+                    )
+                    .write_unraisable(py, None);
+                }
+            }
         });
+    }
+}
+
+/// Registered with `atexit` when the module is made: what subinterpreters left is released
+/// before the interpreter finalises, even when the program calls ferry no more.
+#[pyo3::pyfunction]
+pub(crate) fn release_at_exit(py: Python<'_>) {
+    if in_main_interpreter(py) {
+        release_queued(py);
     }
 }

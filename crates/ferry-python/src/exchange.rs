@@ -189,9 +189,20 @@ unsafe extern "C" fn managed_tensor_to_py_object_no_sync(
     // SAFETY: the caller holds the GIL (the exchange API's contract).
     let py = unsafe { Python::assume_attached() };
     if !tensor.is_null() && !crate::deferred::in_main_interpreter(py) {
-        // Refused below (`entry`) without running `body`; the tensor is still handed over, so
-        // its deleter runs once, in the main interpreter (a producer's may take the GIL).
-        crate::deferred::release(py, HandedOver(tensor));
+        // Refused below (`entry`) without running `body`, but handed over all the same, so
+        // it is released here, once. One of ferry's own exports waits for the main
+        // interpreter (its memory may be a main-interpreter producer's); any other producer's
+        // deleter belongs to the interpreter that handed the tensor over (a Python one may
+        // not outlive it) and runs now.
+        // SAFETY: per the contract, a live managed tensor handed over to ferry; a tensor
+        // `from_versioned` refuses has had its deleter run.
+        if let Ok(taken) = unsafe { DlpackTensor::from_versioned(tensor) } {
+            if taken.made_by_ferry() {
+                crate::deferred::release(py, taken);
+            } else {
+                drop(taken);
+            }
+        }
     }
     let body = |py: Python<'_>| {
         if tensor.is_null() {
@@ -227,24 +238,6 @@ unsafe extern "C" fn managed_tensor_to_py_object_no_sync(
     unsafe { with_python(body) }
 }
 
-/// A managed tensor handed to ferry that ferry refused before reading it: its deleter runs
-/// when this drops.
-struct HandedOver(*mut DLManagedTensorVersioned);
-
-// SAFETY: DLPack lets a managed tensor's deleter run on any thread; nothing else reads it.
-unsafe impl Send for HandedOver {}
-
-impl Drop for HandedOver {
-    fn drop(&mut self) {
-        // SAFETY: a live managed tensor handed over to ferry, released once, here.
-        unsafe {
-            if let Some(deleter) = (*self.0).deleter {
-                deleter(self.0);
-            }
-        }
-    }
-}
-
 /// `DLPackDLTensorFromPyObjectNoSync`: a borrowed `DLTensor` of the array, valid while the
 /// object lives (shape and strides point into the object). A `DLTensor` has no flags, so an
 /// array its consumer must not write (read-only, or held by something else as well) is
@@ -265,7 +258,7 @@ unsafe extern "C" fn dltensor_from_py_object_no_sync(
         let host = unsafe { host_array_of(py, py_object) }?;
         let ours = host.host();
         let array = ours.array();
-        if !array.may_lend_writable() {
+        if !ours.lend_to_c() {
             return Err(PyBufferError::new_err(format!(
                 "array of shape {:?}, dtype {} is read-only, or held by something else as well (another HostArray, a framework tensor, an export), and a bare DLTensor cannot say it must not be written; use managed_tensor_from_py_object_no_sync or __dlpack__, which set READ_ONLY",
                 array.shape(),

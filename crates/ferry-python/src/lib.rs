@@ -164,6 +164,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     #[cfg(feature = "arrow")]
     arrow::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.py().import(intern!(m.py(), "atexit"))?.call_method1(
+        intern!(m.py(), "register"),
+        (wrap_pyfunction!(deferred::release_at_exit, m)?,),
+    )?;
     Ok(())
 }
 

@@ -648,8 +648,17 @@ fn scan_row<K: Kind>(
                 p.first_match = Some(start + i);
             }
             if count > 0 {
-                for (i, _) in flags.iter().enumerate().filter(|(_, f)| **f != 0) {
-                    record::<K>(block_a[i], block_e[i], start + i, p);
+                // Eight flags a word: a block with a few mismatches skips its close pairs
+                // eight at a time.
+                for (w, word) in flags.chunks(8).enumerate() {
+                    let mut bytes = [0u8; 8];
+                    bytes[..word.len()].copy_from_slice(word);
+                    let mut set = u64::from_le_bytes(bytes);
+                    while set != 0 {
+                        let i = w * 8 + (set.trailing_zeros() / 8) as usize;
+                        record::<K>(block_a[i], block_e[i], start + i, p);
+                        set &= set - 1; // a flag is 0 or 1: its lowest set bit is all of it
+                    }
                 }
             }
         }
