@@ -478,8 +478,8 @@ fn with_guard_never_makes_a_second_writable_handle() {
 
 /// A counted export (what `ferry.HostArray.__dlpack__` hands out) holds only the array's owner:
 /// while it lives the array it came from hands out no mutable view, the memory outlives that
-/// array, a ferry import of it is `Shared`, and the count drops exactly when the last holder of
-/// the memory through the export (the consumer's deleter) lets go.
+/// array, a ferry import of it is `Shared` (holding the array's own owner, the export released
+/// at once), and the count drops exactly when the consumer's deleter runs.
 #[test]
 fn counted_exports_keep_the_memory_and_never_make_a_second_writable_handle() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -512,9 +512,16 @@ fn counted_exports_keep_the_memory_and_never_make_a_second_writable_handle() {
         imported.view::<f32>().unwrap(),
         expected.view::<f32>().unwrap()
     );
-    assert_eq!(LIVE.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        LIVE.load(Ordering::SeqCst),
+        0,
+        "the import released the export"
+    );
+    assert!(
+        imported.owner_is_unique(),
+        "the original is gone: held alone"
+    );
     drop(imported);
-    assert_eq!(LIVE.load(Ordering::SeqCst), 0);
 
     // 0-d, five axes (shape and strides on the heap) and legacy tensors; read-only memory is
     // exported READ_ONLY (a legacy struct has no flags: ferry-python copies such arrays); an
@@ -1146,4 +1153,40 @@ fn round3_reaudit_tch_views_moved_to_another_storage_are_copies() {
             "{name}"
         );
     }
+}
+
+/// Audit of round 4 (B-1): a ferry import of one of ferry's counted exports wrapped the export
+/// in an owner of its own, so the import looked held alone while the exporter and other
+/// imports held the memory too; Python then lent it writable (`g.torch()`) under a read-only
+/// import. The import now holds the exported array's own owner.
+#[test]
+fn round4_a_counted_export_imported_again_counts_every_holder() {
+    static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let a = HostArray::from_vec(vec![4], vec![0f32, 1., 2., 3.]).unwrap();
+    // SAFETY: nothing writes the memory while the test reads it.
+    let export = unsafe { a.to_dlpack_counted(&LIVE) };
+    assert!(
+        !export.is_read_only(),
+        "a was held alone: the export may write"
+    );
+    let g = export.into_host().unwrap();
+    assert_eq!(g.as_ptr(), a.as_ptr());
+    assert_eq!(
+        LIVE.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "released at import"
+    );
+    assert!(!a.owner_is_unique() && !g.owner_is_unique());
+    assert!(!g.may_lend_writable() && !a.is_writable());
+    // SAFETY: as above.
+    let second = unsafe { a.to_dlpack_counted(&LIVE) };
+    assert!(second.is_read_only(), "a is held by g: READ_ONLY");
+    let r = second.into_host().unwrap();
+    assert!(r.is_read_only());
+    drop((a, r));
+    assert!(g.owner_is_unique(), "the last holder holds it alone");
+    assert_eq!(
+        g.view::<f32>().unwrap().iter().copied().collect::<Vec<_>>(),
+        [0., 1., 2., 3.]
+    );
 }

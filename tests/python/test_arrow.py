@@ -249,3 +249,33 @@ def test_a_bare_dltensor_lend_keeps_later_exports_from_sharing():
     assert h.torch().data_ptr() != data
     ctypes.memmove(data, (ctypes.c_int32 * 4)(5, 5, 5, 5), 16)  # the C borrower writes
     assert p.to_pylist() == [0, 1, 2, 3]
+
+
+def test_ferrys_own_export_imported_again_is_not_lent_as_if_held_alone():
+    # Audit of round 4 (B-1): `ferry.from_dlpack(h.__dlpack__(max_version=(1, 0)))` wrapped
+    # ferry's export in an owner of its own, so `.torch()` of the import shared the memory
+    # writable while `h`, a read-only import and an Arrow array still read it.
+    h = ferry.from_dlpack(np.arange(4, dtype=np.float32), copy=True)
+    g = ferry.from_dlpack(h.__dlpack__(max_version=(1, 0)))
+    r = ferry.from_dlpack(h.__dlpack__(max_version=(1, 0)))
+    assert r.readonly and g.data_ptr == h.data_ptr
+    a = pa.array(r)
+    t = g.torch()
+    assert t.data_ptr() != h.data_ptr
+    t.fill_(42.0)
+    assert np.from_dlpack(r).tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert a.to_pylist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_saved_files_hold_valid_bools_only(tmp_path):
+    # Audit of round 4 (B-2): save_npy, save_npz and save_safetensors wrote bytes other than 0
+    # and 1 into bool arrays, which other readers then read as invalid bools.
+    b = ferry.from_dlpack(torch.tensor([True, False, True, True])).copy()
+    torch.from_dlpack(b).view(torch.uint8)[0] = 2  # a consumer writes a byte that is no bool
+    for save, path in [
+        (lambda p: ferry.save_npy(p, b), tmp_path / "b.npy"),
+        (lambda p: ferry.save_npz(p, {"b": b}), tmp_path / "b.npz"),
+        (lambda p: ferry.save_safetensors(p, {"b": b}), tmp_path / "b.safetensors"),
+    ]:
+        with pytest.raises(ValueError, match="bool"):
+            save(path)

@@ -638,6 +638,34 @@ def test_what_a_subinterpreter_released_is_released_at_exit_without_another_call
     assert out.returncode == 0 and out.stdout.split() == ["exiting", "released"], out.stdout + out.stderr
 
 
+def test_an_arrow_capsule_dropped_in_a_subinterpreter_waits_for_the_main_interpreter():
+    # Audit of round 4 (A-1): an unconsumed `__arrow_c_array__` capsule over a NumPy import,
+    # dropped in a subinterpreter, ran NumPy's deleter there, which waited forever.
+    script = textwrap.dedent("""
+        try:
+            import _interpreters as interpreters
+        except ImportError:
+            import _xxsubinterpreters as interpreters
+        import numpy as np, ferry
+        class Watched(np.ndarray):
+            def __del__(self):
+                print("released", flush=True)
+        class Holder:
+            t = ferry.from_dlpack(np.arange(16.0).view(Watched)).__arrow_c_array__()
+        i = interpreters.create()
+        interpreters.run_string(
+            i, 'H = [c for c in object.__subclasses__() if c.__name__ == "Holder"][0]; del H.t')
+        interpreters.destroy(i)
+        print("dropped", flush=True)
+        ferry.live_exports()
+        print("called", flush=True)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["dropped", "released", "called"], (
+        out.stdout + out.stderr
+    )
+
+
 def test_exceptions_raised_inside_an_import_are_released_with_it():
     # Audit of round 3: errors ferry handled inside its hand-written entry points (a producer's
     # TypeError, which holds its traceback's frames) went to pyo3's pool of deferred

@@ -288,6 +288,10 @@ pub fn write(mut writer: impl Write, array: &HostArray) -> Result<()> {
         }
         _ => (Order::RowMajor, array.as_standard_layout()?),
     };
+    if stored.dtype() == DType::Bool {
+        // A file holds valid bools only: bytes other than 0 and 1 are refused (InvalidBool).
+        stored.view::<bool>()?;
+    }
     writer
         .write_all(&header_bytes(array.dtype(), array.shape(), order)?)
         .map_err(to_io)?;

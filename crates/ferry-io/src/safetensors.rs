@@ -145,12 +145,17 @@ fn entries<'a>(
     tensors
         .into_iter()
         .map(|(name, array)| {
+            let stored = array.as_standard_layout()?;
+            if stored.dtype() == DType::Bool {
+                // A file holds valid bools only: bytes other than 0 and 1 are refused.
+                stored.view::<bool>()?;
+            }
             Ok((
                 name.to_string(),
                 Entry {
                     dtype: format_dtype(array.dtype())?,
                     shape: array.shape().to_vec(),
-                    array: array.as_standard_layout()?,
+                    array: stored,
                 },
             ))
         })

@@ -69,8 +69,25 @@ pub(crate) fn array_capsules<'py>(
     let schema = ferry_arrow::ffi::export_schema(&column).map_err(to_py_err)?;
     let data = ferry_arrow::ffi::export_array(&column);
     let schema = PyCapsule::new_with_value(py, schema, SCHEMA)?;
-    let data = PyCapsule::new_with_value(py, data, ARRAY)?;
+    let data = PyCapsule::new_with_value(py, ReleasedInMain(data), ARRAY)?;
     PyTuple::new(py, [schema.into_any(), data.into_any()])
+}
+
+/// An exported Arrow array in its capsule (the capsule's pointer is the array's: transparent).
+/// A consumer moves the array out (leaving `release` NULL); one nobody took is released when
+/// the capsule goes, in the main interpreter (`deferred`): its memory may be a Python
+/// producer's, whose deleter waits forever when run in a subinterpreter.
+#[repr(transparent)]
+struct ReleasedInMain(FFI_ArrowArray);
+
+impl Drop for ReleasedInMain {
+    fn drop(&mut self) {
+        let array = std::mem::replace(&mut self.0, FFI_ArrowArray::empty());
+        // SAFETY: the value lives only in its capsule, which Python destroys (and pyo3 makes,
+        // dropping the value if that fails) with the GIL held.
+        let py = unsafe { Python::assume_attached() };
+        crate::deferred::release(py, array);
+    }
 }
 
 /// The pointer a capsule named `name` holds.

@@ -56,8 +56,9 @@ impl HostArray {
     /// `live` goes up by one now and down by one when the consumer's deleter runs. The export
     /// keeps only this array's owner (one more hold on it, so no clone of this array hands out
     /// a mutable view while the consumer reads) and its shape and strides, in one allocation:
-    /// cheaper than a clone, and a ferry import of it is an import like any producer's (shared
-    /// access, no copy log), not this array taken back.
+    /// cheaper than a clone. A ferry import of it holds this array's owner itself and releases
+    /// the export at once (so whether the memory is held alone stays one count), with shared
+    /// access (read-only if the export was) and no copy log: not this array taken back.
     ///
     /// Unlike [`to_dlpack`](Self::to_dlpack), the export lets its consumer write the memory
     /// (DLPack's usual sharing, what NumPy and PyTorch expect of a Python producer) when the
@@ -420,6 +421,27 @@ pub(super) unsafe fn take_host<M: ManagedStruct>(p: NonNull<M>) -> Option<HostAr
             *keep = other;
             None
         }
+    }
+}
+
+/// The owner one of ferry's counted exports ([`HostArray::to_dlpack_counted`]) keeps, cloned;
+/// `None` for any other tensor.
+///
+/// # Safety
+/// `p` points at a live managed tensor (major version 1, or legacy).
+pub(super) unsafe fn counted_export_owner<M: Exported>(p: NonNull<M>) -> Option<Owner> {
+    // SAFETY: live per the contract; only the deleter field is read.
+    let deleter = unsafe { M::deleter(p) }?;
+    if !std::ptr::fn_addr_eq(deleter, M::SHARED_DELETER) {
+        return None;
+    }
+    // SAFETY: the counted deleter is installed only on structs `export_shared` allocated as the
+    // first field of a `SharedCtx<M>`, whose address is `manager_ctx`; its owner is written once
+    // before the tensor is handed out and only dropped by the deleter, which has not run (the
+    // tensor is live).
+    unsafe {
+        let ctx = p.as_ref().manager_ctx().cast::<SharedCtx<M>>();
+        Some((*ctx)._owner.clone())
     }
 }
 

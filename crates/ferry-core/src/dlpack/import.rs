@@ -146,12 +146,24 @@ impl DlpackTensor {
             Dims::from_slice(self.shape()),
             Dims::from_slice(self.strides()),
         );
-        let owner: Owner = Arc::new(self);
+        // One of ferry's counted exports comes back holding the exported array's own owner, and
+        // the export is released at once: every holder of the memory stays on one count, so
+        // `owner_is_unique` (who may lend the memory for writing) sees the exporter and every
+        // other import of it; wrapping the export would make the import look held alone.
+        let owner: Owner = match self.counted_export_owner() {
+            Some(owner) => {
+                drop(self);
+                owner
+            }
+            None => Arc::new(self),
+        };
         // SAFETY: the layout passed `check_tensor` at import (layout, non-null data, reached
         // bytes inside the address space), or is a ferry export of a checked array; the producer
         // promised (from_versioned contract) that the memory lives until its deleter runs, which
-        // `owner` delays until the last clone of the array drops; READ_ONLY is carried over, and
-        // the memory is Exclusive only when the producer handed it over (IS_COPIED), else Shared.
+        // `owner` delays until the last clone of the array drops (for a counted export, the
+        // exported array's owner, which keeps that memory alive as the export did); READ_ONLY is
+        // carried over, and the memory is Exclusive only when the producer handed it over
+        // (IS_COPIED), else Shared.
         Ok(unsafe { HostArray::from_checked_parts(data, dtype, dims, memory, access, owner) })
     }
 
@@ -170,6 +182,13 @@ impl DlpackTensor {
     /// If this tensor is one ferry exported from a `HostArray`, takes that array back out
     /// (releasing the export context) instead of wrapping the tensor again. After a take,
     /// `self` may only be dropped (its `DLTensor`'s shape and strides pointed into the array).
+    /// The owner this tensor keeps if it is one of ferry's counted exports (a clone of it).
+    fn counted_export_owner(&self) -> Option<Owner> {
+        let handle = self.handle?;
+        // SAFETY: the handle is live (owned by `self`, whose deleter has not run).
+        on_managed!(handle, p => unsafe { super::export::counted_export_owner(p) })
+    }
+
     fn take_own_export(&mut self) -> Option<HostArray> {
         let handle = self.handle?;
         // SAFETY: the handle is live and owned by `self`, which `&mut self` borrows exclusively,
