@@ -478,8 +478,8 @@ fn with_guard_never_makes_a_second_writable_handle() {
 
 /// A counted export (what `ferry.HostArray.__dlpack__` hands out) holds only the array's owner:
 /// while it lives the array it came from hands out no mutable view, the memory outlives that
-/// array, a ferry import of it is `Shared` (holding the array's own owner, the export released
-/// at once), and the count drops exactly when the consumer's deleter runs.
+/// array, a ferry import of it is in effect the array's clone (its owner and access, the export
+/// released at once), and the count drops exactly when the consumer's deleter runs.
 #[test]
 fn counted_exports_keep_the_memory_and_never_make_a_second_writable_handle() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -506,7 +506,11 @@ fn counted_exports_keep_the_memory_and_never_make_a_second_writable_handle() {
     drop(original);
     // The consumer: a ferry import, sharing the memory the original no longer holds.
     let imported = export.into_host().unwrap();
-    assert_eq!(imported.access(), Access::Shared);
+    assert_eq!(
+        imported.access(),
+        Access::Exclusive,
+        "the original's access"
+    );
     assert_eq!(imported.copies(), 0);
     assert_eq!(
         imported.view::<f32>().unwrap(),
@@ -1182,7 +1186,12 @@ fn round4_a_counted_export_imported_again_counts_every_holder() {
     let second = unsafe { a.to_dlpack_counted(&LIVE) };
     assert!(second.is_read_only(), "a is held by g: READ_ONLY");
     let r = second.into_host().unwrap();
-    assert!(r.is_read_only());
+    assert_eq!(
+        r.access(),
+        Access::Exclusive,
+        "a's own access, on a's own count"
+    );
+    assert!(!r.is_writable() && !r.may_lend_writable());
     drop((a, r));
     assert!(g.owner_is_unique(), "the last holder holds it alone");
     assert_eq!(

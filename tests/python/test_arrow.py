@@ -258,7 +258,7 @@ def test_ferrys_own_export_imported_again_is_not_lent_as_if_held_alone():
     h = ferry.from_dlpack(np.arange(4, dtype=np.float32), copy=True)
     g = ferry.from_dlpack(h.__dlpack__(max_version=(1, 0)))
     r = ferry.from_dlpack(h.__dlpack__(max_version=(1, 0)))
-    assert r.readonly and g.data_ptr == h.data_ptr
+    assert g.data_ptr == h.data_ptr == r.data_ptr
     a = pa.array(r)
     t = g.torch()
     assert t.data_ptr() != h.data_ptr
@@ -279,3 +279,30 @@ def test_saved_files_hold_valid_bools_only(tmp_path):
     ]:
         with pytest.raises(ValueError, match="bool"):
             save(path)
+
+
+@pytest.mark.parametrize("lend", ["torch", "numpy"])
+def test_arrow_export_of_a_reimport_of_lent_memory_is_a_copy(lend):
+    # Audit of round 4 (B2-1): memory lent writable (`.torch()`, a writable NumPy import),
+    # then re-imported from ferry's own `__dlpack__` and exported to Arrow: the re-import was
+    # read-only by its flag, so Arrow shared memory the borrower wrote.
+    h = ferry.from_dlpack(np.arange(4, dtype=np.float32)).copy()
+    w = h.torch() if lend == "torch" else np.from_dlpack(h)
+    r = ferry.from_dlpack(h.__dlpack__(max_version=(1, 0)))
+    p = pa.array(r)
+    assert p.buffers()[1].address != h.data_ptr
+    w[0] = 42.0
+    assert p.to_pylist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_a_refused_save_leaves_the_existing_file_as_it_was(tmp_path):
+    # Audit of round 4 (B2-3): a save refused for its bools truncated the file it replaced.
+    b = ferry.from_dlpack(torch.tensor([True, False])).copy()
+    torch.from_dlpack(b).view(torch.uint8)[0] = 2
+    for name, save in [("keep.npy", lambda p: ferry.save_npy(p, b)),
+                       ("keep.npz", lambda p: ferry.save_npz(p, {"b": b}))]:
+        path = tmp_path / name
+        path.write_bytes(b"previous contents")
+        with pytest.raises(ValueError, match="bool"):
+            save(path)
+        assert path.read_bytes() == b"previous contents"

@@ -340,3 +340,37 @@ def test_tvm_ffi_function_returns_ferry_arrays_through_the_table():
     np.testing.assert_array_equal(r.numpy(), np.arange(6.0).reshape(2, 3))
     del r
     assert settle() == before
+
+
+def test_ferrys_counted_export_edited_by_its_holder_comes_back_as_ferry_made_it():
+    # Audit of round 4 (A2): a ferry import of ferry's own export read the owner through
+    # `manager_ctx` and the memory, shape and flags from the managed struct, all of which its
+    # holder can rewrite: a swapped `manager_ctx` made the import hold one array's owner over
+    # another's memory (SIGSEGV once that one was freed), a cleared READ_ONLY made read-only
+    # memory writable, an enlarged shape read past the allocation.
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+
+    def managed(capsule):
+        return ctypes.cast(get(capsule, b"dltensor_versioned"), MANAGED_P).contents
+
+    hx = ferry.from_dlpack(np.zeros(1 << 16)).copy()
+    hy = ferry.from_dlpack(np.full(1 << 16, 5.0)).copy()
+    cx, cy = hx.__dlpack__(max_version=(1, 3)), hy.__dlpack__(max_version=(1, 3))
+    managed(cy).manager_ctx = managed(cx).manager_ctx
+    g = ferry.from_dlpack(cy)
+    assert g.data_ptr == hy.data_ptr
+    del hy, cy, cx
+    gc.collect()
+    np.testing.assert_array_equal(np.from_dlpack(g), np.full(1 << 16, 5.0))
+
+    a = np.arange(8.0)
+    a.flags.writeable = False
+    c = ferry.from_dlpack(a).__dlpack__(max_version=(1, 3))
+    m = managed(c)
+    assert m.flags & READ_ONLY
+    m.flags = 0
+    m.dl_tensor.shape[0] = 1 << 24
+    g = ferry.from_dlpack(c)
+    assert g.readonly and g.shape == (8,)
+    assert g.torch().data_ptr() != g.data_ptr

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ferry_core::layout::MAX_NDIM;
-use ferry_core::{Access, DType, Error, HostArray, Result};
+use ferry_core::{Access, CopyPolicy, DType, Error, HostArray, Result};
 
 use crate::stored::{self, Order};
 
@@ -279,26 +279,50 @@ fn header_bytes(dtype: DType, shape: &[usize], order: Order) -> Result<Vec<u8>> 
 
 /// Writes `array` as an `.npy` file: its bytes as they are when it is row-major or
 /// column-major, else gathered once into row-major order.
-pub fn write(mut writer: impl Write, array: &HostArray) -> Result<()> {
-    let to_io = |e| Error::io("writing", Path::new("npy stream"), e);
-    descr(array.dtype())?;
-    let (order, stored) = match array.reversed_axes() {
-        Ok(reversed) if !array.is_standard_layout() && reversed.is_standard_layout() => {
-            (Order::ColumnMajor, reversed)
-        }
-        _ => (Order::RowMajor, array.as_standard_layout()?),
-    };
-    if stored.dtype() == DType::Bool {
-        // A file holds valid bools only: bytes other than 0 and 1 are refused (InvalidBool).
-        stored.view::<bool>()?;
+pub fn write(writer: impl Write, array: &HostArray) -> Result<()> {
+    Prepared::of(array)?.write(writer)
+}
+
+/// An array ready to be written, checked before any file is created (a refused array leaves
+/// an existing file as it was): its header and its bytes in the stored order.
+struct Prepared {
+    header: Vec<u8>,
+    stored: HostArray,
+}
+
+impl Prepared {
+    fn of(array: &HostArray) -> Result<Prepared> {
+        descr(array.dtype())?;
+        let (order, stored) = match array.reversed_axes() {
+            Ok(reversed) if !array.is_standard_layout() && reversed.is_standard_layout() => {
+                (Order::ColumnMajor, reversed)
+            }
+            _ => (Order::RowMajor, array.as_standard_layout()?),
+        };
+        let stored = if stored.dtype() == DType::Bool {
+            // A file holds valid bools only. The bytes written are a private copy, checked
+            // after it was made: memory someone else may be writing cannot change between
+            // the check and the write (InvalidBool for a byte other than 0 and 1).
+            let copy = stored.to_contiguous(CopyPolicy::Always)?;
+            copy.view::<bool>()?;
+            copy
+        } else {
+            stored
+        };
+        Ok(Prepared {
+            header: header_bytes(array.dtype(), array.shape(), order)?,
+            stored,
+        })
     }
-    writer
-        .write_all(&header_bytes(array.dtype(), array.shape(), order)?)
-        .map_err(to_io)?;
-    writer
-        .write_all(stored.as_bytes().expect("row-major"))
-        .map_err(to_io)?;
-    writer.flush().map_err(to_io)
+
+    fn write(&self, mut writer: impl Write) -> Result<()> {
+        let to_io = |e| Error::io("writing", Path::new("npy stream"), e);
+        writer.write_all(&self.header).map_err(to_io)?;
+        writer
+            .write_all(self.stored.as_bytes().expect("row-major"))
+            .map_err(to_io)?;
+        writer.flush().map_err(to_io)
+    }
 }
 
 /// Reads an `.npy` file from a stream into a fresh buffer (a hostile header cannot make ferry
@@ -412,8 +436,9 @@ pub unsafe fn map(path: impl AsRef<Path>) -> Result<HostArray> {
 /// Writes `array` to an `.npy` file at `path`.
 pub fn save(path: impl AsRef<Path>, array: &HostArray) -> Result<()> {
     let path = path.as_ref();
+    let prepared = Prepared::of(array)?;
     let file = std::fs::File::create(path).map_err(|e| Error::io("creating", path, e))?;
-    write(std::io::BufWriter::new(file), array)
+    prepared.write(std::io::BufWriter::new(file))
 }
 
 /// Writes named arrays to an `.npz` archive at `path` (NumPy's `np.savez`, or
@@ -424,19 +449,9 @@ pub fn save_npz<'a>(
     compressed: bool,
 ) -> Result<()> {
     let path = path.as_ref();
-    let file = std::fs::File::create(path).map_err(|e| Error::io("creating", path, e))?;
-    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
-    let method = if compressed {
-        zip::CompressionMethod::Deflated
-    } else {
-        zip::CompressionMethod::Stored
-    };
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(method)
-        .large_file(true);
     let mut members = std::collections::HashSet::new();
+    let mut prepared = Vec::new();
     for (name, array) in arrays {
-        descr(array.dtype())?;
         let member = format!("{name}.npy");
         if !members.insert(member.clone()) {
             return Err(Error::invalid_file(
@@ -447,9 +462,25 @@ pub fn save_npz<'a>(
                 ),
             ));
         }
+        let array = Prepared::of(array).map_err(|e| in_member(path, &member, e))?;
+        prepared.push((member, array));
+    }
+    let file = std::fs::File::create(path).map_err(|e| Error::io("creating", path, e))?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let method = if compressed {
+        zip::CompressionMethod::Deflated
+    } else {
+        zip::CompressionMethod::Stored
+    };
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(method)
+        .large_file(true);
+    for (member, array) in prepared {
         zip.start_file(member.as_str(), options)
             .map_err(|e| zip_error("writing", path, e))?;
-        write(&mut zip, array).map_err(|e| in_member(path, &member, e))?;
+        array
+            .write(&mut zip)
+            .map_err(|e| in_member(path, &member, e))?;
     }
     zip.finish().map_err(|e| zip_error("writing", path, e))?;
     Ok(())

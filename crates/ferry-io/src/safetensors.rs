@@ -146,10 +146,16 @@ fn entries<'a>(
         .into_iter()
         .map(|(name, array)| {
             let stored = array.as_standard_layout()?;
-            if stored.dtype() == DType::Bool {
-                // A file holds valid bools only: bytes other than 0 and 1 are refused.
-                stored.view::<bool>()?;
-            }
+            let stored = if stored.dtype() == DType::Bool {
+                // A file holds valid bools only. The bytes written are a private copy, checked
+                // after it was made: memory someone else may be writing cannot change between
+                // the check and the write (InvalidBool for a byte other than 0 and 1).
+                let copy = stored.to_contiguous(ferry_core::CopyPolicy::Always)?;
+                copy.view::<bool>()?;
+                copy
+            } else {
+                stored
+            };
             Ok((
                 name.to_string(),
                 Entry {

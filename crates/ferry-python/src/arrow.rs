@@ -83,8 +83,8 @@ struct ReleasedInMain(FFI_ArrowArray);
 impl Drop for ReleasedInMain {
     fn drop(&mut self) {
         let array = std::mem::replace(&mut self.0, FFI_ArrowArray::empty());
-        // SAFETY: the value lives only in its capsule, which Python destroys (and pyo3 makes,
-        // dropping the value if that fails) with the GIL held.
+        // SAFETY: the value is dropped only by its capsule's destructor, which CPython runs
+        // with the GIL held (pyo3 leaks it, undropped, if the capsule cannot be made).
         let py = unsafe { Python::assume_attached() };
         crate::deferred::release(py, array);
     }

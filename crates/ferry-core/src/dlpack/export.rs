@@ -57,8 +57,9 @@ impl HostArray {
     /// keeps only this array's owner (one more hold on it, so no clone of this array hands out
     /// a mutable view while the consumer reads) and its shape and strides, in one allocation:
     /// cheaper than a clone. A ferry import of it holds this array's owner itself and releases
-    /// the export at once (so whether the memory is held alone stays one count), with shared
-    /// access (read-only if the export was) and no copy log: not this array taken back.
+    /// the export at once (so whether the memory is held alone stays one count), with this
+    /// array's memory, layout and access as the export made them (not as its holder may have
+    /// rewritten the managed struct) and no copy log: a clone of this array, in effect.
     ///
     /// Unlike [`to_dlpack`](Self::to_dlpack), the export lets its consumer write the memory
     /// (DLPack's usual sharing, what NumPy and PyTorch expect of a Python producer) when the
@@ -155,6 +156,7 @@ pub unsafe fn export_owner(parts: ExportParts, owner: Owner) -> Result<DlpackTen
     Ok(export::<DLManagedTensorVersioned>(keep, meta))
 }
 
+#[derive(Clone, Copy)]
 struct ExportMeta {
     data: *mut u8,
     dtype: DType,
@@ -197,14 +199,32 @@ struct ExportCtx<M> {
 }
 
 /// The allocation behind a counted export ([`HostArray::to_dlpack_counted`]): the managed
-/// struct first, then the owner that keeps the memory alive, the count, and the shape then the
-/// strides as DLPack's `int64_t`s, which the `DLTensor` points at.
+/// struct first, then the owner that keeps the memory alive, the count, the shape then the
+/// strides as DLPack's `int64_t`s, which the `DLTensor` points at, and what the export said
+/// of the memory (kept apart from the managed struct, whose fields its holder can write).
 #[repr(C)]
 struct SharedCtx<M> {
     managed: M,
     _owner: Owner,
     _count: LiveCount,
     dims: SmallVec<[i64; 8]>,
+    meta: ExportMeta,
+    access: Access,
+    /// The same shape and strides again, which nothing outside ferry points at (`dims` is
+    /// what the `DLTensor` points at, so its holder can rewrite it).
+    layout: SmallVec<[i64; 8]>,
+}
+
+/// What a ferry import of one of ferry's counted exports is made of, read from the export's
+/// own context rather than from the managed struct its consumer handed back.
+pub(super) struct CountedParts {
+    pub(super) owner: Owner,
+    pub(super) data: *mut u8,
+    pub(super) dtype: DType,
+    pub(super) device: Device,
+    pub(super) access: Access,
+    pub(super) shape: crate::array::Dims<usize>,
+    pub(super) strides: crate::array::Dims<isize>,
 }
 
 /// One export counted in an exporter's counter: added when made, taken off when dropped.
@@ -375,7 +395,10 @@ fn export_shared<M: Exported>(array: &HostArray, live: &'static AtomicUsize) -> 
     // pointers into them (inline in the allocation, which never moves, or on their heap buffer)
     // stay valid until the deleter frees the whole context.
     let ctx = unsafe {
+        (&raw mut (*p).layout).write(dims.clone());
         (&raw mut (*p).dims).write(dims);
+        (&raw mut (*p).meta).write(meta);
+        (&raw mut (*p).access).write(array.access());
         (&raw mut (*p)._owner).write(array.owner().clone());
         (&raw mut (*p)._count).write(LiveCount::new(live));
         let dims = (*p).dims.as_ptr().cast_mut();
@@ -424,25 +447,38 @@ pub(super) unsafe fn take_host<M: ManagedStruct>(p: NonNull<M>) -> Option<HostAr
     }
 }
 
-/// The owner one of ferry's counted exports ([`HostArray::to_dlpack_counted`]) keeps, cloned;
-/// `None` for any other tensor.
+/// The parts of one of ferry's counted exports ([`HostArray::to_dlpack_counted`]) — its owner
+/// cloned, and the memory, dtype, access and layout as the export made them — or `None` for any
+/// other tensor. Everything comes from the export's context, found by the struct's own address
+/// (as its deleter finds it): a holder that rewrote the managed struct's fields (data, flags,
+/// `manager_ctx`) or the shape and strides they point at changes nothing here.
 ///
 /// # Safety
 /// `p` points at a live managed tensor (major version 1, or legacy).
-pub(super) unsafe fn counted_export_owner<M: Exported>(p: NonNull<M>) -> Option<Owner> {
+pub(super) unsafe fn counted_export_parts<M: Exported>(p: NonNull<M>) -> Option<CountedParts> {
     // SAFETY: live per the contract; only the deleter field is read.
     let deleter = unsafe { M::deleter(p) }?;
     if !std::ptr::fn_addr_eq(deleter, M::SHARED_DELETER) {
         return None;
     }
     // SAFETY: the counted deleter is installed only on structs `export_shared` allocated as the
-    // first field of a `SharedCtx<M>`, whose address is `manager_ctx`; its owner is written once
-    // before the tensor is handed out and only dropped by the deleter, which has not run (the
-    // tensor is live).
-    unsafe {
-        let ctx = p.as_ref().manager_ctx().cast::<SharedCtx<M>>();
-        Some((*ctx)._owner.clone())
-    }
+    // first field of a `SharedCtx<M>` (repr(C)), so `p` is the context's address; its fields
+    // are written once before the tensor is handed out and only dropped by the deleter, which
+    // has not run (the tensor is live).
+    let ctx = unsafe { &*p.as_ptr().cast::<SharedCtx<M>>() };
+    let ndim = ctx.layout.len() / 2;
+    let (shape, strides) = ctx.layout.split_at(ndim);
+    Some(CountedParts {
+        owner: ctx._owner.clone(),
+        data: ctx.meta.data,
+        dtype: ctx.meta.dtype,
+        device: ctx.meta.device,
+        access: ctx.access,
+        // i64s made from usize and isize values at export (the parent module asserts they
+        // keep their bits).
+        shape: shape.iter().map(|&d| d as usize).collect(),
+        strides: strides.iter().map(|&s| s as isize).collect(),
+    })
 }
 
 pub(super) unsafe extern "C" fn delete_versioned(managed: *mut DLManagedTensorVersioned) {

@@ -130,6 +130,34 @@ impl DlpackTensor {
         if let Some(own) = self.take_own_export() {
             return Ok(own);
         }
+        if let Some(parts) = self.counted_export_parts() {
+            // One of ferry's counted exports comes back holding the exported array's own owner,
+            // and the export is released at once: every holder of the memory stays on one
+            // count, so `owner_is_unique` (who may lend the memory for writing) sees the
+            // exporter and every other import of it; wrapping the export would make the import
+            // look held alone. Its memory, layout and access are the exported array's own: the
+            // import is that array's clone (Exclusive memory stays ferry's own, writable only
+            // through a holder that holds it alone, and copied for immutable readers while
+            // anything else holds it).
+            drop(self);
+            let memory = parts.device.memory_kind().ok_or_else(|| {
+                Error::invalid_dlpack("a counted export of device memory".to_string())
+            })?;
+            // SAFETY: the export was made from a checked host array whose memory `owner` keeps
+            // alive; data, dtype, device, layout and access are that array's, read from the
+            // export's context (not from the managed struct its holder may have changed), so
+            // the import is as sound as a clone of it.
+            return Ok(unsafe {
+                HostArray::from_checked_parts(
+                    parts.data,
+                    parts.dtype,
+                    (parts.shape, parts.strides),
+                    memory,
+                    parts.access,
+                    parts.owner,
+                )
+            });
+        }
         // The producer keeps its own handle on the memory unless it copied it for this exchange
         // (IS_COPIED): only then may ferry write without the caller's `unsafe` opt-in.
         let access = if self.is_read_only() {
@@ -146,24 +174,12 @@ impl DlpackTensor {
             Dims::from_slice(self.shape()),
             Dims::from_slice(self.strides()),
         );
-        // One of ferry's counted exports comes back holding the exported array's own owner, and
-        // the export is released at once: every holder of the memory stays on one count, so
-        // `owner_is_unique` (who may lend the memory for writing) sees the exporter and every
-        // other import of it; wrapping the export would make the import look held alone.
-        let owner: Owner = match self.counted_export_owner() {
-            Some(owner) => {
-                drop(self);
-                owner
-            }
-            None => Arc::new(self),
-        };
+        let owner: Owner = Arc::new(self);
         // SAFETY: the layout passed `check_tensor` at import (layout, non-null data, reached
         // bytes inside the address space), or is a ferry export of a checked array; the producer
         // promised (from_versioned contract) that the memory lives until its deleter runs, which
-        // `owner` delays until the last clone of the array drops (for a counted export, the
-        // exported array's owner, which keeps that memory alive as the export did); READ_ONLY is
-        // carried over, and the memory is Exclusive only when the producer handed it over
-        // (IS_COPIED), else Shared.
+        // `owner` delays until the last clone of the array drops; READ_ONLY is carried over, and
+        // the memory is Exclusive only when the producer handed it over (IS_COPIED), else Shared.
         Ok(unsafe { HostArray::from_checked_parts(data, dtype, dims, memory, access, owner) })
     }
 
@@ -182,11 +198,11 @@ impl DlpackTensor {
     /// If this tensor is one ferry exported from a `HostArray`, takes that array back out
     /// (releasing the export context) instead of wrapping the tensor again. After a take,
     /// `self` may only be dropped (its `DLTensor`'s shape and strides pointed into the array).
-    /// The owner this tensor keeps if it is one of ferry's counted exports (a clone of it).
-    fn counted_export_owner(&self) -> Option<Owner> {
+    /// What this tensor is made of if it is one of ferry's counted exports.
+    fn counted_export_parts(&self) -> Option<super::export::CountedParts> {
         let handle = self.handle?;
         // SAFETY: the handle is live (owned by `self`, whose deleter has not run).
-        on_managed!(handle, p => unsafe { super::export::counted_export_owner(p) })
+        on_managed!(handle, p => unsafe { super::export::counted_export_parts(p) })
     }
 
     fn take_own_export(&mut self) -> Option<HostArray> {
