@@ -374,3 +374,33 @@ def test_ferrys_counted_export_edited_by_its_holder_comes_back_as_ferry_made_it(
     g = ferry.from_dlpack(c)
     assert g.readonly and g.shape == (8,)
     assert g.torch().data_ptr() != g.data_ptr
+
+
+@pytest.mark.parametrize("kind", ["copy", "legacy"])
+def test_ferrys_own_export_with_its_manager_ctx_rewritten_is_released_by_its_own_address(kind):
+    # Audit of round 4 (A3): ferry's other exports (`copy=True`, a legacy capsule of an array
+    # something else holds) found their context through `manager_ctx`, which the holder can
+    # rewrite: NULL or another export's context crashed the import or freed it twice.
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    before = settle()
+    hx = ferry.from_dlpack(np.zeros(64)).copy()
+    hy = ferry.from_dlpack(np.full(64, 5.0)).copy()
+    if kind == "copy":
+        cx, cy = (h.__dlpack__(max_version=(1, 3), copy=True) for h in (hx, hy))
+        name, ctx_at = b"dltensor_versioned", 8
+    else:
+        keep = (np.from_dlpack(hx), np.from_dlpack(hy))  # held elsewhere: legacy goes as a copy
+        cx, cy = hx.__dlpack__(), hy.__dlpack__()
+        name, ctx_at = b"dltensor", 48
+    px, py = get(cx, name), get(cy, name)
+    ctypes.c_void_p.from_address(px + ctx_at).value = ctypes.c_void_p.from_address(py + ctx_at).value
+    gx = ferry.from_dlpack(cx)
+    np.testing.assert_array_equal(np.from_dlpack(gx), np.zeros(64))
+    ctypes.c_void_p.from_address(py + ctx_at).value = None
+    gy = ferry.from_dlpack(cy)
+    np.testing.assert_array_equal(np.from_dlpack(gy), np.full(64, 5.0))
+    del gx, gy, cx, cy, hx, hy
+    if kind == "legacy":
+        del keep
+    assert settle() == before

@@ -435,9 +435,10 @@ pub(super) unsafe fn take_host<M: ManagedStruct>(p: NonNull<M>) -> Option<HostAr
         return None;
     }
     // SAFETY: ferry's deleter is only installed on structs that `export` allocated as the first
-    // field of an `ExportCtx<M>`, whose address is `manager_ctx`; `keep` does not overlap the
-    // managed struct `m` borrows, and nobody else touches the context during the call.
-    let keep = unsafe { &mut (*m.manager_ctx().cast::<ExportCtx<M>>()).keep };
+    // field of an `ExportCtx<M>` (repr(C)), so the struct's own address is the context's (never
+    // `manager_ctx`, which its holder can rewrite); `keep` does not overlap the managed struct
+    // `m` borrows, and nobody else touches the context during the call.
+    let keep = unsafe { &mut (*p.as_ptr().cast::<ExportCtx<M>>()).keep };
     match std::mem::replace(keep, Keep::Taken) {
         Keep::Host(array) => Some(array),
         other => {
@@ -500,12 +501,10 @@ unsafe fn free_export<M: ManagedStruct>(managed: *mut M) {
         return;
     }
     // SAFETY: ferry's deleter is only installed on structs that `export` allocated as the first
-    // field of an `ExportCtx`, and DLPack calls it once; freeing the context drops the kept array.
-    unsafe {
-        drop(Box::from_raw(
-            (*managed).manager_ctx().cast::<ExportCtx<M>>(),
-        ))
-    };
+    // field of an `ExportCtx` (repr(C)), so the struct's own address is the context's (never
+    // `manager_ctx`, which its holder can rewrite); DLPack calls it once; freeing the context
+    // drops the kept array.
+    unsafe { drop(Box::from_raw(managed.cast::<ExportCtx<M>>())) };
 }
 
 unsafe extern "C" fn delete_shared_versioned(managed: *mut DLManagedTensorVersioned) {

@@ -89,15 +89,11 @@ impl DlpackTensor {
         // major version is known to be 1 (or it is legacy).
         let m = unsafe { p.as_ref() };
         let (t, flags) = (m.dl_tensor(), m.flags());
-        let checked = if m.is_ferry_export() {
-            // ferry's own export: its metadata was valid when written (from a validated layout,
-            // strides always present, `byte_offset` 0) and nobody else owns it.
-            Ok((t.data.cast(), DType::from_desc(desc_of(t)), None))
-        } else {
-            // SAFETY: the caller's contract: `shape` and `strides` are readable as `check_tensor`
-            // requires.
-            unsafe { check_tensor(t, flags) }
-        };
+        // Checked even when ferry made it: whoever held the tensor could rewrite its fields
+        // (what ferry takes back from its own exports comes from their contexts instead).
+        // SAFETY: the caller's contract: `shape` and `strides` are readable as `check_tensor`
+        // requires.
+        let checked = unsafe { check_tensor(t, flags) };
         match checked {
             Ok((data, dtype, computed_strides)) => Ok(DlpackTensor {
                 handle: Some(M::wrap(p)),

@@ -85,7 +85,6 @@ trait ManagedStruct: Sized + 'static {
     const FERRY_DELETER: unsafe extern "C" fn(*mut Self);
     fn wrap(ptr: NonNull<Self>) -> Handle;
     fn dl_tensor(&self) -> &DLTensor;
-    fn manager_ctx(&self) -> *mut c_void;
     /// The deleter field, read without forming a reference to the whole struct.
     ///
     /// # Safety
@@ -117,9 +116,6 @@ macro_rules! managed_struct {
             }
             fn dl_tensor(&self) -> &DLTensor {
                 &self.dl_tensor
-            }
-            fn manager_ctx(&self) -> *mut c_void {
-                self.manager_ctx
             }
             unsafe fn deleter(p: NonNull<Self>) -> Option<unsafe extern "C" fn(*mut Self)> {
                 // SAFETY: `p` is live (the contract) and the place expression reads only the
