@@ -404,3 +404,18 @@ def test_ferrys_own_export_with_its_manager_ctx_rewritten_is_released_by_its_own
     if kind == "legacy":
         del keep
     assert settle() == before
+
+
+def test_a_holder_writing_through_ferrys_exported_shape_changes_nothing_ferry_keeps():
+    # Audit of round 4 (A4): the DLTensor of a `copy=True` export pointed into the kept
+    # array's own shape and strides, so a holder that wrote `shape[0]` changed the array ferry
+    # took back: it read and wrote past its allocation (SIGSEGV).
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    h = ferry.from_dlpack(np.arange(4.0))
+    c = h.__dlpack__(max_version=(1, 3), copy=True)
+    m = ctypes.cast(get(c, b"dltensor_versioned"), MANAGED_P).contents
+    m.dl_tensor.shape[0] = 1 << 16
+    g = ferry.from_dlpack(c)
+    assert g.shape == (4,)
+    np.testing.assert_array_equal(np.from_dlpack(g), np.arange(4.0))

@@ -191,11 +191,33 @@ impl Keep {
     }
 }
 
-/// The allocation behind one exported tensor: the managed struct first, then what it keeps.
+/// The allocation behind one exported tensor: the managed struct first, then what it keeps,
+/// and the shape then the strides as DLPack's `int64_t`s, which the `DLTensor` points at (a
+/// copy of its own, so a holder that writes through those pointers changes nothing ferry
+/// keeps).
 #[repr(C)]
 struct ExportCtx<M> {
     managed: M,
     keep: Keep,
+    dims: SmallVec<[i64; 8]>,
+}
+
+/// The shape then the strides of a layout as DLPack's `int64_t`s: usize and isize values keep
+/// their bits as i64s (asserted in the parent module); shape entries are ≤ isize::MAX. Up to
+/// four axes are filled in place (smallvec's `collect` goes element by element).
+fn dlpack_dims(shape: &[usize], strides: &[isize]) -> SmallVec<[i64; 8]> {
+    let ndim = shape.len();
+    if ndim <= 4 {
+        let mut buffer = [0i64; 8];
+        for (i, (&d, &s)) in shape.iter().zip(strides).enumerate() {
+            buffer[i] = d as i64;
+            buffer[ndim + i] = s as i64;
+        }
+        SmallVec::from_buf_and_len(buffer, 2 * ndim)
+    } else {
+        let shape = shape.iter().map(|&d| d as i64);
+        SmallVec::from_vec(shape.chain(strides.iter().map(|&s| s as i64)).collect())
+    }
 }
 
 /// The allocation behind a counted export ([`HostArray::to_dlpack_counted`]): the managed
@@ -324,30 +346,31 @@ fn dl_tensor(meta: &ExportMeta, ndim: usize, shape: *mut i64, strides: *mut i64)
 }
 
 fn export<M: Exported>(keep: Keep, meta: ExportMeta) -> DlpackTensor {
-    let tensor = |keep: &Keep| {
-        let (shape, strides) = keep.shape_strides();
-        if shape.is_empty() {
-            return dl_tensor(&meta, 0, std::ptr::null_mut(), std::ptr::null_mut());
-        }
-        // i64 and usize/isize share a layout (asserted in the parent module); shape entries
-        // are ≤ isize::MAX.
-        let shape_ptr = shape.as_ptr().cast_mut().cast::<i64>();
-        let strides_ptr = strides.as_ptr().cast_mut().cast::<i64>();
-        dl_tensor(&meta, shape.len(), shape_ptr, strides_ptr)
-    };
-    // The managed struct is written once `keep` has its final address: a host array keeps
-    // shape and strides of up to four axes inline, so pointers into it are taken from the
-    // boxed copy, which never moves again.
+    let (shape, strides) = keep.shape_strides();
+    let dims = dlpack_dims(shape, strides);
+    let ndim = shape.len();
     let raw = Box::into_raw(Box::new(ExportCtx {
-        managed: M::new(tensor(&Keep::Taken), std::ptr::null_mut(), meta.flags),
+        managed: M::new(
+            dl_tensor(&meta, 0, std::ptr::null_mut(), std::ptr::null_mut()),
+            std::ptr::null_mut(),
+            meta.flags,
+        ),
         keep,
+        dims,
     }));
     // SAFETY: `raw` is a fresh, non-null Box allocation that nobody else has seen yet, so
-    // reading its `keep` and rewriting its managed struct (now pointing into that `keep`, with
-    // its own address as `manager_ctx`) races with nothing; the managed struct is its first
-    // field (repr(C)), so a pointer to the allocation is a pointer to the managed struct.
+    // reading its `dims` and rewriting its managed struct (now pointing into those dims, which
+    // never move again: inline in the allocation or on their own heap buffer, with its own
+    // address as `manager_ctx`) races with nothing; the managed struct is its first field
+    // (repr(C)), so a pointer to the allocation is a pointer to the managed struct.
     let managed = unsafe {
-        (*raw).managed = M::new(tensor(&(*raw).keep), raw.cast(), meta.flags);
+        let tensor = if ndim == 0 {
+            dl_tensor(&meta, 0, std::ptr::null_mut(), std::ptr::null_mut())
+        } else {
+            let dims = (*raw).dims.as_mut_ptr();
+            dl_tensor(&meta, ndim, dims, dims.add(ndim))
+        };
+        (*raw).managed = M::new(tensor, raw.cast(), meta.flags);
         NonNull::new_unchecked(raw.cast::<M>())
     };
     exported(managed, &meta)
@@ -374,20 +397,7 @@ fn export_shared<M: Exported>(array: &HostArray, live: &'static AtomicUsize) -> 
     }
     let ndim = array.ndim();
     let (shape, strides) = (array.shape(), array.strides());
-    // usize and isize values keep their bits as i64s (asserted in the parent module); shape
-    // entries are ≤ isize::MAX. Up to four axes are filled in place (smallvec's `collect` goes
-    // element by element, half of this function's time).
-    let dims: SmallVec<[i64; 8]> = if ndim <= 4 {
-        let mut buffer = [0i64; 8];
-        for (i, (&d, &s)) in shape.iter().zip(strides).enumerate() {
-            buffer[i] = d as i64;
-            buffer[ndim + i] = s as i64;
-        }
-        SmallVec::from_buf_and_len(buffer, 2 * ndim)
-    } else {
-        let shape = shape.iter().map(|&d| d as i64);
-        SmallVec::from_vec(shape.chain(strides.iter().map(|&s| s as i64)).collect())
-    };
+    let dims = dlpack_dims(shape, strides);
     let mut ctx = Box::<SharedCtx<M>>::new_uninit();
     let p = ctx.as_mut_ptr();
     // SAFETY: `p` is the fresh, unshared allocation; every field is written once before
@@ -420,14 +430,13 @@ fn export_shared<M: Exported>(array: &HostArray, live: &'static AtomicUsize) -> 
 /// Takes the array back out of one of ferry's own `HostArray` exports (leaving the context
 /// holding nothing, for the deleter to free); `None` for any other tensor.
 ///
-/// After a take, the managed struct's `shape` and `strides` still point into the array that
-/// left (inline for up to four axes, so they dangle as soon as it moves): the tensor may only be
-/// released afterwards, which frees the context without reading them. `into_host`, the only
-/// caller, drops it at once.
+/// The managed struct's `shape` and `strides` point into the context's own dims, not into the
+/// array, so they stay valid after a take; `into_host`, the only caller, releases the tensor
+/// at once.
 ///
 /// # Safety
 /// `p` points at a live managed tensor (major version 1, or legacy) that nobody else reads or
-/// writes during the call, and whose `DLTensor` nobody reads after a take.
+/// writes during the call.
 pub(super) unsafe fn take_host<M: ManagedStruct>(p: NonNull<M>) -> Option<HostArray> {
     // SAFETY: live per the contract.
     let m = unsafe { p.as_ref() };

@@ -191,9 +191,6 @@ impl DlpackTensor {
         }
     }
 
-    /// If this tensor is one ferry exported from a `HostArray`, takes that array back out
-    /// (releasing the export context) instead of wrapping the tensor again. After a take,
-    /// `self` may only be dropped (its `DLTensor`'s shape and strides pointed into the array).
     /// What this tensor is made of if it is one of ferry's counted exports.
     fn counted_export_parts(&self) -> Option<super::export::CountedParts> {
         let handle = self.handle?;
@@ -201,6 +198,9 @@ impl DlpackTensor {
         on_managed!(handle, p => unsafe { super::export::counted_export_parts(p) })
     }
 
+    /// If this tensor is one ferry exported from a `HostArray`, takes that array back out
+    /// (the export context then holds nothing) instead of wrapping the tensor again; `self` is
+    /// then only dropped.
     fn take_own_export(&mut self) -> Option<HostArray> {
         let handle = self.handle?;
         // SAFETY: the handle is live and owned by `self`, which `&mut self` borrows exclusively,
