@@ -2,8 +2,6 @@
 //! memory, DLPack export of device buffers, and device-to-device import. Without feature `cuda`
 //! the same functions return [`Error::NotCompiled`], so the public API does not change.
 
-use std::sync::Arc;
-
 use candle_core::{CudaStorage, Device as CandleDevice, Layout, Tensor};
 use ferry_core::{DType, DlpackTensor, Error, HostArray, Result};
 
@@ -11,6 +9,8 @@ use crate::StorageReadLock;
 
 #[cfg(not(feature = "cuda"))]
 mod imp {
+    use std::sync::Arc;
+
     use super::*;
 
     const NOT_COMPILED: Error = Error::NotCompiled {
