@@ -42,7 +42,8 @@ impl LiveExport {
     /// until the consumer's deleter runs. It holds `array`'s owner, not `array`: `array` and its
     /// other clones (the `ferry.HostArray` object, the caller's own `HostArray`) still reach the
     /// memory, and no longer hold it alone, so none of them hands out a mutable view while the
-    /// consumer reads; a ferry re-import of the export gets `Shared` access like any import.
+    /// consumer reads; a ferry re-import of the export is in effect a clone of `array` (its
+    /// owner and access, on the same count).
     pub(crate) fn share(array: &HostArray, versioned: bool) -> DlpackTensor {
         // SAFETY: the export goes to a Python consumer (NumPy, PyTorch, through `__dlpack__` or
         // the exchange table), which may write it where it is not READ_ONLY: only while this

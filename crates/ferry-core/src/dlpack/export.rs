@@ -398,32 +398,34 @@ fn export_shared<M: Exported>(array: &HostArray, live: &'static AtomicUsize) -> 
     let ndim = array.ndim();
     let (shape, strides) = (array.shape(), array.strides());
     let dims = dlpack_dims(shape, strides);
-    let mut ctx = Box::<SharedCtx<M>>::new_uninit();
-    let p = ctx.as_mut_ptr();
-    // SAFETY: `p` is the fresh, unshared allocation; every field is written once before
-    // `assume_init`. The dims are moved in first and never changed again, so the `DLTensor`'s
-    // pointers into them (inline in the allocation, which never moves, or on their heap buffer)
-    // stay valid until the deleter frees the whole context.
-    let ctx = unsafe {
-        (&raw mut (*p).layout).write(dims.clone());
-        (&raw mut (*p).dims).write(dims);
-        (&raw mut (*p).meta).write(meta);
-        (&raw mut (*p).access).write(array.access());
-        (&raw mut (*p)._owner).write(array.owner().clone());
-        (&raw mut (*p)._count).write(LiveCount::new(live));
-        let dims = (*p).dims.as_ptr().cast_mut();
+    let empty = dl_tensor(&meta, 0, std::ptr::null_mut(), std::ptr::null_mut());
+    let raw = Box::into_raw(Box::new(SharedCtx {
+        managed: M::new(empty, std::ptr::null_mut(), meta.flags),
+        _owner: array.owner().clone(),
+        _count: LiveCount::new(live),
+        layout: dims.clone(),
+        dims,
+        meta,
+        access: array.access(),
+    }));
+    // SAFETY: `raw` is a fresh, non-null Box allocation that nobody else has seen yet, so
+    // taking a mutable pointer to its dims (which never move again: inline in the allocation or
+    // on their own heap buffer, and which a holder may write through) and rewriting its managed
+    // struct races with nothing; the managed struct is its first field (repr(C)), so a pointer
+    // to the allocation is a pointer to the managed struct. The pointers stay valid until the
+    // deleter frees the whole context.
+    let managed = unsafe {
         let tensor = if ndim == 0 {
-            dl_tensor(&meta, 0, std::ptr::null_mut(), std::ptr::null_mut())
+            empty
         } else {
+            let dims = (*raw).dims.as_mut_ptr();
             dl_tensor(&meta, ndim, dims, dims.add(ndim))
         };
-        let mut managed = M::new(tensor, p.cast(), meta.flags);
+        let mut managed = M::new(tensor, raw.cast(), meta.flags);
         managed.set_deleter(M::SHARED_DELETER);
-        (&raw mut (*p).managed).write(managed);
-        Box::into_raw(ctx.assume_init())
+        (*raw).managed = managed;
+        NonNull::new_unchecked(raw.cast::<M>())
     };
-    // SAFETY: a Box allocation is never NULL; the managed struct is its first field (repr(C)).
-    let managed = unsafe { NonNull::new_unchecked(ctx.cast::<M>()) };
     exported(managed, &meta)
 }
 
