@@ -20,6 +20,8 @@ mod plot;
 mod properties;
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_args;
 #[cfg(feature = "candle")]
 mod readme;
 mod soundness;

@@ -742,9 +742,32 @@ impl HostArray {
     /// buffers, or foreign memory handed over), not held by another `HostArray` clone, export
     /// or keep-alive, and with no two indices reaching the same element.
     pub fn view_mut<T: Element>(&mut self) -> Result<ArrayViewMutD<'_, T>> {
+        let unique = Arc::get_mut(&mut self.owner).is_some();
+        self.view_mut_checked::<T>(unique)
+    }
+
+    /// [`view_mut`](Self::view_mut) for memory that other handles still hold but will not
+    /// touch while the view lives: the memory must still be [`Access::Exclusive`], with no
+    /// two indices reaching one element; only the check that no other clone, export or
+    /// keep-alive holds the owner is left to the caller. For a lender that hands out memory
+    /// for a bounded time and refuses every other reader until it is back (ferry's Python
+    /// argument types, `ReadwriteArray`).
+    ///
+    /// # Safety
+    ///
+    /// - While the returned view lives, nothing reads or writes this array's memory through
+    ///   any other handle: no clone of this array, no export or framework tensor made from it,
+    ///   no keep-alive's holder, no other thread.
+    pub unsafe fn view_mut_lent<T: Element>(&mut self) -> Result<ArrayViewMutD<'_, T>> {
+        self.view_mut_checked::<T>(true)
+    }
+
+    /// The checks and the view of [`view_mut`](Self::view_mut); `unique` says whether no other
+    /// handle reaches the memory while the view lives (a uniquely held owner, or a lender's
+    /// promise).
+    fn view_mut_checked<T: Element>(&mut self, unique: bool) -> Result<ArrayViewMutD<'_, T>> {
         self.check_typed::<T>()?;
         self.check_aligned::<T>()?;
-        let unique = Arc::get_mut(&mut self.owner).is_some();
         let not_writable = |reason| Error::NotWritable {
             reason,
             shape: self.shape.to_vec(),
@@ -776,9 +799,10 @@ impl HostArray {
         self.check_values::<T>()?;
         let (ptr, strides, flipped) = self.lowest_address_layout::<T>();
         // SAFETY: as in `raw_view`, plus: the memory is Exclusive (only the owner reaches it, and
-        // `data` carries write permission: from_raw_parts contract) and the owner is held only by
-        // `self`, so no one else reads or writes it during the `&mut self` borrow; no two indices
-        // alias (checked by may_overlap).
+        // `data` carries write permission: from_raw_parts contract) and either the owner is held
+        // only by `self` or the caller of `view_mut_lent` promised that its other holders do not
+        // touch the memory while the view lives, so no one else reads or writes it during the
+        // `&mut self` borrow; no two indices alias (checked by may_overlap).
         let mut view = unsafe {
             ArrayViewMutD::from_shape_ptr(IxDyn(&self.shape).strides(IxDyn(&strides)), ptr)
         };

@@ -42,6 +42,7 @@ pub(crate) fn schema_capsule<'py>(
     py: Python<'py>,
     array: &HostArray,
 ) -> PyResult<Bound<'py, PyCapsule>> {
+    crate::lease::check_readable(array)?;
     let schema = ferry_arrow::ffi::export_schema(&column(array)?).map_err(to_py_err)?;
     // The capsule owns the struct; dropping it calls `release` unless a consumer moved it out
     // (which sets `release` to NULL in place).
@@ -56,6 +57,7 @@ pub(crate) fn array_capsules<'py>(
     // Arrow arrays are immutable. Memory ferry owns that something else holds as well may be
     // lent to a writer (`.torch()`, a bare `DLTensor`): it goes as a copy. (A producer's
     // writable memory, `Access::Shared`, is shared as its producer allows: a trust boundary.)
+    crate::lease::check_readable(array)?;
     let copied;
     let array = if array.access() == Access::Exclusive && !array.owner_is_unique() {
         copied = array
@@ -130,6 +132,19 @@ fn import_column(obj: &Bound<'_, PyAny>) -> PyResult<TensorColumn> {
     // alive while `schema` is (it is, until the end of this function); the PyCapsule interface
     // promises the pair matches, and Arrow arrays are immutable while exported.
     unsafe { ferry_arrow::ffi::import(taken, &*schema_ptr) }.map_err(to_py_err)
+}
+
+/// The one host array behind an Arrow argument (a primitive array, or an
+/// `arrow.fixed_shape_tensor` column whose first axis is the rows); a variable-shape tensor
+/// column is a `TypeError` (it is one array per row: take it with `ferry.from_arrow`).
+pub(crate) fn import_host(obj: &Bound<'_, PyAny>) -> PyResult<HostArray> {
+    let column = import_column(obj)?;
+    if column.kind() == ColumnKind::VariableShapeTensor {
+        return Err(PyTypeError::new_err(
+            "an arrow.variable_shape_tensor column is one array per row, not one array; take it as an object and import it with ferry.from_arrow, or pass a fixed-shape column",
+        ));
+    }
+    column.to_host().map_err(to_py_err)
 }
 
 /// Imports an Arrow array from anything with `__arrow_c_array__` (pyarrow and nanoarrow

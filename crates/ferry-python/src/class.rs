@@ -90,6 +90,7 @@ impl PyHostArray {
         dl_device: Option<(i32, i32)>,
         copy: Option<bool>,
     ) -> PyResult<Py<PyAny>> {
+        crate::lease::check_readable(&self.array)?;
         let device = self.array.device();
         if let Some(stream) = stream.filter(|s| !s.is_none()) {
             // Not a TypeError: consumers read that as "old producer" and retry without arguments.
@@ -215,6 +216,7 @@ impl PyHostArray {
     pub(crate) fn tobytes<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         // The GIL stays held while reading: the memory may belong to a Python producer whose
         // other threads could write it.
+        crate::lease::check_readable(&slf.host().array)?;
         let standard = slf.host().array.as_standard_layout().map_err(to_py_err)?;
         let bytes = standard
             .as_bytes()
@@ -225,6 +227,7 @@ impl PyHostArray {
     /// `copy()`: a row-major copy in fresh, writable memory (made while holding the GIL, like
     /// `tobytes`: the memory may belong to a Python producer).
     pub(crate) fn copy<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        crate::lease::check_readable(&slf.host().array)?;
         let copied = slf
             .host()
             .array
@@ -236,6 +239,7 @@ impl PyHostArray {
     /// `astype(dtype)`: the values converted to another dtype (saturating like NumPy's
     /// `astype` for floats to integers; complex to real is refused).
     pub(crate) fn astype<'py>(&self, py: Python<'py>, dtype: &str) -> PyResult<Bound<'py, PyAny>> {
+        crate::lease::check_readable(&self.array)?;
         let cast = self.array.cast_to(dtype_named(dtype)?).map_err(to_py_err)?;
         Ok(PyHostArray::new(cast).into_pyobject(py)?.into_any())
     }
@@ -257,6 +261,7 @@ impl PyHostArray {
     pub(crate) fn torch<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let array = &slf.host().array;
+        crate::lease::check_readable(array)?;
         let negative = array
             .shape()
             .iter()

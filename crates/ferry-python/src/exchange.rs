@@ -155,6 +155,7 @@ unsafe extern "C" fn managed_tensor_from_py_object_no_sync(
         }
         // SAFETY: per the contract, a live object, and the GIL is held.
         let host = unsafe { host_array_of(py, py_object) }?;
+        crate::lease::check_readable(host.host().array())?;
         let export = host.host().share(true);
         // SAFETY: `out` is non-null and, per the contract, writable.
         unsafe { *out = versioned(export) };
@@ -258,6 +259,7 @@ unsafe extern "C" fn dltensor_from_py_object_no_sync(
         let host = unsafe { host_array_of(py, py_object) }?;
         let ours = host.host();
         let array = ours.array();
+        crate::lease::check_readable(array)?;
         if !ours.lend_to_c() {
             return Err(PyBufferError::new_err(format!(
                 "array of shape {:?}, dtype {} is read-only, or held by something else as well (another HostArray, a framework tensor, an export), and a bare DLTensor cannot say it must not be written; use managed_tensor_from_py_object_no_sync or __dlpack__, which set READ_ONLY",

@@ -60,14 +60,17 @@ mod capsule;
 mod class;
 mod deferred;
 mod exchange;
+mod extract;
 #[cfg(any(feature = "npy", feature = "safetensors"))]
 mod files;
+mod lease;
 mod method;
 mod object;
 mod torch;
 
 pub use capsule::live_exports;
 pub use class::PyHostArray;
+pub use extract::{AnyArray, CastArray, ReadonlyArray, ReadwriteArray, Tensor};
 pub use object::PyHostArrayMethods;
 /// Re-exported so embedding code uses the same pyo3 as this crate.
 pub use pyo3;
@@ -114,12 +117,20 @@ pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<HostArray> {
 #[inline]
 fn import_any(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
     match obj.cast::<PyHostArray>() {
-        Ok(ours) if copy == Some(true) => ours
-            .host()
-            .array
-            .to_contiguous(CopyPolicy::Always)
-            .map_err(to_py_err),
-        Ok(ours) => Ok(ours.host().array.clone()),
+        Ok(ours) if copy == Some(true) => {
+            lease::check_readable(&ours.host().array)?;
+            ours.host()
+                .array
+                .to_contiguous(CopyPolicy::Always)
+                .map_err(to_py_err)
+        }
+        Ok(ours) => {
+            let array = ours.host().array.clone();
+            // After the clone: a writable argument's lease taken before it is seen here, one
+            // taken after it sees the clone (`lease.rs`).
+            lease::check_readable(&array)?;
+            Ok(array)
+        }
         Err(_) => import_dlpack(obj, copy),
     }
 }
@@ -156,6 +167,7 @@ fn py_live_exports(py: Python<'_>) -> PyResult<usize> {
 /// this; so can a program that embeds Python, see [`add_module`]).
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     check_main_interpreter(m.py(), true)?;
+    extract::REGISTERED.store(true, std::sync::atomic::Ordering::Relaxed);
     m.add("HostArray", object::host_array_type(m.py())?)?;
     method::add_from_dlpack(m)?;
     m.add_function(wrap_pyfunction!(py_live_exports, m)?)?;

@@ -1,0 +1,316 @@
+//! `ferry::python`'s argument types (`AnyArray`, `ReadonlyArray`, `CastArray`,
+//! `ReadwriteArray`, `Tensor`) in `#[pyfunction]`s called from an embedded interpreter with
+//! the real NumPy, PyTorch and pyarrow: what each takes, what it refuses and with which
+//! message, and every way an argument could alias memory another argument writes.
+
+use ferry::ndarray::{Axis, Ix1, Ix2, IxDyn};
+use ferry::python::{AnyArray, CastArray, ReadonlyArray, ReadwriteArray, Tensor};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyModule};
+
+use crate::python::with_python;
+
+/// The address of the first element (for checks that memory is shared).
+#[pyfunction]
+fn address(x: AnyArray) -> usize {
+    x.as_ptr() as usize
+}
+
+/// How many copies the argument's import made.
+#[pyfunction]
+fn copies(x: AnyArray) -> usize {
+    x.copies()
+}
+
+/// Row sums of a float32 matrix, as a new array.
+#[pyfunction]
+fn row_sums(x: ReadonlyArray<'_, f32, Ix2>) -> AnyArray {
+    AnyArray::from(x.as_array().sum_axis(Axis(1)))
+}
+
+/// The values of a 1-D float64 array, in order.
+#[pyfunction]
+fn values_f64(x: ReadonlyArray<'_, f64, Ix1>) -> Vec<f64> {
+    x.as_array().to_vec()
+}
+
+/// Any rank: the element count.
+#[pyfunction]
+fn count_any_rank(x: ReadonlyArray<'_, i64, IxDyn>) -> usize {
+    x.as_array().len()
+}
+
+/// Casts what it is given to float32 and returns the sum and how many copies were made.
+#[pyfunction]
+fn cast_sum(x: CastArray<'_, f32, Ix2>) -> (f32, usize) {
+    (x.as_array().sum(), x.host().copies())
+}
+
+/// Adds `amount` to every element, in place.
+#[pyfunction]
+fn add_in_place(mut x: ReadwriteArray<'_, f32, Ix2>, amount: f32) {
+    x.as_array_mut().mapv_inplace(|v| v + amount);
+}
+
+/// Writes `b`'s values into `a`.
+#[pyfunction]
+fn assign(mut a: ReadwriteArray<'_, f32, Ix2>, b: ReadonlyArray<'_, f32, Ix2>) {
+    a.as_array_mut().assign(&b.as_array());
+}
+
+/// Reads `a`, then writes into `b`.
+#[pyfunction]
+fn read_then_write(a: ReadonlyArray<'_, f32, Ix2>, mut b: ReadwriteArray<'_, f32, Ix2>) -> f32 {
+    let total = a.as_array().sum();
+    b.as_array_mut().fill(total);
+    total
+}
+
+/// Two writable arguments.
+#[pyfunction]
+fn two_writers(mut a: ReadwriteArray<'_, f32, Ix2>, mut b: ReadwriteArray<'_, f32, Ix2>) {
+    a.as_array_mut().fill(1.0);
+    b.as_array_mut().fill(2.0);
+}
+
+/// Holds `x` writable while `callback` runs (Python code that tries to reach the memory).
+#[pyfunction]
+fn write_during(
+    mut x: ReadwriteArray<'_, f32, Ix2>,
+    callback: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    x.as_array_mut().fill(7.0);
+    let result = callback.call0()?;
+    x.as_array_mut().fill(8.0);
+    Ok(result.unbind())
+}
+
+#[cfg(feature = "candle")]
+/// A candle op on the argument: the sum of `x * 2`.
+#[pyfunction]
+fn candle_double_sum(x: Tensor<ferry::Candle>) -> PyResult<f32> {
+    let doubled = (x.into_inner() * 2.0)
+        .map_err(|e| PyErr::new::<pyo3::exceptions::PyValueError, _>(e.to_string()))?;
+    doubled
+        .sum_all()
+        .and_then(|s| s.to_scalar::<f32>())
+        .map_err(|e| PyErr::new::<pyo3::exceptions::PyValueError, _>(e.to_string()))
+}
+
+#[cfg(feature = "burn")]
+/// A Burn op on a rank-3 argument, returned as a tensor.
+#[pyfunction]
+fn burn_plus_one(x: Tensor<ferry::Burn<3>>) -> Tensor<ferry::Burn<3>> {
+    Tensor(x.into_inner() + 1.0)
+}
+
+/// The module `args` with the functions above.
+fn args_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    let m = PyModule::new(py, "args")?;
+    m.add_function(wrap_pyfunction!(address, &m)?)?;
+    m.add_function(wrap_pyfunction!(copies, &m)?)?;
+    m.add_function(wrap_pyfunction!(row_sums, &m)?)?;
+    m.add_function(wrap_pyfunction!(values_f64, &m)?)?;
+    m.add_function(wrap_pyfunction!(count_any_rank, &m)?)?;
+    m.add_function(wrap_pyfunction!(cast_sum, &m)?)?;
+    m.add_function(wrap_pyfunction!(add_in_place, &m)?)?;
+    m.add_function(wrap_pyfunction!(assign, &m)?)?;
+    m.add_function(wrap_pyfunction!(read_then_write, &m)?)?;
+    m.add_function(wrap_pyfunction!(two_writers, &m)?)?;
+    m.add_function(wrap_pyfunction!(write_during, &m)?)?;
+    #[cfg(feature = "candle")]
+    m.add_function(wrap_pyfunction!(candle_double_sum, &m)?)?;
+    #[cfg(feature = "burn")]
+    m.add_function(wrap_pyfunction!(burn_plus_one, &m)?)?;
+    Ok(m)
+}
+
+/// Runs `code` with `args`, `np`, `torch`, `pa` (pyarrow, when installed) and `ferry` in scope.
+fn run(code: &std::ffi::CStr) {
+    with_python(|py| {
+        let globals = PyDict::new(py);
+        globals.set_item("args", args_module(py)?)?;
+        py.run(
+            cr#"
+import numpy as np, torch, ferry
+try:
+    import pyarrow as pa
+except ImportError:
+    pa = None
+def raises(exc, message_part, f, *a):
+    try:
+        f(*a)
+    except exc as e:
+        assert message_part in str(e), (message_part, str(e))
+        return str(e)
+    raise AssertionError(f"{f.__name__} did not raise {exc.__name__}")
+"#,
+            Some(&globals),
+            None,
+        )?;
+        py.run(code, Some(&globals), None)
+    });
+}
+
+#[test]
+fn readonly_arrays_take_numpy_torch_and_ferry_arrays_in_place_where_they_can() {
+    run(cr#"
+a = np.arange(12, dtype=np.float32).reshape(3, 4)
+expected = a.sum(axis=1).tolist()
+# NumPy: read in place.
+assert args.address(a) == a.__array_interface__["data"][0]
+assert args.copies(a) == 0
+assert np.from_dlpack(args.row_sums(a)).tolist() == expected
+# Sliced, transposed, negative strides: the view follows the caller's layout.
+assert np.from_dlpack(args.row_sums(a[::2])).tolist() == a[::2].sum(axis=1).tolist()
+assert np.from_dlpack(args.row_sums(a.T)).tolist() == a.T.sum(axis=1).tolist()
+assert np.from_dlpack(args.row_sums(a[::-1, ::-2])).tolist() == a[::-1, ::-2].sum(axis=1).tolist()
+# PyTorch: one copy (PyTorch may free or resize a tensor's storage under an importer).
+t = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+assert args.copies(t) == 1
+assert np.from_dlpack(args.row_sums(t.T)).tolist() == t.T.sum(dim=1).tolist()
+# ferry.HostArray: its own memory.
+h = ferry.from_dlpack(a)
+assert args.address(h) == a.__array_interface__["data"][0]
+assert np.from_dlpack(args.row_sums(h)).tolist() == expected
+# What comes back is a ferry.HostArray that NumPy and PyTorch take without a copy.
+r = args.row_sums(a)
+assert isinstance(r, ferry.HostArray)
+assert np.from_dlpack(r).__array_interface__["data"][0] == torch.from_dlpack(r).data_ptr()
+# Read-only NumPy arrays are fine to read.
+ro = a.copy(); ro.flags.writeable = False
+assert np.from_dlpack(args.row_sums(ro)).tolist() == expected
+# Any rank, and 1-D.
+assert args.count_any_rank(np.zeros((2, 3, 4), dtype=np.int64)) == 24
+assert args.values_f64(np.array([1.5, -2.0])) == [1.5, -2.0]
+"#);
+}
+
+#[test]
+fn readonly_arrays_take_pyarrow_arrays_and_tensor_columns() {
+    run(cr#"
+if pa is not None:
+    prim = pa.array([1.0, 2.5, -3.0], type=pa.float64())
+    assert args.values_f64(prim) == [1.0, 2.5, -3.0]
+    assert args.copies(prim) == 0
+    col = pa.FixedShapeTensorArray.from_numpy_ndarray(np.arange(12, dtype=np.float32).reshape(3, 2, 2))
+    # A (3, 2, 2) tensor column is one array whose first axis is the rows.
+    raises(TypeError, "with 2 axes, got pyarrow", args.row_sums, col)
+    flat = pa.FixedShapeTensorArray.from_numpy_ndarray(np.arange(12, dtype=np.float32).reshape(3, 4))
+    assert np.from_dlpack(args.row_sums(flat)).tolist() == [6.0, 22.0, 38.0]
+"#);
+}
+
+#[test]
+fn wrong_dtypes_and_ranks_are_type_errors_naming_what_was_passed_and_expected() {
+    run(cr#"
+raises(TypeError, "expected float32 array with 2 axes, got torch.Tensor float64 with shape (3, 4, 5)",
+           args.row_sums, torch.zeros((3, 4, 5), dtype=torch.float64))
+raises(TypeError, "expected float32 array with 2 axes, got numpy.ndarray float32 with shape (4,)",
+       args.row_sums, np.zeros(4, dtype=np.float32))
+raises(TypeError, "got numpy.ndarray int64 with shape (2, 2); convert it first (NumPy: x.astype('float32')), or take a CastArray",
+       args.row_sums, np.zeros((2, 2), dtype=np.int64))
+raises(TypeError, "expected float64 array with 1 axis", args.values_f64, np.zeros(3, dtype=np.float32))
+raises(TypeError, "", args.row_sums, [[1.0, 2.0]])
+# Never a silent cast; CastArray casts on request, recording the copy, and keeps the rank check.
+assert args.cast_sum(np.ones((2, 3), dtype=np.float64)) == (6.0, 1)
+assert args.cast_sum(np.ones((2, 3), dtype=np.float32)) == (6.0, 0)
+raises(TypeError, "with 2 axes", args.cast_sum, np.ones(3))
+raises(TypeError, "", args.cast_sum, np.ones((2, 2), dtype=np.complex64))
+"#);
+}
+
+#[test]
+fn readwrite_arrays_write_only_ferry_memory_held_by_its_object_alone() {
+    run(cr#"
+h = ferry.from_dlpack(np.ones((2, 3), dtype=np.float32), copy=True)
+args.add_in_place(h, 2.0)
+assert np.from_dlpack(h).tolist() == [[3.0] * 3] * 2
+# Memory another library owns stays read-only: NumPy, PyTorch, a ferry view of NumPy memory.
+raises(BufferError, "memory another library owns is read-only", args.add_in_place, np.ones((2, 3), dtype=np.float32), 1.0)
+raises(BufferError, "read-only", args.add_in_place, torch.ones((2, 3)), 1.0)
+raises(BufferError, "belongs to another library", args.add_in_place, ferry.from_dlpack(np.ones((2, 3), dtype=np.float32)), 1.0)
+# Read-only ferry memory.
+ro = ferry.from_dlpack(np.ones((2, 3), dtype=np.float32), copy=True)
+ro_np = np.from_dlpack(ro)
+raises(BufferError, "something else also holds its memory", args.add_in_place, ro, 1.0)
+del ro_np
+args.add_in_place(ro, 1.0)
+# Wrong dtype or rank.
+raises(TypeError, "expected float32 array with 2 axes", args.add_in_place, ferry.from_dlpack(np.ones(3, dtype=np.float32), copy=True), 1.0)
+"#);
+}
+
+#[test]
+fn an_argument_lent_writable_is_never_also_read_by_another_argument() {
+    run(cr#"
+h = ferry.from_dlpack(np.ones((2, 2), dtype=np.float32), copy=True)
+# Writer first, then a reader of the same memory.
+raises(BufferError, "lent writable", args.assign, h, h)
+# Reader first, then a writer.
+raises(BufferError, "something else also holds its memory", args.read_then_write, h, h)
+# Two writers.
+raises(BufferError, "something else also holds its memory", args.two_writers, h, h)
+# Nothing stays lent once the call is over: each of them works again.
+other = ferry.from_dlpack(np.full((2, 2), 5.0, dtype=np.float32), copy=True)
+args.assign(h, other)
+assert np.from_dlpack(h).tolist() == [[5.0, 5.0], [5.0, 5.0]]
+assert args.read_then_write(other, h) == 20.0
+"#);
+}
+
+#[test]
+fn memory_lent_writable_cannot_be_exported_or_imported_during_the_call() {
+    run(cr#"
+h = ferry.from_dlpack(np.zeros((2, 2), dtype=np.float32), copy=True)
+def reach(f):
+    def attempt():
+        try:
+            f()
+        except BufferError as e:
+            assert "lent writable" in str(e), str(e)
+            return "refused"
+        return "reached"
+    return attempt
+for name, f in [
+    ("np.from_dlpack", lambda: np.from_dlpack(h)),
+    ("__dlpack__", lambda: h.__dlpack__(max_version=(1, 0))),
+    ("legacy __dlpack__", lambda: h.__dlpack__()),
+    ("torch", lambda: h.torch()),
+    ("torch.from_dlpack", lambda: torch.from_dlpack(h)),
+    ("tobytes", lambda: h.tobytes()),
+    ("copy", lambda: h.copy()),
+    ("astype", lambda: h.astype("float64")),
+    ("ferry.from_dlpack", lambda: ferry.from_dlpack(h)),
+    ("ferry.from_dlpack copy", lambda: ferry.from_dlpack(h, copy=True)),
+    ("argument", lambda: args.address(h)),
+] + ([("pyarrow", lambda: pa.array(h))] if pa is not None else []):
+    assert args.write_during(h, reach(f)) == "refused", name
+assert np.from_dlpack(h).tolist() == [[8.0, 8.0], [8.0, 8.0]]
+# Metadata stays readable.
+assert args.write_during(h, lambda: (h.shape, repr(h))) == ((2, 2), repr(h))
+"#);
+}
+
+#[cfg(feature = "candle")]
+#[test]
+fn tensor_arguments_become_candle_tensors_from_any_array() {
+    run(cr#"
+a = np.arange(6, dtype=np.float32).reshape(2, 3)
+assert args.candle_double_sum(a) == 30.0
+assert args.candle_double_sum(torch.arange(6, dtype=torch.float32).reshape(2, 3).T) == 30.0
+raises(TypeError, "candle holds", args.candle_double_sum, np.zeros(2, dtype=np.bool_))
+"#);
+}
+
+#[cfg(feature = "burn")]
+#[test]
+fn tensor_arguments_become_burn_tensors_and_come_back() {
+    run(cr#"
+a = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
+out = args.burn_plus_one(a)
+assert isinstance(out, ferry.HostArray)
+assert np.from_dlpack(out).tolist() == (a + 1).tolist()
+raises(TypeError, "3 were asked for", args.burn_plus_one, np.zeros((2, 2), dtype=np.float32))
+"#);
+}
