@@ -104,6 +104,27 @@ fn burn_plus_one(x: Tensor<ferry::Burn<3>>) -> Tensor<ferry::Burn<3>> {
     Tensor(x.into_inner() + 1.0)
 }
 
+/// Arrays kept past the call that took them.
+static KEPT: std::sync::Mutex<Vec<ferry::HostArray>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps the argument's array (dtype name, shape, read-only) after the call.
+#[pyfunction]
+fn keep(x: AnyArray) -> (String, Vec<usize>, bool) {
+    let description = (x.dtype().to_string(), x.shape().to_vec(), x.is_read_only());
+    KEPT.lock().unwrap().push(x.into_inner());
+    description
+}
+
+/// The kept arrays' values as float64 (those that cast), then forgets them all.
+#[pyfunction]
+fn kept_values() -> Vec<Vec<f64>> {
+    let kept = std::mem::take(&mut *KEPT.lock().unwrap());
+    kept.iter()
+        .filter_map(|a| a.cast::<f64>().ok())
+        .map(|a| a.to_array::<f64>().unwrap().iter().copied().collect())
+        .collect()
+}
+
 /// The module `args` with the functions above.
 fn args_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let m = PyModule::new(py, "args")?;
@@ -118,6 +139,8 @@ fn args_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     m.add_function(wrap_pyfunction!(read_then_write, &m)?)?;
     m.add_function(wrap_pyfunction!(two_writers, &m)?)?;
     m.add_function(wrap_pyfunction!(write_during, &m)?)?;
+    m.add_function(wrap_pyfunction!(keep, &m)?)?;
+    m.add_function(wrap_pyfunction!(kept_values, &m)?)?;
     #[cfg(feature = "candle")]
     m.add_function(wrap_pyfunction!(candle_double_sum, &m)?)?;
     #[cfg(feature = "burn")]
@@ -312,5 +335,56 @@ out = args.burn_plus_one(a)
 assert isinstance(out, ferry.HostArray)
 assert np.from_dlpack(out).tolist() == (a + 1).tolist()
 raises(TypeError, "3 were asked for", args.burn_plus_one, np.zeros((2, 2), dtype=np.float32))
+"#);
+}
+
+#[test]
+fn numpy_arguments_are_read_from_numpys_struct_for_every_fixed_layout_dtype() {
+    run(cr#"
+import gc
+kinds = {"bool": np.bool_, "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "uint16": np.uint16,
+         "int32": np.int32, "uint32": np.uint32, "int64": np.int64, "uint64": np.uint64,
+         "float16": np.float16, "float32": np.float32, "float64": np.float64,
+         "complex64": np.complex64, "complex128": np.complex128,
+         "int64 (C long)": np.dtype("l"), "uint64 (C unsigned long)": np.dtype("L"),
+         "int64 (long long)": np.dtype("q")}
+for name, kind in kinds.items():
+    a = (np.arange(6) % 2).astype(kind).reshape(2, 3)
+    assert args.address(a) == a.__array_interface__["data"][0], name
+    assert args.copies(a) == 0, name
+    dtype, shape, read_only = args.keep(a[:, ::-1])
+    assert shape == [2, 3] and not read_only, (name, shape, read_only)
+    complex_kind = np.dtype(kind).kind == "c"
+    if complex_kind:
+        assert args.kept_values() == []  # complex does not cast to float64: forgotten unread
+    expected = a[:, ::-1].astype(np.float64).ravel().tolist() if not complex_kind else None
+    del a
+    gc.collect()
+    if complex_kind:
+        continue
+    # The memory outlives the NumPy array: the argument holds it.
+    assert args.kept_values() == [expected], (name, expected)
+# Read-only, 0-d, empty.
+ro = np.arange(4.0); ro.flags.writeable = False
+assert args.keep(ro)[2] is True
+assert args.keep(np.array(2.5))[1] == []
+assert args.keep(np.zeros((0, 3), dtype=np.float32))[1] == [0, 3]
+assert args.kept_values() == [[0.0, 1.0, 2.0, 3.0], [2.5], []]
+# What NumPy's struct does not describe in ferry's terms takes the DLPack path: a subclass,
+# byte-swapped data, strides that are not whole elements, and dtypes with no fixed layout.
+assert args.values_f64(np.asarray([1.0, 2.0]).view(np.matrix).A1) == [1.0, 2.0]
+m = np.arange(4.0).reshape(2, 2).view(np.matrix)
+assert args.keep(m)[1] == [2, 2]
+args.kept_values()
+raises(BufferError, "", args.keep, np.arange(3, dtype=">f8"))
+rec = np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")])
+raises(BufferError, "", args.keep, rec["b"])
+for bad in (np.array([object()]), np.array(["x"]), np.array([1], dtype="datetime64[s]"), np.zeros(2, dtype=np.longdouble)):
+    try:
+        args.keep(bad)
+    except (BufferError, TypeError, ValueError):
+        pass
+    else:
+        raise AssertionError(f"{bad.dtype} was taken")
 "#);
 }

@@ -25,8 +25,10 @@ commands:
   fuzz [--cases N] run the DLPack importer property fuzzer (default 100000 cases)
   python [ARGS]   build the `ferry` wheel (maturin, release, abi3), install it into a fresh
                   venv with the provisioned NumPy and PyTorch, run the Python-side tests
-                  (pytest ARGS) and check the type stubs with mypy --strict
-  pip-check       `pip install ./crates/ferry-python` into a new venv and import it
+                  (pytest ARGS) and check the type stubs with mypy --strict; then the
+                  example extension's (examples/pyo3-extension) wheel, tests and stubs
+  pip-check       `pip install ./crates/ferry-python`, then ./examples/pyo3-extension, into
+                  a new venv and call them
   valgrind        run every test that needs no libtorch under valgrind memcheck, then the tch
                   tests, then the Python exchange-API tests against the installed wheel
   libtorch        provision libtorch 2.9.0 from PyPI (cached) and print its folder
@@ -55,7 +57,8 @@ fn main() -> Result<()> {
             build_env()?;
             let mut totals = Totals::default();
             let extra: Vec<&str> = args[1..].iter().map(String::as_str).collect();
-            python_tests(&extra, &mut totals)
+            python_tests(&extra, &mut totals)?;
+            example_extension_tests(&[], &mut totals)
         }
         Some("pip-check") => pip_install_check(),
         Some("libtorch") => {
@@ -261,7 +264,21 @@ fn wheel_venv() -> Result<PathBuf> {
 /// tests/python/typed_example.py, which then runs.
 fn python_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
     let python = wheel_venv()?;
-    let mut cmd = Command::new(&python);
+    pytest(
+        &python,
+        &workspace_root().join("tests/python"),
+        extra,
+        totals,
+    )?;
+    let example = workspace_root().join("tests/python/typed_example.py");
+    mypy_strict(&python, &example)?;
+    run(Command::new(&python).arg(&example))?;
+    Ok(())
+}
+
+/// Runs pytest over `dir` with `python`, adding its results to `totals`.
+fn pytest(python: &Path, dir: &Path, extra: &[&str], totals: &mut Totals) -> Result<()> {
+    let mut cmd = Command::new(python);
     cmd.args([
         "-m",
         "pytest",
@@ -271,7 +288,7 @@ fn python_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
         "-W",
         "error::pytest.PytestUnraisableExceptionWarning",
     ])
-    .arg(workspace_root().join("tests/python"))
+    .arg(dir)
     .args(extra)
     .stdout(Stdio::piped());
     eprintln!("$ {}", show(&cmd));
@@ -307,9 +324,13 @@ fn python_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
         python.display()
     );
     if !status.success() {
-        bail!("python tests failed with {status}");
+        bail!("python tests in {} failed with {status}", dir.display());
     }
-    let example = workspace_root().join("tests/python/typed_example.py");
+    Ok(())
+}
+
+/// `mypy --strict` over `file`, with the packages `python` has installed (their stubs).
+fn mypy_strict(python: &Path, file: &Path) -> Result<()> {
     run(Command::new(provision::python_tools()?.join("python"))
         .args([
             "-m",
@@ -318,15 +339,67 @@ fn python_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
             "--no-incremental",
             "--python-executable",
         ])
-        .arg(&python)
-        .arg(&example))?;
-    run(Command::new(&python).arg(&example))?;
-    Ok(())
+        .arg(python)
+        .arg(file))
 }
 
-/// What a user does, on its own: `pip install ./crates/ferry-python` into a new venv (pip
-/// fetches maturin and NumPy from PyPI; `--no-cache-dir`, so no wheel built from an older
-/// checkout is reused), then the README's first Python line.
+/// The example Rust extension (examples/pyo3-extension): builds its abi3 wheel with maturin
+/// (dev profile: this checks behaviour; `cargo xtask bench` builds it for speed), installs it
+/// beside ferry's wheel in the test venv, runs its pytest suite against real NumPy, PyTorch and
+/// pyarrow, and checks a caller against its stubs with `mypy --strict`.
+fn example_extension_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
+    let python = wheel_venv()?;
+    let dir = workspace_root().join("examples/pyo3-extension");
+    let wheel = example_wheel(&[], false)?;
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--force-reinstall",
+            "--disable-pip-version-check",
+        ])
+        .arg(&wheel))?;
+    pytest(&python, &dir.join("tests"), extra, totals)?;
+    mypy_strict(&python, &dir.join("tests/typed_caller.py"))
+}
+
+/// Builds the example extension's wheel (with `features`, in release when `release`) into
+/// `target/python/example-wheels`; returns its path.
+fn example_wheel(features: &[&str], release: bool) -> Result<PathBuf> {
+    let tools = provision::python_tools()?;
+    let (provisioned, _) = PYTHON.get().context("python not provisioned")?;
+    let wheels = root_target().join("python/example-wheels");
+    let _ = std::fs::remove_dir_all(&wheels);
+    let start = Instant::now();
+    let mut cmd = Command::new(tools.join("maturin"));
+    cmd.args(["build", "--manifest-path"])
+        .arg(workspace_root().join("examples/pyo3-extension/Cargo.toml"))
+        .arg("--out")
+        .arg(&wheels)
+        .arg("--interpreter")
+        .arg(provisioned);
+    if release {
+        cmd.arg("--release");
+    }
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    run(&mut cmd)?;
+    let wheel = std::fs::read_dir(&wheels)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .context("maturin wrote no wheel for the example extension")?;
+    println!(
+        "python: built {} in {:.0?}",
+        wheel.file_name().unwrap_or_default().to_string_lossy(),
+        start.elapsed()
+    );
+    Ok(wheel)
+}
+
 /// `ferry::backend_tests!` makes exactly the tests of the frameworks ferry's build enables:
 /// crates/ferry/tests/backend_tests.rs listed with candle alone, then with candle and Burn.
 fn backend_tests_follow_features() -> Result<()> {
@@ -376,6 +449,10 @@ fn backend_tests_follow_features() -> Result<()> {
     Ok(())
 }
 
+/// What a user does, on its own: `pip install ./crates/ferry-python` into a new venv (pip
+/// fetches maturin and NumPy from PyPI; `--no-cache-dir`, so no wheel built from an older
+/// checkout is reused), then the README's first Python line; then the README's two lines for
+/// the example extension (`pip install ./examples/pyo3-extension`, a caller of it).
 fn pip_install_check() -> Result<()> {
     let venv = root_target().join("python/pip-venv");
     let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
@@ -413,7 +490,28 @@ fn pip_install_check() -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(())
+    // The README's second line: the example extension beside it, then a caller of it. Built
+    // in the dev profile, which `example_extension_tests` already built: a release build of
+    // candle and Burn for it would add about 8 minutes on 2 cores, and behaves the same.
+    let start = Instant::now();
+    run(Command::new(&python)
+        .env("MATURIN_PEP517_ARGS", "--profile dev")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "off",
+        ])
+        .arg(workspace_root().join("examples/pyo3-extension")))?;
+    println!(
+        "pip: installed ./examples/pyo3-extension in {:.0?}",
+        start.elapsed()
+    );
+    run(Command::new(&python)
+        .arg(workspace_root().join("examples/pyo3-extension/tests/typed_caller.py")))
 }
 
 /// Packages and feature sets whose docs `ci` builds besides the workspace's (every feature
@@ -469,6 +567,8 @@ fn ci() -> Result<()> {
     step("backend_tests! under two feature sets", start);
     python_tests(&[], &mut totals)?;
     step("python tests", start);
+    example_extension_tests(&[], &mut totals)?;
+    step("example extension (examples/pyo3-extension)", start);
     pip_install_check()?;
     step("pip install ./crates/ferry-python", start);
     demo_check()?;

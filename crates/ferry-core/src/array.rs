@@ -142,7 +142,47 @@ pub struct RawParts {
     pub access: Access,
 }
 
+/// [`RawParts`] with the shape and strides borrowed, for [`HostArray::from_raw_layout`]: no heap
+/// allocation for arrays of up to four axes.
+#[derive(Debug, Clone, Copy)]
+pub struct RawLayout<'a> {
+    /// As [`RawParts::data`].
+    pub data: *const u8,
+    /// Element type.
+    pub dtype: DType,
+    /// Length of each axis.
+    pub shape: &'a [usize],
+    /// Step of each axis in elements; negative and zero allowed.
+    pub strides: &'a [isize],
+    /// What kind of host memory `data` is in.
+    pub memory: MemoryKind,
+    /// Who may write the memory.
+    pub access: Access,
+}
+
 impl HostArray {
+    /// [`from_raw_parts`](Self::from_raw_parts) from a borrowed shape and strides (copied into
+    /// the array), for importers on a hot path (ferry-python's NumPy arguments).
+    ///
+    /// # Safety
+    ///
+    /// As for [`from_raw_parts`](Self::from_raw_parts).
+    #[inline]
+    pub unsafe fn from_raw_layout(layout: RawLayout<'_>, owner: Owner) -> Result<HostArray> {
+        // SAFETY: the caller's promise, passed on.
+        unsafe {
+            HostArray::from_raw_dims(
+                layout.data,
+                layout.dtype,
+                Dims::from_slice(layout.shape),
+                Dims::from_slice(layout.strides),
+                layout.memory,
+                layout.access,
+                owner,
+            )
+        }
+    }
+
     /// Describes foreign memory as a `HostArray` without copying.
     ///
     /// Checks the layout (see [`layout::check_layout`]: element count, byte size and extent fit
@@ -169,6 +209,35 @@ impl HostArray {
             memory,
             access,
         } = parts;
+        // SAFETY: the caller's promise, passed on.
+        unsafe {
+            HostArray::from_raw_dims(
+                data,
+                dtype,
+                Dims::from_vec(shape),
+                Dims::from_vec(strides),
+                memory,
+                access,
+                owner,
+            )
+        }
+    }
+
+    /// The checks and the array of [`from_raw_parts`](Self::from_raw_parts).
+    ///
+    /// # Safety
+    ///
+    /// As for [`from_raw_parts`](Self::from_raw_parts).
+    #[inline]
+    unsafe fn from_raw_dims(
+        data: *const u8,
+        dtype: DType,
+        shape: Dims<usize>,
+        strides: Dims<isize>,
+        memory: MemoryKind,
+        access: Access,
+        owner: Owner,
+    ) -> Result<HostArray> {
         let range = check_layout(dtype, &shape, &strides)?;
         let empty = shape.contains(&0);
         let data = match NonNull::new(data.cast_mut()) {
@@ -177,8 +246,8 @@ impl HostArray {
             None if empty => NonNull::dangling(),
             None => {
                 return Err(Error::UnsupportedLayout {
-                    shape,
-                    strides,
+                    shape: shape.to_vec(),
+                    strides: strides.to_vec(),
                     dtype,
                     reason: "null data pointer for a non-empty array",
                 });
@@ -199,8 +268,8 @@ impl HostArray {
         Ok(HostArray {
             data,
             dtype,
-            shape: shape.into(),
-            strides: strides.into(),
+            shape,
+            strides,
             memory,
             access,
             owner,
@@ -643,14 +712,50 @@ impl HostArray {
     /// `T` has the array's element size and alignment is satisfied, and every byte pattern in
     /// the array is a valid `T`.
     unsafe fn raw_view<T>(&self) -> ArrayViewD<'_, T> {
-        let (ptr, strides, flipped) = self.lowest_address_layout::<T>();
+        // SAFETY: the caller's promise, passed on; IxDyn has every rank.
+        unsafe { self.raw_view_dim::<T, IxDyn>() }
+    }
+
+    /// [`raw_view`](Self::raw_view) of rank `D` (which the caller checked is the array's),
+    /// built without heap allocations for fixed ranks: the lowest-addressed element, absolute
+    /// strides, then the axes with negative strides inverted back.
+    ///
+    /// # Safety
+    ///
+    /// As for [`raw_view`](Self::raw_view), and `D` has the array's rank (or is `IxDyn`).
+    unsafe fn raw_view_dim<T, D: Dimension>(&self) -> ArrayView<'_, T, D> {
+        let ndim = self.ndim();
+        let empty = self.is_empty();
+        let mut shape = D::zeros(ndim);
+        let mut strides = D::zeros(ndim);
+        let mut ptr = if empty {
+            NonNull::<T>::dangling().as_ptr()
+        } else {
+            self.data.as_ptr().cast::<T>()
+        };
+        let mut flipped = false;
+        for (axis, (&len, &stride)) in self.shape.iter().zip(&self.strides).enumerate() {
+            shape[axis] = len;
+            if empty {
+                continue;
+            }
+            if stride < 0 && len > 1 {
+                // SAFETY: index len-1 of this axis is an element of the array.
+                ptr = unsafe { ptr.offset(stride * (len as isize - 1)) };
+                flipped = true;
+            }
+            strides[axis] = stride.unsigned_abs();
+        }
         // SAFETY: `ptr` is the lowest element address (or dangling and aligned when empty), the
         // non-negative strides reach exactly the array's elements, whose extent fits isize
         // (checked in from_raw_parts); the memory lives as long as `self` borrows its owner.
-        let mut view =
-            unsafe { ArrayViewD::from_shape_ptr(IxDyn(&self.shape).strides(IxDyn(&strides)), ptr) };
-        for axis in flipped {
-            view.invert_axis(Axis(axis));
+        let mut view = unsafe { ArrayView::from_shape_ptr(shape.strides(strides), ptr) };
+        if flipped {
+            for (axis, (&len, &stride)) in self.shape.iter().zip(&self.strides).enumerate() {
+                if stride < 0 && len > 1 {
+                    view.invert_axis(Axis(axis));
+                }
+            }
         }
         view
     }
@@ -704,7 +809,11 @@ impl HostArray {
     /// [`Error::RankMismatch`] naming the array's shape and the rank asked for.
     pub fn view_dim<T: Element, D: Dimension>(&self) -> Result<ArrayView<'_, T, D>> {
         self.check_rank::<D>()?;
-        Ok(self.view::<T>()?.into_dimensionality::<D>()?)
+        self.check_typed::<T>()?;
+        self.check_aligned::<T>()?;
+        self.check_values::<T>()?;
+        // SAFETY: rank, dtype, alignment and value validity were checked just above.
+        Ok(unsafe { self.raw_view_dim::<T, D>() })
     }
 
     /// [`view_dim`](Self::view_dim) for one axis.

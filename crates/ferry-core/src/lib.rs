@@ -29,7 +29,7 @@ mod error;
 pub mod layout;
 mod storage;
 
-pub use array::{Access, HostArray, Owner, RawParts};
+pub use array::{Access, HostArray, Owner, RawLayout, RawParts};
 pub use backend::Backend;
 pub use copy::{
     CopyPolicy, CopyReason, CopyRecord, CopyTotals, copy_totals, record_copy, set_copy_threads,

@@ -138,14 +138,21 @@ impl<'py> IntoPyObject<'py> for AnyArray {
     }
 }
 
-/// Any argument's host array: this build's `ferry.HostArray` objects are cloned (refused while
-/// a [`ReadwriteArray`] holds their memory), anything else is imported over DLPack, or over
+/// Any argument's host array: an exact `numpy.ndarray` is read from its C struct (`numpy.rs`);
+/// this build's `ferry.HostArray` objects are cloned (refused while a [`ReadwriteArray`] holds
+/// their memory); anything else is imported over DLPack, or over
 /// the Arrow PyCapsule interface when it has no `__dlpack__` that works (pyarrow's tensor
 /// columns).
+#[inline]
 fn extract_host(obj: &Bound<'_, PyAny>) -> PyResult<HostArray> {
+    if let Some(array) = crate::numpy::import_ndarray(obj) {
+        // No lease check: a NumPy array over ferry's memory holds an export of it (the memory
+        // is then held by two, and no lease is granted), and none is made during a lease.
+        return array;
+    }
     let array = match import_any(obj, None) {
         Ok(array) => array,
-        Err(error) => return import_arrow(obj, error),
+        Err(error) => import_arrow(obj, error)?,
     };
     check_readable(&array)?;
     Ok(array)
@@ -194,6 +201,7 @@ pub struct ReadonlyArray<'py, T: Element, D: Dimension> {
 impl<'py, T: Element, D: Dimension> ReadonlyArray<'py, T, D> {
     /// Checks dtype and rank (after a cast when `conversion` allows one) and that the view can
     /// be made; `obj` names the argument in messages.
+    #[inline]
     fn checked(
         array: HostArray,
         obj: Option<&Bound<'py, PyAny>>,
@@ -257,6 +265,7 @@ impl<T: Element, D: Dimension> fmt::Debug for ReadonlyArray<'_, T, D> {
 impl<'a, 'py, T: Element, D: Dimension> FromPyObject<'a, 'py> for ReadonlyArray<'py, T, D> {
     type Error = PyErr;
 
+    #[inline]
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
         let array = extract_host(&obj)?;
         ReadonlyArray::checked(array, Some(&obj), Conversion::Exact)

@@ -65,6 +65,7 @@ mod extract;
 mod files;
 mod lease;
 mod method;
+mod numpy;
 mod object;
 mod torch;
 
