@@ -13,44 +13,14 @@ seconds: the best rounds of a case and of its baseline may come from different s
 the two rounds of one pair almost always share one.
 """
 
-import statistics
 import sys
-import time
 
 import numpy as np
 import torch
 import tvm_ffi  # on PyTorch 2.9 its add-on publishes torch.Tensor.__dlpack_c_exchange_api__
 
 import ferry
-
-
-def round_ns(call, n):
-    start = time.perf_counter_ns()
-    for _ in range(n):
-        call()
-    return (time.perf_counter_ns() - start) / n
-
-
-def best_pair_ns(case, baseline, n, rounds=41, setup=(lambda: None, lambda: None)):
-    """Best per-call time of `case` and of `baseline`, their rounds interleaved (the first of
-    each pair alternating), and the median over the rounds of the case's time over the
-    baseline's; `setup` runs before each round of the case and of the baseline respectively."""
-    best = [float("inf"), float("inf")]
-    ratios = []
-    for r in range(rounds + 1):
-        ns = [0.0, 0.0]
-        for i in (0, 1) if r % 2 else (1, 0):
-            setup[i]()
-            ns[i] = round_ns((case, baseline)[i], n if r else min(n, 500))
-        if r:  # round 0 is the warm-up
-            best = [min(b, x) for b, x in zip(best, ns)]
-            ratios.append(ns[0] / ns[1])
-    return best[0], best[1], statistics.median(ratios)
-
-
-def row(group, case, ns, baseline="", ratio=None):
-    ratio = "" if ratio is None else f"{ratio:.4f}"
-    print(f"row\t{group}\t{case}\t{ns:.1f}\t{baseline}\t{ratio}")
+from timing import best_pair_ns, row
 
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000

@@ -149,7 +149,8 @@ pub fn parse_baselines(output: &str) -> Vec<(String, f64)> {
 /// of the same group it is compared with (the NumPy or PyTorch call doing the same job).
 #[derive(Debug)]
 pub struct PyRow {
-    /// `python_handoff` (ferry beside NumPy/PyTorch) or `python_exchange` (C exchange API).
+    /// `python_handoff` (ferry beside NumPy/PyTorch), `python_torch`, `python_exchange` (C
+    /// exchange API) or `python_extension` (argument types of the example extension).
     pub group: String,
     /// The call timed.
     pub case: String,
@@ -291,7 +292,11 @@ fn targets(
             r.median <= 100.0,
         ));
     }
-    for row in python.iter().filter(|r| r.group == "python_handoff") {
+    let is_target = |r: &&PyRow| {
+        r.group == "python_handoff"
+            || (r.group == "python_extension" && r.case.starts_with("take_ferry"))
+    };
+    for row in python.iter().filter(is_target) {
         if let Some((base, ratio)) = py_baseline(python, row) {
             out.push((
                 format!("Python: `{}` against `{}`", row.case, base.case),
@@ -428,7 +433,7 @@ Two {size} f32 arrays, {label}: `numpy.testing.assert_allclose` {}, `torch.testi
     if !py_rows.is_empty() {
         writeln!(
             out,
-            "\n## Python hand-off\n\n`benches/python_handoff.py` in one process against the installed wheel ({versions}); best per-call time of 41 rounds of 2,000 calls, each case's rounds interleaved with its baseline's (which goes first alternates); \"× baseline time\" is the median over the rounds of the case's time over its baseline's in the same round, steadier than the ratio of the two best rounds on a machine that changes speed between rounds. `python_torch` times ferry's import (a copy) of PyTorch tensors made anew each call and without PyTorch's C exchange table (which `import tvm_ffi` publishes on PyTorch 2.9, as PyTorch ≥ 2.10 does itself), beside NumPy's import of the same tensors; `python_exchange` times the same consumer given a `HostArray` (whose type has `__dlpack_c_exchange_api__`) and given an object without the table whose `__dlpack__` is the array's own.\n"
+            "\n## Python hand-off\n\n`benches/python_handoff.py` in one process against the installed wheel ({versions}); best per-call time of 41 rounds of 2,000 calls, each case's rounds interleaved with its baseline's (which goes first alternates); \"× baseline time\" is the median over the rounds of the case's time over its baseline's in the same round, steadier than the ratio of the two best rounds on a machine that changes speed between rounds. `python_torch` times ferry's import (a copy) of PyTorch tensors made anew each call and without PyTorch's C exchange table (which `import tvm_ffi` publishes on PyTorch 2.9, as PyTorch ≥ 2.10 does itself), beside NumPy's import of the same tensors; `python_exchange` times the same consumer given a `HostArray` (whose type has `__dlpack_c_exchange_api__`) and given an object without the table whose `__dlpack__` is the array's own. `python_extension` (`benches/python_extension.py`) times a `#[pyfunction]` of the example extension (`examples/pyo3-extension`, feature `bench`) that only takes its argument: ferry's `ReadonlyArray<f32, Ix2>` beside rust-numpy 0.30's `PyReadonlyArray2<f32>` for a 64×64 float32 NumPy array, and beside `np.from_dlpack` for a 64×64 PyTorch tensor (ferry copies it: 16 KiB); `take_object` is the call alone (`&Bound<PyAny>`).\n"
         )?;
         writeln!(
             out,

@@ -350,8 +350,14 @@ fn mypy_strict(python: &Path, file: &Path) -> Result<()> {
 fn example_extension_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
     let python = wheel_venv()?;
     let dir = workspace_root().join("examples/pyo3-extension");
-    let wheel = example_wheel(&[], false)?;
-    run(Command::new(&python)
+    install_wheel(&python, &example_wheel(&[], false)?)?;
+    pytest(&python, &dir.join("tests"), extra, totals)?;
+    mypy_strict(&python, &dir.join("tests/typed_caller.py"))
+}
+
+/// Installs `wheel` into `python`'s venv, replacing the installed version.
+fn install_wheel(python: &Path, wheel: &Path) -> Result<()> {
+    run(Command::new(python)
         .args([
             "-m",
             "pip",
@@ -361,9 +367,7 @@ fn example_extension_tests(extra: &[&str], totals: &mut Totals) -> Result<()> {
             "--force-reinstall",
             "--disable-pip-version-check",
         ])
-        .arg(&wheel))?;
-    pytest(&python, &dir.join("tests"), extra, totals)?;
-    mypy_strict(&python, &dir.join("tests/typed_caller.py"))
+        .arg(wheel))
 }
 
 /// Builds the example extension's wheel (with `features`, in release when `release`) into
@@ -760,7 +764,8 @@ fn bench(mode: bench::Run, report_only: bool) -> Result<()> {
     });
     numpy.extend(pyarrow_baseline(quick)?);
     numpy.extend(compare_baselines(quick)?);
-    let python = python_handoff(quick)?;
+    let mut python = python_handoff(quick)?;
+    python.0.extend(python_extension(mode)?);
     let table = bench::report(&criterion_dir, &numpy, &python, mode)?;
     println!("{table}");
     if mode == bench::Run::Full {
@@ -777,6 +782,18 @@ fn python_handoff(quick: bool) -> Result<(Vec<bench::PyRow>, String)> {
     let calls = if quick { "500" } else { "2000" };
     let out = bench_script(&wheel_venv()?, "python_handoff.py", calls)?;
     Ok(bench::parse_python(&out))
+}
+
+/// Runs benches/python_extension.py: builds the example extension with its `bench` feature
+/// (rust-numpy's argument type beside ferry's; release, or the dev profile for the smoke run),
+/// installs it into the test venv and times argument extraction.
+fn python_extension(mode: bench::Run) -> Result<Vec<bench::PyRow>> {
+    let python = wheel_venv()?;
+    let wheel = example_wheel(&["bench", "pyo3/abi3-py310"], mode != bench::Run::Smoke)?;
+    install_wheel(&python, &wheel)?;
+    let calls = if mode.quick() { "500" } else { "2000" };
+    let out = bench_script(&python, "python_extension.py", calls)?;
+    Ok(bench::parse_python(&out).0)
 }
 
 /// Runs benches/pyarrow_parquet.py in the provisioned Python (1 MiB with `--quick`, else
