@@ -183,3 +183,33 @@ fn readme_cross_backend_snippets_check_a_golden_file_pytorch_wrote_and_report_as
     );
     Ok(())
 }
+
+/// The README's extension code is the example extension's, line for line (which CI builds and
+/// tests from Python): every line of its Rust block is a line of
+/// examples/pyo3-extension/src/lib.rs.
+#[test]
+fn readme_extension_snippet_is_the_tested_example() -> AnyResult {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md"))?;
+    let example = std::fs::read_to_string(root.join("examples/pyo3-extension/src/lib.rs"))?;
+    let section = readme
+        .split("## Writing a Python extension with ferry")
+        .nth(1)
+        .ok_or("README has no extension section")?;
+    let block = section
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .ok_or("the extension section has no Rust block")?;
+    let lines: std::collections::HashSet<&str> = example.lines().map(str::trim_end).collect();
+    let missing: Vec<&str> = block
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !lines.contains(line))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README lines not in the example: {missing:#?}"
+    );
+    assert!(block.lines().count() > 30);
+    Ok(())
+}
