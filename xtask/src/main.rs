@@ -30,7 +30,8 @@ commands:
   pip-check       `pip install ./crates/ferry-python`, then ./examples/pyo3-extension, into
                   a new venv and call them
   valgrind        run every test that needs no libtorch under valgrind memcheck, then the tch
-                  tests, then the Python exchange-API tests against the installed wheel
+                  tests, then the Python exchange-API tests against the installed wheel and
+                  the example extension's tests
   libtorch        provision libtorch 2.9.0 from PyPI (cached) and print its folder
   nvcc            provision nvcc from PyPI (cached) and print its CUDA home
   gpu-bundle      build the CUDA tests and benchmarks (candle, burn) and the Python stand-in
@@ -912,17 +913,23 @@ fn valgrind() -> Result<()> {
     python_memcheck()
 }
 
-/// The installed wheel under memcheck, in two runs: tests/python/test_exchange.py (the C
+/// The installed wheel under memcheck, in three runs: tests/python/test_exchange.py (the C
 /// exchange API table, capsules, and tvm-ffi taking and returning ferry arrays) without
 /// conftest.py, so PyTorch is not loaded; then test_torch_import.py (PyTorch imports and their
-/// snapshots, the GIL checks) and test_arrow.py (the Arrow PyCapsule interface) with it. CPython,
-/// PyTorch and the dynamic loader report errors of their own under valgrind (uninitialised
-/// bytes in `int.from_bytes`, `strncmp` over-reads), so only an error whose stack passes through
-/// the ferry module (`ferry.abi3.so`) fails the run.
+/// snapshots, the GIL checks) and test_arrow.py (the Arrow PyCapsule interface) with it; then
+/// the example extension's tests (its argument types). CPython, PyTorch and the dynamic loader
+/// report errors of their own under valgrind (uninitialised bytes in `int.from_bytes`,
+/// `strncmp` over-reads), so only an error whose stack passes through a ferry module
+/// (`ferry.abi3.so`, `ferry_example.abi3.so`) fails the run.
 fn python_memcheck() -> Result<()> {
     let python = wheel_venv()?;
     let tests = workspace_root().join("tests/python");
-    python_memcheck_run(&python, &[tests.join("test_exchange.py")], true)?;
+    python_memcheck_run(
+        &python,
+        &[tests.join("test_exchange.py")],
+        true,
+        &["ferry.abi3.so"],
+    )?;
     python_memcheck_run(
         &python,
         &[
@@ -930,11 +937,28 @@ fn python_memcheck() -> Result<()> {
             tests.join("test_arrow.py"),
         ],
         false,
+        &["ferry.abi3.so"],
+    )?;
+    // The example extension's suite: ferry's argument types (NumPy's struct read, DLPack and
+    // Arrow imports, arrays handed to the ferry wheel), errors in either module.
+    install_wheel(&python, &example_wheel(&[], false)?)?;
+    python_memcheck_run(
+        &python,
+        &[workspace_root().join("examples/pyo3-extension/tests/test_example.py")],
+        false,
+        &["ferry.abi3.so", "ferry_example.abi3.so"],
     )
 }
 
-/// pytest over `files` under memcheck (see [`python_memcheck`]).
-fn python_memcheck_run(python: &Path, files: &[PathBuf], no_conftest: bool) -> Result<()> {
+/// pytest over `files` under memcheck (see [`python_memcheck`]); an error whose stack passes
+/// through one of `modules` (file names of loaded objects) fails the run.
+fn python_memcheck_run(
+    python: &Path,
+    files: &[PathBuf],
+    no_conftest: bool,
+    modules: &[&str],
+) -> Result<()> {
+    let ours_in = |block: &str| modules.iter().any(|m| block.contains(m));
     let start = Instant::now();
     let mut cmd = Command::new("valgrind");
     cmd.args(["--tool=memcheck", "--num-callers=40"])
@@ -955,13 +979,12 @@ fn python_memcheck_run(python: &Path, files: &[PathBuf], no_conftest: bool) -> R
         bail!("valgrind: the Python tests {names} failed:\n{log}");
     }
     // One block per error: the lines from a message up to the next blank `==pid==` line.
-    const MODULE: &str = "ferry.abi3.so";
     let mut ours = Vec::new();
     let mut block = String::new();
     for line in log.lines() {
         let body = line.split_once("== ").map_or("", |(_, b)| b);
         if body.trim().is_empty() {
-            if block.contains(MODULE) {
+            if ours_in(&block) {
                 ours.push(std::mem::take(&mut block));
             }
             block.clear();
@@ -970,7 +993,7 @@ fn python_memcheck_run(python: &Path, files: &[PathBuf], no_conftest: bool) -> R
             block.push('\n');
         }
     }
-    if block.contains(MODULE) {
+    if ours_in(&block) {
         ours.push(block);
     }
     if !ours.is_empty() {
