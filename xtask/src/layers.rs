@@ -98,6 +98,9 @@ fn violations(order: &[&str], sources: &[(String, String)]) -> Vec<String> {
                     "{module}.rs:{line} names `crate::{target}`, a module above it"
                 )),
                 Some(_) => {}
+                None if sources.iter().any(|(name, _)| *name == target) => problems.push(
+                    format!("{module}.rs:{line} names `crate::{target}`, a module in no layer"),
+                ),
                 None => problems.push(format!(
                     "{module}.rs:{line} names `crate::{target}`, an item of the crate root (lib.rs), which is above every module: move it down, or name its own module"
                 )),
@@ -296,7 +299,8 @@ mod tests {
                     "capsule",
                     "use pyo3::ffi;\nlet d: ffi::PyMethodDef = ffi::PyMethodDef::zeroed();\n\
                      ferry_arrow::ffi::import(a, b);\nunsafe { pyo3::ffi::Py_None() };\n\
-                     unsafe { ffi::PyCapsule_IsValid(o, n) };\nlibc::dladdr(a, b);\n",
+                     unsafe { ffi::PyCapsule_IsValid(o, n) };\nlibc::dladdr(a, b);\n\
+                     use crate::stray::f;\n",
                 ),
                 ("stray", ""),
             ]),
@@ -305,6 +309,7 @@ mod tests {
             found,
             [
                 "lib.rs declares `mod stray`, which is in no layer: add it to LAYERS",
+                "capsule.rs:7 names `crate::stray`, a module in no layer",
                 "capsule.rs:4 calls `ffi::Py_None`: only raw.rs calls CPython's C API and the dynamic linker",
                 "capsule.rs:5 calls `ffi::PyCapsule_IsValid`: only raw.rs calls CPython's C API and the dynamic linker",
                 "capsule.rs:6 uses `libc::dladdr`: only raw.rs calls CPython's C API and the dynamic linker",
