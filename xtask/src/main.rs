@@ -1,5 +1,6 @@
 //! Project automation: `cargo xtask ci` (everything CI checks), `cargo xtask demo` (the main
-//! job), `cargo xtask bench`, `cargo xtask fuzz`, `cargo xtask gpu-bundle`.
+//! job), `cargo xtask bench`, `cargo xtask fuzz`, `cargo xtask gpu-bundle`, `cargo xtask
+//! layers`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod gpu_bundle;
+mod layers;
 mod provision;
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -18,7 +20,10 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   demo            run the scenarios on every backend: plots, custom and legacy functions, and
                   a Parquet dataset for DataFusion and Ray Data (with the command to query it)
-  ci              fmt check, clippy -D warnings, all tests, docs with warnings denied
+  ci              fmt check, ferry-python's layers, clippy -D warnings, all tests, docs with
+                  warnings denied
+  layers          check that ferry-python's modules use each other downwards only (the
+                  layers in xtask/src/layers.rs) and that only its raw.rs calls CPython
   bench [--quick] run the criterion benchmarks and the Python hand-off timings and write
                   benches/RESULTS.md (--quick: small sizes, printed only; --report: rewrite
                   the table from the last criterion run without rerunning it)
@@ -43,6 +48,7 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("layers") => layers::check(&root),
         Some("demo") => demo(),
         Some("bench") => bench(
             if args.iter().any(|a| a == "--quick") {
@@ -534,6 +540,7 @@ const DOC_FEATURE_SETS: [(&str, &str); 5] = [
 fn ci() -> Result<()> {
     let start = Instant::now();
     run(cargo().args(["fmt", "--all", "--check"]))?;
+    layers::check(&workspace_root())?;
     build_env()?;
     let step = |name: &str, since: Instant| println!("ci: {name} done at {:.0?}", since.elapsed());
     // Every framework on (the default feature set of tests/ and benches/), and the core alone.

@@ -1,8 +1,9 @@
-//! The Arrow PyCapsule interface of the Python module: `HostArray.__arrow_c_schema__` and
-//! `__arrow_c_array__` (a 1-D array as a primitive column, a higher one as an
-//! `arrow.fixed_shape_tensor` column whose rows are the first axis), which pyarrow and Polars
-//! take without copying, and `ferry.from_arrow`, which imports anything with
-//! `__arrow_c_array__` (pyarrow and nanoarrow arrays) the same way.
+//! The Arrow PyCapsule interface of the Python module, on host arrays: the capsules of
+//! `HostArray.__arrow_c_schema__` and `__arrow_c_array__` (a 1-D array as a primitive column, a
+//! higher one as an `arrow.fixed_shape_tensor` column whose rows are the first axis), which
+//! pyarrow and Polars take without copying, and the imports of anything with
+//! `__arrow_c_array__` (pyarrow and nanoarrow arrays) the same way, for `ferry.from_arrow` and
+//! the argument types (which make their objects: `lib.rs`, `extract.rs`).
 
 use std::ffi::{CStr, c_void};
 
@@ -11,10 +12,10 @@ use ferry_arrow::{ColumnKind, TensorColumn};
 use ferry_core::{Access, CopyPolicy, HostArray};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyCapsule, PyList, PyTuple};
-use pyo3::{PyErr, ffi, intern};
+use pyo3::types::{PyCapsule, PyTuple};
+use pyo3::{PyErr, intern};
 
-use crate::class::PyHostArray;
+use crate::{deferred, lease, raw};
 
 const SCHEMA: &CStr = c"arrow_schema";
 const ARRAY: &CStr = c"arrow_array";
@@ -24,7 +25,7 @@ fn to_py_err(error: ferry_arrow::Error) -> PyErr {
     use ferry_arrow::Error;
     let message = error.to_string();
     match error {
-        Error::Core(core) => crate::to_py_err(core),
+        Error::Core(core) => crate::error::to_py_err(core),
         Error::UnsupportedDtype { .. } | Error::UnsupportedArrowType { .. } => {
             PyTypeError::new_err(message)
         }
@@ -42,7 +43,7 @@ pub(crate) fn schema_capsule<'py>(
     py: Python<'py>,
     array: &HostArray,
 ) -> PyResult<Bound<'py, PyCapsule>> {
-    crate::lease::check_readable(array)?;
+    lease::check_readable(array)?;
     let schema = ferry_arrow::ffi::export_schema(&column(array)?).map_err(to_py_err)?;
     // The capsule owns the struct; dropping it calls `release` unless a consumer moved it out
     // (which sets `release` to NULL in place).
@@ -57,12 +58,12 @@ pub(crate) fn array_capsules<'py>(
     // Arrow arrays are immutable. Memory ferry owns that something else holds as well may be
     // lent to a writer (`.torch()`, a bare `DLTensor`): it goes as a copy. (A producer's
     // writable memory, `Access::Shared`, is shared as its producer allows: a trust boundary.)
-    crate::lease::check_readable(array)?;
+    lease::check_readable(array)?;
     let copied;
     let array = if array.access() == Access::Exclusive && !array.owner_is_unique() {
         copied = array
             .to_contiguous(CopyPolicy::Always)
-            .map_err(crate::to_py_err)?;
+            .map_err(crate::error::to_py_err)?;
         &copied
     } else {
         array
@@ -88,26 +89,20 @@ impl Drop for ReleasedInMain {
         // SAFETY: the value is dropped only by its capsule's destructor, which CPython runs
         // with the GIL held (pyo3 leaks it, undropped, if the capsule cannot be made).
         let py = unsafe { Python::assume_attached() };
-        crate::deferred::release(py, array);
+        deferred::release(py, array);
     }
 }
 
 /// The pointer a capsule named `name` holds.
 fn capsule_pointer(capsule: &Bound<'_, PyAny>, name: &CStr) -> PyResult<*mut c_void> {
-    // SAFETY: `capsule` is a live object; IsValid accepts any object and checks the name.
-    if unsafe { ffi::PyCapsule_IsValid(capsule.as_ptr(), name.as_ptr()) } != 1 {
+    if !raw::capsule_is_valid(capsule, name) {
         return Err(PyTypeError::new_err(format!(
             "__arrow_c_array__ returned {} where a {:?} capsule belongs",
             capsule.get_type().name()?,
             name
         )));
     }
-    // SAFETY: the capsule is valid under `name`.
-    let ptr = unsafe { ffi::PyCapsule_GetPointer(capsule.as_ptr(), name.as_ptr()) };
-    if ptr.is_null() {
-        return Err(PyErr::fetch(capsule.py()));
-    }
-    Ok(ptr)
+    raw::capsule_pointer(capsule, name)
 }
 
 /// Imports the column behind anything with `__arrow_c_array__`, taking the array struct out of
@@ -147,29 +142,25 @@ pub(crate) fn import_host(obj: &Bound<'_, PyAny>) -> PyResult<HostArray> {
     column.to_host().map_err(to_py_err)
 }
 
-/// Imports an Arrow array from anything with `__arrow_c_array__` (pyarrow and nanoarrow
-/// arrays; a Polars Series through `.to_arrow()`), sharing its memory (read-only): a primitive array becomes a 1-D
-/// `ferry.HostArray`, an `arrow.fixed_shape_tensor` array one `HostArray` whose first axis is
-/// the rows, an `arrow.variable_shape_tensor` array a list of `HostArray`s. Nulls are refused.
-#[pyfunction]
-#[pyo3(name = "from_arrow")]
-fn py_from_arrow<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    crate::check_main_interpreter(py, false)?;
-    let column = import_column(obj)?;
-    match column.kind() {
-        ColumnKind::VariableShapeTensor => {
-            let tensors = column.to_host_tensors().map_err(to_py_err)?;
-            let tensors: Vec<PyHostArray> = tensors.into_iter().map(PyHostArray::new).collect();
-            Ok(PyList::new(py, tensors)?.into_any())
-        }
-        _ => {
-            let array = column.to_host().map_err(to_py_err)?;
-            Ok(PyHostArray::new(array).into_pyobject(py)?.into_any())
-        }
-    }
+/// The host arrays of an Arrow import ([`import_arrays`]).
+#[derive(Debug)]
+pub(crate) enum Imported {
+    /// A primitive array as a 1-D array, an `arrow.fixed_shape_tensor` array as one array whose
+    /// first axis is the rows.
+    One(HostArray),
+    /// An `arrow.variable_shape_tensor` array, one array per row.
+    PerRow(Vec<HostArray>),
 }
 
-/// Adds `from_arrow` to the module.
-pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(py_from_arrow, m)?)
+/// What `ferry.from_arrow` imports from anything with `__arrow_c_array__`: the array, or one
+/// array per row of a variable-shape tensor column.
+pub(crate) fn import_arrays(obj: &Bound<'_, PyAny>) -> PyResult<Imported> {
+    let column = import_column(obj)?;
+    match column.kind() {
+        ColumnKind::VariableShapeTensor => column
+            .to_host_tensors()
+            .map(Imported::PerRow)
+            .map_err(to_py_err),
+        _ => column.to_host().map(Imported::One).map_err(to_py_err),
+    }
 }

@@ -1,20 +1,21 @@
 //! DLPack's Python capsule protocol: ferry's exports as `dltensor[_versioned]` capsules (with
-//! a destructor that frees only what no consumer took), consuming other producers' capsules,
-//! and asking an object's `__dlpack__` for one the way the specification says.
+//! a destructor that frees only what no consumer took) and the count of live exports, taking
+//! the managed tensor out of other producers' capsules, and asking an object's `__dlpack__` for
+//! one the way the specification says. What an import makes of the capsule is `import.rs`'s.
 
 use std::ffi::{CStr, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ferry_core::dlpack_rs::ffi::{DLManagedTensor, DLManagedTensorVersioned};
-use ferry_core::{CopyPolicy, Device, DlpackTensor, HostArray, RawDlpack};
+use ferry_core::{Device, DlpackTensor, HostArray, RawDlpack};
 use pyo3::exceptions::{PyAttributeError, PyBufferError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
-use pyo3::{ffi, intern};
+use pyo3::types::{PyBool, PyDict, PyNone, PyString, PyTuple};
 
-use crate::to_py_err;
-use crate::torch::Torch;
+use crate::error::to_py_err;
+use crate::{deferred, raw};
 
 const VERSIONED: &CStr = c"dltensor_versioned";
 const USED_VERSIONED: &CStr = c"used_dltensor_versioned";
@@ -63,6 +64,17 @@ impl LiveExport {
         }
     }
 
+    /// The export `__dlpack__` and the exchange API hand out by default: [`share`](Self::share)
+    /// labelled kDLCPU (pinned and managed memory is host memory the CPU reads where it is;
+    /// PyTorch's `from_dlpack` refuses kDLCUDAHost).
+    pub(crate) fn share_as_cpu(array: &HostArray, versioned: bool) -> DlpackTensor {
+        if array.device() == Device::CPU {
+            LiveExport::share(array, versioned)
+        } else {
+            LiveExport::share(&array.clone().as_cpu_memory(), versioned)
+        }
+    }
+
     /// `array` itself, moved in and counted until its last holder drops it: when it is a copy
     /// made for this export alone, nothing else holds its memory, which stays `Exclusive` with
     /// its copy log (the consumer may be told IS_COPIED).
@@ -85,16 +97,16 @@ pub(crate) fn new_capsule(py: Python<'_>, tensor: DlpackTensor) -> PyResult<Py<P
         RawDlpack::Versioned(p) => (p.cast::<c_void>(), VERSIONED),
         RawDlpack::Legacy(p) => (p.cast::<c_void>(), LEGACY),
     };
-    // SAFETY: `ptr` is a live managed tensor this capsule now owns; `name` is a static string;
-    // the destructor below honours DLPack's capsule rules.
-    let capsule = unsafe { ffi::PyCapsule_New(ptr, name.as_ptr(), Some(capsule_destructor)) };
-    if capsule.is_null() {
-        // SAFETY: the capsule was not made, so the tensor is still ours to release.
-        unsafe { release(ptr, name) };
-        return Err(PyErr::fetch(py));
+    // SAFETY: `ptr` is a live managed tensor (not NULL) that this capsule now owns; the
+    // destructor below honours DLPack's capsule rules.
+    match unsafe { raw::new_capsule(py, ptr, name, capsule_destructor) } {
+        Some(capsule) => Ok(capsule.unbind()),
+        None => {
+            // SAFETY: the capsule was not made, so the tensor is still ours to release.
+            unsafe { release(ptr, name) };
+            Err(PyErr::fetch(py))
+        }
     }
-    // SAFETY: `capsule` is a new, non-null reference we own.
-    Ok(unsafe { Bound::from_owned_ptr(py, capsule) }.unbind())
 }
 
 /// Calls the deleter of the managed tensor at `ptr`, of the kind `name` says.
@@ -121,24 +133,25 @@ unsafe fn release(ptr: *mut c_void, name: &CStr) {
 
 /// Destructor of ferry's capsules: a capsule still named `dltensor[_versioned]` was never
 /// consumed, so its tensor is released here; a renamed one belongs to its consumer.
-unsafe extern "C" fn capsule_destructor(capsule: *mut ffi::PyObject) {
-    // SAFETY: Python calls this with the GIL held on a live capsule; the release runs with the
-    // error indicator put aside (the destructor may run while an exception propagates, and a
-    // producer's deleter may run Python code).
+unsafe extern "C" fn capsule_destructor(capsule: *mut pyo3::ffi::PyObject) {
+    // SAFETY: Python calls this with the GIL held on a live capsule (borrowed for the call); the
+    // release runs with the error indicator put aside (the destructor may run while an
+    // exception propagates, and a producer's deleter may run Python code).
     unsafe {
-        with_error_indicator_aside(|| {
+        let py = Python::assume_attached();
+        let capsule = Borrowed::from_ptr(py, capsule);
+        raw::with_error_indicator_aside(|| {
             // An unconsumed capsule still has the very name pointer `new_capsule` gave it; the
-            // comparison by content is for a name set again from another copy of the string.
-            let name = ffi::PyCapsule_GetName(capsule);
+            // comparison by content is for a name set again from another copy of the string
+            // (a capsule's name, when not NULL, is a NUL-terminated string it keeps).
+            let name = raw::capsule_name(&capsule);
             let unconsumed = [VERSIONED, LEGACY].into_iter().find(|ours| {
                 name == ours.as_ptr() || (!name.is_null() && CStr::from_ptr(name) == *ours)
             });
-            if let Some(ours) = unconsumed {
-                let ptr = ffi::PyCapsule_GetPointer(capsule, ours.as_ptr());
-                if !ptr.is_null() {
-                    let py = Python::assume_attached();
-                    crate::deferred::release(py, Unconsumed { ptr, name: ours });
-                }
+            if let Some(ours) = unconsumed
+                && let Ok(ptr) = raw::capsule_pointer(&capsule, ours)
+            {
+                deferred::release(py, Unconsumed { ptr, name: ours });
             }
         });
     }
@@ -163,56 +176,16 @@ impl Drop for Unconsumed {
     }
 }
 
-/// Runs a destructor's `work` (which may run a producer's deleter, and so Python code) with the
-/// error indicator put aside: an exception that was being raised is restored after, and one
-/// that `work` left is cleared, as restoring an empty indicator would (a destructor cannot
-/// report it).
-///
-/// # Safety
-///
-/// The GIL is held.
-pub(crate) unsafe fn with_error_indicator_aside(work: impl FnOnce()) {
-    // SAFETY: the GIL is held (the contract); the references `PyErr_Fetch` hands over go back
-    // to `PyErr_Restore`, which takes them.
-    unsafe {
-        let pending = !ffi::PyErr_Occurred().is_null();
-        let (mut kind, mut value, mut traceback) = (
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        );
-        if pending {
-            ffi::PyErr_Fetch(&mut kind, &mut value, &mut traceback);
-        }
-        work();
-        if pending {
-            ffi::PyErr_Restore(kind, value, traceback);
-        } else if !ffi::PyErr_Occurred().is_null() {
-            ffi::PyErr_Clear();
-        }
-    }
-}
-
 /// Takes the managed tensor out of a DLPack capsule, renaming the capsule to `used_…` so its
 /// destructor leaves the tensor alone.
 #[inline]
 pub(crate) fn take_capsule(capsule: &Bound<'_, PyAny>) -> PyResult<DlpackTensor> {
-    let py = capsule.py();
-    let ptr = capsule.as_ptr();
     for (name, used) in [(VERSIONED, USED_VERSIONED), (LEGACY, USED_LEGACY)] {
-        // SAFETY: `ptr` is a live object (borrowed from `capsule`); IsValid accepts any object.
-        if unsafe { ffi::PyCapsule_IsValid(ptr, name.as_ptr()) } != 1 {
+        if !raw::capsule_is_valid(capsule, name) {
             continue;
         }
-        // SAFETY: the capsule is valid under `name`.
-        let managed = unsafe { ffi::PyCapsule_GetPointer(ptr, name.as_ptr()) };
-        if managed.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        // SAFETY: renaming a valid capsule to a static name.
-        if unsafe { ffi::PyCapsule_SetName(ptr, used.as_ptr()) } != 0 {
-            return Err(PyErr::fetch(py));
-        }
+        let managed = raw::capsule_pointer(capsule, name)?;
+        raw::rename_capsule(capsule, used)?;
         // SAFETY: the producer handed over a managed tensor of this kind, and the rename made us
         // its only owner; producers' deleters (NumPy's, PyTorch's) may be called from any thread.
         // (PyTorch's keeps only the tensor alive, not its memory: its exports are copied before
@@ -239,68 +212,6 @@ fn not_a_capsule(object: &Bound<'_, PyAny>) -> PyErr {
         )),
         Err(error) => error,
     }
-}
-
-/// Imports any object that speaks DLPack (NumPy, PyTorch, JAX, CuPy, ferry itself): asks with
-/// `max_version=(1, 3)`, `dl_device=None` and `copy` and falls back step by step when the
-/// producer raises `TypeError`; a device array is asked again with `dl_device=(kDLCPU, 0)` for a
-/// host copy. A PyTorch tensor goes through [`Torch::import`], which adds what PyTorch's export
-/// leaves out.
-#[inline]
-pub(crate) fn import_dlpack(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
-    // SAFETY: `obj` is a live object; the check reads only its type.
-    let tensor = if unsafe { ffi::PyCapsule_CheckExact(obj.as_ptr()) } == 1 {
-        // A bare capsule (what `__dlpack__` returned, or `torch.utils.dlpack.to_dlpack`).
-        take_capsule(obj)?
-    } else if let Some(torch) = Torch::of(obj)? {
-        return torch.import(obj, copy);
-    } else {
-        request_host_tensor(obj, copy)?
-    };
-    if tensor.device().is_host_readable() && crate::torch::made_by_pytorch(&tensor) {
-        // A PyTorch export that came some other way (a bare capsule, a wrapper): its memory is
-        // copied at once, as a tensor's own import is.
-        if copy == Some(false) {
-            return Err(PyBufferError::new_err(
-                "copy=False, but ferry never shares memory PyTorch exported (PyTorch may free or change it under an importer): pass copy=None",
-            ));
-        }
-        return tensor
-            .into_host()
-            .and_then(|array| array.snapshot())
-            .map_err(to_py_err);
-    }
-    let copied = tensor.is_copied();
-    let array = tensor.into_host().map_err(to_py_err)?;
-    finish_copy(array, copied, copy)
-}
-
-/// `PyObject_VectorcallMethod(name, args, nargsf, kwnames)` (PEP 590).
-type VectorcallMethod = unsafe extern "C" fn(
-    *mut ffi::PyObject,
-    *const *mut ffi::PyObject,
-    usize,
-    *mut ffi::PyObject,
-) -> *mut ffi::PyObject;
-
-/// CPython's `PyObject_VectorcallMethod`, looked up once at run time: exported with PEP 590's
-/// signature since 3.9, but in the stable ABI only from 3.12, so the abi3 (3.10) wheel cannot
-/// link it. Calling through it passes keywords as a tuple of names, without the dict (and
-/// the bound method and argument tuple) `PyObject_Call` needs: about 600 instructions less per
-/// `__dlpack__` request. `None` where the interpreter does not export it.
-fn vectorcall_method() -> Option<VectorcallMethod> {
-    let symbol = interpreter_symbol(c"PyObject_VectorcallMethod")?;
-    // SAFETY: the symbol, where CPython exports it, is the function of PEP 590's signature.
-    Some(unsafe { std::mem::transmute::<*mut c_void, VectorcallMethod>(symbol) })
-}
-
-/// The address of `name` among the loaded objects (the interpreter's functions that exist in
-/// every CPython ferry supports but outside the stable ABI the abi3 wheel links against);
-/// `None` where nothing exports it.
-fn interpreter_symbol(name: &CStr) -> Option<*mut c_void> {
-    // SAFETY: dlsym only looks a NUL-terminated name up in the loaded objects.
-    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-    (!symbol.is_null()).then_some(symbol)
 }
 
 /// Which keywords a `__dlpack__` request passes.
@@ -332,7 +243,9 @@ struct Request {
     /// [`Keywords::Given`]'s, indexed by `2 * to_host + copy.is_some()`: `max_version`, then
     /// `dl_device` and `copy` where they are passed, in that order.
     given: [Py<PyTuple>; 4],
-    vectorcall: Option<VectorcallMethod>,
+    /// `PyObject_VectorcallMethod`, where the interpreter exports it: about 600 instructions
+    /// less per `__dlpack__` request than `PyObject_Call` with a keyword dict.
+    vectorcall: Option<raw::Vectorcall>,
 }
 
 impl Request {
@@ -362,7 +275,7 @@ impl Request {
                     names(true, false)?,
                     names(true, true)?,
                 ],
-                vectorcall: vectorcall_method(),
+                vectorcall: raw::Vectorcall::lookup(),
             })
         })
     }
@@ -384,9 +297,8 @@ fn call_dlpack<'py>(
     let request = Request::get(py)?;
     // `obj` (self), then the keyword values in the order of the names: max_version, then
     // dl_device and copy (where given, or always for `All`).
-    // SAFETY: a borrowed pointer to the `None` singleton, which lives as long as the
-    // interpreter.
-    let none = unsafe { ffi::Py_None() };
+    // `None` is a singleton, which lives as long as the interpreter.
+    let none = PyNone::get(py).as_ptr();
     let mut args = [obj.as_ptr(), request.version.as_ptr(), none, none];
     let mut given = 2;
     if to_host {
@@ -410,14 +322,10 @@ fn call_dlpack<'py>(
     let Some(vectorcall) = request.vectorcall else {
         return call_dlpack_with_dict(obj, request, kwnames, &args[1..given]);
     };
-    // SAFETY: the GIL is held; `args` holds `obj` (the one positional argument, self) then one
-    // borrowed, live value per name in `kwnames` (`given - 1` of them, which is how many names
-    // the chosen tuple has), all outliving the call; the result is a new reference, or NULL with
-    // an exception set.
-    unsafe {
-        let result = vectorcall(request.method.as_ptr(), args.as_ptr(), 1, kwnames.as_ptr());
-        Bound::from_owned_ptr_or_err(py, result)
-    }
+    // SAFETY: `args[..given]` holds `obj` (self) then one borrowed, live value per name in
+    // `kwnames` (`given - 1` of them, which is how many names the chosen tuple has), all
+    // outliving the call.
+    unsafe { vectorcall.call_method(py, request.method.bind(py), &args[..given], Some(kwnames)) }
 }
 
 /// `obj.name()`, through `PyObject_VectorcallMethod` where the interpreter has it (no bound
@@ -432,14 +340,8 @@ pub(crate) fn call_method0<'py>(
     let Some(vectorcall) = Request::get(py)?.vectorcall else {
         return obj.call_method0(name);
     };
-    let args = [obj.as_ptr()];
-    // SAFETY: the GIL is held; `name` is a live string and `args` holds `obj` (self, the one
-    // positional argument), both outliving the call; no keywords (NULL); the result is a new
-    // reference, or NULL with an exception set.
-    unsafe {
-        let result = vectorcall(name.as_ptr(), args.as_ptr(), 1, std::ptr::null_mut());
-        Bound::from_owned_ptr_or_err(py, result)
-    }
+    // SAFETY: the arguments are `obj` (self), which outlives the call, and no keywords.
+    unsafe { vectorcall.call_method(py, name, &[obj.as_ptr()], None) }
 }
 
 /// [`call_dlpack`] where the interpreter has no `PyObject_VectorcallMethod`: the keywords in a
@@ -450,7 +352,7 @@ fn call_dlpack_with_dict<'py>(
     obj: &Bound<'py, PyAny>,
     request: &Request,
     kwnames: &Bound<'py, PyTuple>,
-    values: &[*mut ffi::PyObject],
+    values: &[*mut pyo3::ffi::PyObject],
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = obj.py();
     let kwargs = PyDict::new(py);
@@ -461,24 +363,8 @@ fn call_dlpack_with_dict<'py>(
     obj.call_method(request.method.bind(py), (), Some(&kwargs))
 }
 
-/// A tensor the CPU can read from `obj.__dlpack__`: asked for as it is first, with
-/// `dl_device=None` (what NumPy's `from_dlpack` does; PyTorch's `__dlpack__` costs half a
-/// microsecond more when handed a device to check), and, when that tensor lives on a device,
-/// released and asked for again with `dl_device=(kDLCPU, 0)`, which makes a DLPack 1.0
-/// producer copy it to the host.
-/// `copy=True` is passed on only with `dl_device` (a host array is copied by
-/// [`finish_copy`], so a device array is not copied on its device first, for nothing).
-#[inline]
-fn request_host_tensor(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<DlpackTensor> {
-    let tensor = take_capsule(&request_capsule(obj, copy.filter(|&c| !c))?)?;
-    if tensor.device().is_host_readable() {
-        return Ok(tensor);
-    }
-    request_host_copy(obj, copy, tensor)
-}
-
 /// Releases `tensor`, which lives on a device, and asks `obj` again for a copy on the host
-/// (out of [`request_host_tensor`]'s hot path).
+/// (out of the hot path of `import.rs`'s `request_host_tensor`).
 #[cold]
 #[inline(never)]
 pub(crate) fn request_host_copy(
@@ -571,35 +457,4 @@ fn request_legacy_capsule<'py>(
         }
     }
     obj.call_method0(method)
-}
-
-/// Honours `copy=True` when the producer did not copy already, and refuses a producer's copy
-/// that `copy=False` forbade.
-#[inline]
-pub(crate) fn finish_copy(
-    array: HostArray,
-    copied: bool,
-    copy: Option<bool>,
-) -> PyResult<HostArray> {
-    match copy {
-        None => Ok(array),
-        Some(copy) => copy_as_asked(array, copied, copy),
-    }
-}
-
-/// [`finish_copy`] when `copy` was given (out of the default import's hot path).
-#[cold]
-#[inline(never)]
-fn copy_as_asked(array: HostArray, copied: bool, copy: bool) -> PyResult<HostArray> {
-    if !copy && copied {
-        return Err(PyBufferError::new_err(format!(
-            "copy=False, but the producer copied the array of shape {:?}, dtype {}",
-            array.shape(),
-            array.dtype()
-        )));
-    }
-    if copy && !copied {
-        return array.to_contiguous(CopyPolicy::Always).map_err(to_py_err);
-    }
-    Ok(array)
 }

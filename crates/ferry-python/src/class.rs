@@ -1,34 +1,41 @@
 //! What a `ferry.HostArray` Python object holds ([`PyHostArray`]) and what its methods do: a
 //! [`HostArray`] with NumPy's attributes, exported through `__dlpack__` (with every option of
-//! the protocol) and to NumPy and PyTorch. The type object and its C entry points are in
-//! `object.rs`.
+//! the protocol) and to NumPy and PyTorch; [`PyHostArrayMethods::host`], its payload read from
+//! a `Bound<PyHostArray>`; and [`import_any`], what every function taking an array imports.
+//! The type object and its C entry points are in `object.rs` and `method.rs`.
 
-use std::sync::OnceLock;
+use std::fmt;
 
-use ferry_core::{CopyPolicy, DType, Device, DlpackTensor, HostArray};
+use ferry_core::{CopyPolicy, DType, Device, HostArray};
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::capsule::{LiveExport, new_capsule};
-use crate::object::PyHostArrayMethods;
-use crate::to_py_err;
+use crate::error::to_py_err;
+use crate::exchange::Loans;
+use crate::import::import_dlpack;
+use crate::{lease, raw};
 
 /// A ferry [`HostArray`] as a Python object (`ferry.HostArray`), exported to NumPy, PyTorch and
 /// any other consumer through `__dlpack__`. Made into one with `into_pyobject`; read back from
-/// a `Bound<PyHostArray>` with [`PyHostArrayMethods::host`](crate::PyHostArrayMethods::host).
-#[derive(Debug, Clone)]
+/// a `Bound<PyHostArray>` with [`PyHostArrayMethods::host`].
+#[derive(Clone)]
 pub struct PyHostArray {
     pub(crate) array: HostArray,
-    /// The shape then the strides as DLPack's `int64_t`s, made on the first
-    /// `dltensor_from_py_object_no_sync` call and kept (its `DLTensor` points into them).
-    dlpack_dims: OnceLock<Box<[i64]>>,
-    /// A clone of `array`, kept from the first `dltensor_from_py_object_no_sync` on: its C
-    /// borrower may write the memory while this object lives, and holds nothing, so this
-    /// keeps the memory from ever again looking held by this object alone (which would let
-    /// later exports share it with an immutable reader or another writer).
-    lent_to_c: OnceLock<HostArray>,
+    /// What the bare `DLTensor`s this object lends to C (`exchange.rs`) keep in it.
+    pub(crate) loans: Loans,
+}
+
+impl fmt::Debug for PyHostArray {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PyHostArray")
+            .field("array", &self.array)
+            .field("dlpack_dims", &self.loans.dlpack_dims)
+            .field("lent_to_c", &self.loans.lent_to_c)
+            .finish()
+    }
 }
 
 impl PyHostArray {
@@ -36,49 +43,13 @@ impl PyHostArray {
     pub fn new(array: HostArray) -> PyHostArray {
         PyHostArray {
             array,
-            dlpack_dims: OnceLock::new(),
-            lent_to_c: OnceLock::new(),
+            loans: Loans::default(),
         }
-    }
-
-    /// Whether a bare `DLTensor` (which cannot say "do not write") may be handed out: when
-    /// nothing but this object holds the memory, or when it already lent it that way (the
-    /// borrowers are alike).
-    pub(crate) fn lend_to_c(&self) -> bool {
-        if self.lent_to_c.get().is_some() {
-            return !self.array.is_read_only();
-        }
-        if !self.array.may_lend_writable() {
-            return false;
-        }
-        self.lent_to_c.get_or_init(|| self.array.clone());
-        true
-    }
-
-    /// The shape then the strides as `i64`s, made once and never changed afterwards.
-    pub(crate) fn dlpack_dims(&self) -> &[i64] {
-        self.dlpack_dims.get_or_init(|| {
-            // usize and isize fit i64 on every platform ferry builds for (64-bit).
-            let shape = self.array.shape().iter().map(|&d| d as i64);
-            let strides = self.array.strides().iter().map(|&s| s as i64);
-            shape.chain(strides).collect()
-        })
     }
 
     /// The wrapped array.
     pub fn array(&self) -> &HostArray {
         &self.array
-    }
-
-    /// The export `__dlpack__` and the exchange API hand out by default: the memory shared,
-    /// labelled kDLCPU (pinned and managed memory is host memory the CPU reads where it is;
-    /// PyTorch's `from_dlpack` refuses kDLCUDAHost).
-    pub(crate) fn share(&self, versioned: bool) -> DlpackTensor {
-        if self.array.device() == Device::CPU {
-            LiveExport::share(&self.array, versioned)
-        } else {
-            LiveExport::share(&self.array.clone().as_cpu_memory(), versioned)
-        }
     }
 
     /// The capsule for `__dlpack__`, after the protocol's checks.
@@ -90,7 +61,7 @@ impl PyHostArray {
         dl_device: Option<(i32, i32)>,
         copy: Option<bool>,
     ) -> PyResult<Py<PyAny>> {
-        crate::lease::check_readable(&self.array)?;
+        lease::check_readable(&self.array)?;
         let device = self.array.device();
         if let Some(stream) = stream.filter(|s| !s.is_none()) {
             // Not a TypeError: consumers read that as "old producer" and retry without arguments.
@@ -153,7 +124,7 @@ impl PyHostArray {
                 kept.to_dlpack_legacy()
             }
         } else if as_cpu {
-            self.share(versioned)
+            LiveExport::share_as_cpu(&self.array, versioned)
         } else {
             LiveExport::share(&self.array, versioned)
         };
@@ -216,7 +187,7 @@ impl PyHostArray {
     pub(crate) fn tobytes<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         // The GIL stays held while reading: the memory may belong to a Python producer whose
         // other threads could write it.
-        crate::lease::check_readable(&slf.host().array)?;
+        lease::check_readable(&slf.host().array)?;
         let standard = slf.host().array.as_standard_layout().map_err(to_py_err)?;
         let bytes = standard
             .as_bytes()
@@ -227,7 +198,7 @@ impl PyHostArray {
     /// `copy()`: a row-major copy in fresh, writable memory (made while holding the GIL, like
     /// `tobytes`: the memory may belong to a Python producer).
     pub(crate) fn copy<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        crate::lease::check_readable(&slf.host().array)?;
+        lease::check_readable(&slf.host().array)?;
         let copied = slf
             .host()
             .array
@@ -239,7 +210,7 @@ impl PyHostArray {
     /// `astype(dtype)`: the values converted to another dtype (saturating like NumPy's
     /// `astype` for floats to integers; complex to real is refused).
     pub(crate) fn astype<'py>(&self, py: Python<'py>, dtype: &str) -> PyResult<Bound<'py, PyAny>> {
-        crate::lease::check_readable(&self.array)?;
+        lease::check_readable(&self.array)?;
         let cast = self.array.cast_to(dtype_named(dtype)?).map_err(to_py_err)?;
         Ok(PyHostArray::new(cast).into_pyobject(py)?.into_any())
     }
@@ -261,7 +232,7 @@ impl PyHostArray {
     pub(crate) fn torch<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let array = &slf.host().array;
-        crate::lease::check_readable(array)?;
+        lease::check_readable(array)?;
         let negative = array
             .shape()
             .iter()
@@ -278,5 +249,45 @@ impl PyHostArray {
         };
         py.import(intern!(py, "torch"))?
             .call_method1(intern!(py, "from_dlpack"), (capsule,))
+    }
+}
+
+/// What a `ferry.HostArray` object holds, from Rust (what pyo3's `get` is for its own classes).
+pub trait PyHostArrayMethods {
+    /// The payload, borrowed for as long as the object is.
+    fn host(&self) -> &PyHostArray;
+}
+
+impl PyHostArrayMethods for Bound<'_, PyHostArray> {
+    #[inline]
+    fn host(&self) -> &PyHostArray {
+        // SAFETY: a `Bound<PyHostArray>` is only made for an instance of the type (a type
+        // check, or `into_pyobject`), which `object.rs` made with `raw::new_type` for this
+        // payload and whose instances only `into_pyobject` makes (its invariant); `self` keeps
+        // the object alive while the payload is borrowed.
+        unsafe { raw::payload::<PyHostArray>(self.as_ptr()) }
+    }
+}
+
+/// A `ferry.HostArray`'s own array (copied when `copy=True`), or a DLPack import of anything
+/// else.
+#[inline]
+pub(crate) fn import_any(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
+    match obj.cast::<PyHostArray>() {
+        Ok(ours) if copy == Some(true) => {
+            lease::check_readable(&ours.host().array)?;
+            ours.host()
+                .array
+                .to_contiguous(CopyPolicy::Always)
+                .map_err(to_py_err)
+        }
+        Ok(ours) => {
+            let array = ours.host().array.clone();
+            // After the clone: a writable argument's lease taken before it is seen here, one
+            // taken after it sees the clone (`lease.rs`).
+            lease::check_readable(&array)?;
+            Ok(array)
+        }
+        Err(_) => import_dlpack(obj, copy),
     }
 }

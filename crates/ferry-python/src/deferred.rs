@@ -5,24 +5,20 @@
 //! ferry refuses to be imported in a subinterpreter, but one can still reach, and drop the last
 //! reference to, an object made in the main interpreter (through a static type's
 //! subclasses). Such a release is queued here instead, and the queue is emptied by the next
-//! ferry call in the main interpreter ([`crate::check_main_interpreter`]).
+//! ferry call in the main interpreter (the check every entry point makes, `gate.rs`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::Python;
 
+use crate::raw::{in_main_interpreter, with_error_indicator_aside};
+
 /// What was released outside the main interpreter, in the order it was released.
 static QUEUE: Mutex<Vec<Box<dyn Send>>> = Mutex::new(Vec::new());
 
 /// Whether [`QUEUE`] may hold something: one relaxed load on every call instead of a lock.
 static PENDING: AtomicBool = AtomicBool::new(false);
-
-/// Whether the thread runs in the main interpreter (`py` proves the GIL is held).
-pub(crate) fn in_main_interpreter(_py: Python<'_>) -> bool {
-    // SAFETY: the GIL is held (`_py`); both calls only read the current interpreter's state.
-    unsafe { pyo3::ffi::PyInterpreterState_GetID(pyo3::ffi::PyInterpreterState_Get()) == 0 }
-}
 
 /// Drops `value` now in the main interpreter, or queues it for the main interpreter's next
 /// ferry call when the thread runs in a subinterpreter.
@@ -54,7 +50,7 @@ pub(crate) fn release_queued(py: Python<'_>) {
     // SAFETY: the GIL is held (`py`); a producer's deleter may run Python code, so the error
     // indicator of the call that emptied the queue is put aside meanwhile.
     unsafe {
-        crate::capsule::with_error_indicator_aside(|| {
+        with_error_indicator_aside(|| {
             for value in queued {
                 let dropped =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(value)));

@@ -3,6 +3,11 @@
 //! `"dlpack_exchange_api"`), so a consumer that knows the table (tvm-ffi, CuTe DSL) exchanges
 //! arrays through C calls instead of the `__dlpack__` method call.
 //!
+//! The table's functions work on host arrays and know nothing of the class: they are generic
+//! over [`Exchanged`], which the class implements (`object.rs`), and the class's module makes
+//! its table with [`Table::of`], a `static` whose functions are instantiated for the class
+//! (no lookup at run time).
+//!
 //! Layout and semantics follow the DLPack 1.3 header (`DLPackExchangeAPIHeader`,
 //! `DLPackExchangeAPI`): every function returns 0 on success and -1 on failure. The `*_py_object`
 //! functions and `current_work_stream` are called with the GIL held and set a Python exception on
@@ -13,6 +18,7 @@
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
+use std::sync::OnceLock;
 
 use ferry_core::dlpack_rs::ffi::{DLDevice, DLManagedTensorVersioned, DLPackVersion, DLTensor};
 use ferry_core::layout::{element_count, packed_bytes};
@@ -22,9 +28,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
 use crate::capsule::LiveExport;
-use crate::class::PyHostArray;
-use crate::object::PyHostArrayMethods;
-use crate::to_py_err;
+use crate::error::to_py_err;
+use crate::{deferred, gate, lease, raw};
 
 /// The capsule name DLPack 1.3 gives the table.
 const CAPSULE_NAME: &CStr = c"dlpack_exchange_api";
@@ -71,66 +76,140 @@ pub struct DLPackExchangeAPI {
     pub current_work_stream: Option<unsafe extern "C" fn(i32, i32, *mut *mut c_void) -> c_int>,
 }
 
+/// The Python class whose objects the table exports and makes: `ferry.HostArray`, which
+/// implements it in `object.rs`. The table's functions know the class only through this.
+pub(crate) trait Exchanged: Sized + 'static {
+    /// The class's Python name, for errors.
+    const NAME: &'static str;
+
+    /// The payload of `object` when it is an instance of the class; `None` for any other
+    /// object.
+    fn lookup<'a>(object: &'a Bound<'_, PyAny>) -> Option<&'a Self>;
+
+    /// The array an instance holds.
+    fn array(&self) -> &HostArray;
+
+    /// What an instance keeps for the bare `DLTensor`s it lends.
+    fn loans(&self) -> &Loans;
+
+    /// A new instance of the class holding `array`.
+    fn wrap(py: Python<'_>, array: HostArray) -> PyResult<Bound<'_, PyAny>>;
+}
+
+/// What bare `DLTensor`s lent to C (`dltensor_from_py_object_no_sync`) need from the object
+/// that lends them, kept in it: the shape and strides they point at, and a hold on the memory.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Loans {
+    /// The shape then the strides as DLPack's `int64_t`s, made on the first
+    /// `dltensor_from_py_object_no_sync` call and kept (its `DLTensor` points into them).
+    pub(crate) dlpack_dims: OnceLock<Box<[i64]>>,
+    /// A clone of the object's array, kept from the first `dltensor_from_py_object_no_sync` on:
+    /// its C borrower may write the memory while the object lives, and holds nothing, so this
+    /// keeps the memory from ever again looking held by the object alone (which would let later
+    /// exports share it with an immutable reader or another writer).
+    pub(crate) lent_to_c: OnceLock<HostArray>,
+}
+
+impl Loans {
+    /// Whether a bare `DLTensor` (which cannot say "do not write") of `array`, the object's
+    /// array, may be handed out: when nothing but the object holds the memory, or when it
+    /// already lent it that way (the borrowers are alike).
+    pub(crate) fn lend_to_c(&self, array: &HostArray) -> bool {
+        if self.lent_to_c.get().is_some() {
+            return !array.is_read_only();
+        }
+        if !array.may_lend_writable() {
+            return false;
+        }
+        self.lent_to_c.get_or_init(|| array.clone());
+        true
+    }
+
+    /// The shape then the strides of `array`, the object's array, as `i64`s, made once and never
+    /// changed afterwards.
+    pub(crate) fn dlpack_dims(&self, array: &HostArray) -> &[i64] {
+        self.dlpack_dims.get_or_init(|| {
+            // usize and isize fit i64 on every platform ferry builds for (64-bit).
+            let shape = array.shape().iter().map(|&d| d as i64);
+            let strides = array.strides().iter().map(|&s| s as i64);
+            shape.chain(strides).collect()
+        })
+    }
+}
+
 /// The table in a `static`: it is never written and its one pointer field is NULL.
-struct Table(DLPackExchangeAPI);
+pub(crate) struct Table(DLPackExchangeAPI);
 
 // SAFETY: the table is immutable for the life of the process; its only pointer (`prev_api`) is
 // NULL and the rest are function pointers, so sharing it between threads shares nothing mutable.
 unsafe impl Sync for Table {}
 
-/// The process-wide table every capsule points at (DLPack: it must outlive every consumer).
-static TABLE: Table = Table(DLPackExchangeAPI {
-    header: DLPackExchangeAPIHeader {
-        version: DLPackVersion { major: 1, minor: 3 },
-        prev_api: std::ptr::null_mut(),
-    },
-    managed_tensor_allocator: Some(managed_tensor_allocator),
-    managed_tensor_from_py_object_no_sync: Some(managed_tensor_from_py_object_no_sync),
-    managed_tensor_to_py_object_no_sync: Some(managed_tensor_to_py_object_no_sync),
-    dltensor_from_py_object_no_sync: Some(dltensor_from_py_object_no_sync),
-    current_work_stream: Some(current_work_stream),
-});
+impl Table {
+    /// The table for class `C`, to keep in a `static`: the process-wide table every capsule
+    /// points at (DLPack: it must outlive every consumer).
+    pub(crate) const fn of<C: Exchanged>() -> Table {
+        Table(DLPackExchangeAPI {
+            header: DLPackExchangeAPIHeader {
+                version: DLPackVersion { major: 1, minor: 3 },
+                prev_api: std::ptr::null_mut(),
+            },
+            managed_tensor_allocator: Some(managed_tensor_allocator),
+            managed_tensor_from_py_object_no_sync: Some(managed_tensor_from_py_object_no_sync::<C>),
+            managed_tensor_to_py_object_no_sync: Some(managed_tensor_to_py_object_no_sync::<C>),
+            dltensor_from_py_object_no_sync: Some(dltensor_from_py_object_no_sync::<C>),
+            current_work_stream: Some(current_work_stream),
+        })
+    }
+}
 
-/// The capsule published as `ferry.HostArray.__dlpack_c_exchange_api__` (no destructor: the
-/// table is static).
-pub(crate) fn exchange_api_capsule(py: Python<'_>) -> PyResult<Bound<'_, PyCapsule>> {
-    let table = NonNull::from(&TABLE.0).cast::<c_void>();
+/// The capsule a class publishes as `__dlpack_c_exchange_api__` (no destructor: the table is
+/// static).
+pub(crate) fn exchange_api_capsule<'py>(
+    py: Python<'py>,
+    table: &'static Table,
+) -> PyResult<Bound<'py, PyCapsule>> {
+    let table = NonNull::from(&table.0).cast::<c_void>();
     // SAFETY: the pointer is to a static that lives as long as the process and is never
     // written, and the name is a static C string; consumers only read through it.
     unsafe { PyCapsule::new_with_pointer(py, table, CAPSULE_NAME) }
 }
 
-/// Runs `body` with the GIL the caller holds, attached to pyo3 as [`crate::method::entry`]
-/// runs its bodies, turning an error or a panic into a Python exception and -1.
+/// Runs `body` with the GIL the caller holds, attached to pyo3 as [`gate::entry`] runs its
+/// bodies, turning an error or a panic into a Python exception and -1.
 ///
 /// # Safety
 ///
 /// The calling thread holds the GIL (the exchange API's contract for these functions).
 unsafe fn with_python(body: impl FnOnce(Python<'_>) -> PyResult<()>) -> c_int {
-    crate::method::entry("a DLPack exchange API call", -1, |py| body(py).map(|()| 0))
+    gate::entry("a DLPack exchange API call", -1, |py| body(py).map(|()| 0))
 }
 
-/// The ferry array behind `py_object`, which the consumer found the table on.
+/// `py_object`, which the consumer found the table on, borrowed for the call.
 ///
 /// # Safety
 ///
-/// `py_object` is a live Python object (borrowed) and the GIL is held (`py`).
-unsafe fn host_array_of<'py>(
+/// `py_object` is NULL or a live Python object (borrowed) and the GIL is held (`py`).
+unsafe fn object_of<'a, 'py>(
     py: Python<'py>,
     py_object: *mut c_void,
-) -> PyResult<Bound<'py, PyHostArray>> {
+) -> PyResult<Borrowed<'a, 'py, PyAny>> {
     if py_object.is_null() {
         return Err(PyValueError::new_err(
             "the DLPack exchange API was given a NULL object",
         ));
     }
     // SAFETY: per the contract, a live object borrowed for this call.
-    let object = unsafe { Bound::from_borrowed_ptr(py, py_object.cast()) };
-    if let Ok(ours) = object.cast::<PyHostArray>() {
-        return Ok(ours.clone());
+    Ok(unsafe { Borrowed::from_ptr(py, py_object.cast()) })
+}
+
+/// The payload of `object` when it is an instance of class `C`.
+fn exported<'a, C: Exchanged>(object: &'a Bound<'_, PyAny>) -> PyResult<&'a C> {
+    if let Some(ours) = C::lookup(object) {
+        return Ok(ours);
     }
     Err(PyTypeError::new_err(format!(
-        "ferry's DLPack exchange API exports ferry.HostArray objects only, got {}",
+        "ferry's DLPack exchange API exports {} objects only, got {}",
+        C::NAME,
         object
             .get_type()
             .name()
@@ -145,7 +224,7 @@ unsafe fn host_array_of<'py>(
 /// # Safety
 ///
 /// DLPack's contract: the GIL is held, `py_object` is a live object, and `out` is writable.
-unsafe extern "C" fn managed_tensor_from_py_object_no_sync(
+unsafe extern "C" fn managed_tensor_from_py_object_no_sync<C: Exchanged>(
     py_object: *mut c_void,
     out: *mut *mut DLManagedTensorVersioned,
 ) -> c_int {
@@ -154,9 +233,10 @@ unsafe extern "C" fn managed_tensor_from_py_object_no_sync(
             return Err(PyValueError::new_err("out is NULL"));
         }
         // SAFETY: per the contract, a live object, and the GIL is held.
-        let host = unsafe { host_array_of(py, py_object) }?;
-        crate::lease::check_readable(host.host().array())?;
-        let export = host.host().share(true);
+        let object = unsafe { object_of(py, py_object) }?;
+        let host = exported::<C>(&object)?;
+        lease::check_readable(host.array())?;
+        let export = LiveExport::share_as_cpu(host.array(), true);
         // SAFETY: `out` is non-null and, per the contract, writable.
         unsafe { *out = versioned(export) };
         Ok(())
@@ -183,13 +263,13 @@ fn versioned(tensor: DlpackTensor) -> *mut DLManagedTensorVersioned {
 /// DLPack's contract: the GIL is held, `tensor` is a live managed tensor whose ownership is
 /// handed over (its deleter has not run and nobody else will call it), and `out_py_object` is
 /// writable.
-unsafe extern "C" fn managed_tensor_to_py_object_no_sync(
+unsafe extern "C" fn managed_tensor_to_py_object_no_sync<C: Exchanged>(
     tensor: *mut DLManagedTensorVersioned,
     out_py_object: *mut *mut c_void,
 ) -> c_int {
     // SAFETY: the caller holds the GIL (the exchange API's contract).
     let py = unsafe { Python::assume_attached() };
-    if !tensor.is_null() && !crate::deferred::in_main_interpreter(py) {
+    if !tensor.is_null() && !raw::in_main_interpreter(py) {
         // Refused below (`entry`) without running `body`, but handed over all the same, so
         // it is released here, once. One of ferry's own exports waits for the main
         // interpreter (its memory may be a main-interpreter producer's); any other producer's
@@ -199,7 +279,7 @@ unsafe extern "C" fn managed_tensor_to_py_object_no_sync(
         // `from_versioned` refuses has had its deleter run.
         if let Ok(taken) = unsafe { DlpackTensor::from_versioned(tensor) } {
             if taken.made_by_ferry() {
-                crate::deferred::release(py, taken);
+                deferred::release(py, taken);
             } else {
                 drop(taken);
             }
@@ -229,7 +309,7 @@ unsafe extern "C" fn managed_tensor_to_py_object_no_sync(
         if out_py_object.is_null() {
             return Err(PyValueError::new_err("out_py_object is NULL"));
         }
-        let object = PyHostArray::new(imported).into_pyobject(py)?;
+        let object = C::wrap(py, imported)?;
         // SAFETY: `out_py_object` is non-null and, per the contract, writable; the new
         // reference goes to the caller.
         unsafe { *out_py_object = object.into_ptr().cast() };
@@ -247,7 +327,7 @@ unsafe extern "C" fn managed_tensor_to_py_object_no_sync(
 /// # Safety
 ///
 /// DLPack's contract: the GIL is held, `py_object` is a live object, and `out` is writable.
-unsafe extern "C" fn dltensor_from_py_object_no_sync(
+unsafe extern "C" fn dltensor_from_py_object_no_sync<C: Exchanged>(
     py_object: *mut c_void,
     out: *mut DLTensor,
 ) -> c_int {
@@ -256,11 +336,11 @@ unsafe extern "C" fn dltensor_from_py_object_no_sync(
             return Err(PyValueError::new_err("out is NULL"));
         }
         // SAFETY: per the contract, a live object, and the GIL is held.
-        let host = unsafe { host_array_of(py, py_object) }?;
-        let ours = host.host();
+        let object = unsafe { object_of(py, py_object) }?;
+        let ours = exported::<C>(&object)?;
         let array = ours.array();
-        crate::lease::check_readable(array)?;
-        if !ours.lend_to_c() {
+        lease::check_readable(array)?;
+        if !ours.loans().lend_to_c(array) {
             return Err(PyBufferError::new_err(format!(
                 "array of shape {:?}, dtype {} is read-only, or held by something else as well (another HostArray, a framework tensor, an export), and a bare DLTensor cannot say it must not be written; use managed_tensor_from_py_object_no_sync or __dlpack__, which set READ_ONLY",
                 array.shape(),
@@ -270,7 +350,7 @@ unsafe extern "C" fn dltensor_from_py_object_no_sync(
         let ndim = array.ndim();
         // Shape then strides, stored in the object and never changed: the pointers stay valid
         // while the object lives, which is as long as DLPack lets the consumer use them.
-        let dims = ours.dlpack_dims();
+        let dims = ours.loans().dlpack_dims(array);
         let (shape, strides) = if ndim == 0 {
             (std::ptr::null_mut(), std::ptr::null_mut())
         } else {

@@ -40,10 +40,10 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::{Borrowed, intern};
 
-use crate::class::{PyHostArray, dtype_name};
+use crate::capsule::{LiveExport, new_capsule};
+use crate::class::{PyHostArray, PyHostArrayMethods, dtype_name, import_any};
+use crate::error::to_py_err;
 use crate::lease::{WriteLease, check_readable};
-use crate::object::PyHostArrayMethods;
-use crate::{import_any, to_py_err};
 
 /// Any array or tensor as a function argument, and a `ferry.HostArray` as a return value: a
 /// [`HostArray`] (it dereferences to one) that pyo3 converts both ways.
@@ -575,8 +575,7 @@ pub(crate) fn hand_to_python(py: Python<'_>, array: HostArray) -> PyResult<Bound
     if !REGISTERED.load(std::sync::atomic::Ordering::Relaxed)
         && let Some(from_dlpack) = installed_from_dlpack(py)
     {
-        let capsule =
-            crate::capsule::new_capsule(py, crate::capsule::LiveExport::share(&array, true))?;
+        let capsule = new_capsule(py, LiveExport::share(&array, true))?;
         drop(array);
         return from_dlpack.call1((capsule,));
     }

@@ -7,8 +7,9 @@ use ferry_core::HostArray;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::class::PyHostArray;
-use crate::{from_python, to_py_err};
+use crate::class::{PyHostArray, import_any};
+use crate::error::to_py_err;
+use crate::gate::check_main_interpreter;
 
 /// Reads an `.npy` file (memory-mapped and read-only with `mmap=True`, NumPy's
 /// `mmap_mode="r"`).
@@ -16,7 +17,7 @@ use crate::{from_python, to_py_err};
 #[pyfunction]
 #[pyo3(signature = (path, *, mmap=false))]
 fn load_npy(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<PyHostArray> {
-    crate::check_main_interpreter(py, false)?;
+    check_main_interpreter(py, false)?;
     let array = py.detach(|| {
         if mmap {
             // SAFETY: like NumPy's mmap_mode="r", the caller must not change the file while
@@ -33,15 +34,15 @@ fn load_npy(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<PyHostArray> 
 #[cfg(feature = "npy")]
 #[pyfunction]
 fn save_npy(path: PathBuf, array: &Bound<'_, PyAny>) -> PyResult<()> {
-    crate::check_main_interpreter(array.py(), false)?;
-    ferry_io::npy::save(&path, &from_python(array)?).map_err(to_py_err)
+    check_main_interpreter(array.py(), false)?;
+    ferry_io::npy::save(&path, &import_any(array, None)?).map_err(to_py_err)
 }
 
 /// Reads every array of an `.npz` archive into a dict.
 #[cfg(feature = "npy")]
 #[pyfunction]
 fn load_npz<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
-    crate::check_main_interpreter(py, false)?;
+    check_main_interpreter(py, false)?;
     let out = PyDict::new(py);
     for (name, array) in py
         .detach(|| ferry_io::npy::load_npz(&path))
@@ -58,7 +59,7 @@ fn load_npz<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>>
 #[pyfunction]
 #[pyo3(signature = (path, arrays, *, compressed=false))]
 fn save_npz(path: PathBuf, arrays: &Bound<'_, PyDict>, compressed: bool) -> PyResult<()> {
-    crate::check_main_interpreter(arrays.py(), false)?;
+    check_main_interpreter(arrays.py(), false)?;
     let arrays = named_arrays(arrays)?;
     ferry_io::npy::save_npz(
         &path,
@@ -77,7 +78,7 @@ fn load_safetensors<'py>(
     path: PathBuf,
     mmap: bool,
 ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
-    crate::check_main_interpreter(py, false)?;
+    check_main_interpreter(py, false)?;
     let file = py
         .detach(|| {
             if mmap {
@@ -109,7 +110,7 @@ fn save_safetensors(
     tensors: &Bound<'_, PyDict>,
     metadata: Option<std::collections::HashMap<String, String>>,
 ) -> PyResult<()> {
-    crate::check_main_interpreter(tensors.py(), false)?;
+    check_main_interpreter(tensors.py(), false)?;
     let arrays = named_arrays(tensors)?;
     ferry_io::safetensors::save(&path, arrays.iter().map(|(n, a)| (n.as_str(), a)), metadata)
         .map_err(to_py_err)
@@ -122,7 +123,7 @@ fn named_arrays(dict: &Bound<'_, PyDict>) -> PyResult<Vec<(String, HostArray)>> 
         .iter()
         .map(|item| {
             let (name, array): (String, Bound<'_, PyAny>) = item.extract()?;
-            Ok((name, from_python(&array)?))
+            Ok((name, import_any(&array, None)?))
         })
         .collect()
 }

@@ -1,4 +1,4 @@
-//! Write leases: the memory spans that [`ReadwriteArray`](crate::ReadwriteArray) arguments hold
+//! Write leases: the memory spans that `ReadwriteArray` arguments (`extract.rs`) hold
 //! writable for the length of a call, and the check every other reader in this build of ferry
 //! makes, so that no argument, export or import reads memory while an argument writes it.
 

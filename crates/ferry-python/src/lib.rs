@@ -23,13 +23,28 @@
 //!
 //! The only ferry crate that knows pyo3: it is both the `ferry` extension module (a cdylib that
 //! maturin packs into an abi3 wheel: `pip install ./crates/ferry-python`) and an rlib that the
-//! facade re-exports as `ferry::python` (feature `python`). Modules: `capsule` (the DLPack capsule protocol), `class`
-//! (what a `ferry.HostArray` holds and its methods do), `object` (its type object, built by hand: a
-//! plain, non-GC object like NumPy's arrays), `method` (its `__dlpack__`, `__dlpack_device__` and `ferry.from_dlpack`, C functions), `exchange` (DLPack 1.3's C
-//! exchange API table), `torch`
-//! (PyTorch imports: a copy made before any Python code runs, through PyTorch's exchange
-//! table where it gives the same tensor), `files` (`.npy`/`.npz`/safetensors functions),
-//! `deferred` (releases a subinterpreter made, held for the main interpreter).
+//! facade re-exports as `ferry::python` (feature `python`).
+//!
+//! Its modules are layered, and each uses only the modules below it (and those before it in
+//! its own layer); `cargo xtask layers` checks it, from the list in `xtask/src/layers.rs`:
+//! 1. Raw CPython, knowing no protocol and no class: `error` (ferry's errors as Python
+//!    exceptions), `raw` (the one module that calls CPython's C API or the dynamic linker: the
+//!    hand-built type machinery, capsules, `PyObject_VectorcallMethod` and other symbols,
+//!    fast-call argument parsing, the error indicator), `deferred` (releases a subinterpreter
+//!    made, held for the main interpreter), `gate` (`check_main_interpreter`, and `entry`,
+//!    which wraps every C entry point: GIL, panics), `lease` (the write leases of
+//!    `ReadwriteArray` arguments).
+//! 2. The protocols, on host arrays, knowing nothing of the Python class: `capsule` (the
+//!    DLPack capsule protocol, live exports), `exchange` (DLPack 1.3's C exchange API table,
+//!    generic over the class it serves), `torch` (PyTorch imports: a copy made before any
+//!    Python code runs, through PyTorch's exchange table where it gives the same tensor),
+//!    `import` (any DLPack object's import), `arrow` (the Arrow PyCapsule interface).
+//! 3. The class: `class` (what a `ferry.HostArray` holds and its methods do), `method` (its
+//!    `__dlpack__`, `__dlpack_device__` and `ferry.from_dlpack`, C functions), `object` (its
+//!    type object, built by hand: a plain, non-GC object like NumPy's arrays; it assembles the
+//!    method table and the exchange table), `extract` (argument and return types), `files`
+//!    (`.npy`/`.npz`/safetensors functions).
+//! 4. This root, which registers the module and holds the public functions.
 //!
 //! Protocol (DLPack's Python specification):
 //! - `__dlpack__(*, stream=None, max_version=None, dl_device=None, copy=None)` returns a
@@ -49,56 +64,42 @@
 //!   nothing of PyTorch's (`torch`). What a subinterpreter releases waits for the main
 //!   interpreter (`deferred`).
 
-use ferry_core::{Backend, CopyPolicy, Error, HostArray};
-use pyo3::exceptions::{PyBufferError, PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
+use ferry_core::{Backend, HostArray};
 use pyo3::intern;
 use pyo3::prelude::*;
 
+// The layers, lowest first (the order within each: the crate doc above, `xtask/src/layers.rs`).
+// 1. Raw CPython.
+mod deferred;
+mod error;
+mod gate;
+mod lease;
+mod raw;
+// 2. The protocols.
 #[cfg(feature = "arrow")]
 mod arrow;
 mod capsule;
-mod class;
-mod deferred;
 mod exchange;
+mod import;
+mod torch;
+// 3. The class.
+mod class;
 mod extract;
 #[cfg(any(feature = "npy", feature = "safetensors"))]
 mod files;
-mod lease;
 mod method;
 mod numpy;
 mod object;
-mod torch;
 
 pub use capsule::live_exports;
-pub use class::PyHostArray;
+pub use class::{PyHostArray, PyHostArrayMethods};
+pub use error::to_py_err;
 pub use extract::{AnyArray, CastArray, ReadonlyArray, ReadwriteArray, Tensor};
-pub use object::PyHostArrayMethods;
 /// Re-exported so embedding code uses the same pyo3 as this crate.
 pub use pyo3;
 
-use capsule::import_dlpack;
-
-/// A ferry error as the Python exception a NumPy user expects. (Cold: only failures call it, so
-/// callers' hot paths stay compact.)
-#[cold]
-#[inline(never)]
-pub fn to_py_err(error: Error) -> PyErr {
-    let message = error.to_string();
-    match error {
-        Error::NeedsCopy { .. } | Error::NotHostMemory { .. } | Error::NotWritable { .. } => {
-            PyBufferError::new_err(message)
-        }
-        Error::DtypeMismatch { .. }
-        | Error::UnsupportedDtype { .. }
-        | Error::UnsupportedCast { .. }
-        | Error::NoTypedView { .. } => PyTypeError::new_err(message),
-        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            PyFileNotFoundError::new_err(message)
-        }
-        Error::Io { .. } => PyOSError::new_err(message),
-        _ => PyValueError::new_err(message),
-    }
-}
+use class::import_any;
+use gate::check_main_interpreter;
 
 /// A `ferry.HostArray` over `array` (no copy).
 pub fn to_python(py: Python<'_>, array: HostArray) -> PyResult<Bound<'_, PyHostArray>> {
@@ -111,29 +112,6 @@ pub fn to_python(py: Python<'_>, array: HostArray) -> PyResult<Bound<'_, PyHostA
 /// last view drops.
 pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<HostArray> {
     import_any(obj, None)
-}
-
-/// A `ferry.HostArray`'s own array (copied when `copy=True`), or a DLPack import of anything
-/// else.
-#[inline]
-fn import_any(obj: &Bound<'_, PyAny>, copy: Option<bool>) -> PyResult<HostArray> {
-    match obj.cast::<PyHostArray>() {
-        Ok(ours) if copy == Some(true) => {
-            lease::check_readable(&ours.host().array)?;
-            ours.host()
-                .array
-                .to_contiguous(CopyPolicy::Always)
-                .map_err(to_py_err)
-        }
-        Ok(ours) => {
-            let array = ours.host().array.clone();
-            // After the clone: a writable argument's lease taken before it is seen here, one
-            // taken after it sees the clone (`lease.rs`).
-            lease::check_readable(&array)?;
-            Ok(array)
-        }
-        Err(_) => import_dlpack(obj, copy),
-    }
 }
 
 /// Hands a framework tensor to Python as a `ferry.HostArray` (zero-copy for host memory; one
@@ -164,6 +142,24 @@ fn py_live_exports(py: Python<'_>) -> PyResult<usize> {
     Ok(live_exports())
 }
 
+/// Imports an Arrow array from anything with `__arrow_c_array__` (pyarrow and nanoarrow
+/// arrays; a Polars Series through `.to_arrow()`), sharing its memory (read-only): a primitive array becomes a 1-D
+/// `ferry.HostArray`, an `arrow.fixed_shape_tensor` array one `HostArray` whose first axis is
+/// the rows, an `arrow.variable_shape_tensor` array a list of `HostArray`s. Nulls are refused.
+#[cfg(feature = "arrow")]
+#[pyfunction]
+#[pyo3(name = "from_arrow")]
+fn py_from_arrow<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    check_main_interpreter(py, false)?;
+    match arrow::import_arrays(obj)? {
+        arrow::Imported::PerRow(tensors) => {
+            let tensors: Vec<PyHostArray> = tensors.into_iter().map(PyHostArray::new).collect();
+            Ok(pyo3::types::PyList::new(py, tensors)?.into_any())
+        }
+        arrow::Imported::One(array) => Ok(PyHostArray::new(array).into_pyobject(py)?.into_any()),
+    }
+}
+
 /// Fills a Python module with ferry's class and functions (the `ferry` extension module calls
 /// this; so can a program that embeds Python, see [`add_module`]).
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -175,42 +171,13 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     #[cfg(any(feature = "npy", feature = "safetensors"))]
     files::register(m)?;
     #[cfg(feature = "arrow")]
-    arrow::register(m)?;
+    m.add_function(wrap_pyfunction!(py_from_arrow, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.py().import(intern!(m.py(), "atexit"))?.call_method1(
         intern!(m.py(), "register"),
         (wrap_pyfunction!(deferred::release_at_exit, m)?,),
     )?;
     Ok(())
-}
-
-/// An error outside the main interpreter (`ImportError` at import, `RuntimeError` in a call).
-/// ferry's hand-written entry points attach with `PyGILState_Ensure`, which CPython does not
-/// support in a subinterpreter (a call from one waits forever for the GIL its own thread
-/// holds), and its statics (the `HostArray` type, interned names) hold one interpreter's
-/// objects. The import is refused there, and every entry point refuses too: a subinterpreter
-/// can still reach an object made in the main one (through a static type's subclasses). In the
-/// main interpreter, the check first releases what subinterpreters left (`deferred`).
-pub(crate) fn check_main_interpreter(py: Python<'_>, importing: bool) -> PyResult<()> {
-    // SAFETY: the GIL is held (`py`); both calls only read the current interpreter's state.
-    let id = unsafe { pyo3::ffi::PyInterpreterState_GetID(pyo3::ffi::PyInterpreterState_Get()) };
-    match id {
-        0 => {
-            deferred::release_queued(py);
-            Ok(())
-        }
-        id if id < 0 => Err(PyErr::fetch(py)),
-        id => {
-            let message = format!(
-                "ferry runs only in the main interpreter, not in subinterpreter {id} (its entry points attach with PyGILState_Ensure, which CPython does not support there); use it from the main interpreter"
-            );
-            Err(if importing {
-                pyo3::exceptions::PyImportError::new_err(message)
-            } else {
-                pyo3::exceptions::PyRuntimeError::new_err(message)
-            })
-        }
-    }
 }
 
 /// Makes `import ferry` work in an embedded interpreter: builds the module and puts it in

@@ -13,35 +13,26 @@
 //! set on it afterwards, which would give it an allocator that leaves the payload unwritten.
 //! `__class__` assignment to or from it is refused by CPython for the same flag
 //! (`object_set_class` accepts only mutable types, or module types).
+//!
+//! This module assembles the type — its slots, attributes and method table (the DLPack
+//! methods from `method.rs`, the conveniences and the Arrow methods here) and its exchange
+//! table (`exchange.rs`, instantiated for [`PyHostArray`] through [`Exchanged`]) — and
+//! `raw.rs` builds it and allocates and frees its instances.
 
 use std::ffi::{CStr, c_int, c_uint, c_void};
-use std::mem::{align_of, size_of};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use ferry_core::HostArray;
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::{PyTypeInfo, ffi};
 
-use crate::capsule::with_error_indicator_aside;
-use crate::class::{PyHostArray, dtype_name};
-use crate::exchange::exchange_api_capsule;
-use crate::method::{self, entry};
-
-/// An instance's memory: the object header, then the payload.
-#[repr(C)]
-struct HostArrayObject {
-    header: ffi::PyObject,
-    host: PyHostArray,
-}
-
-// `PyObject_Malloc` aligns to 16 bytes on 64-bit builds, 8 on any.
-const _: () = assert!(align_of::<HostArrayObject>() <= 8);
-const BASIC_SIZE: c_int = {
-    assert!(size_of::<HostArrayObject>() <= c_int::MAX as usize);
-    size_of::<HostArrayObject>() as c_int
-};
+use crate::class::{PyHostArray, PyHostArrayMethods, dtype_name};
+use crate::exchange::{Exchanged, Loans, Table, exchange_api_capsule};
+use crate::gate::entry;
+use crate::{deferred, method, raw};
 
 /// The class docstring.
 const DOC: &CStr = c"A ferry HostArray: a strided host array (shape, strides in elements, dtype) \
@@ -55,6 +46,33 @@ static TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 pub(crate) fn host_array_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     TYPE.get_or_try_init(py, || make_type(py))
         .map(|t| t.bind(py))
+}
+
+/// ferry's DLPack exchange table, its functions instantiated for this class.
+static EXCHANGE: Table = Table::of::<PyHostArray>();
+
+impl Exchanged for PyHostArray {
+    const NAME: &'static str = "ferry.HostArray";
+
+    #[inline]
+    fn lookup<'a>(object: &'a Bound<'_, PyAny>) -> Option<&'a PyHostArray> {
+        object.cast::<PyHostArray>().ok().map(|ours| ours.host())
+    }
+
+    #[inline]
+    fn array(&self) -> &HostArray {
+        &self.array
+    }
+
+    #[inline]
+    fn loans(&self) -> &Loans {
+        &self.loans
+    }
+
+    #[inline]
+    fn wrap(py: Python<'_>, array: HostArray) -> PyResult<Bound<'_, PyAny>> {
+        Ok(PyHostArray::new(array).into_pyobject(py)?.into_any())
+    }
 }
 
 /// Builds the type from its spec and sets its class attribute `__dlpack_c_exchange_api__`.
@@ -76,50 +94,21 @@ fn make_type(py: Python<'_>) -> PyResult<Py<PyType>> {
         slot(ffi::Py_tp_doc, DOC.as_ptr().cast_mut().cast()),
         slot(0, std::ptr::null_mut()),
     ];
-    let mut spec = ffi::PyType_Spec {
-        // A static string: CPython before 3.12 keeps this very pointer as `tp_name`.
-        name: c"ferry.HostArray".as_ptr(),
-        basicsize: BASIC_SIZE,
-        itemsize: 0,
-        flags: (ffi::Py_TPFLAGS_DEFAULT
-            | ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION
-            | ffi::Py_TPFLAGS_IMMUTABLETYPE) as c_uint,
-        slots: slots.as_mut_ptr(),
-    };
-    // SAFETY: the GIL is held; the spec and slots are read during the call (the docstring is
-    // copied); the name and the tables it keeps pointers to are static or leaked above; every
-    // function has the signature of its slot.
-    let class = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(&mut spec)) }?
-        .cast_into::<PyType>()?;
-    set_class_attribute(
+    let flags = (ffi::Py_TPFLAGS_DEFAULT
+        | ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION
+        | ffi::Py_TPFLAGS_IMMUTABLETYPE) as c_uint;
+    // SAFETY: the slots end with a zeroed one, and every function has the signature of its
+    // slot; the name is static, and the tables are leaked above (the type lives in `TYPE`,
+    // never dropped); the flags leave no `tp_new` and no subclasses, so only `into_pyobject`
+    // makes instances (with `raw::new_instance`), and `dealloc` frees them with
+    // `raw::dealloc_instance`, both for `PyHostArray`.
+    let class = unsafe { raw::new_type::<PyHostArray>(py, c"ferry.HostArray", flags, &mut slots) }?;
+    raw::set_class_attribute(
         &class,
         "__dlpack_c_exchange_api__",
-        exchange_api_capsule(py)?.as_any(),
+        exchange_api_capsule(py, &EXCHANGE)?.as_any(),
     )?;
     Ok(class.unbind())
-}
-
-/// Sets `name` on the immutable type `class` as it is made, before any code has seen it:
-/// `type.__setattr__` refuses immutable types, so the value goes into the type's dictionary
-/// through the generic setter (the one `object.__setattr__` uses, which `type`'s dictionary
-/// offset points at the type's `tp_dict`), and the type's caches are told.
-fn set_class_attribute(
-    class: &Bound<'_, PyType>,
-    name: &str,
-    value: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    let py = class.py();
-    let name = PyString::new(py, name);
-    // SAFETY: the GIL is held; all three are live objects; the type was made just now and
-    // nothing has looked it up or cached its attributes yet, and `PyType_Modified` clears what
-    // CPython may have cached all the same.
-    unsafe {
-        if ffi::PyObject_GenericSetAttr(class.as_ptr(), name.as_ptr(), value.as_ptr()) != 0 {
-            return Err(PyErr::fetch(py));
-        }
-        ffi::PyType_Modified(class.as_type_ptr());
-    }
-    Ok(())
 }
 
 fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
@@ -128,7 +117,8 @@ fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
 
 // SAFETY: `type_object_raw` returns `ferry.HostArray`, and `PyObject_TypeCheck` against it
 // accepts only its own instances (it has no subclasses), which hold an initialised
-// `PyHostArray` at `HostArrayObject`'s layout (the module's invariant).
+// `PyHostArray` at the layout `raw::new_type::<PyHostArray>` gives them (the module's
+// invariant).
 unsafe impl PyTypeInfo for PyHostArray {
     /// `ferry.HostArray`. Panics only when the type cannot be made at all (out of memory);
     /// the `ferry` module makes it on import, so an imported module never does.
@@ -140,21 +130,6 @@ unsafe impl PyTypeInfo for PyHostArray {
     }
 }
 
-/// What a `ferry.HostArray` object holds, from Rust (what pyo3's `get` is for its own classes).
-pub trait PyHostArrayMethods {
-    /// The payload, borrowed for as long as the object is.
-    fn host(&self) -> &PyHostArray;
-}
-
-impl PyHostArrayMethods for Bound<'_, PyHostArray> {
-    fn host(&self) -> &PyHostArray {
-        // SAFETY: a `Bound<PyHostArray>` is only made for an instance of the type (a type
-        // check, or `into_pyobject`), whose payload is initialised and not written until
-        // `dealloc`, which cannot run while `self` holds its reference.
-        unsafe { &(*self.as_ptr().cast::<HostArrayObject>()).host }
-    }
-}
-
 impl<'py> IntoPyObject<'py> for PyHostArray {
     type Target = PyHostArray;
     type Output = Bound<'py, PyHostArray>;
@@ -163,44 +138,28 @@ impl<'py> IntoPyObject<'py> for PyHostArray {
     /// A new `ferry.HostArray` object holding `self`.
     #[inline]
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyHostArray>> {
-        let class = host_array_type(py)?.as_type_ptr();
-        // SAFETY: the GIL is held. The memory is fresh, large and aligned enough for
-        // `HostArrayObject` (checked above); the payload is written before the object is
-        // handed out, and `PyObject_Init` sets the header (type, reference count 1, and a
-        // reference to the heap type, which `dealloc` gives back).
-        unsafe {
-            let object =
-                ffi::PyObject_Malloc(size_of::<HostArrayObject>()).cast::<HostArrayObject>();
-            if object.is_null() {
-                return Err(PyMemoryError::new_err("no memory for a ferry.HostArray"));
-            }
-            (&raw mut (*object).host).write(self);
-            ffi::PyObject_Init(object.cast(), class);
-            Ok(Bound::from_owned_ptr(py, object.cast()).cast_into_unchecked())
-        }
+        let class = host_array_type(py)?;
+        // SAFETY: the type was made by `raw::new_type::<PyHostArray>` (`make_type`).
+        let object = unsafe { raw::new_instance(py, class, self) }
+            .ok_or_else(|| PyMemoryError::new_err("no memory for a ferry.HostArray"))?;
+        // SAFETY: a new instance of the type.
+        Ok(unsafe { object.cast_into_unchecked() })
     }
 }
 
 /// `tp_dealloc`: drops the payload (which may run a producer's DLPack deleter; in a
 /// subinterpreter the drop waits for the main interpreter, `deferred`), frees the memory and
 /// releases the instance's reference to the type, with the error indicator put aside
-/// (`with_error_indicator_aside`); a panic becomes an unraisable error.
+/// (`raw::dealloc_instance`); a panic becomes an unraisable error.
 unsafe extern "C" fn dealloc(object: *mut ffi::PyObject) {
-    // SAFETY: CPython calls this with the GIL held, once, on an instance of the type whose
-    // reference count reached zero: its payload is initialised (the module's invariant) and
-    // nobody reads it afterwards, so it is moved out once; the memory came from
-    // `PyObject_Malloc` and the instance holds a reference to its heap type.
+    // SAFETY: CPython calls this with the GIL held, once, on an instance of the type (made by
+    // `raw::new_type::<PyHostArray>`) whose reference count reached zero.
     unsafe {
-        with_error_indicator_aside(|| {
-            let class = ffi::Py_TYPE(object);
-            let host = (&raw mut (*object.cast::<HostArrayObject>()).host).read();
-            let py = Python::assume_attached();
-            if catch_unwind(AssertUnwindSafe(|| crate::deferred::release(py, host))).is_err() {
+        raw::dealloc_instance::<PyHostArray>(object, |py, host| {
+            if catch_unwind(AssertUnwindSafe(|| deferred::release(py, host))).is_err() {
                 PyRuntimeError::new_err("ferry panicked while releasing a HostArray")
                     .write_unraisable(py, None);
             }
-            ffi::PyObject_Free(object.cast());
-            ffi::Py_DECREF(class.cast());
         });
     }
 }
@@ -214,9 +173,9 @@ unsafe fn payload<'a>(py: Python<'_>, object: *mut ffi::PyObject) -> PyResult<&'
     // SAFETY: per the contract.
     let object = unsafe { Borrowed::from_ptr(py, object) };
     let host = object.cast::<PyHostArray>()?;
-    // SAFETY: an instance (checked): its payload lives while the object does, which the
-    // caller's borrow guarantees for `'a`.
-    Ok(unsafe { &(*host.as_ptr().cast::<HostArrayObject>()).host })
+    // SAFETY: an instance (checked) of the type `raw::new_type::<PyHostArray>` made: its
+    // payload lives while the object does, which the caller's borrow guarantees for `'a`.
+    Ok(unsafe { raw::payload::<PyHostArray>(host.as_ptr()) })
 }
 
 /// `__repr__`.
@@ -355,10 +314,10 @@ unsafe extern "C" fn astype(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     entry("HostArray.astype", std::ptr::null_mut(), |py| {
-        // SAFETY: CPython's fast calling convention (see `method::one_argument`).
+        // SAFETY: CPython's fast calling convention (see `raw::one_argument`).
         let (host, dtype) = unsafe {
             let host = payload(py, object)?;
-            let dtype = method::one_argument(py, "astype", c"dtype", args, nargs, kwnames)?;
+            let dtype = raw::one_argument(py, "astype", c"dtype", args, nargs, kwnames)?;
             (host, dtype)
         };
         let dtype =
@@ -382,11 +341,11 @@ unsafe extern "C" fn arrow_c_array(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     entry("HostArray.__arrow_c_array__", std::ptr::null_mut(), |py| {
-        // SAFETY: CPython's fast calling convention (see `method::one_argument`).
+        // SAFETY: CPython's fast calling convention (see `raw::one_argument`).
         let host = unsafe {
             let host = payload(py, object)?;
             // The requested schema is ignored, as the interface allows.
-            method::one_argument(
+            raw::one_argument(
                 py,
                 "__arrow_c_array__",
                 c"requested_schema",

@@ -30,20 +30,21 @@
 //!   is exported with its values un-negated; ferry refuses it with `BufferError` (PyTorch's
 //!   `__dlpack__` refuses the conjugate bit the same way) instead of importing wrong values.
 
-use std::ffi::{CStr, c_void};
+use std::ffi::CStr;
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 use ferry_core::{Device, DlpackTensor, HostArray};
 use pyo3::exceptions::{PyAttributeError, PyBufferError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyCapsule, PyDict, PyType};
-use pyo3::{ffi, intern};
 
 use crate::capsule::{call_method0, request_capsule, request_host_copy, take_capsule};
+use crate::error::to_py_err;
 use crate::exchange::{DLPackExchangeAPI, DLPackExchangeAPIHeader};
-use crate::to_py_err;
+use crate::raw;
 
 /// The name DLPack 1.3 gives the exchange table's capsule.
 const TABLE_CAPSULE: &CStr = c"dlpack_exchange_api";
@@ -82,11 +83,8 @@ impl Torch {
                 None => return Ok(None),
             },
         };
-        // SAFETY: both are live type objects (`obj`'s own type, and `torch.Tensor`, which
-        // `torch` holds); `PyType_IsSubtype` only reads their MROs and runs no Python code.
-        let is_tensor = unsafe {
-            ffi::PyType_IsSubtype(ffi::Py_TYPE(obj.as_ptr()), torch.tensor.as_ptr().cast()) != 0
-        };
+        // By the MRO: no Python code runs (`torch.Tensor` is held by `torch`).
+        let is_tensor = raw::is_instance_by_mro(obj, torch.tensor.bind(py));
         Ok(is_tensor.then_some(torch))
     }
 
@@ -96,9 +94,7 @@ impl Torch {
     /// still recognised by its export's deleter, [`made_by_pytorch`]).
     #[inline(never)]
     fn load(py: Python<'_>) -> PyResult<Option<&'static Torch>> {
-        // SAFETY: the GIL is held; the result is a borrowed reference to the interpreter's
-        // `sys.modules` dict, alive as long as the interpreter.
-        let modules = unsafe { Borrowed::from_ptr(py, ffi::PyImport_GetModuleDict()) };
+        let modules = raw::sys_modules(py);
         let Some(torch) = modules.cast::<PyDict>()?.get_item(intern!(py, "torch"))? else {
             return Ok(None);
         };
@@ -204,13 +200,10 @@ impl Torch {
         let Some(capsule) = self.table(py)? else {
             return Ok(None);
         };
-        // SAFETY: a live capsule; GetPointer checks its name and returns NULL (with an
-        // exception set) for another.
-        let table = unsafe { ffi::PyCapsule_GetPointer(capsule.as_ptr(), TABLE_CAPSULE.as_ptr()) };
-        if table.is_null() {
-            PyErr::take(py);
+        // Checked to be a capsule of that name (a table); the error for another is dropped.
+        let Ok(table) = raw::capsule_pointer(capsule.as_any(), TABLE_CAPSULE) else {
             return Ok(None);
-        }
+        };
         // SAFETY: a `"dlpack_exchange_api"` capsule holds a `DLPackExchangeAPI` table that
         // outlives the process's consumers (DLPack 1.3), and `capsule` is held across its use.
         let Some(export) = (unsafe { version_1_3(table.cast()) })
@@ -240,8 +233,7 @@ impl Torch {
     /// The capsule `torch.Tensor.__dlpack_c_exchange_api__`, when there is one.
     #[inline]
     fn table<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyCapsule>>> {
-        // SAFETY: the GIL is held; `sys.modules` is a live dict.
-        let modules = unsafe { ffi::PyDict_Size(ffi::PyImport_GetModuleDict()) };
+        let modules = raw::module_count(py);
         if self.table_missing_at.load(Ordering::Relaxed) == modules {
             return Ok(None);
         }
@@ -333,21 +325,10 @@ pub(crate) fn made_by_pytorch(tensor: &DlpackTensor) -> bool {
     answer
 }
 
-/// Whether the function at `address` belongs to a library whose file name starts with
-/// `libtorch` (libtorch_cpu, libtorch_cuda, libtorch_python).
+/// Whether the function at `address` (a live tensor's deleter) belongs to a library whose file
+/// name starts with `libtorch` (libtorch_cpu, libtorch_cuda, libtorch_python).
 fn in_libtorch(address: usize) -> bool {
-    // SAFETY: an all-zero `Dl_info` is a valid value (NULL pointers).
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    // SAFETY: dladdr only looks the address up among the loaded objects and writes `info`.
-    if unsafe { libc::dladdr(address as *const c_void, &mut info) } == 0 || info.dli_fname.is_null()
-    {
-        return false;
-    }
-    // SAFETY: dladdr set `dli_fname` to the loaded object's NUL-terminated path, which stays
-    // valid while the object is loaded (a library holding a live deleter is).
-    let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes();
-    let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-    name.starts_with(b"libtorch")
+    raw::in_library_named(address, b"libtorch")
 }
 
 /// The name of `obj`'s type, for an error message (empty if even that fails).
