@@ -16,7 +16,7 @@ pub const LAYERS: [(&str, &[&str]); 3] = [
     ),
     (
         "protocols",
-        &["capsule", "exchange", "torch", "import", "arrow"],
+        &["capsule", "exchange", "torch", "import", "arrow", "numpy"],
     ),
     ("class", &["class", "method", "object", "extract", "files"]),
 ];

@@ -193,5 +193,5 @@ pub(crate) fn import_ndarray(obj: &Bound<'_, PyAny>) -> Option<PyResult<HostArra
     // own documented way to break that, as it breaks every NumPy view). The access is
     // ReadOnly when NumPy says nobody may write, else Shared: NumPy and Python code may write
     // it, and ferry never does.
-    Some(unsafe { HostArray::from_raw_layout(layout, owner) }.map_err(crate::to_py_err))
+    Some(unsafe { HostArray::from_raw_layout(layout, owner) }.map_err(crate::error::to_py_err))
 }
