@@ -4,7 +4,9 @@
 //! message, and every way an argument could alias memory another argument writes.
 
 use ferry::ndarray::{Axis, Ix1, Ix2, IxDyn};
-use ferry::python::{AnyArray, CastArray, ReadonlyArray, ReadwriteArray, Tensor};
+use ferry::python::{
+    AnyArray, CastArray, PyHostArray, PyHostArrayMethods, ReadonlyArray, ReadwriteArray, Tensor,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule};
 
@@ -125,6 +127,68 @@ fn kept_values() -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// Holds `x` writable, sets `ready`, then writes it with the GIL released until `stop` is set
+/// (a `threading.Event`).
+#[pyfunction]
+fn write_until_stopped(
+    py: Python<'_>,
+    mut x: ReadwriteArray<'_, f32, IxDyn>,
+    ready: &Bound<'_, PyAny>,
+    stop: &Bound<'_, PyAny>,
+) -> PyResult<u64> {
+    ready.call_method0("set")?;
+    let mut view = x.as_array_mut();
+    let mut rounds = 0u64;
+    loop {
+        rounds += 1;
+        py.detach(|| view.fill(rounds as f32));
+        if stop.call_method0("is_set")?.extract::<bool>()? {
+            return Ok(rounds);
+        }
+    }
+}
+
+/// A writable argument beside the same object's payload, read through the public accessor.
+#[pyfunction]
+fn writer_beside_payload(
+    mut w: ReadwriteArray<'_, f32, Ix1>,
+    r: Bound<'_, PyHostArray>,
+) -> PyResult<f32> {
+    let host = r.host().to_host()?;
+    w.as_array_mut()[0] = 42.0;
+    Ok(host.view1::<f32>().map_err(ferry::python::to_py_err)?[0])
+}
+
+/// Element 0 of a bool argument's view as a byte, before and after `callback` runs.
+#[pyfunction]
+fn bool_byte_across_callback(
+    x: ReadonlyArray<'_, bool, Ix1>,
+    callback: &Bound<'_, PyAny>,
+) -> PyResult<(bool, u8, usize)> {
+    let view = x.as_array();
+    callback.call0()?;
+    let element = &view[0];
+    // SAFETY: reads the one initialised byte of a `bool` as a `u8`.
+    let byte = unsafe { *(element as *const bool).cast::<u8>() };
+    Ok((*element, byte, x.host().copies()))
+}
+
+/// Counts the true values of a bool argument viewed after `callback` runs.
+#[pyfunction]
+fn bool_view_after_callback(
+    x: ReadonlyArray<'_, bool, Ix1>,
+    callback: &Bound<'_, PyAny>,
+) -> PyResult<usize> {
+    callback.call0()?;
+    Ok(x.as_array().iter().filter(|b| **b).count())
+}
+
+/// The argument, returned.
+#[pyfunction]
+fn identity(x: AnyArray) -> AnyArray {
+    x
+}
+
 /// The module `args` with the functions above.
 fn args_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let m = PyModule::new(py, "args")?;
@@ -140,6 +204,11 @@ fn args_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     m.add_function(wrap_pyfunction!(two_writers, &m)?)?;
     m.add_function(wrap_pyfunction!(write_during, &m)?)?;
     m.add_function(wrap_pyfunction!(keep, &m)?)?;
+    m.add_function(wrap_pyfunction!(write_until_stopped, &m)?)?;
+    m.add_function(wrap_pyfunction!(writer_beside_payload, &m)?)?;
+    m.add_function(wrap_pyfunction!(bool_byte_across_callback, &m)?)?;
+    m.add_function(wrap_pyfunction!(bool_view_after_callback, &m)?)?;
+    m.add_function(wrap_pyfunction!(identity, &m)?)?;
     m.add_function(wrap_pyfunction!(kept_values, &m)?)?;
     #[cfg(feature = "candle")]
     m.add_function(wrap_pyfunction!(candle_double_sum, &m)?)?;
@@ -386,5 +455,81 @@ for bad in (np.array([object()]), np.array(["x"]), np.array([1], dtype="datetime
         pass
     else:
         raise AssertionError(f"{bad.dtype} was taken")
+"#);
+}
+
+/// Audit round 4 (helper 20), finding 1: the payload's public accessor hands out a handle only
+/// when no writable argument holds the memory.
+#[test]
+fn round4_a1_the_public_payload_accessor_is_refused_beside_a_writable_argument() {
+    run(cr#"
+h = ferry.from_dlpack(np.zeros(4, dtype=np.float32), copy=True)
+raises(BufferError, "lent writable", args.writer_beside_payload, h, h)
+other = ferry.from_dlpack(np.zeros(4, dtype=np.float32), copy=True)
+assert args.writer_beside_payload(h, other) == 0.0
+"#);
+}
+
+/// Finding 2: `__dlpack__` checks the leases after its arguments (`stream.__index__` runs
+/// Python code), so a writer that takes the memory meanwhile makes the export fail.
+#[test]
+fn round4_a2_an_export_is_refused_when_its_stream_argument_lends_the_memory_writable() {
+    run(cr#"
+import threading
+h = ferry.from_dlpack(np.zeros(1024, dtype=np.float32), copy=True)
+ready, stop = threading.Event(), threading.Event()
+threads = []
+class Stream:
+    def __index__(self):
+        t = threading.Thread(target=args.write_until_stopped, args=(h, ready, stop))
+        t.start(); threads.append(t)
+        assert ready.wait(10)
+        return -1
+try:
+    raises(BufferError, "lent writable", lambda: h.__dlpack__(stream=Stream(), max_version=(1, 0)))
+finally:
+    stop.set()
+    for t in threads:
+        t.join()
+assert np.from_dlpack(h)[0] > 0
+"#);
+}
+
+/// Finding 3: a bool argument that Python code may write is a private, checked copy: its view
+/// never holds a byte other than 0 or 1, and viewing it later never panics.
+#[test]
+fn round4_a3_bool_arguments_others_may_write_are_private_checked_copies() {
+    run(cr#"
+a = np.array([True, False, True])
+def poke():
+    a.view(np.uint8)[0] = 2
+value, byte, copies = args.bool_byte_across_callback(a, poke)
+assert (value, byte, copies) == (True, 1, 1), (value, byte, copies)
+b = np.array([True, False, True])
+def poke_later():
+    b.view(np.uint8)[1] = 7
+assert args.bool_view_after_callback(b, poke_later) == 2
+raises(ValueError, "", args.bool_view_after_callback, np.frombuffer(b"\x01\x02", dtype=np.bool_), lambda: None)
+"#);
+}
+
+/// Finding 7: an argument read through NumPy's struct holds a reference to the array that is
+/// released when the last handle drops, from any thread.
+#[test]
+fn round4_a7_numpy_arguments_release_their_reference_at_once() {
+    run(cr#"
+import sys, threading
+a = np.zeros(10)
+base = sys.getrefcount(a)
+out = {}
+def worker():
+    h = args.identity(a)
+    out["held"] = sys.getrefcount(a)
+    del h
+    out["after"] = sys.getrefcount(a)
+    a.resize(20, refcheck=True)
+t = threading.Thread(target=worker); t.start(); t.join()
+assert out["held"] == base + 1 and out["after"] == base, (base, out)
+assert a.shape == (20,)
 "#);
 }

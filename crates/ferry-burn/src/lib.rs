@@ -463,8 +463,10 @@ pub fn into_tensor<const D: usize, K: BurnKind>(
     }
     #[allow(unreachable_patterns)] // other variants exist when users enable more burn backends
     match device.as_dispatch() {
-        // An empty array has no memory to share (and a dangling address Burn's casts refuse).
-        burn::backend::DispatchDevice::Flex(_) if !array.is_empty() => {
+        // An empty array has no memory to share (and a dangling address Burn's casts refuse);
+        // nor has a misaligned one (`np.frombuffer` at an odd offset) that Burn can read in
+        // place: Burn casts its bytes to elements, so it gets the copy below.
+        burn::backend::DispatchDevice::Flex(_) if !array.is_empty() && aligned(&array) => {
             return Ok(flex_share::<D, K>(array, dtype));
         }
         burn::backend::DispatchDevice::NdArray(_) => return ndarray_move::<D, K>(array),
@@ -475,6 +477,13 @@ pub fn into_tensor<const D: usize, K: BurnKind>(
     record_copy(bytes.len() as u64, CopyReason::FrameworkStorage);
     let data = TensorData::from_bytes_vec(bytes, contiguous.shape().to_vec(), dtype);
     Ok(Tensor::from_data(data, (device, dtype)))
+}
+
+/// Whether the array's first element sits at a multiple of its element size (the alignment of
+/// every dtype Burn holds), as Burn's typed reads of shared bytes need.
+fn aligned(array: &HostArray) -> bool {
+    let size = array.itemsize().unwrap_or(1).max(1);
+    (array.as_ptr() as usize).is_multiple_of(size)
 }
 
 /// Shares the array's memory with a Flex tensor: Burn's copy-on-write never writes into it.

@@ -47,9 +47,20 @@ impl PyHostArray {
         }
     }
 
-    /// The wrapped array.
-    pub fn array(&self) -> &HostArray {
+    /// The wrapped array, for this crate's readers (each checks the write leases itself).
+    pub(crate) fn array(&self) -> &HostArray {
         &self.array
+    }
+
+    /// A handle to the wrapped array (a clone, no copy), unless a `ReadwriteArray` argument
+    /// holds its memory writable now (`BufferError`): the payload is not handed out by
+    /// reference, which could be read beside that argument's mutable view.
+    pub fn to_host(&self) -> PyResult<HostArray> {
+        let array = self.array.clone();
+        // After the clone: a lease taken before it is seen here, one taken after it sees the
+        // clone (`lease.rs`).
+        lease::check_readable(&array)?;
+        Ok(array)
     }
 
     /// The capsule for `__dlpack__`, after the protocol's checks.
@@ -61,7 +72,6 @@ impl PyHostArray {
         dl_device: Option<(i32, i32)>,
         copy: Option<bool>,
     ) -> PyResult<Py<PyAny>> {
-        lease::check_readable(&self.array)?;
         let device = self.array.device();
         if let Some(stream) = stream.filter(|s| !s.is_none()) {
             // Not a TypeError: consumers read that as "old producer" and retry without arguments.
@@ -111,6 +121,9 @@ impl PyHostArray {
             )));
         }
         let copy_now = legacy_read_only || copy == Some(true);
+        // Checked here, after the arguments (`stream.__index__` runs Python code, which could
+        // lend the memory writable) and with no Python code until the export holds it.
+        lease::check_readable(&self.array)?;
         let tensor = if copy_now {
             let fresh = self
                 .array

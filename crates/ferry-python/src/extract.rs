@@ -46,7 +46,10 @@ use crate::error::to_py_err;
 use crate::lease::{WriteLease, check_readable};
 
 /// Any array or tensor as a function argument, and a `ferry.HostArray` as a return value: a
-/// [`HostArray`] (it dereferences to one) that pyo3 converts both ways.
+/// [`HostArray`] (it dereferences to one) that pyo3 converts both ways. It is the caller's
+/// memory as the caller's library made it: a `bool` view of memory that Python code may
+/// write is best read through [`ReadonlyArray<bool, _>`](ReadonlyArray) (a private, checked
+/// copy) or [`HostArray::bool_bytes`].
 ///
 /// As an argument it takes what `ferry.from_dlpack` takes — any object with `__dlpack__`
 /// (NumPy, PyTorch, JAX, pyarrow primitive arrays), a DLPack capsule, a `ferry.HostArray` —
@@ -83,6 +86,8 @@ impl AnyArray {
 
     /// A framework tensor handed out through its backend (zero-copy for host memory, one
     /// recorded copy of the viewed span for device memory): `AnyArray::from_tensor::<ferry::Candle>(&t)`.
+    /// Returned to Python, a candle view keeps its storage's read lock while Python holds it
+    /// (see [`Tensor`]'s `into_pyobject`).
     pub fn from_tensor<B: Backend>(tensor: &B::Tensor) -> PyResult<AnyArray> {
         B::to_host(tensor).map(AnyArray).map_err(to_py_err)
     }
@@ -145,14 +150,12 @@ impl<'py> IntoPyObject<'py> for AnyArray {
 /// columns).
 #[inline]
 fn extract_host(obj: &Bound<'_, PyAny>) -> PyResult<HostArray> {
-    if let Some(array) = crate::numpy::import_ndarray(obj) {
-        // No lease check: a NumPy array over ferry's memory holds an export of it (the memory
-        // is then held by two, and no lease is granted), and none is made during a lease.
-        return array;
-    }
-    let array = match import_any(obj, None) {
-        Ok(array) => array,
-        Err(error) => import_arrow(obj, error)?,
+    let array = match crate::numpy::import_ndarray(obj) {
+        Some(array) => array?,
+        None => match import_any(obj, None) {
+            Ok(array) => array,
+            Err(error) => import_arrow(obj, error)?,
+        },
     };
     check_readable(&array)?;
     Ok(array)
@@ -215,10 +218,15 @@ impl<'py, T: Element, D: Dimension> ReadonlyArray<'py, T, D> {
                 &array, obj, conversion,
             )));
         }
-        let array = if array.dtype() == T::DTYPE {
-            array
-        } else {
+        let array = if array.dtype() != T::DTYPE {
             array.cast::<T>().map_err(to_py_err)?
+        } else if T::NEEDS_VALIDATION && !array.is_writable() {
+            // bools that something else may write (NumPy from Python code the function calls,
+            // or from another thread while it releases the GIL): a private copy, checked below
+            // once and never written by anyone, so the view never holds a byte other than 0 or 1.
+            array.snapshot().map_err(to_py_err)?
+        } else {
+            array
         };
         let array = match array.view_dim::<T, D>() {
             Ok(_) => array,
@@ -481,6 +489,10 @@ impl<'py, B: Backend> IntoPyObject<'py> for Tensor<B> {
     type Error = PyErr;
 
     /// The tensor as a `ferry.HostArray` ([`AnyArray::from_tensor`], then as [`AnyArray`]).
+    /// A candle tensor's view holds a read lock on its storage for as long as Python keeps the
+    /// array (ARCHITECTURE.md's candle row), so a `Var::set` of that storage waits for it:
+    /// return a copy (`Tensor(t.copy()?)`) of a tensor whose storage a `Var` the extension
+    /// later sets still shares.
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         AnyArray::from_tensor::<B>(&self.0)?.into_pyobject(py)
     }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use ferry_core::{Access, DType, HostArray, MemoryKind, RawLayout};
 use pyo3::prelude::*;
-use pyo3::types::PyType;
+use pyo3::types::PyCapsule;
 use pyo3::{ffi, intern};
 
 /// `PyObject_HEAD` of a GIL-enabled, non-debug CPython (what the abi3 wheel and every build
@@ -55,12 +55,14 @@ const INLINE_AXES: usize = 8;
 /// `NPY_ARRAY_WRITEABLE`.
 const WRITEABLE: c_int = 0x0400;
 
-/// `numpy.ndarray`, once an argument showed NumPy is loaded (a strong reference kept for the
-/// process's life, so the address is never reused by another type).
+/// NumPy's `PyArray_Type`, once an argument showed NumPy is loaded (a static type of NumPy's
+/// extension module, which is never unloaded).
 static NDARRAY: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
 
-/// `numpy.ndarray` if NumPy is loaded (never imports it: an object can only be an ndarray when
-/// it is).
+/// NumPy's own `PyArray_Type` if NumPy is loaded (never imports NumPy: an object can only be
+/// an ndarray when it is). Taken from NumPy's C API table (`_ARRAY_API`, entry 2), as
+/// rust-numpy and every C extension take it, not from the `numpy.ndarray` attribute, which
+/// Python code can rebind to a type whose objects are not NumPy arrays.
 fn ndarray_type(py: Python<'_>) -> Option<*mut ffi::PyTypeObject> {
     let known = NDARRAY.load(Ordering::Acquire);
     if !known.is_null() {
@@ -71,17 +73,51 @@ fn ndarray_type(py: Python<'_>) -> Option<*mut ffi::PyTypeObject> {
         .ok()?
         .getattr(intern!(py, "modules"))
         .ok()?;
-    let numpy = modules.get_item(intern!(py, "numpy")).ok()?;
-    let class = numpy
-        .getattr(intern!(py, "ndarray"))
-        .ok()?
-        .cast_into::<PyType>()
+    modules.get_item(intern!(py, "numpy")).ok()?;
+    // NumPy 2's module, then 1.x's (where `numpy._core` does not exist).
+    let multiarray = py
+        .import(intern!(py, "numpy._core._multiarray_umath"))
+        .or_else(|_| py.import(intern!(py, "numpy.core.multiarray")))
         .ok()?;
-    let ptr = class.as_type_ptr();
-    // Kept alive for good: the stored address must stay this type's.
-    std::mem::forget(class);
+    let api = multiarray
+        .getattr(intern!(py, "_ARRAY_API"))
+        .ok()?
+        .cast_into::<PyCapsule>()
+        .ok()?;
+    let table = api
+        .pointer_checked(None)
+        .ok()?
+        .cast::<*mut ffi::PyTypeObject>();
+    // SAFETY: `_ARRAY_API` is NumPy's C API table, an array of pointers whose entry 2 is
+    // `&PyArray_Type` in every NumPy version (`__multiarray_api.h`); the table is static in
+    // NumPy's extension module.
+    let ptr = unsafe { *table.as_ptr().add(2) };
+    if ptr.is_null() {
+        return None;
+    }
     NDARRAY.store(ptr, Ordering::Release);
     Some(ptr)
+}
+
+/// The owner of memory read through NumPy's struct: a reference to the array, released with
+/// the GIL taken as NumPy's own DLPack deleter takes it (at once, also from ferry's `tp_dealloc`,
+/// which runs outside pyo3's bookkeeping), queued for the main interpreter when dropped in a
+/// subinterpreter, and left alone once the interpreter is finalising.
+struct ArrayRef(Option<Py<PyAny>>);
+
+impl Drop for ArrayRef {
+    fn drop(&mut self) {
+        let mut held = self.0.take();
+        let attached = Python::try_attach(|py| {
+            if let Some(array) = held.take() {
+                crate::deferred::release(py, array);
+            }
+        });
+        if attached.is_none() {
+            // The interpreter is finalising (or gone): the reference goes with it.
+            std::mem::forget(held);
+        }
+    }
 }
 
 /// ferry's dtype for a NumPy type number, where it has a fixed native layout.
@@ -184,9 +220,8 @@ pub(crate) fn import_ndarray(obj: &Bound<'_, PyAny>) -> Option<PyResult<HostArra
         memory: MemoryKind::Cpu,
         access,
     };
-    // The array keeps its memory alive (its own buffer, or its `base` chain's). Dropped without
-    // the GIL, pyo3 defers the reference's release to the next time it holds the GIL.
-    let owner: ferry_core::Owner = Arc::new(obj.clone().unbind());
+    // The array keeps its memory alive (its own buffer, or its `base` chain's).
+    let owner: ferry_core::Owner = Arc::new(ArrayRef(Some(obj.clone().unbind())));
     // SAFETY: every element the array's dimensions and strides reach lies in its buffer,
     // which stays valid while the array object lives, and `owner` holds a reference to it
     // (NumPy refuses `resize` while other references exist; `resize(refcheck=False)` is NumPy's

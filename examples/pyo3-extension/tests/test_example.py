@@ -118,3 +118,30 @@ def test_embed_batch_is_an_arrow_record_batch_without_a_copy(matrix: np.ndarray)
 def test_a_caller_type_checks_under_mypy_strict_and_runs() -> None:
     caller = HERE / "typed_caller.py"
     subprocess.run([sys.executable, str(caller)], check=True)
+
+
+def test_a_misaligned_buffer_is_copied_for_burn() -> None:
+    # np.frombuffer at an odd offset: Burn cannot read it in place (audit round 4, finding 5).
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    y = np.frombuffer(bytearray(1) + x.tobytes(), dtype=np.float32, offset=1).reshape(3, 4)
+    for source in (y, ferry.from_dlpack(y)):
+        out = np.from_dlpack(ex.center_rows(source))
+        np.testing.assert_allclose(out, x - x.mean(axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(np.from_dlpack(ex.row_norms(y)), norms(x), rtol=1e-6)
+
+
+def test_a_rebound_numpy_ndarray_is_not_trusted() -> None:
+    # Rebinding `numpy.ndarray` before the first argument must not make other objects read as
+    # NumPy's struct (audit round 4, finding 4): NumPy's own type comes from its C API table.
+    code = (
+        "import numpy as np, ferry_example as fe\n"
+        "class Fake:\n    __slots__ = ('a', 'b', 'c', 'd', 'e', 'f', 'g')\n"
+        "np.ndarray = Fake\n"
+        "f = Fake(); f.a = f.b = f.c = f.d = 0\n"
+        "try:\n    fe.row_norms(f)\nexcept TypeError:\n    pass\n"
+        "else:\n    raise SystemExit('a Fake was taken')\n"
+        "print(np.from_dlpack(fe.row_norms(np.ones((2, 2), dtype=np.float32))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[1.4142135", "1.4142135]"], done.stdout
