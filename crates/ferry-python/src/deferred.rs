@@ -5,7 +5,9 @@
 //! ferry refuses to be imported in a subinterpreter, but one can still reach, and drop the last
 //! reference to, an object made in the main interpreter (through a static type's
 //! subclasses). Such a release is queued here instead, and the queue is emptied by the next
-//! ferry call in the main interpreter (the check every entry point makes, `gate.rs`).
+//! ferry call in the main interpreter (the check every entry point makes, `gate.rs`, and the
+//! argument types, `extract.rs`). So is a Python reference released on a thread that does not
+//! hold the GIL ([`release_later`]), which must not wait for it.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +33,28 @@ pub(crate) fn release<T: Send + 'static>(py: Python<'_>, value: T) {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .push(Box::new(value));
         PENDING.store(true, Ordering::Release);
+    }
+}
+
+/// Queues `value` for the main interpreter's next ferry call (or its exit): for a release on a
+/// thread that does not hold the GIL, which must not wait for it (the thread holding it may be
+/// waiting for this one).
+pub(crate) fn release_later<T: Send + 'static>(value: T) {
+    QUEUE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(Box::new(value));
+    PENDING.store(true, Ordering::Release);
+}
+
+/// [`release_queued`] when something is queued and the caller runs in the main interpreter
+/// (one relaxed load otherwise): for callers that the gate does not check (the argument types
+/// of extensions, which pyo3 runs in the main interpreter only, but an embedding program may
+/// not).
+#[inline]
+pub(crate) fn release_queued_in_main(py: Python<'_>) {
+    if PENDING.load(Ordering::Relaxed) && in_main_interpreter(py) {
+        release_queued(py);
     }
 }
 

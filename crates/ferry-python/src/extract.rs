@@ -150,6 +150,9 @@ impl<'py> IntoPyObject<'py> for AnyArray {
 /// columns).
 #[inline]
 fn extract_host(obj: &Bound<'_, PyAny>) -> PyResult<HostArray> {
+    // What threads without the GIL released meanwhile (NumPy arguments moved to them) goes now:
+    // an extension beside the wheel has no other ferry entry point in its build.
+    crate::deferred::release_queued_in_main(obj.py());
     let array = match crate::numpy::import_ndarray(obj) {
         Some(array) => array?,
         None => match import_any(obj, None) {

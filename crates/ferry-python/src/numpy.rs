@@ -15,18 +15,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 use pyo3::{ffi, intern};
 
-/// `PyObject_HEAD` of a GIL-enabled, non-debug CPython (what the abi3 wheel and every build
-/// ferry supports have): the reference count and the type pointer.
-#[repr(C)]
-struct ObjectHead {
-    refcnt: isize,
-    ob_type: *mut c_void,
-}
-
 /// The leading fields of NumPy's `PyArrayObject_fields`, unchanged from NumPy 1.x to 2.x.
 #[repr(C)]
 struct ArrayFields {
-    head: ObjectHead,
+    head: ffi::PyObject,
     data: *mut u8,
     nd: c_int,
     dimensions: *const isize,
@@ -40,7 +32,7 @@ struct ArrayFields {
 /// after `type_num` differ between them and are not read).
 #[repr(C)]
 struct DescrFields {
-    head: ObjectHead,
+    head: ffi::PyObject,
     typeobj: *mut c_void,
     kind: c_char,
     type_char: c_char,
@@ -99,22 +91,29 @@ fn ndarray_type(py: Python<'_>) -> Option<*mut ffi::PyTypeObject> {
     Some(ptr)
 }
 
-/// The owner of memory read through NumPy's struct: a reference to the array, released with
-/// the GIL taken as NumPy's own DLPack deleter takes it (at once, also from ferry's `tp_dealloc`,
-/// which runs outside pyo3's bookkeeping), queued for the main interpreter when dropped in a
-/// subinterpreter, and left alone once the interpreter is finalising.
+/// The owner of memory read through NumPy's struct: a reference to the array. Dropped on a
+/// thread that holds the GIL (a pyfunction, ferry's `tp_dealloc`, which runs outside pyo3's
+/// bookkeeping), it is released at once (queued when that thread runs in a subinterpreter);
+/// dropped on any other thread, it never waits for the GIL (whose holder may be joining that
+/// thread) but is queued for ferry's next call (`deferred.rs`), and left to the process's exit
+/// once the interpreter is finalising.
 struct ArrayRef(Option<Py<PyAny>>);
 
 impl Drop for ArrayRef {
     fn drop(&mut self) {
-        let mut held = self.0.take();
+        let Some(array) = self.0.take() else { return };
+        if !crate::raw::thread_holds_gil() {
+            crate::deferred::release_later(array);
+            return;
+        }
+        let mut held = Some(array);
+        // Holding the GIL, attaching does not wait; `None` only while the interpreter finalises.
         let attached = Python::try_attach(|py| {
             if let Some(array) = held.take() {
                 crate::deferred::release(py, array);
             }
         });
         if attached.is_none() {
-            // The interpreter is finalising (or gone): the reference goes with it.
             std::mem::forget(held);
         }
     }
@@ -155,7 +154,13 @@ fn dtype_of(type_num: c_int) -> Option<DType> {
 /// `None` for anything else.
 #[inline]
 pub(crate) fn import_ndarray(obj: &Bound<'_, PyAny>) -> Option<PyResult<HostArray>> {
-    if !cfg!(target_endian = "little") {
+    // Little-endian hosts, and GIL-enabled builds only: a free-threaded CPython's object
+    // header is larger (pyo3's `PyObject` follows it, but without a GIL another thread may
+    // reassign `shape` and free the dimensions while they are read), so there every argument
+    // takes the DLPack path.
+    if !cfg!(target_endian = "little")
+        || std::mem::size_of::<ffi::PyObject>() != 2 * std::mem::size_of::<usize>()
+    {
         return None;
     }
     let ndarray = ndarray_type(obj.py())?;

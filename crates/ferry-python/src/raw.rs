@@ -118,6 +118,25 @@ pub(crate) fn in_library_named(address: usize, prefix: &[u8]) -> bool {
     name.starts_with(prefix)
 }
 
+/// Whether this thread holds the GIL (`PyGILState_Check`, exported by every CPython ferry
+/// supports but outside the stable ABI, so looked up at run time; `false` where it is not
+/// exported): for a release that must not wait for the GIL (`numpy.rs`). Any thread may ask,
+/// also one that never attached.
+pub(crate) fn thread_holds_gil() -> bool {
+    static CHECK: std::sync::OnceLock<Option<unsafe extern "C" fn() -> std::ffi::c_int>> =
+        std::sync::OnceLock::new();
+    let check = CHECK.get_or_init(|| {
+        let symbol = interpreter_symbol(c"PyGILState_Check")?;
+        // SAFETY: the symbol, where CPython exports it, is `int PyGILState_Check(void)`.
+        Some(unsafe {
+            std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> std::ffi::c_int>(symbol)
+        })
+    });
+    // SAFETY: PyGILState_Check reads this thread's state only; it may be called on any thread,
+    // attached or not (CPython's documentation), and returns 1 when this thread holds the GIL.
+    check.is_some_and(|check| unsafe { check() } == 1)
+}
+
 /// `PyObject_VectorcallMethod(name, args, nargsf, kwnames)` (PEP 590).
 type VectorcallMethod = unsafe extern "C" fn(
     *mut ffi::PyObject,
