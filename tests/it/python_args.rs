@@ -556,8 +556,12 @@ assert a.shape == (20,)
 /// ferry's next call.
 #[test]
 fn round4_b1_a_numpy_argument_dropped_on_a_joined_thread_does_not_wait_for_the_gil() {
+    // After a subinterpreter has been made, CPython's `PyGILState_Check` says "yes" on every
+    // thread (re-audit, helper 22): ferry must tell without it.
     run(cr#"
 import sys
+import _xxsubinterpreters as interpreters
+interpreters.destroy(interpreters.create())
 a = np.ones((4, 4), dtype=np.float32)
 base = sys.getrefcount(a)
 assert args.sum_on_thread(a) == 16.0

@@ -67,15 +67,14 @@ fn ndarray_type(py: Python<'_>) -> Option<*mut ffi::PyTypeObject> {
         .ok()?;
     modules.get_item(intern!(py, "numpy")).ok()?;
     // NumPy 2's module, then 1.x's (where `numpy._core` does not exist).
-    let multiarray = py
-        .import(intern!(py, "numpy._core._multiarray_umath"))
-        .or_else(|_| py.import(intern!(py, "numpy.core.multiarray")))
-        .ok()?;
-    let api = multiarray
-        .getattr(intern!(py, "_ARRAY_API"))
-        .ok()?
-        .cast_into::<PyCapsule>()
-        .ok()?;
+    fn table_of<'py>(py: Python<'py>, module: &str) -> Option<Bound<'py, PyCapsule>> {
+        py.import(module)
+            .and_then(|m| m.getattr(intern!(py, "_ARRAY_API")))
+            .ok()
+            .and_then(|api| api.cast_into::<PyCapsule>().ok())
+    }
+    let api = table_of(py, "numpy._core._multiarray_umath")
+        .or_else(|| table_of(py, "numpy.core.multiarray"))?;
     let table = api
         .pointer_checked(None)
         .ok()?
@@ -107,7 +106,8 @@ impl Drop for ArrayRef {
             return;
         }
         let mut held = Some(array);
-        // Holding the GIL, attaching does not wait; `None` only while the interpreter finalises.
+        // Holding the GIL, attaching does not wait; `None` when pyo3 will not attach (the
+        // interpreter is not initialised, or on 3.13+ finalising): the reference stays.
         let attached = Python::try_attach(|py| {
             if let Some(array) = held.take() {
                 crate::deferred::release(py, array);

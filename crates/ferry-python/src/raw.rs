@@ -118,23 +118,31 @@ pub(crate) fn in_library_named(address: usize, prefix: &[u8]) -> bool {
     name.starts_with(prefix)
 }
 
-/// Whether this thread holds the GIL (`PyGILState_Check`, exported by every CPython ferry
-/// supports but outside the stable ABI, so looked up at run time; `false` where it is not
-/// exported): for a release that must not wait for the GIL (`numpy.rs`). Any thread may ask,
-/// also one that never attached.
+/// Whether this thread holds the main interpreter's GIL, asked of any thread (also one that
+/// never attached), for a release that must not wait for the GIL (`numpy.rs`): the thread state
+/// CPython runs now (`PyThreadState_GetUnchecked`, 3.13+; `_PyThreadState_UncheckedGet` before:
+/// exported by every CPython ferry supports but outside the stable ABI, so looked up at run
+/// time) is this thread's own (`PyGILState_GetThisThreadState`). Not `PyGILState_Check`: CPython
+/// turns that check off for the whole process once any subinterpreter has been made, after which
+/// it says "yes" on every thread. `false` where neither function is exported.
 pub(crate) fn thread_holds_gil() -> bool {
-    static CHECK: std::sync::OnceLock<Option<unsafe extern "C" fn() -> std::ffi::c_int>> =
-        std::sync::OnceLock::new();
-    let check = CHECK.get_or_init(|| {
-        let symbol = interpreter_symbol(c"PyGILState_Check")?;
-        // SAFETY: the symbol, where CPython exports it, is `int PyGILState_Check(void)`.
-        Some(unsafe {
-            std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> std::ffi::c_int>(symbol)
-        })
+    type Current = unsafe extern "C" fn() -> *mut ffi::PyThreadState;
+    static CURRENT: std::sync::OnceLock<Option<Current>> = std::sync::OnceLock::new();
+    let current = CURRENT.get_or_init(|| {
+        let symbol = interpreter_symbol(c"PyThreadState_GetUnchecked")
+            .or_else(|| interpreter_symbol(c"_PyThreadState_UncheckedGet"))?;
+        // SAFETY: both symbols, where CPython exports them, are `PyThreadState *f(void)`.
+        Some(unsafe { std::mem::transmute::<*mut c_void, Current>(symbol) })
     });
-    // SAFETY: PyGILState_Check reads this thread's state only; it may be called on any thread,
-    // attached or not (CPython's documentation), and returns 1 when this thread holds the GIL.
-    check.is_some_and(|check| unsafe { check() } == 1)
+    let Some(current) = current else {
+        return false;
+    };
+    // SAFETY: both functions only read thread-local or runtime state and may be called on any
+    // thread, attached or not; the first returns NULL or the thread state holding the GIL (this
+    // thread's while it is attached), the second this thread's own state for the main
+    // interpreter, or NULL.
+    let (running, own) = unsafe { (current(), ffi::PyGILState_GetThisThreadState()) };
+    !running.is_null() && running == own
 }
 
 /// `PyObject_VectorcallMethod(name, args, nargsf, kwnames)` (PEP 590).
