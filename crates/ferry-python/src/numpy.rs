@@ -91,30 +91,23 @@ fn ndarray_type(py: Python<'_>) -> Option<*mut ffi::PyTypeObject> {
 }
 
 /// The owner of memory read through NumPy's struct: a reference to the array. Dropped on a
-/// thread that holds the GIL (a pyfunction, ferry's `tp_dealloc`, which runs outside pyo3's
-/// bookkeeping), it is released at once (queued when that thread runs in a subinterpreter);
-/// dropped on any other thread, it never waits for the GIL (whose holder may be joining that
-/// thread) but is queued for ferry's next call (`deferred.rs`), and left to the process's exit
-/// once the interpreter is finalising.
+/// thread that holds the main interpreter's GIL (a pyfunction, ferry's `tp_dealloc`, which runs
+/// outside pyo3's bookkeeping), it is released at once; dropped on any other thread (one that
+/// never attached, one attached to a subinterpreter), it never waits for the GIL (whose holder
+/// may be joining that thread) but is queued for ferry's next call in the main interpreter
+/// (`deferred.rs`), or left to the process's exit.
 struct ArrayRef(Option<Py<PyAny>>);
 
 impl Drop for ArrayRef {
     fn drop(&mut self) {
         let Some(array) = self.0.take() else { return };
-        if !crate::raw::thread_holds_gil() {
+        if crate::raw::thread_holds_gil() {
+            // SAFETY: this thread holds the main interpreter's GIL (the running thread state is
+            // its own main-interpreter state), so the reference is released now, as pyo3 would
+            // on a thread it knows to be attached.
+            array.drop_ref(unsafe { Python::assume_attached() });
+        } else {
             crate::deferred::release_later(array);
-            return;
-        }
-        let mut held = Some(array);
-        // Holding the GIL, attaching does not wait; `None` when pyo3 will not attach (the
-        // interpreter is not initialised, or on 3.13+ finalising): the reference stays.
-        let attached = Python::try_attach(|py| {
-            if let Some(array) = held.take() {
-                crate::deferred::release(py, array);
-            }
-        });
-        if attached.is_none() {
-            std::mem::forget(held);
         }
     }
 }
