@@ -251,8 +251,9 @@ impl<'py, T: Element, D: Dimension> ReadonlyArray<'py, T, D> {
         match self.array.view_dim::<T, D>() {
             Ok(view) => view,
             // Extraction made this view once; dtype, rank, layout and address never change,
-            // and for `bool` (whose bytes are checked again) only a writer breaking its
-            // producer's promise could make it fail (ARCHITECTURE.md's trust boundary).
+            // and `bool` bytes (checked again) are a private copy unless the memory was
+            // ferry's own held by this argument alone: only a consumer that writes memory
+            // exported READ_ONLY could change them (ARCHITECTURE.md's trust boundary).
             Err(error) => unreachable!("a view made at extraction failed later: {error}"),
         }
     }
