@@ -127,7 +127,8 @@ fn refusals_are_typed() {
     assert!(
         matches!(
             err,
-            Error::RankMismatch {
+            Error::TensorRank {
+                backend: "burn",
                 expected: 2,
                 found: 1,
                 ..
@@ -135,6 +136,8 @@ fn refusals_are_typed() {
         ),
         "{err}"
     );
+    // The message names the type that fits, since `ferry::Burn` alone is rank 2.
+    assert!(err.to_string().contains("`ferry::Burn<1>`"), "{err}");
     let err = fb::from_host::<1, Int>(&a, &Device::flex()).unwrap_err();
     assert!(
         matches!(

@@ -123,6 +123,63 @@ fn unsupported_extension_is_named() {
     assert!(boxed.to_string().contains(".png or .svg"));
 }
 
+#[test]
+fn a_plot_into_a_missing_folder_names_the_folder() {
+    let points = HostArray::from_vec(vec![2, 2], vec![0f32, 0., 1., 1.]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("not-made-yet");
+    let path = folder.join("scatter.png");
+    let err = ferry::plot::scatter(&[("p", &points)], "t", &path, (100, 100)).unwrap_err();
+    match &err {
+        ferry::plot::Error::NoFolder { folder: named, .. } => assert_eq!(named, &folder),
+        other => panic!("expected NoFolder, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("does not exist") && message.contains("not-made-yet"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("IoError"),
+        "no plotters debug dump: {message}"
+    );
+}
+
+/// A `FERRY_FONT` that names no font is an error naming it, not a silent fallback. Fonts are
+/// registered once per process, so the check runs in a child process of this test binary
+/// with the variable set.
+#[test]
+fn a_wrong_ferry_font_is_named_not_ignored() {
+    if let Some(font) = std::env::var_os("FERRY_FONT_CHILD") {
+        let points = HostArray::from_vec(vec![2, 2], vec![0f32, 0., 1., 1.]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let err =
+            ferry::plot::scatter(&[("p", &points)], "t", dir.path().join("s.png"), (100, 100))
+                .unwrap_err();
+        match &err {
+            ferry::plot::Error::BadFont { path, .. } => assert_eq!(path.as_os_str(), font),
+            other => panic!("expected BadFont, got {other:?}"),
+        }
+        assert!(
+            err.to_string().contains("FERRY_FONT=/wrong/font.ttf"),
+            "{err}"
+        );
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "plot::a_wrong_ferry_font_is_named_not_ignored"])
+        .env("FERRY_FONT", "/wrong/font.ttf")
+        .env("FERRY_FONT_CHILD", "/wrong/font.ttf")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Bounding box and pixel count of the marker-blue pixels whose x lies in `columns`.
 fn blue_blob(
     buf: &[u8],

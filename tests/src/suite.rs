@@ -101,7 +101,7 @@ pub fn to_host_layouts<B: SuiteBackend>() -> usize {
             (None, Ok(scalar)) => views.push(("0-d", scalar)),
             (
                 Some(rank),
-                Err(Error::RankMismatch {
+                Err(Error::TensorRank {
                     expected, found: 0, ..
                 }),
             ) if expected == rank => cases += 1,

@@ -437,10 +437,16 @@ pub fn into_tensor<const D: usize, K: BurnKind>(
     device: &Device,
 ) -> Result<Tensor<D, K>> {
     if array.ndim() != D {
-        return Err(Error::RankMismatch {
+        return Err(Error::TensorRank {
+            backend: BACKEND,
             shape: array.shape().to_vec(),
             expected: D,
             found: array.ndim(),
+            hint: format!(
+                "ask for `ferry::Burn<{found}>` (or `Burn<{found}, K>` for another kind; \
+                 `ferry::Burn` alone is `Burn<2, Float>`), or reshape the array to {D} axes first",
+                found = array.ndim()
+            ),
         });
     }
     let dtype = burn_dtype(array.dtype())?;

@@ -153,6 +153,23 @@ pub enum Error {
         /// Axes the array has.
         found: usize,
     },
+    /// An array whose number of axes is not the rank a framework's fixed-rank tensor type was
+    /// asked for (Burn's `Tensor<D, K>`); `hint` names the type that fits.
+    #[error(
+        "{backend} tensor of rank {expected} was asked for, but the array of shape {shape:?} has {found} axes; {hint}"
+    )]
+    TensorRank {
+        /// Which framework's tensor type.
+        backend: &'static str,
+        /// Shape of the array.
+        shape: Vec<usize>,
+        /// The tensor type's rank.
+        expected: usize,
+        /// Axes the array has.
+        found: usize,
+        /// The type to ask for instead, or how to reshape.
+        hint: String,
+    },
     /// A layout ferry cannot describe for this dtype.
     #[error(
         "layout shape {shape:?}, strides {strides:?} is not supported for dtype {dtype}: {reason}"

@@ -70,6 +70,30 @@ pub enum Error {
         /// Each path tried, with why it could not be used.
         tried: Vec<(PathBuf, String)>,
     },
+    /// `FERRY_FONT` names a file that is missing or not a TrueType font (ferry does not fall
+    /// back to the system fonts then: the variable says which font the user wants).
+    #[error(
+        "FERRY_FONT={}: {reason}; point it at a .ttf file, or unset it to use DejaVu Sans or Liberation Sans",
+        .path.display()
+    )]
+    BadFont {
+        /// The path `FERRY_FONT` gives.
+        path: PathBuf,
+        /// Why it could not be used.
+        reason: String,
+    },
+    /// The output path's folder does not exist (checked before any drawing).
+    #[error(
+        "cannot write {}: the folder {} does not exist; create it first (std::fs::create_dir_all)",
+        .path.display(),
+        .folder.display()
+    )]
+    NoFolder {
+        /// The output path.
+        path: PathBuf,
+        /// Its folder.
+        folder: PathBuf,
+    },
     /// plotters failed to draw or to write the file.
     #[error("drawing {} failed: {source}", .path.display())]
     Draw {
@@ -114,33 +138,45 @@ const X_LABELS: u32 = 36;
 /// Width of the y label area left of each chart, in pixels.
 const Y_LABELS: u32 = 44;
 
-/// Registers a TrueType font for labels once per process: `FERRY_FONT` if set, else the first
-/// of [`FONT_PATHS`] that loads.
+/// Registers a TrueType font for labels once per process: `FERRY_FONT` if set (and only it),
+/// else the first of [`FONT_PATHS`] that loads.
 fn ensure_font() -> Result<()> {
-    static FONT: OnceLock<std::result::Result<(), Vec<(PathBuf, String)>>> = OnceLock::new();
+    /// Why no font was registered, kept for every later call.
+    #[derive(Clone)]
+    enum Missing {
+        /// `FERRY_FONT`'s path, and why it could not be used.
+        Named(PathBuf, String),
+        /// Each system path tried, and why it could not be used.
+        System(Vec<(PathBuf, String)>),
+    }
+    static FONT: OnceLock<std::result::Result<(), Missing>> = OnceLock::new();
     FONT.get_or_init(|| {
-        let candidates: Vec<PathBuf> = std::env::var_os("FERRY_FONT")
-            .map(PathBuf::from)
-            .into_iter()
-            .chain(FONT_PATHS.iter().map(PathBuf::from))
-            .collect();
+        if let Some(path) = std::env::var_os("FERRY_FONT").map(PathBuf::from) {
+            return register_font(&path).map_err(|reason| Missing::Named(path, reason));
+        }
         let mut tried = Vec::new();
-        for path in candidates {
-            match std::fs::read(&path) {
-                Ok(bytes) => {
-                    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                    match plotters::style::register_font("sans-serif", FontStyle::Normal, bytes) {
-                        Ok(()) => return Ok(()),
-                        Err(_) => tried.push((path, "not a TrueType font".to_string())),
-                    }
-                }
-                Err(e) => tried.push((path, e.to_string())),
+        for path in FONT_PATHS.iter().map(PathBuf::from) {
+            match register_font(&path) {
+                Ok(()) => return Ok(()),
+                Err(reason) => tried.push((path, reason)),
             }
         }
-        Err(tried)
+        Err(Missing::System(tried))
     })
     .clone()
-    .map_err(|tried| Error::NoFont { tried })
+    .map_err(|missing| match missing {
+        Missing::Named(path, reason) => Error::BadFont { path, reason },
+        Missing::System(tried) => Error::NoFont { tried },
+    })
+}
+
+/// Registers the TrueType font at `path` as plotters' sans-serif, or says why it cannot.
+fn register_font(path: &Path) -> std::result::Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    // plotters keeps the font for the process's life: leaked once (the caller's OnceLock).
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+        .map_err(|_| "not a TrueType font".to_string())
 }
 
 /// The values of a real array as f64 (an explicit cast, recorded as a copy).
@@ -332,6 +368,17 @@ fn format(path: &Path) -> Result<Format> {
 /// Writes `figure` to a PNG or SVG file of `size` pixels, by `path`'s extension.
 fn render(path: &Path, size: (u32, u32), figure: &Figure<'_>) -> Result<()> {
     let format = format(path)?;
+    let folder = match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(Error::NoFolder {
+            path: path.to_path_buf(),
+            folder: folder.to_path_buf(),
+        });
+    }
     ensure_font()?;
     let drawn: std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> = match format {
         Format::Png => {

@@ -482,7 +482,7 @@ impl<'a, 'py, B: Backend> FromPyObject<'a, 'py> for Tensor<B> {
         B::into_tensor(array, &B::cpu())
             .map(Tensor)
             .map_err(|error| match error {
-                Error::RankMismatch { .. } | Error::UnsupportedDtype { .. } => {
+                Error::TensorRank { .. } | Error::UnsupportedDtype { .. } => {
                     PyTypeError::new_err(format!("{} argument: {error}", B::NAME))
                 }
                 error => to_py_err(error),

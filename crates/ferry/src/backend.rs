@@ -42,7 +42,24 @@ pub fn to_host<T: ToHost>(tensor: &T) -> Result<HostArray> {
 
 /// Moves a tensor from one framework to another over DLPack: no host hop where both sides can
 /// share or copy on the device; otherwise one copy, recorded. The source framework is the
-/// tensor's own: `ferry::convert::<Burn>(&candle_tensor, &Burn::cpu())`.
+/// tensor's own: `ferry::convert::<Burn<3>>(&candle_tensor, &Burn::cpu())` (Burn's rank is part
+/// of its tensor type; `Burn` alone is `Burn<2, Float>`).
+///
+/// The result is the framework's own tensor, which carries no copy log: a copy the conversion
+/// made (into candle's storage, say) is counted in the thread's [`copy_totals`](crate::copy_totals):
+///
+/// ```
+/// # #[cfg(all(feature = "candle", feature = "burn"))] {
+/// use ferry::Backend;
+/// let host = ferry::HostArray::from_vec(vec![2, 3], vec![1f32; 6])?;
+/// let burn_tensor = <ferry::Burn>::from_host(&host, &ferry::Burn::cpu())?;
+/// let before = ferry::copy_totals();
+/// let c = ferry::convert::<ferry::Candle>(&burn_tensor, &candle_core::Device::Cpu)?;
+/// let copied = ferry::copy_totals().since(before);
+/// assert_eq!((copied.copies, copied.bytes), (1, 24)); // into candle's own storage
+/// # }
+/// # Ok::<(), ferry::Error>(())
+/// ```
 ///
 /// A dtype the target cannot hold is refused with [`Error::UnsupportedDtype`]; the way out is
 /// an explicit cast on the host: `Dst::from_host(&t.to_host()?.cast::<f32>()?, &device)`.
