@@ -560,7 +560,7 @@ expected = (list(logical.shape), np.ascontiguousarray(logical).tobytes())
 
     #[test]
     #[allow(clippy::vec_init_then_push)] // one push per enabled backend
-    fn datafusion_and_ray_data_answer_over_a_partitioned_dataset_as_ferry_does() {
+    fn readers_and_engines_open_a_partitioned_dataset_plainly_and_answer_as_ferry_does() {
         let mut parts = Vec::new();
         #[cfg(feature = "candle")]
         parts.push(partition::<ferry::Candle>("candle", 24));
@@ -571,6 +571,9 @@ expected = (list(logical.shape), np.ascontiguousarray(logical).tobytes())
         #[cfg(feature = "tch")]
         parts.push(partition::<ferry::Tch>("tch", 8));
         let dir = tempfile::tempdir().unwrap();
+        // The dataset root holds only partitions; ferry's answers go beside it.
+        let root = dir.path().join("dataset");
+        let expected_json = dir.path().join("expected.json");
         let mut writer = None;
         let mut expected = Vec::new();
         for p in &parts {
@@ -603,20 +606,15 @@ expected = (list(logical.shape), np.ascontiguousarray(logical).tobytes())
             .unwrap();
             writer
                 .get_or_insert_with(|| {
-                    DatasetWriter::create(
-                        dir.path(),
-                        "backend",
-                        FileFormat::Parquet,
-                        batch.schema(),
-                    )
-                    .unwrap()
+                    DatasetWriter::create(&root, "backend", FileFormat::Parquet, batch.schema())
+                        .unwrap()
                 })
                 .write(p.key, &batch)
                 .unwrap();
         }
         writer.unwrap().finish().unwrap();
         std::fs::write(
-            dir.path().join("expected.json"),
+            &expected_json,
             format!(
                 r#"{{"embedding_shape": [4, 8], "backends": {{{}}}}}"#,
                 expected.join(", ")
@@ -627,7 +625,8 @@ expected = (list(logical.shape), np.ascontiguousarray(logical).tobytes())
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/ferry/examples/arrow_engines.py");
         let out = std::process::Command::new(python_executable())
             .arg(&script)
-            .arg(dir.path())
+            .arg(&root)
+            .arg(&expected_json)
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -640,16 +639,26 @@ expected = (list(logical.shape), np.ascontiguousarray(logical).tobytes())
             String::from_utf8_lossy(&out.stderr)
         );
         for p in &parts {
-            assert!(
-                stdout.contains(&format!("datafusion: backend={}", p.key)),
-                "{stdout}"
-            );
-            assert!(
-                stdout.contains(&format!("ray data:   backend={}", p.key)),
-                "{stdout}"
-            );
+            for reader in [
+                "pyarrow.dataset",
+                "duckdb",
+                "polars",
+                "datafusion",
+                "ray data",
+            ] {
+                let line = format!("{:<16}backend={}", format!("{reader}:"), p.key);
+                assert!(stdout.contains(&line), "no `{line}` in:\n{stdout}");
+            }
         }
-        assert!(stdout.contains("answers equal ferry's"), "{stdout}");
+        assert!(
+            stdout
+                .contains("readers: pyarrow.dataset's, DuckDB's and Polars' answers equal ferry's"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("engines: DataFusion's and Ray Data's answers equal ferry's"),
+            "{stdout}"
+        );
     }
 }
 

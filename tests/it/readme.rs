@@ -98,6 +98,25 @@ fn convert_infers_the_source_and_burn_cpu_needs_no_rank() -> AnyResult {
     );
     assert!(err.to_string().contains("from_host"), "{err}");
     assert!(err.to_string().contains("Burn Float tensor"), "{err}");
+    // A 3-D tensor into `ferry::Burn` (rank 2) names the type that fits.
+    let t3 = Tensor::zeros((64, 4, 8), candle_core::DType::F32, &Device::Cpu)?;
+    let err = ferry::convert::<ferry::Burn>(&t3, &ferry::Burn::cpu()).unwrap_err();
+    assert!(err.to_string().contains("`ferry::Burn<3>`"), "{err}");
+    let b3 = ferry::convert::<ferry::Burn<3>>(&t3, &ferry::Burn::cpu())?;
+    assert_eq!(b3.dims(), [64, 4, 8]);
+    // The README's spellings of `from_host` with Burn.
+    use ferry::Backend;
+    let h3 = t3.to_host()?;
+    let _: burn::tensor::Tensor<3> = ferry::Burn::<3>::from_host(&h3, &ferry::Burn::cpu())?;
+    let _: burn::tensor::Tensor<2> = <ferry::Burn>::from_host(&t.to_host()?, &ferry::Burn::cpu())?;
+    // A conversion that copies is counted in the thread's copy totals: Burn to candle copies
+    // into candle's own storage.
+    let before = ferry::copy_totals();
+    let c = ferry::convert::<ferry::Candle>(&b3, &Device::Cpu)?;
+    let copied = ferry::copy_totals().since(before);
+    assert_eq!(c.dims(), [64, 4, 8]);
+    assert!(copied.copies >= 1, "{copied:?}");
+    assert!(copied.bytes >= 64 * 4 * 8 * 4, "{copied:?}");
     Ok(())
 }
 
@@ -119,6 +138,15 @@ fn readme_arrow_snippet_writes_a_dataset_and_reads_it_back() -> AnyResult {
     assert_eq!(back.shape(), &[64, 4, 8]);
     assert_eq!(back.to_array::<f32>()?, t.to_host()?.to_array::<f32>()?);
     std::fs::remove_dir_all(&dir)?;
+    // The one-file case.
+    let file = std::env::temp_dir().join(format!("ferry-readme-{}.parquet", std::process::id()));
+    parquet::write_file(&file, &[batch])?;
+    let one = parquet::read_file(&file)?;
+    assert_eq!(
+        column(&one[0], "embedding")?.to_host()?.shape(),
+        &[64, 4, 8]
+    );
+    std::fs::remove_file(&file)?;
     Ok(())
 }
 

@@ -18,8 +18,11 @@ mod provision;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  demo            run the scenarios on every backend: plots, custom and legacy functions, and
-                  a Parquet dataset for DataFusion and Ray Data (with the command to query it)
+  demo [--no-engines]
+                  run the scenarios on every backend: plots, custom and legacy functions, a
+                  cross-backend comparison, and a Parquet dataset that pyarrow, DuckDB,
+                  Polars, DataFusion and Ray Data then read (--no-engines: skip that step and
+                  its Python packages)
   ci              fmt check, ferry-python's layers, clippy -D warnings, all tests, docs with
                   warnings denied
   layers          check that ferry-python's modules use each other downwards only (the
@@ -32,6 +35,9 @@ commands:
                   venv with the provisioned NumPy and PyTorch, run the Python-side tests
                   (pytest ARGS) and check the type stubs with mypy --strict; then the
                   example extension's (examples/pyo3-extension) wheel, tests and stubs
+  package [--allow-dirty]
+                  `cargo package` every library crate in dependency order, each built from
+                  its .crate alone (what `cargo publish` would upload)
   pip-check       `pip install ./crates/ferry-python`, then ./examples/pyo3-extension, into
                   a new venv and call them
   valgrind        run every test that needs no libtorch under valgrind memcheck, then the tch
@@ -49,7 +55,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("layers") => layers::check(&root),
-        Some("demo") => demo(),
+        Some("demo") => demo(!args.iter().any(|a| a == "--no-engines")),
         Some("bench") => bench(
             if args.iter().any(|a| a == "--quick") {
                 bench::Run::Quick
@@ -68,6 +74,10 @@ fn main() -> Result<()> {
             example_extension_tests(&[], &mut totals)
         }
         Some("pip-check") => pip_install_check(),
+        Some("package") => {
+            let _ = LIBTORCH.set(provision::libtorch()?);
+            package_check(args.iter().any(|a| a == "--allow-dirty"))
+        }
         Some("libtorch") => {
             println!("{}", provision::libtorch()?.display());
             Ok(())
@@ -203,10 +213,15 @@ fn build_env() -> Result<()> {
 /// The venv the Python tests and benchmarks run in, made once per xtask run by [`wheel_venv`].
 static WHEEL_VENV: OnceLock<PathBuf> = OnceLock::new();
 
-/// Builds the `ferry` wheel as users get it (maturin, release, abi3) into
-/// `target/python/wheels`, and installs it into a fresh venv (`target/python/venv`) whose
-/// other packages — the pinned NumPy, PyTorch, pytest and tvm-ffi — come from the provisioned
-/// Python through a `.pth` line; returns the venv's python.
+/// The manylinux policy the `ferry` wheel is built for: glibc 2.17 and later (RHEL 7+,
+/// Debian 9+, Ubuntu 18.04+, Amazon Linux 2), which maturin reaches by linking with zig.
+const WHEEL_PLATFORM: &str = "manylinux_2_17_x86_64";
+
+/// Builds the `ferry` wheel as users get it (maturin, release, abi3, manylinux2014 through
+/// zig) into `target/python/wheels`, checks its platform tag with auditwheel
+/// ([`audit_wheel`]), and installs it into a fresh venv (`target/python/venv`) whose other
+/// packages — the pinned NumPy, PyTorch, pytest and tvm-ffi — come from the provisioned Python
+/// through a `.pth` line; returns the venv's python.
 fn wheel_venv() -> Result<PathBuf> {
     if let Some(python) = WHEEL_VENV.get() {
         return Ok(python.clone());
@@ -216,13 +231,27 @@ fn wheel_venv() -> Result<PathBuf> {
     let wheels = root_target().join("python/wheels");
     let _ = std::fs::remove_dir_all(&wheels);
     let start = Instant::now();
+    // maturin finds zig as `python3 -m ziglang` of the tools' venv, first on PATH.
+    let path = format!(
+        "{}:{}",
+        tools.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     run(Command::new(tools.join("maturin"))
-        .args(["build", "--release", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--zig",
+            "--compatibility",
+            "manylinux2014",
+        ])
+        .arg("--manifest-path")
         .arg(workspace_root().join("crates/ferry-python/Cargo.toml"))
         .arg("--out")
         .arg(&wheels)
         .arg("--interpreter")
-        .arg(provisioned))?;
+        .arg(provisioned)
+        .env("PATH", path))?;
     let wheel = std::fs::read_dir(&wheels)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
@@ -231,6 +260,7 @@ fn wheel_venv() -> Result<PathBuf> {
     if !name.contains("-abi3-") {
         bail!("python: {name} is not an abi3 wheel");
     }
+    audit_wheel(&tools, &wheel)?;
     println!(
         "python: built {name} ({} KiB) in {:.0?}",
         std::fs::metadata(&wheel)?.len() / 1024,
@@ -264,6 +294,38 @@ fn wheel_venv() -> Result<PathBuf> {
         .arg(&wheel))?;
     let _ = WHEEL_VENV.set(python.clone());
     Ok(python)
+}
+
+/// The wheel's tag must be [`WHEEL_PLATFORM`] (or its legacy alias), and auditwheel, which
+/// reads the versioned glibc symbols and the libraries the extension needs, must find it
+/// consistent with that policy.
+fn audit_wheel(tools: &Path, wheel: &Path) -> Result<()> {
+    let name = wheel.file_name().unwrap_or_default().to_string_lossy();
+    if !name.contains(WHEEL_PLATFORM) && !name.contains("manylinux2014_x86_64") {
+        bail!("python: {name} is not tagged {WHEEL_PLATFORM}");
+    }
+    let out = Command::new(tools.join("auditwheel"))
+        .arg("show")
+        .arg(wheel)
+        .output()
+        .context("could not run auditwheel")?;
+    let report = String::from_utf8_lossy(&out.stdout);
+    // auditwheel names the most compatible policy the wheel's symbols allow.
+    let consistent = report
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .contains(&format!(
+            "consistent with the following platform tag: \"{WHEEL_PLATFORM}\""
+        ));
+    if !out.status.success() || !consistent {
+        bail!(
+            "python: auditwheel does not find {name} consistent with {WHEEL_PLATFORM}:\n{report}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    println!("python: auditwheel: {name} is consistent with {WHEEL_PLATFORM}");
+    Ok(())
 }
 
 /// Runs tests/python with pytest against the installed wheel (see [`wheel_venv`]), adding its
@@ -425,7 +487,7 @@ fn backend_tests_follow_features() -> Result<()> {
         cmd.args([
             "test",
             "--package",
-            "ferry",
+            "ferry-tensor",
             "--no-default-features",
             "--features",
         ])
@@ -471,22 +533,19 @@ fn pip_install_check() -> Result<()> {
         .args(["-m", "venv", "--clear"])
         .arg(&venv))?;
     let python = venv.join("bin/python");
-    let start = Instant::now();
-    run(Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--progress-bar",
-            "off",
-        ])
-        .arg(workspace_root().join("crates/ferry-python")))?;
-    println!(
-        "pip: installed ./crates/ferry-python in {:.0?}",
-        start.elapsed()
-    );
+    // `pip install ./FOLDER` as a user types it (no cache: nothing built from an older
+    // checkout is reused), timed.
+    let pip_install = |folder: &str, env: &[(&str, &str)]| -> Result<()> {
+        let start = Instant::now();
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "--no-cache-dir"])
+            .args(["--disable-pip-version-check", "--progress-bar", "off"])
+            .arg(workspace_root().join(folder))
+            .envs(env.iter().copied()))?;
+        println!("pip: installed ./{folder} in {:.0?}", start.elapsed());
+        Ok(())
+    };
+    pip_install("crates/ferry-python", &[])?;
     let out = Command::new(&python)
         .args([
             "-c",
@@ -504,25 +563,59 @@ fn pip_install_check() -> Result<()> {
     // The README's second line: the example extension beside it, then a caller of it. Built
     // in the dev profile, which `example_extension_tests` already built: a release build of
     // candle and Burn for it would add about 8 minutes on 2 cores, and behaves the same.
-    let start = Instant::now();
-    run(Command::new(&python)
-        .env("MATURIN_PEP517_ARGS", "--profile dev")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--progress-bar",
-            "off",
-        ])
-        .arg(workspace_root().join("examples/pyo3-extension")))?;
-    println!(
-        "pip: installed ./examples/pyo3-extension in {:.0?}",
-        start.elapsed()
-    );
+    pip_install(
+        "examples/pyo3-extension",
+        &[("MATURIN_PEP517_ARGS", "--profile dev")],
+    )?;
     run(Command::new(&python)
         .arg(workspace_root().join("examples/pyo3-extension/tests/typed_caller.py")))
+}
+
+/// The workspace members that are not published (tests, benchmarks, automation, an example).
+const UNPUBLISHED: [&str; 4] = [
+    "ferry-tests",
+    "ferry-benches",
+    "xtask",
+    "ferry-pyo3-example",
+];
+
+/// `cargo package` of every library crate, in dependency order (cargo stands the workspace's
+/// unpublished crates in for crates.io), each then built from its own `.crate` alone: no
+/// path-only dependency, no file outside the package, metadata crates.io requires. Checks
+/// too that the unpublished members say `publish = false`.
+fn package_check(allow_dirty: bool) -> Result<()> {
+    let root = workspace_root();
+    let mut manifests: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))?
+        .filter_map(|e| e.ok().map(|e| e.path().join("Cargo.toml")))
+        .collect();
+    manifests.extend(
+        ["tests", "benches", "xtask", "examples/pyo3-extension"]
+            .map(|d| root.join(d).join("Cargo.toml")),
+    );
+    for manifest in manifests {
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("could not read {}", manifest.display()))?;
+        let name = text
+            .lines()
+            .find_map(|l| l.strip_prefix("name = "))
+            .map(|n| n.trim_matches('"'))
+            .with_context(|| format!("{} names no package", manifest.display()))?;
+        let unpublished = text.lines().any(|l| l.trim() == "publish = false");
+        if unpublished != UNPUBLISHED.contains(&name) {
+            bail!(
+                "package {name}: publish = false is {unpublished}; only {UNPUBLISHED:?} stay unpublished"
+            );
+        }
+    }
+    let mut cmd = cargo();
+    cmd.args(["package", "--workspace"]);
+    for name in UNPUBLISHED {
+        cmd.args(["--exclude", name]);
+    }
+    if allow_dirty {
+        cmd.arg("--allow-dirty");
+    }
+    run(&mut cmd)
 }
 
 /// Packages and feature sets whose docs `ci` builds besides the workspace's (every feature
@@ -530,7 +623,7 @@ fn pip_install_check() -> Result<()> {
 /// intra-doc link or import depends on a feature being on. (Each set rechecks its
 /// dependencies, so the list stays short: the facade's framework features only re-export.)
 const DOC_FEATURE_SETS: [(&str, &str); 5] = [
-    ("ferry", ""),
+    ("ferry-tensor", ""),
     ("ferry-io", "npy"),
     ("ferry-io", "safetensors"),
     ("ferry-python", ""),
@@ -555,7 +648,7 @@ fn ci() -> Result<()> {
     run(cargo().args([
         "clippy",
         "--package",
-        "ferry",
+        "ferry-tensor",
         "--no-default-features",
         "--",
         "-D",
@@ -583,8 +676,9 @@ fn ci() -> Result<()> {
     step("example extension (examples/pyo3-extension)", start);
     pip_install_check()?;
     step("pip install ./crates/ferry-python", start);
-    demo_check()?;
-    step("demo and its DataFusion/Ray Data command", start);
+    // The main job as a user runs it: the same build, run and engine step.
+    demo(true)?;
+    step("demo (cargo xtask demo)", start);
     let cases = std::fs::read_to_string(&report).unwrap_or_default();
     let mut lines: Vec<&str> = cases.lines().collect();
     lines.sort_unstable();
@@ -611,6 +705,11 @@ fn ci() -> Result<()> {
             .env("RUSTDOCFLAGS", "-D warnings"))?;
     }
     step("docs", start);
+    package_check(false)?;
+    step(
+        "cargo package (every library crate, built from its .crate)",
+        start,
+    );
     // The benchmarks keep compiling and running: small sizes, short runs, no assertions, built
     // in the dev profile (a smoke run; measurements are `cargo xtask bench`'s job).
     bench(bench::Run::Smoke, false)?;
@@ -676,7 +775,7 @@ fn cuda_checks() -> Result<()> {
     cmd.args([
         "check",
         "--package",
-        "ferry",
+        "ferry-tensor",
         "--features",
         "candle,burn,cuda",
     ])
@@ -701,49 +800,69 @@ fn cuda_checks() -> Result<()> {
     Ok(())
 }
 
-/// The demo needs libtorch (for tch) and nothing from Python.
 /// Every backend the demo runs, and the plots and Parquet dataset it writes.
 const DEMO_FEATURES: &str = "candle,burn,tch,plot,arrow,testing";
 
-fn demo() -> Result<()> {
+/// `cargo xtask demo [--no-engines]`, the main job, as CI runs it too: provisions libtorch
+/// (for tch), builds the demo in the `demo` profile (workspace Cargo.toml), runs it, then the
+/// engine step: a venv of the pinned engines ([`provision::engines`]) runs
+/// crates/ferry/examples/arrow_engines.py over the dataset the demo wrote, which checks
+/// pyarrow.dataset, DuckDB, Polars, DataFusion and Ray Data against ferry's answers. Prints
+/// how long each part took.
+fn demo(engines: bool) -> Result<()> {
+    let start = Instant::now();
+    let mut split: Vec<(&str, f64)> = Vec::new();
+    let mut lap = {
+        let mut last = Instant::now();
+        move |what: &'static str, split: &mut Vec<(&str, f64)>| {
+            split.push((what, last.elapsed().as_secs_f64()));
+            last = Instant::now();
+        }
+    };
     let _ = LIBTORCH.set(provision::libtorch()?);
-    run(cargo().args([
-        "run",
-        "--release",
-        "--package",
-        "ferry",
-        "--features",
-        DEMO_FEATURES,
-        "--example",
-        "demo",
-    ]))
-}
-
-/// CI's check of the main job: the demo (dev profile, reusing the test build), then the
-/// command it prints for querying its Parquet dataset, run as printed with the provisioned
-/// Python (DataFusion and Ray Data check their answers against the ones ferry computed).
-fn demo_check() -> Result<()> {
-    let out_dir = root_target().join("ferry-demo-ci");
-    let mut cmd = cargo();
-    cmd.args(["run", "--package", "ferry", "--features", DEMO_FEATURES])
-        .args(["--example", "demo"])
-        .env("FERRY_DEMO_OUT", &out_dir)
-        .current_dir(workspace_root());
-    eprintln!("$ {}", show(&cmd));
-    let out = cmd.output().context("could not run the demo")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    print!("{stdout}");
-    if !out.status.success() {
-        bail!("demo failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    lap("libtorch", &mut split);
+    let demo_cargo = |verb: &str| {
+        let mut cmd = cargo();
+        cmd.args([verb, "--profile", "demo", "--package", "ferry-tensor"])
+            .args(["--features", DEMO_FEATURES, "--example", "demo"]);
+        cmd
+    };
+    run(&mut demo_cargo("build"))?;
+    lap("build", &mut split);
+    let out = root_target().join("ferry-demo");
+    run(demo_cargo("run").env("FERRY_DEMO_OUT", &out))?;
+    lap("run", &mut split);
+    let (dataset, expected) = (out.join("dataset"), out.join("expected.json"));
+    let script = workspace_root().join("crates/ferry/examples/arrow_engines.py");
+    if engines {
+        println!(
+            "\nengine step: pyarrow, DuckDB, Polars, DataFusion and Ray Data over {}",
+            dataset.display()
+        );
+        let python = provision::engines()?;
+        lap("engines venv", &mut split);
+        let mut step = Command::new(&python);
+        step.arg(&script).arg(&dataset).arg(&expected);
+        run(&mut step)?;
+        lap("engine step", &mut split);
+        println!("run the engine step again with:\n  {}", show(&step));
+    } else {
+        println!(
+            "\nengine step skipped (--no-engines): pyarrow, DuckDB, Polars, DataFusion and Ray \
+             Data did not read {}; `cargo xtask demo` runs them",
+            dataset.display()
+        );
     }
-    let printed = stdout
-        .lines()
-        .find_map(|line| line.trim_start().strip_prefix("python "))
-        .context("the demo printed no `python ...` command for its dataset")?;
-    let (python, _) = PYTHON.get().context("python not provisioned")?;
-    run(Command::new(python)
-        .args(printed.split_whitespace())
-        .current_dir(workspace_root()))
+    let parts: Vec<String> = split
+        .iter()
+        .map(|(what, secs)| format!("{what} {secs:.0} s"))
+        .collect();
+    println!(
+        "demo: finished in {:.0} s ({})",
+        start.elapsed().as_secs_f64(),
+        parts.join(", ")
+    );
+    Ok(())
 }
 
 fn bench(mode: bench::Run, report_only: bool) -> Result<()> {

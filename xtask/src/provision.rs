@@ -159,11 +159,10 @@ pub fn nvcc() -> Result<PathBuf> {
 }
 
 /// What the Python-side tests and benchmark baselines import, pinned, on top of torch 2.9.0:
-/// NumPy, safetensors, pytest, tvm-ffi, pyarrow, DataFusion, Ray, Polars, and the rest of
-/// torch's own dependencies (its CUDA libraries, which `import torch` loads even on a machine
-/// without a GPU; triton is not needed).
-const PYTHON_PACKAGES: [&str; 54] = [
-    "numpy==2.4.6",
+/// NumPy, safetensors, pytest, tvm-ffi, the rest of torch's own dependencies (its CUDA
+/// libraries, which `import torch` loads even on a machine without a GPU; triton is not
+/// needed), and the engines ([`ENGINE_PACKAGES`]).
+const TEST_PACKAGES: [&str; 30] = [
     // A real consumer of DLPack 1.3's C exchange API (tests/python/test_exchange.py).
     "apache-tvm-ffi==0.1.15.post2",
     "safetensors==0.6.2",
@@ -195,8 +194,14 @@ const PYTHON_PACKAGES: [&str; 54] = [
     "nvidia-nvtx-cu12==12.8.90",
     "nvidia-cuda-runtime-cu12==12.8.90",
     "nvidia-cuda-cupti-cu12==12.8.90",
-    // The Arrow bridge's real consumers (tests/python/test_arrow.py): pyarrow, DataFusion and
-    // Ray Data (local mode), with their dependencies; Ray Data imports pandas.
+];
+
+/// The engines ferry's Arrow data goes to, pinned with their dependencies: pyarrow,
+/// DataFusion, Ray Data (local mode; it imports pandas), Polars and DuckDB, over NumPy. The
+/// demo's engine step runs in a venv of these alone ([`engines`]); the Python tests get them
+/// beside torch ([`python_env`]).
+const ENGINE_PACKAGES: [&str; 27] = [
+    "numpy==2.4.6",
     "pyarrow==26.0.1",
     "datafusion==55.0.0",
     "ray==2.60.0",
@@ -218,15 +223,31 @@ const PYTHON_PACKAGES: [&str; 54] = [
     "idna==3.20",
     "charset-normalizer==3.5.3",
     "certifi==2026.10.19.post1",
-    // Takes a ferry.HostArray through the Arrow PyCapsule interface (test_arrow.py).
+    "filelock==4.3.1",
+    "packaging==26.4",
     "polars==2.1.0",
     "polars-runtime-32==2.1.0",
+    "duckdb==2.0.1",
 ];
 
-/// Builds and checks Python packages: maturin (the wheel's build backend) and mypy (checks the
-/// type stubs), with mypy's own dependencies, pinned.
-const TOOL_PACKAGES: [&str; 7] = [
+/// The engines' venv ([`ENGINE_PACKAGES`], no torch: what the demo's engine step needs on a
+/// fresh machine, a few hundred MB instead of torch's CUDA libraries); returns its python.
+pub fn engines() -> Result<PathBuf> {
+    let dir = cache_dir().join("engines");
+    venv(&dir, "engines", &ENGINE_PACKAGES)?;
+    Ok(dir.join("venv/bin/python"))
+}
+
+/// Builds and checks Python packages: maturin (the wheel's build backend) with zig (the
+/// linker that targets an old glibc, for the manylinux2014 wheel), auditwheel (checks the
+/// wheel's platform tag against the symbols it needs) and mypy (checks the type stubs), with
+/// their dependencies, pinned.
+const TOOL_PACKAGES: [&str; 11] = [
     "maturin==1.16.0",
+    "ziglang==0.15.2",
+    "auditwheel==6.8.2",
+    "pyelftools==0.33",
+    "packaging==26.4",
     "mypy==2.4.1",
     "mypy_extensions==1.2.0",
     "pathspec==1.1.1",
@@ -256,7 +277,13 @@ pub fn python_env() -> Result<(PathBuf, PathBuf)> {
             .trim(),
     );
     let marker = dir.join("python-ready");
-    let wanted = PYTHON_PACKAGES.join(" ");
+    let mut packages: Vec<&str> = ENGINE_PACKAGES.to_vec();
+    packages.extend(
+        TEST_PACKAGES
+            .iter()
+            .filter(|p| !ENGINE_PACKAGES.contains(p)),
+    );
+    let wanted = packages.join(" ");
     if std::fs::read_to_string(&marker).is_ok_and(|text| text == wanted) {
         return Ok((python, site));
     }
@@ -265,10 +292,10 @@ pub fn python_env() -> Result<(PathBuf, PathBuf)> {
         dir.display()
     );
     let start = Instant::now();
-    pip_install(&dir.join("venv/bin/pip"), &PYTHON_PACKAGES)?;
+    pip_install(&dir.join("venv/bin/pip"), &packages)?;
     crate::run(Command::new(&python).args([
         "-c",
-        "import numpy, torch, safetensors, pytest, tvm_ffi, pyarrow, datafusion, ray; print('python: torch', torch.__version__, 'numpy', numpy.__version__, 'pyarrow', pyarrow.__version__)",
+        "import numpy, torch, safetensors, pytest, tvm_ffi, pyarrow, datafusion, ray, polars, duckdb; print('python: torch', torch.__version__, 'numpy', numpy.__version__, 'pyarrow', pyarrow.__version__)",
     ]))?;
     std::fs::write(&marker, wanted)?;
     eprintln!("python: ready in {:.0?}", start.elapsed());

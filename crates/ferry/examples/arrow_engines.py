@@ -1,16 +1,21 @@
-"""Runs two engines that distribute work over a Parquet dataset ferry wrote, and checks their
-answers against the ones ferry computed in Rust (`expected.json` in the dataset folder).
+"""Reads a Parquet dataset ferry wrote with the readers and engines users reach for, and checks
+each one's answers against the ones ferry computed in Rust (EXPECTED_JSON, kept beside the
+dataset: a dataset root holds nothing but its partitions).
 
 The dataset (written by `cargo xtask demo`, and by ferry's tests) is hive-partitioned by
 backend (`backend=candle/part-0.parquet`, ...), with columns
   embedding: arrow.fixed_shape_tensor<float32> (the framework's tensors),
   norm:      float64 (each embedding's L2 norm, computed in Rust).
 
+Readers, each opening the root plainly (no option beyond hive partitioning):
+- pyarrow.dataset, DuckDB (`read_parquet('ROOT/*/*.parquet', hive_partitioning=true)`) and
+  Polars (`read_parquet(ROOT, hive_partitioning=True)`): rows and mean norm per partition.
+Engines that distribute work:
 - DataFusion: SQL `count(*)` and `avg(norm)` per backend partition.
 - Ray Data (local mode, 2 CPUs): `read_parquet`, then `map_batches` receives the tensor column
   as a NumPy array of shape (rows, *tensor shape) and sums each embedding.
 
-Usage: python arrow_engines.py DATASET_DIR
+Usage: python arrow_engines.py DATASET_DIR EXPECTED_JSON
 """
 
 import json
@@ -28,6 +33,47 @@ def close(a, b, rel):
     return math.isclose(a, b, rel_tol=rel, abs_tol=1e-9)
 
 
+def check_counts_and_means(reader, got, expected):
+    """`got`: {backend: (rows, mean norm)} as `reader` computed it."""
+    assert sorted(got) == sorted(expected), (reader, sorted(got), sorted(expected))
+    for backend, (n, mean) in sorted(got.items()):
+        want = expected[backend]
+        assert n == want["rows"], (reader, backend, n, want["rows"])
+        assert close(mean, want["mean_norm"], 1e-12), (reader, backend, mean, want["mean_norm"])
+        print(f"{reader + ':':<16}backend={backend}: {n} rows, mean norm {mean:.6f} (ferry: {want['mean_norm']:.6f})")
+
+
+def pyarrow_dataset_check(root, expected):
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    table = pads.dataset(root, format="parquet", partitioning="hive").to_table()
+    got = {}
+    for backend in pc.unique(table["backend"]).to_pylist():
+        norms = table.filter(pc.equal(table["backend"], backend))["norm"]
+        got[backend] = (len(norms), pc.mean(norms).as_py())
+    check_counts_and_means("pyarrow.dataset", got, expected)
+
+
+def duckdb_check(root, expected):
+    import duckdb
+
+    rows = duckdb.sql(
+        f"SELECT backend, count(*), avg(norm) FROM read_parquet('{root}/*/*.parquet', "
+        "hive_partitioning=true) GROUP BY backend"
+    ).fetchall()
+    check_counts_and_means("duckdb", {b: (n, m) for b, n, m in rows}, expected)
+
+
+def polars_check(root, expected):
+    import polars as pl
+
+    df = pl.read_parquet(root, hive_partitioning=True)
+    agg = df.group_by("backend").agg(pl.len().alias("n"), pl.col("norm").mean().alias("mean"))
+    got = {r["backend"]: (r["n"], r["mean"]) for r in agg.iter_rows(named=True)}
+    check_counts_and_means("polars", got, expected)
+
+
 def datafusion_check(root, expected):
     import datafusion
     import pyarrow as pa
@@ -35,15 +81,11 @@ def datafusion_check(root, expected):
     ctx = datafusion.SessionContext()
     ctx.register_parquet("ds", root, table_partition_cols=[("backend", pa.string())])
     got = ctx.sql(
-        "SELECT backend, count(*) AS n, avg(norm) AS mean_norm "
-        "FROM ds GROUP BY backend ORDER BY backend"
+        "SELECT backend, count(*) AS n, avg(norm) AS mean_norm FROM ds GROUP BY backend"
     ).to_pydict()
-    assert sorted(got["backend"]) == sorted(expected), (got["backend"], list(expected))
-    for backend, n, mean in zip(got["backend"], got["n"], got["mean_norm"]):
-        want = expected[backend]
-        assert n == want["rows"], (backend, n, want["rows"])
-        assert close(mean, want["mean_norm"], 1e-12), (backend, mean, want["mean_norm"])
-        print(f"datafusion: backend={backend}: {n} rows, mean norm {mean:.6f} (ferry: {want['mean_norm']:.6f})")
+    check_counts_and_means(
+        "datafusion", {b: (n, m) for b, n, m in zip(got["backend"], got["n"], got["mean_norm"])}, expected
+    )
 
 
 def ray_check(root, expected, shape):
@@ -76,19 +118,23 @@ def ray_check(root, expected, shape):
         want = expected[backend]
         assert counts[backend] == want["rows"], (backend, counts[backend], want["rows"])
         assert close(total, want["embedding_sum"], 1e-9), (backend, total, want["embedding_sum"])
-        print(f"ray data:   backend={backend}: sum of {counts[backend]} embeddings {total:.6f} (ferry: {want['embedding_sum']:.6f})")
+        print(f"{'ray data:':<16}backend={backend}: sum of {counts[backend]} embeddings {total:.6f} (ferry: {want['embedding_sum']:.6f})")
 
 
-def main(root):
-    with open(os.path.join(root, "expected.json")) as f:
+def main(root, expected_path):
+    with open(expected_path) as f:
         expected = json.load(f)
     backends = expected["backends"]
+    pyarrow_dataset_check(root, backends)
+    duckdb_check(root, backends)
+    polars_check(root, backends)
+    print("readers: pyarrow.dataset's, DuckDB's and Polars' answers equal ferry's")
     datafusion_check(root, backends)
     ray_check(root, backends, tuple(expected["embedding_shape"]))
     print("engines: DataFusion's and Ray Data's answers equal ferry's")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 3:
         sys.exit(__doc__)
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

@@ -1,8 +1,9 @@
 //! `cargo xtask demo`: the three scenarios (visualise, custom function, legacy code) on every
 //! backend this build enables, a scatter plot with one panel per backend, a table of what
 //! ferry copied, and (feature `arrow`) a fourth: a batch of embeddings from every backend in
-//! one hive-partitioned Parquet dataset, with the command that queries it with DataFusion and
-//! Ray Data; and (feature `testing`) a fifth: one softmax in every framework, compared pairwise
+//! one hive-partitioned Parquet dataset and ferry's answers over it (`expected.json`, which
+//! `cargo xtask demo`'s engine step checks pyarrow, DuckDB, Polars, DataFusion and Ray Data
+//! against); and (feature `testing`) a fifth: one softmax in every framework, compared pairwise
 //! with `ferry::testing`, and a bf16 run's failure report.
 
 use std::path::PathBuf;
@@ -314,7 +315,11 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     )?;
     println!("\nscatter plot: {}", png.display());
     #[cfg(feature = "arrow")]
-    engines::write_dataset(&out.join("dataset"), &embeddings)?;
+    engines::write_dataset(
+        &out.join("dataset"),
+        &out.join("expected.json"),
+        &embeddings,
+    )?;
     #[cfg(not(feature = "arrow"))]
     let _ = embeddings;
 
@@ -429,9 +434,10 @@ mod cross_backend {
 
 /// Scenario 4: tensors to the engines that distribute work. Every backend's embeddings go into
 /// one Parquet dataset partitioned by backend (an `arrow.fixed_shape_tensor` column, shared
-/// with the framework's memory until written, and each embedding's norm); `expected.json`
-/// records what ferry computes, and `arrow_engines.py` checks DataFusion and Ray Data against
-/// it.
+/// with the framework's memory until written, and each embedding's norm); `expected.json`,
+/// beside the dataset (its root holds only partitions, so every reader opens it plainly),
+/// records what ferry computes, and `arrow_engines.py` (the engine step `cargo xtask demo`
+/// runs next) checks pyarrow, DuckDB, Polars, DataFusion and Ray Data against it.
 #[cfg(feature = "arrow")]
 mod engines {
     use std::path::Path;
@@ -458,6 +464,7 @@ mod engines {
 
     pub fn write_dataset(
         root: &Path,
+        expected_json: &Path,
         partitions: &[(&'static str, HostArray)],
     ) -> Result<(), Error> {
         let _ = std::fs::remove_dir_all(root);
@@ -492,7 +499,7 @@ mod engines {
             r#"{{"embedding_shape": [4, 8], "backends": {{{}}}}}"#,
             expected.join(", ")
         );
-        std::fs::write(root.join("expected.json"), expected)?;
+        std::fs::write(expected_json, expected)?;
         let sizes: Vec<String> = partitions
             .iter()
             .map(|(key, e)| format!("{key} {} rows", e.shape()[0]))
@@ -503,10 +510,9 @@ mod engines {
             files.len(),
             sizes.join(", ")
         );
-        println!("query it with DataFusion (SQL) and Ray Data (map_batches over NumPy tensors):");
         println!(
-            "  python crates/ferry/examples/arrow_engines.py {}",
-            root.display()
+            "ferry's answers for the engines: {}",
+            expected_json.display()
         );
         Ok(())
     }
