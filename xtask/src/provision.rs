@@ -200,7 +200,7 @@ const TEST_PACKAGES: [&str; 30] = [
 /// DataFusion, Ray Data (local mode; it imports pandas), Polars and DuckDB, over NumPy. The
 /// demo's engine step runs in a venv of these alone ([`engines`]); the Python tests get them
 /// beside torch ([`python_env`]).
-const ENGINE_PACKAGES: [&str; 27] = [
+const ENGINE_PACKAGES: [&str; 28] = [
     "numpy==2.4.6",
     "pyarrow==26.0.1",
     "datafusion==55.0.0",
@@ -225,6 +225,7 @@ const ENGINE_PACKAGES: [&str; 27] = [
     "certifi==2026.10.19.post1",
     "filelock==4.3.1",
     "packaging==26.4",
+    "typing_extensions==4.16.0",
     "polars==2.1.0",
     "polars-runtime-32==2.1.0",
     "duckdb==2.0.1",

@@ -338,6 +338,12 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             r.nanos
         );
     }
+    if cfg!(debug_assertions) {
+        println!(
+            "(times to host: median of 201 calls in this debug-assertions build, whose \
+             frameworks are unoptimised; `cargo xtask bench` measures the release build)"
+        );
+    }
     #[cfg(feature = "testing")]
     cross_backend::report(&logits, &softmaxes)?;
     #[cfg(not(feature = "testing"))]
