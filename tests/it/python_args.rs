@@ -420,7 +420,7 @@ a = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
 out = args.burn_plus_one(a)
 assert isinstance(out, ferry.HostArray)
 assert np.from_dlpack(out).tolist() == (a + 1).tolist()
-raises(TypeError, "3 were asked for", args.burn_plus_one, np.zeros((2, 2), dtype=np.float32))
+raises(TypeError, "rank 3 was asked for, but the array of shape [2, 2] has 2 axes; ask for `ferry::Burn<2>`", args.burn_plus_one, np.zeros((2, 2), dtype=np.float32))
 "#);
 }
 
