@@ -607,6 +607,26 @@ fn package_check(allow_dirty: bool) -> Result<()> {
             );
         }
     }
+    // The minimum supported Rust (`rust-version`) is checked where it is the toolchain at hand:
+    // this machine has one toolchain and fetches no other.
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    let msrv = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .context("the workspace sets no rust-version")?;
+    let rustc = Command::new("rustc").arg("--version").output()?;
+    let rustc = String::from_utf8_lossy(&rustc.stdout).into_owned();
+    let toolchain = rustc.split_whitespace().nth(1).unwrap_or_default();
+    if toolchain == msrv || toolchain.starts_with(&format!("{msrv}.")) {
+        println!(
+            "package: rust-version {msrv} is this toolchain ({toolchain}): the builds below check it"
+        );
+    } else {
+        println!(
+            "package: rust-version {msrv} is not this toolchain ({toolchain}); it is not checked here"
+        );
+    }
     let mut cmd = cargo();
     cmd.args(["package", "--workspace"]);
     for name in UNPUBLISHED {
