@@ -5,6 +5,7 @@ arrays over pyarrow's own buffers; nulls and dtypes Arrow lacks are refused with
 
 import gc
 
+import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -306,3 +307,26 @@ def test_a_refused_save_leaves_the_existing_file_as_it_was(tmp_path):
         with pytest.raises(ValueError, match="bool"):
             save(path)
         assert path.read_bytes() == b"previous contents"
+
+
+def test_duckdb_reads_a_tensor_column_as_a_fixed_size_array_with_its_values():
+    """DuckDB scans a pyarrow table over ferry's column through the Arrow C stream: the
+    `arrow.fixed_shape_tensor` storage (a FixedSizeList) becomes a fixed-size ARRAY column."""
+    x = numpy_values("float32", (5, 4, 8))
+    h = ferry.from_dlpack(x)
+    table = pa.table({"id": pa.array(np.arange(5)), "embedding": pa.array(h)})
+    con = duckdb.connect()
+    con.register("t", table)
+    (kind,) = con.sql("SELECT DISTINCT typeof(embedding) FROM t").fetchone()
+    assert kind == "FLOAT[32]", kind
+    rows = con.sql("SELECT id, embedding FROM t ORDER BY id").fetchall()
+    got = np.array([r[1] for r in rows], dtype=np.float32)
+    assert np.array_equal(got, x.reshape(5, 32), equal_nan=True)
+    # DuckDB computes on it as on any array column.
+    sums = con.sql("SELECT list_sum(embedding::DOUBLE[]) FROM t ORDER BY id").fetchall()
+    want = x.reshape(5, 32).astype(np.float64).sum(axis=1)
+    assert np.allclose([s[0] for s in sums], want, rtol=1e-12, equal_nan=True)
+    # And back: DuckDB's Arrow result keeps the column a FixedSizeList ferry reads.
+    out = con.sql("SELECT embedding FROM t ORDER BY id").to_arrow_table()
+    back = ferry.from_arrow(out["embedding"].combine_chunks())
+    assert np.array_equal(np.from_dlpack(back).reshape(5, 32), x.reshape(5, 32), equal_nan=True)

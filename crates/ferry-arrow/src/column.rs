@@ -126,16 +126,10 @@ impl TensorColumn {
             .enumerate()
             .any(|(i, &p)| i != p)
             .then_some(permutation);
-        let array = fixed_size_list(batch, &value_type, &physical, rows, values)?;
-        let metadata = TensorMetadata {
-            shape: Some(physical),
-            permutation,
-            ..TensorMetadata::default()
-        };
-        let field = Field::new(name, array.data_type().clone(), false);
-        let field = metadata.on_field(field, FIXED_SHAPE_TENSOR);
+        let (item, field) = fixed_shape_fields(name, &value_type, &physical, permutation)?;
+        let array = fixed_size_list(batch, item, &physical, rows, values)?;
         Ok(TensorColumn {
-            field: Arc::new(field),
+            field,
             array,
             kind: ColumnKind::FixedShapeTensor,
             copies,
@@ -787,10 +781,70 @@ fn shape_error(what: &'static str, array: &HostArray, reason: &str) -> Error {
     }
 }
 
-/// A `FixedSizeList` array of `rows` lists of `prod(physical)` values.
+/// The fields of an `arrow.fixed_shape_tensor` column named `name` whose tensors have the
+/// `physical` (stored) shape and `permutation`: the list's item field and the column's field
+/// with its extension metadata. Both are immutable once made, so the last few made on this
+/// thread are kept and shared (an `Arc` clone): building the metadata's JSON and maps costs
+/// more than the rest of a zero-copy export, and a loop exports the same kind of column again
+/// and again.
+fn fixed_shape_fields(
+    name: &str,
+    value_type: &DataType,
+    physical: &[usize],
+    permutation: Option<Vec<usize>>,
+) -> Result<(FieldRef, FieldRef)> {
+    /// (name, value type, physical shape, permutation) → (item field, column field).
+    type Entry = ((String, DataType, Vec<usize>, Option<Vec<usize>>), (FieldRef, FieldRef));
+    /// Kinds of columns kept per thread (most recent last).
+    const KEPT: usize = 8;
+    thread_local! {
+        static FIELDS: std::cell::RefCell<Vec<Entry>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let found = FIELDS.with(|fields| {
+        let fields = fields.borrow();
+        fields
+            .iter()
+            .rev()
+            .find(|((n, t, s, p), _)| {
+                n == name && t == value_type && s == physical && *p == permutation
+            })
+            .map(|(_, made)| made.clone())
+    });
+    if let Some(made) = found {
+        return Ok(made);
+    }
+    // `fixed_size_list<item: T>`, items nullable (never null here): the storage type Arrow C++
+    // and pyarrow require of the extension; with non-nullable items pyarrow drops the extension
+    // type when it reads a Parquet file.
+    let item = Arc::new(Field::new_list_field(value_type.clone(), true));
+    let size = element_count(physical)
+        .and_then(|n| i32::try_from(n).ok())
+        .unwrap_or(i32::MAX);
+    let storage = DataType::FixedSizeList(item.clone(), size);
+    let metadata = TensorMetadata {
+        shape: Some(physical.to_vec()),
+        permutation: permutation.clone(),
+        ..TensorMetadata::default()
+    };
+    let field = Arc::new(metadata.on_field(Field::new(name, storage, false), FIXED_SHAPE_TENSOR));
+    let made = (item, field);
+    FIELDS.with(|fields| {
+        let mut fields = fields.borrow_mut();
+        if fields.len() == KEPT {
+            fields.remove(0);
+        }
+        fields.push((
+            (name.to_owned(), value_type.clone(), physical.to_vec(), permutation),
+            made.clone(),
+        ));
+    });
+    Ok(made)
+}
+
+/// A `FixedSizeList` array of `rows` lists of `prod(physical)` values, items of field `item`.
 fn fixed_size_list(
     batch: &HostArray,
-    value_type: &DataType,
+    item: FieldRef,
     physical: &[usize],
     rows: usize,
     values: ArrayRef,
@@ -804,10 +858,6 @@ fn fixed_size_list(
                 "has tensors of more than 2^31-1 elements (Arrow's FixedSizeList size is i32): split each tensor",
             )
         })?;
-    // `fixed_size_list<item: T>`, items nullable (never null here): the storage type Arrow C++
-    // and pyarrow require of the extension; with non-nullable items pyarrow drops the extension
-    // type when it reads a Parquet file.
-    let item = Arc::new(Field::new_list_field(value_type.clone(), true));
     let list = FixedSizeListArray::try_new_with_length(item, size, values, None, rows)?;
     Ok(Arc::new(list))
 }

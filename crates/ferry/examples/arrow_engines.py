@@ -58,11 +58,17 @@ def pyarrow_dataset_check(root, expected):
 def duckdb_check(root, expected):
     import duckdb
 
-    rows = duckdb.sql(
-        f"SELECT backend, count(*), avg(norm) FROM read_parquet('{root}/*/*.parquet', "
-        "hive_partitioning=true) GROUP BY backend"
-    ).fetchall()
+    files = f"read_parquet('{root}/*/*.parquet', hive_partitioning=true)"
+    rows = duckdb.sql(f"SELECT backend, count(*), avg(norm) FROM {files} GROUP BY backend").fetchall()
     check_counts_and_means("duckdb", {b: (n, m) for b, n, m in rows}, expected)
+    # From Parquet the tensor column is a list of the tensors' values, row-major.
+    (kind,) = duckdb.sql(f"SELECT DISTINCT typeof(embedding) FROM {files}").fetchone()
+    assert kind == "FLOAT[]", kind
+    sums = duckdb.sql(
+        f"SELECT backend, sum(list_sum(embedding::DOUBLE[])) FROM {files} GROUP BY backend"
+    ).fetchall()
+    for backend, total in sums:
+        assert close(total, expected[backend]["embedding_sum"], 1e-9), (backend, total)
 
 
 def polars_check(root, expected):
