@@ -16,6 +16,7 @@ use ferry_core::layout::{element_count, row_major_strides};
 use ferry_core::{
     CopyPolicy, CopyReason, CopyRecord, DType, HostArray, StorageLayout, record_copy,
 };
+use smallvec::SmallVec;
 
 use crate::buffer::{buffer_over_host, host_over_buffer, pack_bits, pack_bools, unpack_bools};
 use crate::dtype::{arrow_type, ferry_dtype};
@@ -68,16 +69,26 @@ impl TensorColumn {
         }
         let value_type = arrow_type(batch.dtype())?;
         let mut copies = Vec::new();
+        // `order` is the axes outermost first as the values are stored; `None` is row-major.
         let (values, order) = if batch.dtype() == DType::Bool {
             // Packed straight from the view, in logical order, whatever the layout.
             let (packed, record) = pack_bools(batch)?;
             copies.push(record);
-            (Arc::new(packed) as ArrayRef, identity(batch.ndim()))
+            (Arc::new(packed) as ArrayRef, None)
         } else {
             let aligned = batch.is_empty()
                 || (batch.as_ptr() as usize).is_multiple_of(batch.itemsize().unwrap_or(1));
-            let (dense, order) = match dense_order(batch.shape(), batch.strides()) {
-                Some(order) if order[0] == 0 && aligned => (Cow::Borrowed(batch), order),
+            let order = if batch.is_standard_layout() {
+                Some(None)
+            } else {
+                dense_order(batch.shape(), batch.strides()).map(Some)
+            };
+            let (dense, order) = match order {
+                // Row-major: no order to work out (the common case, kept short).
+                Some(None) if aligned => (Cow::Borrowed(batch), None),
+                Some(Some(order)) if order[0] == 0 && aligned => {
+                    (Cow::Borrowed(batch), Some(order))
+                }
                 // Not a permutation of row-major with the rows outermost (so not row-major
                 // either: `IfNeeded` copies), or misaligned for Arrow's typed access (which
                 // asserts alignment): one copy to a fresh row-major buffer.
@@ -96,7 +107,7 @@ impl TensorColumn {
                         };
                         CopyRecord { reason, ..*r }
                     }));
-                    (Cow::Owned(dense), identity(batch.ndim()))
+                    (Cow::Owned(dense), None)
                 }
             };
             let values = primitive_array(dense.dtype(), buffer_over_host(&dense), dense.len());
@@ -112,20 +123,22 @@ impl TensorColumn {
             });
         }
         let rows = batch.shape()[0];
-        let physical: Vec<usize> = order[1..].iter().map(|&axis| batch.shape()[axis]).collect();
-        let permutation: Vec<usize> = (1..batch.ndim())
-            .map(|axis| {
-                order[1..]
-                    .iter()
-                    .position(|&a| a == axis)
-                    .expect("a permutation")
-            })
-            .collect();
-        let permutation = permutation
-            .iter()
-            .enumerate()
-            .any(|(i, &p)| i != p)
-            .then_some(permutation);
+        let (physical, permutation) = match order {
+            None => (Axes::from_slice(&batch.shape()[1..]), None),
+            Some(order) => {
+                let physical: Axes = order[1..].iter().map(|&axis| batch.shape()[axis]).collect();
+                let permutation: Axes = (1..batch.ndim())
+                    .map(|axis| {
+                        order[1..]
+                            .iter()
+                            .position(|&a| a == axis)
+                            .expect("a permutation")
+                    })
+                    .collect();
+                let permuted = permutation.iter().enumerate().any(|(i, &p)| i != p);
+                (physical, permuted.then_some(permutation))
+            }
+        };
         let (item, field) = fixed_shape_fields(name, &value_type, &physical, permutation)?;
         let array = fixed_size_list(batch, item, &physical, rows, values)?;
         Ok(TensorColumn {
@@ -745,14 +758,17 @@ fn primitive_array(dtype: DType, buffer: Buffer, len: usize) -> ArrayRef {
     }
 }
 
+/// Axes or lengths of one array, inline up to 8 (no allocation on the export path).
+type Axes = SmallVec<[usize; 8]>;
+
 /// `order[j]` is the axis stored `j`-th, outermost first, when the array's memory is a
 /// permutation of row-major (dense, positive strides); `None` otherwise. Axes of length 1 keep
 /// their logical place among the others, so a row-major array gets the identity.
-fn dense_order(shape: &[usize], strides: &[isize]) -> Option<Vec<usize>> {
+fn dense_order(shape: &[usize], strides: &[isize]) -> Option<Axes> {
     if shape.contains(&0) {
         return Some(identity(shape.len()));
     }
-    let mut order: Vec<usize> = (0..shape.len()).filter(|&a| shape[a] > 1).collect();
+    let mut order: Axes = (0..shape.len()).filter(|&a| shape[a] > 1).collect();
     order.sort_by_key(|&a| std::cmp::Reverse(strides[a]));
     for unit in (0..shape.len()).filter(|&a| shape[a] == 1) {
         let at = order.iter().position(|&a| a > unit).unwrap_or(order.len());
@@ -768,7 +784,7 @@ fn dense_order(shape: &[usize], strides: &[isize]) -> Option<Vec<usize>> {
     Some(order)
 }
 
-fn identity(n: usize) -> Vec<usize> {
+fn identity(n: usize) -> Axes {
     (0..n).collect()
 }
 
@@ -791,10 +807,13 @@ fn fixed_shape_fields(
     name: &str,
     value_type: &DataType,
     physical: &[usize],
-    permutation: Option<Vec<usize>>,
+    permutation: Option<Axes>,
 ) -> Result<(FieldRef, FieldRef)> {
     /// (name, value type, physical shape, permutation) → (item field, column field).
-    type Entry = ((String, DataType, Vec<usize>, Option<Vec<usize>>), (FieldRef, FieldRef));
+    type Entry = (
+        (String, DataType, Vec<usize>, Option<Vec<usize>>),
+        (FieldRef, FieldRef),
+    );
     /// Kinds of columns kept per thread (most recent last).
     const KEPT: usize = 8;
     thread_local! {
@@ -806,7 +825,10 @@ fn fixed_shape_fields(
             .iter()
             .rev()
             .find(|((n, t, s, p), _)| {
-                n == name && t == value_type && s == physical && *p == permutation
+                n == name
+                    && t == value_type
+                    && s == physical
+                    && p.as_deref() == permutation.as_deref()
             })
             .map(|(_, made)| made.clone())
     });
@@ -821,6 +843,7 @@ fn fixed_shape_fields(
         .and_then(|n| i32::try_from(n).ok())
         .unwrap_or(i32::MAX);
     let storage = DataType::FixedSizeList(item.clone(), size);
+    let permutation = permutation.map(|p| p.to_vec());
     let metadata = TensorMetadata {
         shape: Some(physical.to_vec()),
         permutation: permutation.clone(),
@@ -834,7 +857,12 @@ fn fixed_shape_fields(
             fields.remove(0);
         }
         fields.push((
-            (name.to_owned(), value_type.clone(), physical.to_vec(), permutation),
+            (
+                name.to_owned(),
+                value_type.clone(),
+                physical.to_vec(),
+                permutation,
+            ),
             made.clone(),
         ));
     });

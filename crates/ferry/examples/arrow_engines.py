@@ -62,7 +62,7 @@ def duckdb_check(root, expected):
     rows = duckdb.sql(f"SELECT backend, count(*), avg(norm) FROM {files} GROUP BY backend").fetchall()
     check_counts_and_means("duckdb", {b: (n, m) for b, n, m in rows}, expected)
     # From Parquet the tensor column is a list of the tensors' values, row-major.
-    (kind,) = duckdb.sql(f"SELECT DISTINCT typeof(embedding) FROM {files}").fetchone()
+    [(kind,)] = duckdb.sql(f"SELECT DISTINCT typeof(embedding) FROM {files}").fetchall()
     assert kind == "FLOAT[]", kind
     sums = duckdb.sql(
         f"SELECT backend, sum(list_sum(embedding::DOUBLE[])) FROM {files} GROUP BY backend"
