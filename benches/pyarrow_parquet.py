@@ -1,7 +1,7 @@
 """pyarrow baseline for `cargo xtask bench`'s Arrow group: `pq.write_table` of the same tensor
 column ferry's `parquet_write_file` writes (rows of 32x32 f32 holding i * 1e-3) with ferry's
-settings (uncompressed, no dictionary for the tensor column, column-chunk statistics: pyarrow's
-default), timed on this machine. Prints `name median_ns` lines (medians of 9 after a
+settings (uncompressed, no dictionary and no statistics for the tensor column), timed on this
+machine. Prints `name median_ns` lines (medians of 9 after a
 warm-up)."""
 import os
 import sys
@@ -21,7 +21,7 @@ table = pa.table({"x": column})
 path = os.path.join(tempfile.gettempdir(), "ferry-bench-pyarrow.parquet")
 
 def write():
-    pq.write_table(table, path, compression="none", use_dictionary=False)
+    pq.write_table(table, path, compression="none", use_dictionary=False, write_statistics=False)
 
 
 print(f"pyarrow_write_table {median_ns(write, 9)}")

@@ -417,7 +417,7 @@ Two {size} f32 arrays, {label}: `numpy.testing.assert_allclose` {}, `torch.testi
             .find(|r| r.group == "arrow" && r.name == format!("parquet_write_file {size}"));
         write!(
             out,
-            "\npyarrow `pq.write_table` of the same {size} tensor column with the same settings (uncompressed, no dictionary) on the same machine: {}",
+            "\npyarrow `pq.write_table` of the same {size} tensor column with the same settings (uncompressed, no dictionary and no statistics for the tensor column) on the same machine: {}",
             human(*theirs)
         )?;
         match ours {
