@@ -255,7 +255,12 @@ fn config() -> Criterion {
 fn arrow_columns(c: &mut Criterion) {
     use ferry::arrow::{TensorColumn, parquet, record_batch};
     let mut g = c.benchmark_group("arrow");
-    let batches: Vec<(usize, HostArray)> = sizes()
+    // 1, 64 and 256 MiB (1 with --quick): the Parquet write is compared with pyarrow's at each.
+    let mut mibs = sizes();
+    if !quick() {
+        mibs.push(256);
+    }
+    let batches: Vec<(usize, HostArray)> = mibs
         .into_iter()
         .map(|mib| {
             let rows = mib * 256; // 4 KiB a row

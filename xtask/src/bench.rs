@@ -254,6 +254,17 @@ fn targets(
             r.median <= 200.0,
         ));
     }
+    if let Some((_, theirs)) = numpy.iter().find(|(k, _)| k == "pyarrow_write_table_64mib")
+        && let Some(ours) = find("arrow", "parquet_write_file 64 MiB")
+    {
+        let ratio = ours.median / theirs;
+        out.push((
+            "arrow: parquet_write_file 64 MiB against pyarrow's pq.write_table".into(),
+            format!("{ratio:.2}× its time"),
+            "≤ 1.0×".into(),
+            ratio <= 1.0,
+        ));
+    }
     // ferry::testing's compare: one pass over both inputs (≥ 0.5× the bandwidth of reading both
     // with memcpy on two threads), and ≥ 10× faster than NumPy's assert_allclose.
     for (case, numpy_case) in [
@@ -409,9 +420,15 @@ Two {size} f32 arrays, {label}: `numpy.testing.assert_allclose` {}, `torch.testi
             )?;
         }
     }
-    if let Some((_, theirs)) = numpy.iter().find(|(k, _)| k == "pyarrow_write_table") {
-        // benches/pyarrow_parquet.py writes the Arrow group's column (64 MiB; 1 MiB --quick).
-        let size = if run.quick() { "1 MiB" } else { "64 MiB" };
+    // benches/pyarrow_parquet.py writes the Arrow group's column at each of its sizes.
+    for (key, theirs) in numpy {
+        let Some(mib) = key
+            .strip_prefix("pyarrow_write_table_")
+            .and_then(|k| k.strip_suffix("mib"))
+        else {
+            continue;
+        };
+        let size = format!("{mib} MiB");
         let ours = rows
             .iter()
             .find(|r| r.group == "arrow" && r.name == format!("parquet_write_file {size}"));

@@ -943,14 +943,14 @@ fn python_extension(mode: bench::Run) -> Result<Vec<bench::PyRow>> {
     Ok(bench::parse_python(&out).0)
 }
 
-/// Runs benches/pyarrow_parquet.py in the provisioned Python (1 MiB with `--quick`, else
-/// 64 MiB, the sizes of the Arrow group).
+/// Runs benches/pyarrow_parquet.py in the provisioned Python (1 MiB with `--quick`, else 1, 64
+/// and 256 MiB, the sizes of the Arrow group).
 fn pyarrow_baseline(quick: bool) -> Result<Vec<(String, f64)>> {
     let (python, _) = provision::python_env()?;
     let out = bench_script(
         &python,
         "pyarrow_parquet.py",
-        if quick { "1" } else { "64" },
+        if quick { "1" } else { "1 64 256" },
     )?;
     Ok(bench::parse_baselines(&out))
 }
@@ -973,10 +973,10 @@ fn numpy_baseline(quick: bool) -> Result<Vec<(String, f64)>> {
 }
 
 /// What `python benches/<script> <arg>` printed, or its error output.
-fn bench_script(python: &Path, script: &str, arg: &str) -> Result<String> {
+fn bench_script(python: &Path, script: &str, args: &str) -> Result<String> {
     let out = Command::new(python)
         .arg(workspace_root().join("benches").join(script))
-        .arg(arg)
+        .args(args.split_whitespace())
         .output()?;
     if !out.status.success() {
         bail!(
