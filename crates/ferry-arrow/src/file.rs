@@ -202,7 +202,18 @@ impl TensorWriter {
                 // definition levels (two i16 per tensor element) for all it is given at once,
                 // so a whole 64 MiB batch would cost 64 MiB of fresh level buffers, faulted in
                 // page by page; a slice's buffers stay small and are reused.
-                let row_bytes = batch.get_array_memory_size() / batch.num_rows().max(1);
+                // The bytes of the rows themselves: a batch sliced from a larger one shares
+                // (and would count) its whole buffers.
+                let bytes: usize = batch
+                    .columns()
+                    .iter()
+                    .map(|c| {
+                        c.to_data()
+                            .get_slice_memory_size()
+                            .unwrap_or_else(|_| c.get_array_memory_size())
+                    })
+                    .sum();
+                let row_bytes = bytes / batch.num_rows().max(1);
                 let rows = (PARQUET_SLICE_BYTES / row_bytes.max(1)).max(1);
                 let mut offset = 0;
                 while offset < batch.num_rows() {
