@@ -23,8 +23,9 @@ commands:
                   cross-backend comparison, and a Parquet dataset that pyarrow, DuckDB,
                   Polars, DataFusion and Ray Data then read (--no-engines: skip that step and
                   its Python packages)
-  ci              fmt check, ferry-python's layers, clippy -D warnings, all tests, docs with
-                  warnings denied
+  ci              fmt check, ferry-python's layers, clippy -D warnings, all tests (Rust and
+                  Python, the manylinux2014 wheel), pip install, the demo with its engine
+                  step, fuzzing, docs with warnings denied, cargo package, a bench smoke run
   layers          check that ferry-python's modules use each other downwards only (the
                   layers in xtask/src/layers.rs) and that only its raw.rs calls CPython
   bench [--quick] run the criterion benchmarks and the Python hand-off timings and write
