@@ -38,7 +38,9 @@ pub(crate) fn release<T: Send + 'static>(py: Python<'_>, value: T) {
 
 /// Queues `value` for the main interpreter's next ferry call (or its exit): for a release on a
 /// thread that does not hold the GIL, which must not wait for it (the thread holding it may be
-/// waiting for this one).
+/// waiting for this one). The queue is this build's: in an extension built on ferry beside the
+/// `ferry` wheel, it is emptied by the extension's own next argument extraction, not by the
+/// wheel's calls, and what is still queued when the process exits is left to the exit.
 pub(crate) fn release_later<T: Send + 'static>(value: T) {
     QUEUE
         .lock()
@@ -49,8 +51,8 @@ pub(crate) fn release_later<T: Send + 'static>(value: T) {
 
 /// [`release_queued`] when something is queued and the caller runs in the main interpreter
 /// (one relaxed load otherwise): for callers that the gate does not check (the argument types
-/// of extensions, which pyo3 runs in the main interpreter only, but an embedding program may
-/// not).
+/// of extensions, whose functions a subinterpreter can reach and call although pyo3 refuses to
+/// import their module there).
 #[inline]
 pub(crate) fn release_queued_in_main(py: Python<'_>) {
     if PENDING.load(Ordering::Relaxed) && in_main_interpreter(py) {

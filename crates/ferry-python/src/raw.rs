@@ -118,13 +118,14 @@ pub(crate) fn in_library_named(address: usize, prefix: &[u8]) -> bool {
     name.starts_with(prefix)
 }
 
-/// Whether this thread holds the main interpreter's GIL, asked of any thread (also one that
-/// never attached), for a release that must not wait for the GIL (`numpy.rs`): the thread state
-/// CPython runs now (`PyThreadState_GetUnchecked`, 3.13+; `_PyThreadState_UncheckedGet` before:
+/// Whether this thread holds the main interpreter's GIL and runs in it, asked of any thread
+/// (also one that never attached), for a release that must not wait for the GIL (`numpy.rs`):
+/// the thread state CPython runs now (`PyThreadState_GetUnchecked`, 3.13+; `_PyThreadState_UncheckedGet` before:
 /// exported by every CPython ferry supports but outside the stable ABI, so looked up at run
 /// time) is this thread's own (`PyGILState_GetThisThreadState`). Not `PyGILState_Check`: CPython
 /// turns that check off for the whole process once any subinterpreter has been made, after which
-/// it says "yes" on every thread. `false` where neither function is exported.
+/// it says "yes" on every thread. And that state's interpreter is the main one. `false` where
+/// neither function is exported.
 pub(crate) fn thread_holds_gil() -> bool {
     type Current = unsafe extern "C" fn() -> *mut ffi::PyThreadState;
     static CURRENT: std::sync::OnceLock<Option<Current>> = std::sync::OnceLock::new();
@@ -139,10 +140,18 @@ pub(crate) fn thread_holds_gil() -> bool {
     };
     // SAFETY: both functions only read thread-local or runtime state and may be called on any
     // thread, attached or not; the first returns NULL or the thread state holding the GIL (this
-    // thread's while it is attached), the second this thread's own state for the main
-    // interpreter, or NULL.
+    // thread's while it is attached), the second the thread state `PyGILState` keeps for this
+    // thread, or NULL.
     let (running, own) = unsafe { (current(), ffi::PyGILState_GetThisThreadState()) };
-    !running.is_null() && running == own
+    if running.is_null() || running != own {
+        return false;
+    }
+    // `PyGILState` keeps a thread's first state whatever its interpreter: a thread started in
+    // a subinterpreter has that interpreter's state there (audit round 6), so the interpreter
+    // is asked too.
+    // SAFETY: `running` is this thread's live, attached thread state (checked above), whose
+    // interpreter outlives it; both calls only read it.
+    unsafe { ffi::PyInterpreterState_GetID(ffi::PyThreadState_GetInterpreter(running)) == 0 }
 }
 
 /// `PyObject_VectorcallMethod(name, args, nargsf, kwnames)` (PEP 590).

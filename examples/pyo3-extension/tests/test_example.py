@@ -145,3 +145,43 @@ def test_a_rebound_numpy_ndarray_is_not_trusted() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[1.4142135", "1.4142135]"], done.stdout
+
+
+SUBINTERPRETER_THREAD = r'''
+import sys, threading, numpy as np, ferry_example
+import _xxsubinterpreters as interpreters
+class Holder:
+    a = np.ones((2, 3), np.float32)
+    f = staticmethod(ferry_example.row_norms)
+    np_mod = np
+    mu = sys.modules["numpy._core._multiarray_umath"]
+inner = """
+import sys, threading
+H = [c for c in object.__subclasses__() if c.__name__ == "Holder"][0]
+sys.modules["numpy"] = H.np_mod
+sys.modules["numpy._core._multiarray_umath"] = H.mu
+def call():
+    before = sys.getrefcount(H.a)
+    H.f(H.a)
+    print("delta", sys.getrefcount(H.a) - before, flush=True)
+t = threading.Thread(target=call); t.start(); t.join()
+del sys.modules["numpy"], sys.modules["numpy._core._multiarray_umath"]
+"""
+i = interpreters.create(isolated=False)
+interpreters.run_string(i, inner)
+interpreters.destroy(i)
+before = sys.getrefcount(Holder.a)
+ferry_example.row_norms(np.zeros((1, 1), np.float32))  # the extension's next call
+print("released", before - sys.getrefcount(Holder.a), flush=True)
+'''
+
+
+def test_a_main_interpreter_argument_taken_on_a_subinterpreters_thread_is_released_in_main() -> None:
+    # Audit round 6: a thread started in a subinterpreter holds that interpreter's state, which
+    # CPython's PyGILState keeps as the thread's own; the main-interpreter NumPy array's
+    # reference must not be released there, but queued for the extension's next call in main.
+    out = subprocess.run(
+        [sys.executable, "-c", SUBINTERPRETER_THREAD], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "delta 1" in out.stdout and "released 1" in out.stdout, out.stdout + out.stderr
