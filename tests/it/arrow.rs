@@ -558,6 +558,40 @@ expected = (list(logical.shape), np.ascontiguousarray(logical).tobytes())
         }
     }
 
+    /// An empty string column that pyarrow made without an offsets buffer, read back from an
+    /// IPC file, goes to Parquet: the writer sizes its slices from the column types and reads
+    /// no column data (audit round 6 feared arrow's slice sizes would index such offsets).
+    #[test]
+    fn round6_an_empty_column_without_offsets_writes_to_parquet() {
+        let dir = tempfile::tempdir().unwrap();
+        let arrow_file = dir.path().join("empty.arrow");
+        let script = format!(
+            "import pyarrow as pa\n\
+             s = pa.Array.from_buffers(pa.string(), 0, [None, None, pa.py_buffer(b'')])\n\
+             b = pa.RecordBatch.from_arrays([s], ['s'])\n\
+             with pa.ipc.new_file({:?}, b.schema) as w: w.write_batch(b)\n",
+            arrow_file.to_str().unwrap()
+        );
+        let out = std::process::Command::new(python_executable())
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let batches = ipc::read_file(&arrow_file).unwrap();
+        let batch = &batches[0];
+        assert_eq!(batch.num_rows(), 0);
+        let path = dir.path().join("empty.parquet");
+        let mut writer = TensorWriter::create(&path, FileFormat::Parquet, batch.schema()).unwrap();
+        writer.write(batch).unwrap();
+        writer.finish().unwrap();
+        let back = parquet::read_file(&path).unwrap();
+        assert_eq!(back.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    }
+
     #[test]
     #[allow(clippy::vec_init_then_push)] // one push per enabled backend
     fn readers_and_engines_open_a_partitioned_dataset_plainly_and_answer_as_ferry_does() {

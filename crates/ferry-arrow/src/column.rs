@@ -819,7 +819,9 @@ fn fixed_shape_fields(
     thread_local! {
         static FIELDS: std::cell::RefCell<Vec<Entry>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let found = FIELDS.with(|fields| {
+    // `try_with`: from another thread-local's destructor, after this cache is gone, the fields
+    // are made anew instead (`with` would panic there, and a panic there aborts).
+    let found = FIELDS.try_with(|fields| {
         let fields = fields.borrow();
         fields
             .iter()
@@ -832,7 +834,7 @@ fn fixed_shape_fields(
             })
             .map(|(_, made)| made.clone())
     });
-    if let Some(made) = found {
+    if let Ok(Some(made)) = found {
         return Ok(made);
     }
     // `fixed_size_list<item: T>`, items nullable (never null here): the storage type Arrow C++
@@ -851,7 +853,7 @@ fn fixed_shape_fields(
     };
     let field = Arc::new(metadata.on_field(Field::new(name, storage, false), FIXED_SHAPE_TENSOR));
     let made = (item, field);
-    FIELDS.with(|fields| {
+    let _ = FIELDS.try_with(|fields| {
         let mut fields = fields.borrow_mut();
         if fields.len() == KEPT {
             fields.remove(0);

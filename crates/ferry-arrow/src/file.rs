@@ -202,27 +202,18 @@ impl TensorWriter {
                 // definition levels (two i16 per tensor element) for all it is given at once,
                 // so a whole 64 MiB batch would cost 64 MiB of fresh level buffers, faulted in
                 // page by page; a slice's buffers stay small and are reused.
-                // The bytes of the rows themselves: a batch sliced from a larger one shares
-                // (and would count) its whole buffers.
-                let bytes: usize = batch
-                    .columns()
-                    .iter()
-                    .map(|c| {
-                        c.to_data()
-                            .get_slice_memory_size()
-                            .unwrap_or_else(|_| c.get_array_memory_size())
-                    })
-                    .sum();
-                let row_bytes = bytes / batch.num_rows().max(1);
-                let rows = (PARQUET_SLICE_BYTES / row_bytes.max(1)).max(1);
+                let rows = (PARQUET_SLICE_BYTES / row_bytes(batch).max(1)).max(1);
                 let mut offset = 0;
-                while offset < batch.num_rows() {
+                loop {
                     let n = rows.min(batch.num_rows() - offset);
                     w.write(&batch.slice(offset, n))?;
                     if w.in_progress_size() >= self.row_group_bytes {
                         w.flush()?;
                     }
                     offset += n;
+                    if offset == batch.num_rows() {
+                        break;
+                    }
                 }
             }
             Sink::IpcFile(w) => w.write(batch)?,
@@ -336,6 +327,27 @@ impl DatasetWriter {
 
 /// Bytes of a record batch handed to the Parquet writer at a time ([`TensorWriter::write`]).
 const PARQUET_SLICE_BYTES: usize = 1 << 20;
+
+/// About how many bytes one row of `batch` holds, read from the column types alone: a
+/// fixed-width column's (a tensor column's: its list size times the element's width) exactly,
+/// any other's as its buffers over its rows. Nothing in the batch's data is read (a sliced batch
+/// shares whole buffers, and arrow's slice sizes index offsets an empty array may not have).
+fn row_bytes(batch: &RecordBatch) -> usize {
+    fn fixed_width(data_type: &arrow_schema::DataType) -> Option<usize> {
+        match data_type {
+            arrow_schema::DataType::FixedSizeList(item, size) => {
+                fixed_width(item.data_type())?.checked_mul(usize::try_from(*size).ok()?)
+            }
+            other => other.primitive_width(),
+        }
+    }
+    let rows = batch.num_rows().max(1);
+    batch
+        .columns()
+        .iter()
+        .map(|c| fixed_width(c.data_type()).unwrap_or_else(|| c.get_array_memory_size() / rows))
+        .fold(0, usize::saturating_add)
+}
 
 /// ferry's default Parquet properties for `schema`: see [`TensorWriter::create`].
 fn tensor_properties(schema: &arrow_schema::Schema) -> Result<WriterProperties> {
