@@ -82,14 +82,53 @@ def from_dlpack(x: SupportsDLPack | HostArray | Any, /, *, copy: bool | None = N
 
 class SupportsArrowArray(Protocol):
     """Anything with the Arrow PyCapsule interface's ``__arrow_c_array__``: pyarrow and
-    nanoarrow arrays, `ferry.HostArray` (a Polars Series through ``.to_arrow()``)."""
+    nanoarrow arrays and record batches, `ferry.HostArray`, `ferry.RecordBatch`."""
 
     def __arrow_c_array__(self, requested_schema: Any | None = ...) -> tuple[Any, Any]: ...
 
-def from_arrow(obj: SupportsArrowArray) -> HostArray | list[HostArray]:
-    """Imports an Arrow array sharing its memory (read-only): a primitive array as a 1-D
-    array, an ``arrow.fixed_shape_tensor`` array as one array whose first axis is the rows,
-    an ``arrow.variable_shape_tensor`` array as a list of arrays. Nulls are refused."""
+class SupportsArrowStream(Protocol):
+    """Anything with the Arrow PyCapsule interface's ``__arrow_c_stream__``: pyarrow
+    ChunkedArrays, Tables and RecordBatchReaders, Polars Series and DataFrames, DuckDB
+    results, `ferry.RecordBatch`."""
+
+    def __arrow_c_stream__(self, requested_schema: Any | None = ...) -> Any: ...
+
+_Imported = HostArray | list[HostArray]
+
+def from_arrow(obj: SupportsArrowArray | SupportsArrowStream, *, combine: bool = False) -> _Imported | list[_Imported] | dict[str, Any]:
+    """Imports Arrow data sharing its memory (read-only). From ``__arrow_c_array__`` (used
+    where an object has both): a primitive array as a 1-D array, an
+    ``arrow.fixed_shape_tensor`` array (or a bare ``FixedSizeList`` of numbers, as DuckDB and
+    Polars give) as one array whose first axis is the rows, an
+    ``arrow.variable_shape_tensor`` array as a list of arrays, a record batch as a dict of its
+    columns so imported. From ``__arrow_c_stream__``: the same per chunk, in a list (a dict of
+    lists for a table or a reader of batches); with ``combine=True`` each column's chunks
+    joined into one array (a copy only for two or more chunks, counted in ``copies``). Nulls
+    are refused."""
+
+@final
+class RecordBatch:
+    """Named arrays as one Arrow record batch (``ferry.record_batch``), which
+    ``pyarrow.table``, ``pyarrow.record_batch``, ``polars.DataFrame`` and DuckDB take without
+    copying, through ``__arrow_c_stream__`` or ``__arrow_c_array__``."""
+
+    @property
+    def num_rows(self) -> int: ...
+    @property
+    def column_names(self) -> list[str]: ...
+    def column(self, name: str) -> HostArray:
+        """Column ``name`` as a read-only array over the batch's memory (no copy)."""
+    def __len__(self) -> int: ...
+    def __arrow_c_schema__(self) -> Any: ...
+    def __arrow_c_array__(self, requested_schema: Any | None = None) -> tuple[Any, Any]: ...
+    def __arrow_c_stream__(self, requested_schema: Any | None = None) -> Any: ...
+
+def record_batch(columns: dict[str, HostArray | SupportsArrowArray | SupportsDLPack | Any]) -> RecordBatch:
+    """A record batch of the named arrays, all with the same first-axis length: a 1-D array
+    becomes a primitive column, a higher one an ``arrow.fixed_shape_tensor`` column whose
+    first axis is the rows, sharing memory (a PyTorch tensor is copied, as ``from_dlpack``
+    copies it; ferry memory lent to a writer such as ``.torch()`` is copied). Columns named
+    with a NUL are refused."""
 
 def live_exports() -> int:
     """Exports handed to DLPack consumers that are still alive."""

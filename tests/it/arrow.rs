@@ -717,3 +717,288 @@ fn misaligned_memory_is_copied_once_for_arrows_aligned_buffers() {
     let back = col.to_host().unwrap();
     assert_eq!(back.as_bytes().unwrap(), &(1..17).collect::<Vec<u8>>()[..]);
 }
+
+/// Three batches of a 2×3 f32 tensor column `x` (rows 0–1, 2–3, 4–5) and an `id` column.
+fn three_batches() -> Vec<ferry::arrow::arrow_array::RecordBatch> {
+    (0..3)
+        .map(|b| {
+            let x = HostArray::from_vec(
+                vec![2, 2, 3],
+                (0..12).map(|i| (b * 12 + i) as f32).collect(),
+            )
+            .unwrap();
+            let id = HostArray::from_vec(vec![2], vec![2 * b as i64, 2 * b as i64 + 1]).unwrap();
+            record_batch([
+                TensorColumn::from_batch("x", &x).unwrap(),
+                TensorColumn::from_batch("id", &id).unwrap(),
+            ])
+            .unwrap()
+        })
+        .collect()
+}
+
+fn reader_of(
+    batches: Vec<ferry::arrow::arrow_array::RecordBatch>,
+) -> ferry::arrow::arrow_array::RecordBatchIterator<
+    std::vec::IntoIter<
+        Result<ferry::arrow::arrow_array::RecordBatch, ferry::arrow::arrow_schema::ArrowError>,
+    >,
+> {
+    let schema = batches[0].schema();
+    ferry::arrow::arrow_array::RecordBatchIterator::new(
+        batches.into_iter().map(Ok).collect::<Vec<_>>().into_iter(),
+        schema,
+    )
+}
+
+#[test]
+fn tensor_reader_reads_a_column_per_batch_sharing_memory_and_joined_with_one_copy() {
+    use ferry::arrow::TensorReader;
+    let batches = three_batches();
+    let addresses: Vec<*const u8> = batches
+        .iter()
+        .map(|b| column(b, "x").unwrap().to_host().unwrap().as_ptr())
+        .collect();
+    let chunks = TensorReader::new(reader_of(batches.clone()))
+        .read_column("x")
+        .unwrap();
+    assert_eq!(chunks.len(), 3);
+    for (chunk, address) in chunks.iter().zip(&addresses) {
+        let host = chunk.to_host().unwrap();
+        assert_eq!(host.copies(), 0);
+        assert_eq!(host.as_ptr(), *address);
+    }
+    let joined = TensorReader::new(reader_of(batches.clone()))
+        .read_column_combined("x")
+        .unwrap();
+    assert_eq!(joined.shape(), &[6, 2, 3]);
+    let expected: Vec<f32> = (0..36).map(|i| i as f32).collect();
+    assert_eq!(
+        joined
+            .view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(joined.copy_log().len(), 1);
+    assert_eq!(joined.copy_log()[0].reason, CopyReason::Concatenated);
+    assert_eq!(joined.copy_log()[0].bytes, 36 * 4);
+    // Iterating gives every column of each batch.
+    let per_batch: Vec<_> = TensorReader::new(reader_of(batches.clone()))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(per_batch.len(), 3);
+    assert!(
+        per_batch
+            .iter()
+            .all(|cols: &Vec<TensorColumn>| cols.len() == 2)
+    );
+    let err = TensorReader::new(reader_of(batches))
+        .read_column("y")
+        .unwrap_err();
+    assert!(matches!(err, ArrowError::NoSuchColumn { .. }), "{err}");
+}
+
+#[test]
+fn read_column_combined_of_no_batch_is_an_empty_array_of_the_columns_shape() {
+    use ferry::arrow::TensorReader;
+    let schema = three_batches()[0].schema();
+    let reader = ferry::arrow::arrow_array::RecordBatchIterator::new(Vec::new(), schema);
+    let empty = TensorReader::new(reader).read_column_combined("x").unwrap();
+    assert_eq!(empty.shape(), &[0, 2, 3]);
+    assert_eq!(empty.dtype(), DType::F32);
+}
+
+#[test]
+fn a_stream_exported_over_the_c_interface_and_imported_back_keeps_its_batches_and_types() {
+    use ferry::arrow::{TensorReader, ffi};
+    let batches = three_batches();
+    let address = column(&batches[1], "x")
+        .unwrap()
+        .to_host()
+        .unwrap()
+        .as_ptr();
+    let stream = ffi::export_stream(reader_of(batches)).unwrap();
+    let imported = ffi::import_stream(stream).unwrap();
+    assert!(imported.is_record_batches());
+    let chunks = TensorReader::new(imported).read_column("x").unwrap();
+    assert_eq!(chunks.len(), 3);
+    assert_eq!(chunks[1].kind(), ColumnKind::FixedShapeTensor);
+    // The consumer reads the producer's buffers: no copy across the interface.
+    assert_eq!(chunks[1].to_host().unwrap().as_ptr(), address);
+    assert_eq!(chunks[1].tensor_shape().unwrap(), Some(vec![2, 3]));
+}
+
+/// A reader that gives one batch, then fails (or panics) as told.
+struct Failing {
+    schema: ferry::arrow::arrow_schema::SchemaRef,
+    batch: Option<ferry::arrow::arrow_array::RecordBatch>,
+    panic: bool,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Iterator for Failing {
+    type Item =
+        Result<ferry::arrow::arrow_array::RecordBatch, ferry::arrow::arrow_schema::ArrowError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(batch) = self.batch.take() {
+            return Some(Ok(batch));
+        }
+        if self.panic {
+            panic!("the reader panicked");
+        }
+        Some(Err(ferry::arrow::arrow_schema::ArrowError::ComputeError(
+            "bad\0batch".into(),
+        )))
+    }
+}
+
+impl ferry::arrow::arrow_array::RecordBatchReader for Failing {
+    fn schema(&self) -> ferry::arrow::arrow_schema::SchemaRef {
+        self.schema.clone()
+    }
+}
+
+#[test]
+fn a_failing_or_panicking_reader_behind_a_c_stream_is_an_error_then_the_end_never_an_abort() {
+    use ferry::arrow::{TensorReader, ffi};
+    for panic in [false, true] {
+        let batch = three_batches().remove(0);
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let reader = Failing {
+            schema: batch.schema(),
+            batch: Some(batch),
+            panic,
+            calls: calls.clone(),
+        };
+        let stream = ffi::export_stream(reader).unwrap();
+        let mut reader = TensorReader::new(ffi::import_stream(stream).unwrap());
+        assert!(reader.next_batch().unwrap().is_ok());
+        let err = reader.next_batch().unwrap().unwrap_err().to_string();
+        let expected = if panic { "panicked" } else { "bad\\0batch" };
+        assert!(err.contains(expected), "{err}");
+        // After an error the stream is only released: nothing more is asked of the producer.
+        assert!(reader.next_batch().is_none());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+}
+
+#[test]
+fn a_released_c_stream_is_refused_before_any_callback() {
+    use ferry::arrow::ffi::{FFI_ArrowArrayStream, import_stream};
+    let err = import_stream(FFI_ArrowArrayStream::empty()).unwrap_err();
+    assert!(matches!(err, ArrowError::Released { .. }), "{err}");
+}
+
+/// A `RecordBatchWriter` of this suite's own: keeps what it is given.
+struct Collect(
+    std::sync::Arc<std::sync::Mutex<(Vec<ferry::arrow::arrow_array::RecordBatch>, bool)>>,
+);
+
+impl ferry::arrow::arrow_array::RecordBatchWriter for Collect {
+    fn write(
+        &mut self,
+        batch: &ferry::arrow::arrow_array::RecordBatch,
+    ) -> Result<(), ferry::arrow::arrow_schema::ArrowError> {
+        self.0.lock().unwrap().0.push(batch.clone());
+        Ok(())
+    }
+
+    fn close(self) -> Result<(), ferry::arrow::arrow_schema::ArrowError> {
+        self.0.lock().unwrap().1 = true;
+        Ok(())
+    }
+}
+
+#[test]
+fn tensor_writer_writes_through_any_record_batch_writer_and_copies_a_reader() {
+    use ferry::arrow::TensorReader;
+    let batches = three_batches();
+    let schema = batches[0].schema();
+    let kept = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), false)));
+    let mut writer = TensorWriter::new(Collect(kept.clone()), schema.clone());
+    assert_eq!(writer.path(), None);
+    assert_eq!(writer.write_all(reader_of(batches.clone())).unwrap(), 6);
+    // A batch of another schema is refused, naming both.
+    let other = record_batch([TensorColumn::from_batch(
+        "z",
+        &HostArray::from_vec(vec![1], vec![1u8]).unwrap(),
+    )
+    .unwrap()])
+    .unwrap();
+    let err = writer.write(&other).unwrap_err().to_string();
+    assert!(err.contains("differs from the writer's"), "{err}");
+    assert_eq!(writer.finish().unwrap(), 6);
+    let (written, closed) = std::mem::take(&mut *kept.lock().unwrap());
+    assert!(closed);
+    assert_eq!(written.len(), 3);
+    let x = TensorReader::new(reader_of(written))
+        .read_column_combined("x")
+        .unwrap();
+    let expected: Vec<f32> = (0..36).map(|i| i as f32).collect();
+    assert_eq!(
+        x.view::<f32>().unwrap().iter().copied().collect::<Vec<_>>(),
+        expected
+    );
+}
+
+#[test]
+fn a_bare_fixed_size_list_of_numbers_reads_as_a_tensor_column() {
+    use ferry::arrow::arrow_array::{FixedSizeListArray, Float32Array};
+    use ferry::arrow::arrow_schema::{DataType, Field};
+    use std::sync::Arc;
+    let values = Float32Array::from((0..12).map(|i| i as f32).collect::<Vec<_>>());
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let list = FixedSizeListArray::new(item, 4, Arc::new(values), None);
+    let host = from_arrow_column(Arc::new(list));
+    assert_eq!(host.shape(), &[3, 4]);
+    assert_eq!(host.view::<f32>().unwrap()[[2, 3]], 11.0);
+}
+
+fn from_arrow_column(array: ferry::arrow::arrow_array::ArrayRef) -> HostArray {
+    let field = std::sync::Arc::new(ferry::arrow::arrow_schema::Field::new(
+        "v",
+        array.data_type().clone(),
+        false,
+    ));
+    let col = TensorColumn::try_new(field, array).unwrap();
+    assert_eq!(col.kind(), ColumnKind::FixedShapeTensor);
+    col.to_host().unwrap()
+}
+
+#[test]
+fn concat_rows_joins_any_layouts_and_refuses_parts_that_do_not_match() {
+    let a = HostArray::from_vec(vec![2, 3], (0..6).map(|i| i as f64).collect()).unwrap();
+    let transposed = HostArray::from_array(
+        ferry::ndarray::Array2::from_shape_fn((3, 1), |(i, _)| 6.0 + i as f64)
+            .reversed_axes()
+            .into_dyn(),
+    );
+    let joined = HostArray::concat_rows(&[a.clone(), transposed]).unwrap();
+    assert_eq!(joined.shape(), &[3, 3]);
+    assert_eq!(
+        joined
+            .view::<f64>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        (0..9).map(|i| i as f64).collect::<Vec<_>>()
+    );
+    let wrong_shape = HostArray::from_vec(vec![1, 4], vec![0.0f64; 4]).unwrap();
+    let err = HostArray::concat_rows(&[a.clone(), wrong_shape]).unwrap_err();
+    assert!(
+        matches!(err, ferry::Error::ConcatMismatch { index: 1, .. }),
+        "{err}"
+    );
+    let wrong_dtype = HostArray::from_vec(vec![1, 3], vec![0.0f32; 3]).unwrap();
+    assert!(HostArray::concat_rows(&[a.clone(), wrong_dtype]).is_err());
+    assert!(HostArray::concat_rows(&[]).is_err());
+    // One part is itself, no copy.
+    let one = HostArray::concat_rows(std::slice::from_ref(&a)).unwrap();
+    assert_eq!(one.as_ptr(), a.as_ptr());
+    assert_eq!(one.copies(), 0);
+}

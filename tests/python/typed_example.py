@@ -39,6 +39,10 @@ def main() -> None:
         print(type(capsule).__name__, copied.__dlpack_device__(), copied.nbytes)
         back = ferry.from_arrow(copied)  # a HostArray speaks Arrow's PyCapsule interface too
         assert isinstance(back, ferry.HostArray) and back.shape == copied.shape
+        batch: ferry.RecordBatch = ferry.record_batch({"h": copied})
+        columns = ferry.from_arrow(batch, combine=True)
+        assert isinstance(columns, dict) and batch.num_rows == len(copied)
+        assert batch.column("h").shape == copied.shape and batch.column_names == ["h"]
 
 
 if __name__ == "__main__":

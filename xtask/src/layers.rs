@@ -18,7 +18,10 @@ pub const LAYERS: [(&str, &[&str]); 3] = [
         "protocols",
         &["capsule", "exchange", "torch", "import", "arrow", "numpy"],
     ),
-    ("class", &["class", "method", "object", "extract", "files"]),
+    (
+        "class",
+        &["class", "method", "object", "extract", "files", "batch"],
+    ),
 ];
 
 /// The one module that calls CPython's C API (`ffi::Name(…)`) and the dynamic linker (`libc`).

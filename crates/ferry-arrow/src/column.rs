@@ -243,7 +243,28 @@ impl TensorColumn {
     /// A column found in Arrow data (a record batch's field and array, a file, a C Data
     /// Interface import), checked: a primitive or boolean column, or one of the two tensor
     /// extension types over a storage ferry can read.
+    ///
+    /// A bare `FixedSizeList` of a primitive type (what DuckDB's `FLOAT[4]`, Polars' `Array`
+    /// and NumPy-minded writers hand out, without the extension type) is read as an
+    /// `arrow.fixed_shape_tensor` column of shape `[list size]`.
     pub fn try_new(field: FieldRef, array: ArrayRef) -> Result<TensorColumn> {
+        let field = match (field.extension_type_name(), field.data_type()) {
+            (None, DataType::FixedSizeList(item, size))
+                if *size >= 0 && ferry_dtype(item.data_type()).is_some() =>
+            {
+                let mut metadata = field.metadata().clone();
+                metadata.insert(
+                    arrow_schema::extension::EXTENSION_TYPE_NAME_KEY.to_owned(),
+                    FIXED_SHAPE_TENSOR.to_owned(),
+                );
+                metadata.insert(
+                    arrow_schema::extension::EXTENSION_TYPE_METADATA_KEY.to_owned(),
+                    format!("{{\"shape\":[{size}]}}"),
+                );
+                Arc::new(field.as_ref().clone().with_metadata(metadata))
+            }
+            _ => field,
+        };
         if field.data_type() != array.data_type() {
             return Err(Error::InvalidExtension {
                 column: field.name().clone(),

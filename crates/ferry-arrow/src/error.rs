@@ -103,6 +103,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// An error a `RecordBatchReader` gave: ferry's own error when it is one that crossed the
+    /// reader's `ArrowError` (an [`ImportedStream`](crate::ffi::ImportedStream)'s checks),
+    /// else [`Error::Arrow`].
+    pub fn from_arrow(error: ArrowError) -> Error {
+        match error {
+            ArrowError::ExternalError(inner) => match inner.downcast::<Error>() {
+                Ok(ferry) => *ferry,
+                Err(other) => Error::Arrow(ArrowError::ExternalError(other)),
+            },
+            other => Error::Arrow(other),
+        }
+    }
+
     #[cfg(feature = "files")]
     pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
         move |source| Error::Io {

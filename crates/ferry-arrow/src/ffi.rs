@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use arrow_array::make_array;
+use arrow_array::{ArrayRef, make_array};
 pub use arrow_data::ffi::FFI_ArrowArray;
-use arrow_schema::Field;
 pub use arrow_schema::ffi::FFI_ArrowSchema;
+use arrow_schema::{Field, FieldRef};
 
 use crate::{Result, TensorColumn};
 
@@ -34,6 +34,23 @@ pub fn export_array(column: &TensorColumn) -> FFI_ArrowArray {
 ///   offsets, child arrays), readable until `array`'s `release` is called;
 /// - nobody writes those buffers while `array` is not released (Arrow arrays are immutable).
 pub unsafe fn import(array: FFI_ArrowArray, schema: &FFI_ArrowSchema) -> Result<TensorColumn> {
+    // SAFETY: the caller's contract, which is `import_array`'s.
+    let (field, array) = unsafe { import_array(array, schema) }?;
+    TensorColumn::try_new(field, array)
+}
+
+/// The field and array of a producer's C structs, of any type (a struct array is a record
+/// batch's columns: split it with [`split_struct`]), checked in full
+/// (`ArrayData::validate_full`) with misaligned buffers copied into aligned ones; refuses
+/// released structs as [`import`] does.
+///
+/// # Safety
+///
+/// As for [`import`].
+pub unsafe fn import_array(
+    array: FFI_ArrowArray,
+    schema: &FFI_ArrowSchema,
+) -> Result<(FieldRef, ArrayRef)> {
     if schema.release().is_none() {
         return Err(crate::Error::Released {
             what: "ArrowSchema",
@@ -48,5 +65,227 @@ pub unsafe fn import(array: FFI_ArrowArray, schema: &FFI_ArrowSchema) -> Result<
     let mut data = unsafe { arrow_array::ffi::from_ffi(array, schema)? };
     data.align_buffers();
     data.validate_full()?;
-    TensorColumn::try_new(Arc::new(field), make_array(data))
+    Ok((Arc::new(field), make_array(data)))
+}
+
+/// The columns of a struct array (a record batch that crossed the C Data Interface, or one
+/// row of a struct stream) as tensor columns, each with its child field's name and metadata.
+/// A struct with null rows is refused (a record batch has none).
+pub fn split_struct(field: &Field, array: &ArrayRef) -> Result<Vec<TensorColumn>> {
+    use arrow_array::{Array, StructArray};
+    use arrow_schema::DataType;
+    let DataType::Struct(fields) = field.data_type() else {
+        return TensorColumn::try_new(Arc::new(field.clone()), array.clone()).map(|c| vec![c]);
+    };
+    let data = array.to_data();
+    let struct_array = StructArray::from(data);
+    if struct_array.null_count() > 0 {
+        return Err(crate::Error::Nulls {
+            column: field.name().clone(),
+            data_type: field.data_type().clone(),
+            nulls: struct_array.null_count(),
+        });
+    }
+    fields
+        .iter()
+        .zip(struct_array.columns())
+        .map(|(f, a)| TensorColumn::try_new(f.clone(), a.clone()))
+        .collect()
+}
+
+/// The Arrow C stream interface's struct, for [`import_stream`] and [`export_stream`].
+pub use arrow_array::ffi_stream::FFI_ArrowArrayStream;
+
+/// A producer's C stream read batch by batch: a stream of struct arrays (a table's, a record
+/// batch reader's) as its record batches, a stream of any other type (a chunked array's, a
+/// Polars Series') as one-column record batches whose field is the stream's. Every array is
+/// checked in full as it arrives ([`import`]'s checks); after the end, or the first error
+/// (after which the C stream interface allows nothing but release), it yields nothing more.
+/// Read it with [`TensorReader`](crate::TensorReader).
+#[derive(Debug)]
+pub struct ImportedStream {
+    arrays: arrow_array::ffi_stream::ArrayStreamReader,
+    schema: arrow_schema::SchemaRef,
+    struct_stream: bool,
+    finished: bool,
+}
+
+impl ImportedStream {
+    /// Whether the stream's arrays are structs (record batches: a table, a reader of batches)
+    /// rather than one column's chunks.
+    pub fn is_record_batches(&self) -> bool {
+        self.struct_stream
+    }
+
+    fn checked(&self, array: arrow_array::ArrayRef) -> Result<arrow_array::RecordBatch> {
+        use arrow_array::{Array, RecordBatch, RecordBatchOptions, StructArray};
+        let data = array.to_data();
+        data.validate_full()?;
+        let rows = data.len();
+        let columns = if self.struct_stream {
+            let (_, columns, nulls) = StructArray::from(data).into_parts();
+            if let Some(nulls) = nulls.filter(|n| n.null_count() > 0) {
+                return Err(crate::Error::Nulls {
+                    column: String::new(),
+                    data_type: array.data_type().clone(),
+                    nulls: nulls.null_count(),
+                });
+            }
+            columns
+        } else {
+            vec![make_array(data)]
+        };
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?)
+    }
+}
+
+impl Iterator for ImportedStream {
+    type Item = std::result::Result<arrow_array::RecordBatch, arrow_schema::ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        let next = self.arrays.next().map(|array| {
+            array
+                .map_err(crate::Error::from)
+                .and_then(|a| self.checked(a))
+        });
+        if !matches!(next, Some(Ok(_))) {
+            self.finished = true;
+        }
+        next.map(|batch| {
+            batch.map_err(|e| match e {
+                crate::Error::Arrow(arrow) => arrow,
+                // Unwrapped again by `Error::from_arrow` (TensorReader does).
+                ferry => arrow_schema::ArrowError::ExternalError(Box::new(ferry)),
+            })
+        })
+    }
+}
+
+impl arrow_array::RecordBatchReader for ImportedStream {
+    fn schema(&self) -> arrow_schema::SchemaRef {
+        self.schema.clone()
+    }
+}
+
+/// Reads a producer's C stream ([`ImportedStream`]): takes `stream` over (its `release` runs
+/// when the reader drops) and asks it for its schema. A released stream, or one missing a
+/// callback the interface requires, is refused with
+/// [`Error::Released`](crate::Error::Released) or an Arrow error before any callback runs.
+///
+/// Safe: an `FFI_ArrowArrayStream` holding callbacks can only be made with arrow-rs's `unsafe`
+/// constructors, whose callers promise the callbacks keep the C stream interface.
+pub fn import_stream(stream: FFI_ArrowArrayStream) -> Result<ImportedStream> {
+    use arrow_schema::{ArrowError, DataType, Schema};
+    if stream.release().is_none() {
+        return Err(crate::Error::Released {
+            what: "ArrowArrayStream",
+        });
+    }
+    if stream.get_schema().is_none() || stream.get_next().is_none() {
+        return Err(ArrowError::CDataInterface(
+            "the ArrowArrayStream has no get_schema or get_next callback; ask its producer for a complete stream".into(),
+        )
+        .into());
+    }
+    let arrays = arrow_array::ffi_stream::ArrayStreamReader::try_new(stream)?;
+    let field = arrow_array::ArrayReader::field(&arrays).clone();
+    let (schema, struct_stream) = match field.data_type() {
+        DataType::Struct(fields) => (
+            Schema::new(fields.clone()).with_metadata(field.metadata().clone()),
+            true,
+        ),
+        _ => (Schema::new(vec![field]), false),
+    };
+    Ok(ImportedStream {
+        arrays,
+        schema: Arc::new(schema),
+        struct_stream,
+        finished: false,
+    })
+}
+
+/// `reader` as a C stream of struct arrays for a consumer in another language or library
+/// (pyarrow's `RecordBatchReader`, DuckDB, Polars). The stream's callbacks never unwind or
+/// abort: a panic of `reader` becomes an error the consumer reads, a NUL in an error message
+/// is escaped, and the schema is the one given here on every call. A schema the C Data
+/// Interface cannot carry is refused here.
+pub fn export_stream<R>(reader: R) -> Result<FFI_ArrowArrayStream>
+where
+    R: arrow_array::RecordBatchReader + Send + 'static,
+{
+    let schema = reader.schema();
+    // Checked now: the exported stream's get_schema converts it again on every call.
+    FFI_ArrowSchema::try_from(schema.as_ref())?;
+    Ok(FFI_ArrowArrayStream::new(Box::new(Guarded {
+        reader,
+        schema,
+        finished: false,
+    })))
+}
+
+/// A reader whose calls cannot unwind into a C callback, whose errors carry no NUL (arrow-rs
+/// puts them in a `CString` with `expect`), and which ends after its first error.
+struct Guarded<R> {
+    reader: R,
+    schema: arrow_schema::SchemaRef,
+    finished: bool,
+}
+
+impl<R: Iterator<Item = std::result::Result<arrow_array::RecordBatch, arrow_schema::ArrowError>>>
+    Iterator for Guarded<R>
+{
+    type Item = std::result::Result<arrow_array::RecordBatch, arrow_schema::ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use arrow_schema::ArrowError;
+        if self.finished {
+            return None;
+        }
+        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.reader.next()))
+            .unwrap_or_else(|_| {
+                Some(Err(ArrowError::ExternalError(
+                    "the record batch reader panicked".into(),
+                )))
+            });
+        let next = match next {
+            Some(Ok(batch)) if batch.schema() != self.schema => {
+                Some(Err(ArrowError::SchemaError(format!(
+                    "the reader gave a batch of schema {:?}, not the stream's {:?}",
+                    batch.schema(),
+                    self.schema
+                ))))
+            }
+            other => other,
+        };
+        if !matches!(next, Some(Ok(_))) {
+            self.finished = true;
+        }
+        next.map(|batch| {
+            batch.map_err(|e| match e {
+                ArrowError::IoError(message, source) => {
+                    ArrowError::IoError(message.replace('\0', "\\0"), source)
+                }
+                ArrowError::MemoryError(message) => {
+                    ArrowError::MemoryError(message.replace('\0', "\\0"))
+                }
+                ArrowError::NotYetImplemented(message) => {
+                    ArrowError::NotYetImplemented(message.replace('\0', "\\0"))
+                }
+                other => ArrowError::InvalidArgumentError(other.to_string().replace('\0', "\\0")),
+            })
+        })
+    }
+}
+
+impl<R: arrow_array::RecordBatchReader> arrow_array::RecordBatchReader for Guarded<R> {
+    fn schema(&self) -> arrow_schema::SchemaRef {
+        self.schema.clone()
+    }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use ::parquet::arrow::ArrowWriter;
 use ::parquet::file::properties::WriterProperties;
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, RecordBatchReader, RecordBatchWriter};
 use arrow_ipc::writer::{FileWriter, StreamWriter};
 use arrow_schema::SchemaRef;
 
@@ -110,14 +110,34 @@ enum Sink {
     Parquet(ArrowWriter<BufWriter<File>>),
     IpcFile(FileWriter<BufWriter<File>>),
     IpcStream(StreamWriter<BufWriter<File>>),
+    Writer(Box<dyn AnyWriter>),
 }
 
-/// Writes record batches of one schema to one file as they come, so a dataset larger than
-/// memory is written batch by batch: IPC writes each batch at once; Parquet holds at most one
-/// row group (128 MiB of encoded data by default) before writing it out.
+/// A [`RecordBatchWriter`] behind a box (its `close` takes `self`, which a trait object
+/// cannot give).
+trait AnyWriter: Send {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+    fn close(self: Box<Self>) -> Result<()>;
+}
+
+impl<W: RecordBatchWriter + Send> AnyWriter for W {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        Ok(RecordBatchWriter::write(self, batch)?)
+    }
+
+    fn close(self: Box<Self>) -> Result<()> {
+        Ok(RecordBatchWriter::close(*self)?)
+    }
+}
+
+/// Writes record batches of one schema as they come, so a dataset larger than memory is
+/// written batch by batch: to a file ([`create`](Self::create): IPC writes each batch at
+/// once; Parquet holds at most one row group, 128 MiB of encoded data by default, before
+/// writing it out), or through any [`RecordBatchWriter`] ([`new`](Self::new): a Parquet or IPC
+/// writer over a buffer or an object store, a Lance or engine writer).
 pub struct TensorWriter {
     sink: Sink,
-    path: PathBuf,
+    path: Option<PathBuf>,
     schema: SchemaRef,
     rows: usize,
     row_group_bytes: usize,
@@ -170,11 +190,50 @@ impl TensorWriter {
         };
         Ok(TensorWriter {
             sink,
-            path,
+            path: Some(path),
             schema,
             rows: 0,
             row_group_bytes: ROW_GROUP_BYTES,
         })
+    }
+
+    /// Writes batches of `schema` through `writer` (checked against `schema` as
+    /// [`write`](Self::write) says; [`finish`](Self::finish) closes it).
+    ///
+    /// ```
+    /// use ferry_arrow::{TensorColumn, TensorWriter, record_batch};
+    /// use ferry_arrow::arrow_array::RecordBatchReader;
+    /// use ferry_core::HostArray;
+    ///
+    /// let x = HostArray::from_vec(vec![3, 2], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+    /// let batch = record_batch([TensorColumn::from_batch("x", &x)?])?;
+    /// let ipc = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema())?;
+    /// let mut writer = TensorWriter::new(ipc, batch.schema());
+    /// writer.write(&batch)?;
+    /// assert_eq!(writer.finish()?, 3);
+    /// # Ok::<(), ferry_arrow::Error>(())
+    /// ```
+    pub fn new<W>(writer: W, schema: SchemaRef) -> TensorWriter
+    where
+        W: RecordBatchWriter + Send + 'static,
+    {
+        TensorWriter {
+            sink: Sink::Writer(Box::new(writer)),
+            path: None,
+            schema,
+            rows: 0,
+            row_group_bytes: ROW_GROUP_BYTES,
+        }
+    }
+
+    /// Writes every batch `reader` gives (its schema must be the writer's); returns the rows
+    /// written from it. A batch the reader fails to give stops the copy with its error.
+    pub fn write_all(&mut self, reader: impl RecordBatchReader) -> Result<usize> {
+        let before = self.rows;
+        for batch in reader {
+            self.write(&batch?)?;
+        }
+        Ok(self.rows - before)
     }
 
     /// Caps the encoded Parquet data held in memory before a row group is written (default
@@ -189,8 +248,8 @@ impl TensorWriter {
         if batch.schema() != self.schema {
             return Err(Error::Arrow(arrow_schema::ArrowError::SchemaError(
                 format!(
-                    "{}: batch schema {:?} differs from the file's {:?}",
-                    self.path.display(),
+                    "{}: batch schema {:?} differs from the writer's {:?}",
+                    self.label(),
                     batch.schema(),
                     self.schema
                 ),
@@ -218,6 +277,7 @@ impl TensorWriter {
             }
             Sink::IpcFile(w) => w.write(batch)?,
             Sink::IpcStream(w) => w.write(batch)?,
+            Sink::Writer(w) => w.write(batch)?,
         }
         self.rows += batch.num_rows();
         Ok(())
@@ -236,15 +296,30 @@ impl TensorWriter {
         self.rows
     }
 
-    /// The file being written.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The file being written (`None` for a writer made with [`new`](Self::new)).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn label(&self) -> String {
+        match &self.path {
+            Some(path) => path.display().to_string(),
+            None => "TensorWriter".to_owned(),
+        }
     }
 
     /// Writes what is buffered and the file's footer, and closes it (flushed to the operating
-    /// system, not synced to disk); returns the rows written.
+    /// system, not synced to disk), or closes the writer given to [`new`](Self::new); returns
+    /// the rows written.
     pub fn finish(self) -> Result<usize> {
-        let flushed = match self.sink {
+        let TensorWriter {
+            sink, path, rows, ..
+        } = self;
+        let flushed = match sink {
+            Sink::Writer(w) => {
+                w.close()?;
+                return Ok(rows);
+            }
             Sink::Parquet(w) => w.into_inner().map_err(Error::from),
             Sink::IpcFile(mut w) => w
                 .finish()
@@ -258,8 +333,8 @@ impl TensorWriter {
         // Flushed to the OS (as pyarrow and arrow-rs leave it); not fsync'd.
         flushed?
             .into_inner()
-            .map_err(|e| Error::io(&self.path)(e.into_error()))?;
-        Ok(self.rows)
+            .map_err(|e| Error::io(&path.unwrap_or_default())(e.into_error()))?;
+        Ok(rows)
     }
 }
 
@@ -318,7 +393,7 @@ impl DatasetWriter {
         self.writers
             .into_values()
             .map(|w| {
-                let path = w.path().to_path_buf();
+                let path = w.path().map(Path::to_path_buf).unwrap_or_default();
                 w.finish().map(|_| path)
             })
             .collect()

@@ -10,7 +10,10 @@
 //! - Feature `files` (default): `ipc` and `parquet` files and streams, `TensorWriter` (batch
 //!   by batch, bounded memory) and `DatasetWriter` (a hive-partitioned folder of Parquet
 //!   files).
-//! - [`ffi`]: the Arrow C Data Interface structs for a column, for ferry's Python module.
+//! - [`TensorReader`]: the tensor columns of any `RecordBatchReader`, batch by batch or joined.
+//! - [`ffi`]: the Arrow C Data Interface structs for a column and the C stream interface
+//!   (import any producer's stream, export any `RecordBatchReader`), for ferry's Python module
+//!   and other languages.
 //!
 //! The only ferry crate that knows Arrow. Dtypes: f16, f32, f64, i8–i64, u8–u64 one-to-one;
 //! `bool` is bit-packed in Arrow (one recorded copy each way); bf16, complex and raw DLPack
@@ -40,6 +43,7 @@ pub mod ffi;
 #[cfg(feature = "files")]
 mod file;
 mod metadata;
+mod stream;
 
 pub use column::{
     ColumnKind, FIXED_SHAPE_TENSOR, TensorColumn, VARIABLE_SHAPE_TENSOR, column, columns,
@@ -49,6 +53,7 @@ pub use dtype::{arrow_type, ferry_dtype};
 pub use error::{Error, Result};
 #[cfg(feature = "files")]
 pub use file::{DatasetWriter, FileFormat, TensorWriter, ipc, parquet};
+pub use stream::{TensorReader, combine_chunks};
 
 /// Re-exported: the Arrow types ferry hands out and takes.
 pub use arrow_array;

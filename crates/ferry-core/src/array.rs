@@ -1125,6 +1125,74 @@ impl HostArray {
         self.to_contiguous(CopyPolicy::IfNeeded)
     }
 
+    /// The arrays joined along their first axis into one row-major array (one recorded
+    /// [`CopyReason::Concatenated`] copy; the parts' copy logs come along): the chunks of a
+    /// column read from a stream. One part is returned as it is, without a copy.
+    ///
+    /// Errors: no parts ([`Error::ShapeMismatch`]: there is no dtype or shape to give the
+    /// result), 0-d parts, parts whose dtype or axes after the first differ
+    /// ([`Error::ConcatMismatch`]), raw dtypes ([`Error::NoTypedView`]), a `bool` part holding
+    /// a byte other than 0 or 1 ([`Error::InvalidBool`]), and a result too large to allocate.
+    pub fn concat_rows(parts: &[HostArray]) -> Result<HostArray> {
+        let Some(first) = parts.first() else {
+            return Err(Error::ShapeMismatch {
+                shape: Vec::new(),
+                expected: 1,
+                found: 0,
+            });
+        };
+        if first.ndim() == 0 {
+            return Err(Error::RankMismatch {
+                shape: Vec::new(),
+                expected: 1,
+                found: 0,
+            });
+        }
+        for (index, part) in parts.iter().enumerate().skip(1) {
+            if part.dtype != first.dtype || part.ndim() == 0 || part.shape[1..] != first.shape[1..]
+            {
+                return Err(Error::ConcatMismatch {
+                    index,
+                    shape: part.shape.to_vec(),
+                    dtype: part.dtype,
+                    first_shape: first.shape.to_vec(),
+                    first_dtype: first.dtype,
+                });
+            }
+        }
+        if parts.len() == 1 {
+            return Ok(first.clone());
+        }
+        let mut shape = first.shape.to_vec();
+        shape[0] = parts.iter().try_fold(0usize, |rows, part| {
+            rows.checked_add(part.shape[0])
+                .ok_or_else(|| layout::overflow(&part.shape, &[], part.dtype.desc().total_bits()))
+        })?;
+        let bytes = element_count(&shape)
+            .and_then(|n| layout::packed_bytes(n, first.dtype))
+            .ok_or_else(|| layout::overflow(&shape, &[], first.dtype.desc().total_bits()))?;
+        let mut joined = dispatch_dtype!(first.dtype, T => {
+            let views = parts.iter().map(HostArray::view::<T>).collect::<Result<Vec<_>>>()?;
+            let mut data = try_alloc_uninit::<T>(bytes / size_of::<T>().max(1))
+                .map_err(|_| out_of_memory(bytes, &shape, first.dtype))?;
+            for view in &views {
+                match view.as_slice() {
+                    Some(row_major) => data.extend_from_slice(row_major),
+                    None => data.extend(view.iter().copied()),
+                }
+            }
+            HostArray::from_vec(shape, data)?
+        }, raw => return Err(Error::NoTypedView { dtype: first.dtype }));
+        joined.copies = parts
+            .iter()
+            .flat_map(|p| p.copies.iter().copied())
+            .collect();
+        joined
+            .copies
+            .push(record_copy(bytes as u64, CopyReason::Concatenated));
+        Ok(joined)
+    }
+
     /// The [`Error::NeedsCopy`] this array would raise for `reason`.
     pub fn needs_copy(&self, reason: CopyReason) -> Error {
         Error::NeedsCopy {

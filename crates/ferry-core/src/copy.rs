@@ -48,6 +48,8 @@ pub enum CopyReason {
     /// reach too), so the view is a copy: a view of memory someone else can write is a
     /// snapshot.
     Snapshot,
+    /// Chunks of one column (the batches of a stream) were joined into one array.
+    Concatenated,
 }
 
 impl fmt::Display for CopyReason {
@@ -60,6 +62,7 @@ impl fmt::Display for CopyReason {
             CopyReason::Misaligned => "misaligned data",
             CopyReason::FrameworkStorage => "framework cannot wrap foreign memory",
             CopyReason::Repacked => "re-encoded for the target format (bit-packed booleans)",
+            CopyReason::Concatenated => "chunks joined into one array",
             CopyReason::Snapshot => {
                 "a snapshot of memory its owner may still write, which cannot be shared copy-on-write"
             }

@@ -184,6 +184,23 @@ pub enum Error {
         /// What is not supported.
         reason: &'static str,
     },
+    /// Arrays that cannot be joined along their first axis (chunks of one column must share
+    /// their dtype and every axis but the first).
+    #[error(
+        "cannot join arrays along the first axis: part {index} has dtype {dtype} and shape {shape:?} but the first part has dtype {first_dtype} and shape {first_shape:?}; cast or reshape the parts to match first"
+    )]
+    ConcatMismatch {
+        /// Position of the part that does not match.
+        index: usize,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// Its dtype.
+        dtype: DType,
+        /// The first part's shape.
+        first_shape: Vec<usize>,
+        /// The first part's dtype.
+        first_dtype: DType,
+    },
     /// A cast that would lose information silently.
     #[error("cast from {from} to {to} is not supported: {hint}")]
     UnsupportedCast {

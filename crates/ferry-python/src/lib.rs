@@ -78,6 +78,8 @@ mod raw;
 // 2. The protocols.
 #[cfg(feature = "arrow")]
 mod arrow;
+#[cfg(feature = "arrow")]
+mod batch;
 mod capsule;
 mod exchange;
 mod import;
@@ -142,22 +144,52 @@ fn py_live_exports(py: Python<'_>) -> PyResult<usize> {
     Ok(live_exports())
 }
 
-/// Imports an Arrow array from anything with `__arrow_c_array__` (pyarrow and nanoarrow
-/// arrays; a Polars Series through `.to_arrow()`), sharing its memory (read-only): a primitive array becomes a 1-D
-/// `ferry.HostArray`, an `arrow.fixed_shape_tensor` array one `HostArray` whose first axis is
-/// the rows, an `arrow.variable_shape_tensor` array a list of `HostArray`s. Nulls are refused.
+/// Imports Arrow data, sharing its memory (read-only). From `__arrow_c_array__` (pyarrow and
+/// nanoarrow arrays, record batches, `ferry.RecordBatch`): a primitive array becomes a 1-D
+/// `ferry.HostArray`, an `arrow.fixed_shape_tensor` array (or a bare `FixedSizeList` of
+/// numbers) one `HostArray` whose first axis is the rows, an `arrow.variable_shape_tensor`
+/// array a list of `HostArray`s, a record batch a dict of its columns so imported. From
+/// `__arrow_c_stream__` (ChunkedArrays, Tables, RecordBatchReaders, Polars Series and
+/// DataFrames): the same for each chunk, in a list (a dict of lists for a table), or with
+/// `combine=True` each column's chunks joined into one (a copy only when there are two or
+/// more, in the array's `copy_log`). Nulls are refused.
 #[cfg(feature = "arrow")]
 #[pyfunction]
-#[pyo3(name = "from_arrow")]
-fn py_from_arrow<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+#[pyo3(name = "from_arrow", signature = (obj, *, combine = false))]
+fn py_from_arrow<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+    combine: bool,
+) -> PyResult<Bound<'py, PyAny>> {
     check_main_interpreter(py, false)?;
-    match arrow::import_arrays(obj)? {
-        arrow::Imported::PerRow(tensors) => {
+    to_python_import(py, arrow::import_arrays(obj, combine)?)
+}
+
+/// An Arrow import as Python objects: a `HostArray`, a list, or a dict of column names.
+#[cfg(feature = "arrow")]
+fn to_python_import(py: Python<'_>, imported: arrow::Imported) -> PyResult<Bound<'_, PyAny>> {
+    use arrow::Imported;
+    Ok(match imported {
+        Imported::One(array) => PyHostArray::new(array).into_pyobject(py)?.into_any(),
+        Imported::PerRow(tensors) => {
             let tensors: Vec<PyHostArray> = tensors.into_iter().map(PyHostArray::new).collect();
-            Ok(pyo3::types::PyList::new(py, tensors)?.into_any())
+            pyo3::types::PyList::new(py, tensors)?.into_any()
         }
-        arrow::Imported::One(array) => Ok(PyHostArray::new(array).into_pyobject(py)?.into_any()),
-    }
+        Imported::Chunks(chunks) => {
+            let list = pyo3::types::PyList::empty(py);
+            for chunk in chunks {
+                list.append(to_python_import(py, chunk)?)?;
+            }
+            list.into_any()
+        }
+        Imported::Columns(columns) => {
+            let dict = pyo3::types::PyDict::new(py);
+            for (name, column) in columns {
+                dict.set_item(name, to_python_import(py, column)?)?;
+            }
+            dict.into_any()
+        }
+    })
 }
 
 /// Fills a Python module with ferry's class and functions (the `ferry` extension module calls
@@ -172,6 +204,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     files::register(m)?;
     #[cfg(feature = "arrow")]
     m.add_function(wrap_pyfunction!(py_from_arrow, m)?)?;
+    #[cfg(feature = "arrow")]
+    {
+        m.add_class::<batch::PyRecordBatch>()?;
+        m.add_function(wrap_pyfunction!(batch::py_record_batch, m)?)?;
+    }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.py().import(intern!(m.py(), "atexit"))?.call_method1(
         intern!(m.py(), "register"),
