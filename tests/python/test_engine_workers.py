@@ -33,22 +33,26 @@ def unit_rows(batch: pa.Table) -> pa.Table:
     """The README's worker function: each embedding scaled to unit length by PyTorch."""
     import torch
 
+    import numpy as np
+
     column = batch.column("embedding")
-    arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-    x = ferry.from_arrow(arr)  # (rows, 4, 8) over Arrow's buffer: no copy
+    x = ferry.from_arrow(column, combine=True)  # (rows, 4, 8); one chunk: Arrow's buffer, no copy
     t = torch.from_dlpack(x)  # PyTorch over the same memory
     unit = torch.nn.functional.normalize(t.reshape(len(t), -1), dim=1)
-    out = ferry.from_dlpack(unit)  # one recorded copy: PyTorch may still write `unit`
-    shared = x.copies == 0 and x.data_ptr == values_address(arr) == t.data_ptr()
-    return pa.table(
+    one_chunk = column.num_chunks == 1
+    shared = one_chunk and x.copies == 0 and x.data_ptr == values_address(column.chunk(0)) == t.data_ptr()
+    rows = len(t)
+    unit_host = ferry.from_dlpack(unit)  # one recorded copy: PyTorch may still write `unit`
+    out = ferry.record_batch(
         {
-            "id": batch["id"],
-            "unit": pa.array(out),  # arrow.fixed_shape_tensor again, over ferry's copy
-            "shared": [shared] * len(t),
-            "copies": [out.copies] * len(t),
-            "pid": [os.getpid()] * len(t),
+            "id": batch["id"].combine_chunks(),
+            "unit": unit_host,  # arrow.fixed_shape_tensor again, over ferry's copy
+            "shared": np.full(rows, shared),
+            "copies": np.full(rows, unit_host.copies),
+            "pid": np.full(rows, os.getpid()),
         }
     )
+    return pa.table(out)  # through ferry's __arrow_c_stream__
 
 
 def test_ray_data_workers_read_tensor_columns_without_copying_and_return_tensor_columns():

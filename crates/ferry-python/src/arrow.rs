@@ -279,22 +279,57 @@ pub(crate) fn import_arrays(obj: &Bound<'_, PyAny>, combine: bool) -> PyResult<I
     }
 }
 
+/// An Arrow array of any type taken from Python for a record batch, with its field.
+pub(crate) struct ArrowColumn {
+    field: FieldRef,
+    array: ArrayRef,
+}
+
+/// The field and array behind anything with `__arrow_c_array__`, of any type (strings,
+/// structs): the columns `ferry.record_batch` passes through as they are.
+pub(crate) fn import_any_column(obj: &Bound<'_, PyAny>) -> PyResult<ArrowColumn> {
+    let (field, array) = import_field_array(obj)?;
+    Ok(ArrowColumn { field, array })
+}
+
+/// What a column of `ferry.record_batch` is made from.
+pub(crate) enum BatchColumn<'a> {
+    /// A host array, exported as [`array_capsules`] exports one.
+    Host(&'a HostArray),
+    /// An Arrow array, as it is.
+    Arrow(&'a ArrowColumn),
+}
+
 /// The columns of a record batch that Python hands to ferry (`ferry.record_batch`): every
-/// column checked readable and exported as [`array_capsules`] exports an array (memory ferry
-/// owns that something else holds too goes as a copy).
-pub(crate) fn batch_of(columns: &[(&str, &HostArray)]) -> PyResult<RecordBatch> {
-    let mut built = Vec::with_capacity(columns.len());
-    for &(name, array) in columns {
+/// host array checked readable and exported as [`array_capsules`] exports an array (memory
+/// ferry owns that something else holds too goes as a copy), every Arrow array as it is,
+/// renamed.
+pub(crate) fn batch_of(columns: &[(&str, BatchColumn<'_>)]) -> PyResult<RecordBatch> {
+    let mut fields = Vec::with_capacity(columns.len());
+    let mut arrays = Vec::with_capacity(columns.len());
+    for (name, column) in columns {
         if name.contains('\0') {
             return Err(PyValueError::new_err(format!(
                 "column name {name:?} holds a NUL character, which the Arrow C Data Interface cannot carry"
             )));
         }
-        lease::check_readable(array)?;
-        let column = TensorColumn::from_batch(name, &*exportable(array)?).map_err(to_py_err)?;
-        built.push(column);
+        match column {
+            BatchColumn::Host(array) => {
+                lease::check_readable(array)?;
+                let column =
+                    TensorColumn::from_batch(name, &*exportable(array)?).map_err(to_py_err)?;
+                fields.push(column.field().clone());
+                arrays.push(column.array().clone());
+            }
+            BatchColumn::Arrow(column) => {
+                let field = column.field.as_ref().clone().with_name(*name);
+                fields.push(std::sync::Arc::new(field));
+                arrays.push(column.array.clone());
+            }
+        }
     }
-    ferry_arrow::record_batch(built).map_err(to_py_err)
+    let schema = std::sync::Arc::new(ferry_arrow::arrow_schema::Schema::new(fields));
+    RecordBatch::try_new(schema, arrays).map_err(|e| to_py_err(e.into()))
 }
 
 /// `array`, or a copy of it where memory ferry owns is also held elsewhere (and so may be lent

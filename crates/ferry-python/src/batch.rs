@@ -126,25 +126,28 @@ impl PyRecordBatch {
 }
 
 /// An array a column of `ferry.record_batch` is made from: a `ferry.HostArray` as it is (so
-/// the copy rule sees its own holders), anything else imported first.
+/// the copy rule sees its own holders), a DLPack object imported first, an Arrow array of any
+/// type as it is.
 enum Source<'py> {
     Ours(Bound<'py, PyHostArray>),
     Imported(HostArray),
+    Arrow(arrow::ArrowColumn),
 }
 
 impl Source<'_> {
-    fn array(&self) -> &HostArray {
+    fn column(&self) -> arrow::BatchColumn<'_> {
         match self {
-            Source::Ours(ours) => ours.host().array(),
-            Source::Imported(array) => array,
+            Source::Ours(ours) => arrow::BatchColumn::Host(ours.host().array()),
+            Source::Imported(array) => arrow::BatchColumn::Host(array),
+            Source::Arrow(column) => arrow::BatchColumn::Arrow(column),
         }
     }
 }
 
 /// `ferry.record_batch(columns)`: a `ferry.RecordBatch` of the named arrays (a dict of name to
-/// `ferry.HostArray`, an Arrow array such as a pyarrow one, or a DLPack object such as a NumPy
-/// array or PyTorch tensor, which is imported as `ferry.from_dlpack` imports it), all with the
-/// same first-axis length.
+/// `ferry.HostArray`, a DLPack object such as a NumPy array or PyTorch tensor, imported as
+/// `ferry.from_dlpack` imports it, or an Arrow array of any type, such as a pyarrow array of
+/// strings, which goes in as it is), all with the same first-axis length.
 #[pyfunction]
 #[pyo3(name = "record_batch")]
 pub(crate) fn py_record_batch(
@@ -168,19 +171,18 @@ pub(crate) fn py_record_batch(
             Err(other) => {
                 let value = other.into_inner();
                 // Arrow first: a pyarrow array speaks DLPack too, for fewer types.
-                let arrow_array = value.hasattr(pyo3::intern!(py, "__arrow_c_array__"))?;
-                Source::Imported(if arrow_array {
-                    arrow::import_host(&value)?
+                if value.hasattr(pyo3::intern!(py, "__arrow_c_array__"))? {
+                    Source::Arrow(arrow::import_any_column(&value)?)
                 } else {
-                    import_any(&value, None)?
-                })
+                    Source::Imported(import_any(&value, None)?)
+                }
             }
         };
         sources.push((name, source));
     }
-    let named: Vec<(&str, &HostArray)> = sources
+    let named: Vec<(&str, arrow::BatchColumn<'_>)> = sources
         .iter()
-        .map(|(name, source)| (name.as_str(), source.array()))
+        .map(|(name, source)| (name.as_str(), source.column()))
         .collect();
     let batch = arrow::batch_of(&named)?;
     Ok(PyRecordBatch {
