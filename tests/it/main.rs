@@ -24,6 +24,8 @@ mod python;
 mod python_args;
 #[cfg(feature = "candle")]
 mod readme;
+#[cfg(feature = "arrow")]
+mod audit7b;
 mod soundness;
 mod stress;
 #[cfg(feature = "tch")]

@@ -1063,7 +1063,8 @@ fn valgrind() -> Result<()> {
 /// The installed wheel under memcheck, in three runs: tests/python/test_exchange.py (the C
 /// exchange API table, capsules, and tvm-ffi taking and returning ferry arrays) without
 /// conftest.py, so PyTorch is not loaded; then test_torch_import.py (PyTorch imports and their
-/// snapshots, the GIL checks) and test_arrow.py (the Arrow PyCapsule interface) with it; then
+/// snapshots, the GIL checks), test_arrow.py and test_arrow_streams.py (the Arrow PyCapsule
+/// interface: arrays, record batches, streams both ways) with it; then
 /// the example extension's tests (its argument types). CPython, PyTorch and the dynamic loader
 /// report errors of their own under valgrind (uninitialised bytes in `int.from_bytes`,
 /// `strncmp` over-reads), so only an error whose stack passes through a ferry module
@@ -1082,6 +1083,7 @@ fn python_memcheck() -> Result<()> {
         &[
             tests.join("test_torch_import.py"),
             tests.join("test_arrow.py"),
+            tests.join("test_arrow_streams.py"),
         ],
         false,
         &["ferry.abi3.so"],
