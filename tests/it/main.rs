@@ -24,8 +24,6 @@ mod python;
 mod python_args;
 #[cfg(feature = "candle")]
 mod readme;
-#[cfg(feature = "arrow")]
-mod audit7b;
 mod soundness;
 mod stress;
 #[cfg(feature = "tch")]
