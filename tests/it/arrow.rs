@@ -821,7 +821,9 @@ fn a_stream_exported_over_the_c_interface_and_imported_back_keeps_its_batches_an
         .unwrap()
         .as_ptr();
     let stream = ffi::export_stream(reader_of(batches)).unwrap();
-    let imported = ffi::import_stream(stream).unwrap();
+    // SAFETY: `export_stream`'s stream keeps the C stream interface (its batches are checked
+    // against its schema).
+    let imported = unsafe { ffi::import_stream(stream) }.unwrap();
     assert!(imported.is_record_batches());
     let chunks = TensorReader::new(imported).read_column("x").unwrap();
     assert_eq!(chunks.len(), 3);
@@ -875,7 +877,8 @@ fn a_failing_or_panicking_reader_behind_a_c_stream_is_an_error_then_the_end_neve
             calls: calls.clone(),
         };
         let stream = ffi::export_stream(reader).unwrap();
-        let mut reader = TensorReader::new(ffi::import_stream(stream).unwrap());
+        // SAFETY: `export_stream`'s stream keeps the C stream interface.
+        let mut reader = TensorReader::new(unsafe { ffi::import_stream(stream) }.unwrap());
         assert!(reader.next_batch().unwrap().is_ok());
         let err = reader.next_batch().unwrap().unwrap_err().to_string();
         let expected = if panic { "panicked" } else { "bad\\0batch" };
@@ -889,7 +892,8 @@ fn a_failing_or_panicking_reader_behind_a_c_stream_is_an_error_then_the_end_neve
 #[test]
 fn a_released_c_stream_is_refused_before_any_callback() {
     use ferry::arrow::ffi::{FFI_ArrowArrayStream, import_stream};
-    let err = import_stream(FFI_ArrowArrayStream::empty()).unwrap_err();
+    // SAFETY: a released stream has no callback to call.
+    let err = unsafe { import_stream(FFI_ArrowArrayStream::empty()) }.unwrap_err();
     assert!(matches!(err, ArrowError::Released { .. }), "{err}");
 }
 
@@ -1001,4 +1005,217 @@ fn concat_rows_joins_any_layouts_and_refuses_parts_that_do_not_match() {
     let one = HostArray::concat_rows(std::slice::from_ref(&a)).unwrap();
     assert_eq!(one.as_ptr(), a.as_ptr());
     assert_eq!(one.copies(), 0);
+}
+
+/// Audit round 7 (helper 26): what a reader behind `export_stream` and hostile sizes could
+/// reach before the fixes — each of these aborted, panicked or read out of bounds.
+mod round7 {
+    use std::sync::Arc;
+
+    use ferry::HostArray;
+    use ferry::arrow::arrow_array::{
+        Array, ArrayRef, FixedSizeListArray, Float32Array, Int8Array, Int64Array, RecordBatch,
+        RecordBatchIterator, RecordBatchOptions, RecordBatchReader, RecordBatchWriter, UnionArray,
+    };
+    use ferry::arrow::arrow_schema::{
+        ArrowError, DataType, Field, Schema, SchemaRef, UnionFields, UnionMode,
+    };
+    use ferry::arrow::{TensorColumn, TensorReader, TensorWriter, ffi};
+
+    fn one_batch() -> RecordBatch {
+        let x = HostArray::from_vec(vec![2, 3], (0..6).map(|i| i as f32).collect()).unwrap();
+        ferry::arrow::record_batch([TensorColumn::from_batch("x", &x).unwrap()]).unwrap()
+    }
+
+    /// An error whose `Display` panics.
+    #[derive(Debug)]
+    struct PanickyDisplay;
+    impl std::fmt::Display for PanickyDisplay {
+        fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            panic!("Display of the reader's error panicked")
+        }
+    }
+    impl std::error::Error for PanickyDisplay {}
+
+    /// A panic payload whose drop panics.
+    struct PanickyPayload;
+    impl Drop for PanickyPayload {
+        fn drop(&mut self) {
+            panic!("the panic payload's drop panicked");
+        }
+    }
+
+    /// A reader of given items that may panic in `next` (with a payload) or in its drop.
+    struct Reader {
+        schema: SchemaRef,
+        items: Vec<Result<RecordBatch, ArrowError>>,
+        panic_payload: bool,
+        panic_on_drop: bool,
+    }
+
+    impl Iterator for Reader {
+        type Item = Result<RecordBatch, ArrowError>;
+        fn next(&mut self) -> Option<Self::Item> {
+            if self.panic_payload {
+                std::panic::panic_any(PanickyPayload);
+            }
+            (!self.items.is_empty()).then(|| self.items.remove(0))
+        }
+    }
+
+    impl RecordBatchReader for Reader {
+        fn schema(&self) -> SchemaRef {
+            self.schema.clone()
+        }
+    }
+
+    impl Drop for Reader {
+        fn drop(&mut self) {
+            if self.panic_on_drop {
+                panic!("the reader's drop panicked");
+            }
+        }
+    }
+
+    fn reader(items: Vec<Result<RecordBatch, ArrowError>>) -> Reader {
+        Reader {
+            schema: one_batch().schema(),
+            items,
+            panic_payload: false,
+            panic_on_drop: false,
+        }
+    }
+
+    /// The first item of `reader` read back through the C stream interface.
+    fn first_through_c(reader: impl RecordBatchReader + Send + 'static) -> Option<String> {
+        let stream = ffi::export_stream(reader).unwrap();
+        // SAFETY: `export_stream`'s stream keeps the C stream interface.
+        let mut imported = unsafe { ffi::import_stream(stream) }.unwrap();
+        imported.next().map(|r| match r {
+            Ok(batch) => format!("ok {}", batch.num_rows()),
+            Err(e) => e.to_string(),
+        })
+    }
+
+    #[test]
+    fn an_error_whose_display_panics_is_an_error_not_an_abort() {
+        let r = reader(vec![Err(ArrowError::ExternalError(Box::new(
+            PanickyDisplay,
+        )))]);
+        let got = first_through_c(r).unwrap();
+        assert!(got.contains("panicked"), "{got}");
+    }
+
+    #[test]
+    fn a_panic_whose_payload_panics_on_drop_is_an_error_not_an_abort() {
+        let mut r = reader(vec![]);
+        r.panic_payload = true;
+        let got = first_through_c(r).unwrap();
+        assert!(got.contains("panicked"), "{got}");
+    }
+
+    #[test]
+    fn a_reader_whose_drop_panics_is_released_without_an_abort() {
+        let mut r = reader(vec![]);
+        r.panic_on_drop = true;
+        drop(ffi::export_stream(r).unwrap());
+    }
+
+    #[test]
+    fn a_batch_whose_column_type_only_equals_its_fields_is_refused_at_export() {
+        // A sparse union whose children are in another order than the schema's: the batch's
+        // schema is the stream's, so only a per-column type check sees it.
+        let n = 1000;
+        let field = |ids: [i8; 2], flip: bool| {
+            let (a, b) = (
+                Field::new("small", DataType::Int8, false),
+                Field::new("big", DataType::Int64, false),
+            );
+            let fields = if flip { vec![b, a] } else { vec![a, b] };
+            UnionFields::try_new(ids.to_vec(), fields).unwrap()
+        };
+        let union = UnionArray::try_new(
+            field([0, 1], false),
+            vec![0i8; n].into(),
+            None,
+            vec![
+                Arc::new(Int8Array::from(vec![1i8; n])) as ArrayRef,
+                Arc::new(Int64Array::from(vec![2i64; n])),
+            ],
+        )
+        .unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "u",
+            DataType::Union(field([1, 0], true), UnionMode::Sparse),
+            false,
+        )]));
+        let batch = RecordBatch::try_new_with_options(
+            schema.clone(),
+            vec![Arc::new(union)],
+            &RecordBatchOptions::new().with_match_field_names(false),
+        )
+        .unwrap();
+        let got = first_through_c(RecordBatchIterator::new(vec![Ok(batch)], schema)).unwrap();
+        assert!(got.contains("column types"), "{got}");
+    }
+
+    #[test]
+    fn a_batch_of_more_rows_than_an_int64_holds_is_refused_at_export() {
+        let schema = Arc::new(Schema::empty());
+        let batch = RecordBatch::try_new_with_options(
+            schema.clone(),
+            vec![],
+            &RecordBatchOptions::new().with_row_count(Some(usize::MAX)),
+        )
+        .unwrap();
+        let got = first_through_c(RecordBatchIterator::new(vec![Ok(batch)], schema)).unwrap();
+        assert!(got.contains("int64"), "{got}");
+    }
+
+    #[test]
+    fn zero_width_rows_past_isize_max_are_an_overflow_error_not_a_panic() {
+        let part = HostArray::from_vec(vec![isize::MAX as usize, 0], Vec::<f32>::new()).unwrap();
+        let err = HostArray::concat_rows(&[part.clone(), part]).unwrap_err();
+        assert!(matches!(err, ferry::Error::LayoutOverflow { .. }), "{err}");
+        assert!(HostArray::from_vec(vec![usize::MAX, 0], Vec::<f32>::new()).is_err());
+        // A zero-width FixedSizeList holds any number of rows without a buffer.
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let list = FixedSizeListArray::try_new_with_length(
+            item,
+            0,
+            Arc::new(Float32Array::from(Vec::<f32>::new())),
+            None,
+            isize::MAX as usize + 1,
+        )
+        .unwrap();
+        let field = Arc::new(Field::new("v", list.data_type().clone(), false));
+        let column = TensorColumn::try_new(field, Arc::new(list)).unwrap();
+        assert!(column.to_host().is_err());
+    }
+
+    struct Sink;
+    impl RecordBatchWriter for Sink {
+        fn write(&mut self, _: &RecordBatch) -> Result<(), ArrowError> {
+            Ok(())
+        }
+        fn close(self) -> Result<(), ArrowError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_tensor_writers_row_count_that_would_overflow_is_an_error() {
+        let schema = Arc::new(Schema::empty());
+        let batch = RecordBatch::try_new_with_options(
+            schema.clone(),
+            vec![],
+            &RecordBatchOptions::new().with_row_count(Some(usize::MAX)),
+        )
+        .unwrap();
+        let mut writer = TensorWriter::new(Sink, schema);
+        writer.write(&batch).unwrap();
+        assert!(writer.write(&batch).is_err());
+        assert_eq!(writer.rows(), usize::MAX);
+        let _ = TensorReader::new(RecordBatchIterator::new(Vec::new(), one_batch().schema()));
+    }
 }

@@ -2,6 +2,7 @@
 //! `ArrowSchema`/`ArrowArray` structs (sharing its buffers), and a column from structs a
 //! producer hands over. ferry's Python module wraps these in the Arrow PyCapsule interface.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, make_array};
@@ -16,9 +17,18 @@ pub fn export_schema(column: &TensorColumn) -> Result<FFI_ArrowSchema> {
     Ok(FFI_ArrowSchema::try_from(column.field().as_ref())?)
 }
 
-/// The column's array as a C `ArrowArray` sharing its buffers (its `release` drops them).
-pub fn export_array(column: &TensorColumn) -> FFI_ArrowArray {
-    FFI_ArrowArray::new(&column.array().to_data())
+/// The column's array as a C `ArrowArray` sharing its buffers (its `release` drops them); a
+/// column longer than the C interface's `int64_t` length holds is refused.
+pub fn export_array(column: &TensorColumn) -> Result<FFI_ArrowArray> {
+    if i64::try_from(column.len()).is_err() {
+        return Err(arrow_schema::ArrowError::InvalidArgumentError(format!(
+            "column {:?} has {} rows, more than the Arrow C interface's int64 length holds",
+            column.name(),
+            column.len()
+        ))
+        .into());
+    }
+    Ok(FFI_ArrowArray::new(&column.array().to_data()))
 }
 
 /// A column from a producer's C structs, checked as [`TensorColumn::try_new`] checks: takes
@@ -178,10 +188,19 @@ impl arrow_array::RecordBatchReader for ImportedStream {
 /// when the reader drops) and asks it for its schema. A released stream, or one missing a
 /// callback the interface requires, is refused with
 /// [`Error::Released`](crate::Error::Released) or an Arrow error before any callback runs.
+/// (A Rust `RecordBatchReader` needs no C stream: read it with
+/// [`TensorReader`](crate::TensorReader).)
 ///
-/// Safe: an `FFI_ArrowArrayStream` holding callbacks can only be made with arrow-rs's `unsafe`
-/// constructors, whose callers promise the callbacks keep the C stream interface.
-pub fn import_stream(stream: FFI_ArrowArrayStream) -> Result<ImportedStream> {
+/// # Safety
+///
+/// - `stream`'s callbacks keep the C stream interface: every array `get_next` gives is of the
+///   type `get_schema` gave, with buffers that hold what that type says (lengths, offsets,
+///   children) and stay readable, unwritten, until the array's `release` runs;
+/// - so a stream made with arrow-rs's safe `FFI_ArrowArrayStream::new` qualifies only when its
+///   reader's batches are of its `schema()` exactly (arrow-rs does not check, and its
+///   callbacks abort the process on a reader error holding a NUL or a reader panic):
+///   [`export_stream`] checks both.
+pub unsafe fn import_stream(stream: FFI_ArrowArrayStream) -> Result<ImportedStream> {
     use arrow_schema::{ArrowError, DataType, Schema};
     if stream.release().is_none() {
         return Err(crate::Error::Released {
@@ -224,63 +243,110 @@ where
     // Checked now: the exported stream's get_schema converts it again on every call.
     FFI_ArrowSchema::try_from(schema.as_ref())?;
     Ok(FFI_ArrowArrayStream::new(Box::new(Guarded {
-        reader,
+        reader: Some(reader),
         schema,
         finished: false,
     })))
 }
 
-/// A reader whose calls cannot unwind into a C callback, whose errors carry no NUL (arrow-rs
-/// puts them in a `CString` with `expect`), and which ends after its first error.
+/// A reader whose calls cannot unwind into a C callback (arrow-rs's exported callbacks are
+/// `extern "C"`: a panic there aborts), whose errors carry no NUL (arrow-rs puts them in a
+/// `CString` with `expect`), whose batches are exactly of the schema given at export (a
+/// consumer reads them by that schema), and which ends after its first error.
 struct Guarded<R> {
-    reader: R,
+    /// `None` only while dropping.
+    reader: Option<R>,
     schema: arrow_schema::SchemaRef,
     finished: bool,
 }
 
-impl<R: Iterator<Item = std::result::Result<arrow_array::RecordBatch, arrow_schema::ArrowError>>>
-    Iterator for Guarded<R>
-{
-    type Item = std::result::Result<arrow_array::RecordBatch, arrow_schema::ArrowError>;
+type BatchResult = std::result::Result<arrow_array::RecordBatch, arrow_schema::ArrowError>;
+
+impl<R: Iterator<Item = BatchResult>> Guarded<R> {
+    /// The reader's next batch, checked, or its error, escaped: everything that runs the
+    /// reader's code (its `next`, its error's `Display`), for `catch_unwind`.
+    fn next_checked(&mut self) -> Option<BatchResult> {
+        let next = self.reader.as_mut()?.next()?;
+        Some(next.and_then(|batch| self.check(batch)).map_err(escaped))
+    }
+
+    /// Refuses a batch the consumer would misread: one whose schema, or a column's type (a
+    /// batch's schema can equal the stream's while a column's type only "equals" its field's:
+    /// a union's children in another order), is not the stream's, or with more rows than the
+    /// C interface's `int64_t` length holds.
+    fn check(&self, batch: arrow_array::RecordBatch) -> BatchResult {
+        use arrow_schema::ArrowError;
+        let types_match = batch.schema() == self.schema
+            && batch
+                .columns()
+                .iter()
+                .zip(self.schema.fields())
+                .all(|(column, field)| column.data_type() == field.data_type());
+        if !types_match {
+            return Err(ArrowError::SchemaError(format!(
+                "the reader gave a batch of schema {:?} with column types {:?}, not the stream's schema {:?}",
+                batch.schema(),
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| c.data_type())
+                    .collect::<Vec<_>>(),
+                self.schema
+            )));
+        }
+        if i64::try_from(batch.num_rows()).is_err() {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "the reader gave a batch of {} rows, more than the Arrow C interface's int64 length holds",
+                batch.num_rows()
+            )));
+        }
+        Ok(batch)
+    }
+}
+
+/// `error` with its NULs written as `\0` (its kind kept where arrow-rs maps it to an errno).
+fn escaped(error: arrow_schema::ArrowError) -> arrow_schema::ArrowError {
+    use arrow_schema::ArrowError;
+    let escape = |message: String| message.replace('\0', "\\0");
+    match error {
+        ArrowError::IoError(message, source) => ArrowError::IoError(escape(message), source),
+        ArrowError::MemoryError(message) => ArrowError::MemoryError(escape(message)),
+        ArrowError::NotYetImplemented(message) => ArrowError::NotYetImplemented(escape(message)),
+        other => ArrowError::InvalidArgumentError(escape(other.to_string())),
+    }
+}
+
+impl<R: Iterator<Item = BatchResult>> Iterator for Guarded<R> {
+    type Item = BatchResult;
 
     fn next(&mut self) -> Option<Self::Item> {
-        use arrow_schema::ArrowError;
         if self.finished {
             return None;
         }
-        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.reader.next()))
-            .unwrap_or_else(|_| {
-                Some(Err(ArrowError::ExternalError(
+        let next = match catch_unwind(AssertUnwindSafe(|| self.next_checked())) {
+            Ok(next) => next,
+            Err(payload) => {
+                // Not dropped here: a payload's own drop may panic, inside a C callback.
+                std::mem::forget(payload);
+                Some(Err(arrow_schema::ArrowError::ExternalError(
                     "the record batch reader panicked".into(),
                 )))
-            });
-        let next = match next {
-            Some(Ok(batch)) if batch.schema() != self.schema => {
-                Some(Err(ArrowError::SchemaError(format!(
-                    "the reader gave a batch of schema {:?}, not the stream's {:?}",
-                    batch.schema(),
-                    self.schema
-                ))))
             }
-            other => other,
         };
         if !matches!(next, Some(Ok(_))) {
             self.finished = true;
         }
-        next.map(|batch| {
-            batch.map_err(|e| match e {
-                ArrowError::IoError(message, source) => {
-                    ArrowError::IoError(message.replace('\0', "\\0"), source)
-                }
-                ArrowError::MemoryError(message) => {
-                    ArrowError::MemoryError(message.replace('\0', "\\0"))
-                }
-                ArrowError::NotYetImplemented(message) => {
-                    ArrowError::NotYetImplemented(message.replace('\0', "\\0"))
-                }
-                other => ArrowError::InvalidArgumentError(other.to_string().replace('\0', "\\0")),
-            })
-        })
+        next
+    }
+}
+
+impl<R> Drop for Guarded<R> {
+    fn drop(&mut self) {
+        // Dropped by the stream's `release`, a C callback: the reader's drop must not unwind.
+        let reader = self.reader.take();
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(reader))) {
+            std::mem::forget(payload);
+        }
     }
 }
 

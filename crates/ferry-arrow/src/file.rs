@@ -255,6 +255,12 @@ impl TensorWriter {
                 ),
             )));
         }
+        let total = self.rows.checked_add(batch.num_rows()).ok_or_else(|| {
+            Error::Arrow(arrow_schema::ArrowError::InvalidArgumentError(format!(
+                "{}: more rows than a usize counts",
+                self.label()
+            )))
+        })?;
         match &mut self.sink {
             Sink::Parquet(w) => {
                 // In slices of about PARQUET_SLICE_BYTES: the writer works out repetition and
@@ -279,7 +285,7 @@ impl TensorWriter {
             Sink::IpcStream(w) => w.write(batch)?,
             Sink::Writer(w) => w.write(batch)?,
         }
-        self.rows += batch.num_rows();
+        self.rows = total;
         Ok(())
     }
 

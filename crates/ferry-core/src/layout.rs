@@ -20,14 +20,20 @@ pub fn row_major_strides(shape: &[usize]) -> Option<Vec<isize>> {
     Some(strides)
 }
 
-/// Product of `shape`, or `None` if it overflows `isize`.
+/// Product of `shape`, or `None` if it, or the product of its non-zero lengths, overflows
+/// `isize`.
 #[inline]
 pub fn element_count(shape: &[usize]) -> Option<usize> {
-    let mut n: usize = 1;
-    for &len in shape {
-        n = n.checked_mul(len)?;
+    // The product of the non-zero lengths must fit too (ndarray's rule for every array it
+    // views, empty ones included): `[isize::MAX, 0]` holds no element but is refused.
+    let mut nonzero: usize = 1;
+    for &len in shape.iter().filter(|&&len| len != 0) {
+        nonzero = nonzero.checked_mul(len)?;
     }
-    (n <= isize::MAX as usize).then_some(n)
+    if nonzero > isize::MAX as usize {
+        return None;
+    }
+    Some(if shape.contains(&0) { 0 } else { nonzero })
 }
 
 /// Whether `strides` are row-major for `shape` (axes of length 1 may have any stride; an empty

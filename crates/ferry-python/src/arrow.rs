@@ -62,7 +62,7 @@ pub(crate) fn array_capsules<'py>(
     let array = &*exportable(array)?;
     let column = column(array)?;
     let schema = ferry_arrow::ffi::export_schema(&column).map_err(to_py_err)?;
-    let data = ferry_arrow::ffi::export_array(&column);
+    let data = ferry_arrow::ffi::export_array(&column).map_err(to_py_err)?;
     let schema = PyCapsule::new_with_value(py, schema, SCHEMA)?;
     let data = PyCapsule::new_with_value(py, ReleasedInMain(data), ARRAY)?;
     PyTuple::new(py, [schema.into_any(), data.into_any()])
@@ -151,7 +151,10 @@ fn import_stream(obj: &Bound<'_, PyAny>) -> PyResult<ferry_arrow::ffi::ImportedS
     // that the consumer may move out; an empty struct (release = NULL) left behind marks it
     // moved, so the capsule's destructor does nothing.
     let taken = unsafe { std::ptr::replace(stream_ptr, FFI_ArrowArrayStream::empty()) };
-    ferry_arrow::ffi::import_stream(taken).map_err(to_py_err)
+    // SAFETY: the PyCapsule interface promises a stream that keeps the C stream interface (its
+    // arrays of the type its schema gives, immutable while not released); a producer that
+    // breaks it is a trust boundary (ARCHITECTURE.md), as for `__arrow_c_array__`.
+    unsafe { ferry_arrow::ffi::import_stream(taken) }.map_err(to_py_err)
 }
 
 /// The one host array behind an Arrow argument (a primitive array, or an
