@@ -255,3 +255,21 @@ def test_unconsumed_stream_and_array_capsules_release_the_batchs_memory():
     del capsules, batch
     gc.collect()
     assert ferry.live_exports() == before
+
+
+class DuplicateItems:
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+    def items(self):
+        return self.pairs
+
+
+def test_columns_of_one_name_are_refused_not_merged():
+    # Audit round 7 (helper 25): a dict of columns kept only the last of two named alike.
+    t = pa.table([pa.array([1, 2, 3]), pa.array([1.5, 2.5, 3.5])], names=["x", "x"])
+    for obj in (t, t.to_batches()[0]):
+        with pytest.raises(ValueError, match="two columns are named"):
+            ferry.from_arrow(obj, combine=True)
+    with pytest.raises(ValueError, match="two columns are named"):
+        ferry.record_batch(DuplicateItems([("x", np.zeros(2)), ("x", np.ones(2))]))

@@ -232,6 +232,7 @@ pub(crate) fn import_arrays(obj: &Bound<'_, PyAny>, combine: bool) -> PyResult<I
             return imported(&TensorColumn::try_new(field, array).map_err(to_py_err)?);
         }
         let columns = ferry_arrow::ffi::split_struct(&field, &array).map_err(to_py_err)?;
+        check_unique_names(columns.iter().map(TensorColumn::name))?;
         return columns
             .iter()
             .map(|c| Ok((c.name().to_owned(), imported(c)?)))
@@ -247,6 +248,9 @@ pub(crate) fn import_arrays(obj: &Bound<'_, PyAny>, combine: bool) -> PyResult<I
     let mut stream = import_stream(obj)?;
     let record_batches = stream.is_record_batches();
     let schema = arrow_array::RecordBatchReader::schema(&stream);
+    if record_batches {
+        check_unique_names(schema.fields().iter().map(|f| f.name().as_str()))?;
+    }
     for field in schema.fields() {
         // Refused before a chunk is read: a column ferry cannot read.
         let empty = arrow_array::new_empty_array(field.data_type());
@@ -303,11 +307,25 @@ pub(crate) enum BatchColumn<'a> {
     Arrow(&'a ArrowColumn),
 }
 
+/// Refuses a batch with two columns of one name, which a dict of columns would merge.
+pub(crate) fn check_unique_names<'a>(names: impl IntoIterator<Item = &'a str>) -> PyResult<()> {
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(PyValueError::new_err(format!(
+                "two columns are named {name:?}; rename one first (pyarrow: table.rename_columns), as ferry returns the columns as a dict"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The columns of a record batch that Python hands to ferry (`ferry.record_batch`): every
 /// host array checked readable and exported as [`array_capsules`] exports an array (memory
 /// ferry owns that something else holds too goes as a copy), every Arrow array as it is,
 /// renamed.
 pub(crate) fn batch_of(columns: &[(&str, BatchColumn<'_>)]) -> PyResult<RecordBatch> {
+    check_unique_names(columns.iter().map(|(name, _)| *name))?;
     let mut fields = Vec::with_capacity(columns.len());
     let mut arrays = Vec::with_capacity(columns.len());
     for (name, column) in columns {
