@@ -254,16 +254,22 @@ fn targets(
             r.median <= 200.0,
         ));
     }
-    if let Some((_, theirs)) = numpy.iter().find(|(k, _)| k == "pyarrow_write_table_64mib")
-        && let Some(ours) = find("arrow", "parquet_write_file 64 MiB")
-    {
-        let ratio = ours.median / theirs;
-        out.push((
-            "arrow: parquet_write_file 64 MiB against pyarrow's pq.write_table".into(),
-            format!("{ratio:.2}× its time"),
-            "≤ 1.0×".into(),
-            ratio <= 1.0,
-        ));
+    if let Some((_, theirs)) = numpy.iter().find(|(k, _)| k == "pyarrow_write_table_64mib") {
+        // With glibc's malloc (what a Rust program gets by default), then with mimalloc, an
+        // allocator that keeps freed memory as pyarrow's jemalloc pool does.
+        for (group, allocator) in [("arrow", "glibc malloc"), ("arrow_mimalloc", "mimalloc")] {
+            if let Some(ours) = find(group, "parquet_write_file 64 MiB") {
+                let ratio = ours.median / theirs;
+                out.push((
+                    format!(
+                        "arrow: parquet_write_file 64 MiB ({allocator}) against pyarrow's pq.write_table (jemalloc pool)"
+                    ),
+                    format!("{ratio:.2}× its time"),
+                    "≤ 1.0×".into(),
+                    ratio <= 1.0,
+                ));
+            }
+        }
     }
     // ferry::testing's compare: one pass over both inputs (≥ 0.5× the bandwidth of reading both
     // with memcpy on two threads), and ≥ 10× faster than NumPy's assert_allclose.
@@ -429,18 +435,27 @@ Two {size} f32 arrays, {label}: `numpy.testing.assert_allclose` {}, `torch.testi
             continue;
         };
         let size = format!("{mib} MiB");
-        let ours = rows
-            .iter()
-            .find(|r| r.group == "arrow" && r.name == format!("parquet_write_file {size}"));
+        let ours = |group: &str| {
+            rows.iter()
+                .find(|r| r.group == group && r.name == format!("parquet_write_file {size}"))
+        };
         write!(
             out,
             "\npyarrow `pq.write_table` of the same {size} tensor column with the same settings (uncompressed, no dictionary and no statistics for the tensor column) on the same machine: {}",
             human(*theirs)
         )?;
-        match ours {
+        match ours("arrow") {
+            Some(ours) => write!(
+                out,
+                "; ferry's `parquet::write_file` takes {:.2}× pyarrow's time with glibc's malloc",
+                ours.median / theirs
+            )?,
+            None => write!(out, "")?,
+        }
+        match ours("arrow_mimalloc") {
             Some(ours) => writeln!(
                 out,
-                "; ferry's `parquet::write_file` takes {:.2}× pyarrow's time.",
+                ", {:.2}× with mimalloc (`benches/parquet_alloc.rs`: an allocator that keeps freed memory, as pyarrow's jemalloc pool does; glibc hands a flushed row group's pages back to the OS and faults them in again for the next).",
                 ours.median / theirs
             )?,
             None => writeln!(out, ".")?,

@@ -898,13 +898,17 @@ fn bench(mode: bench::Run, report_only: bool) -> Result<()> {
     }
     if !report_only {
         let _ = std::fs::remove_dir_all(&criterion_dir);
-        let mut cmd = cargo();
-        cmd.args(["bench", "--package", "ferry-benches", "--bench", "host"])
-            .args(["--profile", mode.profile()]);
-        if quick {
-            cmd.env("FERRY_BENCH_QUICK", "1");
+        // `parquet_alloc`: the Parquet write again, with a global allocator that keeps freed
+        // memory (mimalloc), as pyarrow's jemalloc pool does.
+        for bench in ["host", "parquet_alloc"] {
+            let mut cmd = cargo();
+            cmd.args(["bench", "--package", "ferry-benches", "--bench", bench])
+                .args(["--profile", mode.profile()]);
+            if quick {
+                cmd.env("FERRY_BENCH_QUICK", "1");
+            }
+            run(&mut cmd)?;
         }
-        run(&mut cmd)?;
     }
     let mut numpy = numpy_baseline(quick).unwrap_or_else(|e| {
         eprintln!("bench: numpy baseline skipped: {e:#}");

@@ -1,0 +1,49 @@
+//! The Parquet write of `host.rs`'s Arrow group, in a process whose global allocator keeps
+//! freed memory for reuse (mimalloc), as pyarrow's jemalloc pool does: arrow-rs holds a row
+//! group's encoded pages in memory until it is flushed, and glibc's malloc hands a flushed
+//! group's pages back to the OS, so the next group faults them in again. Compared with
+//! pyarrow's `pq.write_table` of the same data (benches/pyarrow_parquet.py, in the same run).
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ferry::HostArray;
+use ferry::arrow::{TensorColumn, parquet, record_batch};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn quick() -> bool {
+    std::env::var_os("FERRY_BENCH_QUICK").is_some()
+}
+
+fn config() -> Criterion {
+    let c = Criterion::default();
+    if quick() {
+        c.sample_size(10)
+            .warm_up_time(std::time::Duration::from_millis(100))
+            .measurement_time(std::time::Duration::from_millis(300))
+    } else {
+        c.sample_size(20)
+    }
+}
+
+/// The 32×32 f32 tensor column of `host.rs`'s `arrow_columns` (i * 1e-3), written to Parquet.
+fn parquet_write(c: &mut Criterion) {
+    let mut g = c.benchmark_group("arrow_mimalloc");
+    let mibs: &[usize] = if quick() { &[1] } else { &[1, 64, 256] };
+    let path = std::env::temp_dir().join("ferry-bench-mimalloc.parquet");
+    for &mib in mibs {
+        let rows = mib * 256;
+        let values: Vec<f32> = (0..rows * 1024).map(|i| i as f32 * 1e-3).collect();
+        let batch = HostArray::from_vec(vec![rows, 32, 32], values).unwrap();
+        let table = record_batch([TensorColumn::from_batch("x", &batch).unwrap()]).unwrap();
+        g.throughput(Throughput::Bytes((mib << 20) as u64));
+        g.bench_function(BenchmarkId::new("parquet_write_file", mib), |b| {
+            b.iter(|| parquet::write_file(&path, std::slice::from_ref(&table)).unwrap())
+        });
+    }
+    let _ = std::fs::remove_file(&path);
+    g.finish();
+}
+
+criterion_group! { name = benches; config = config(); targets = parquet_write }
+criterion_main!(benches);
