@@ -326,8 +326,7 @@ impl<R: Iterator<Item = BatchResult>> Iterator for Guarded<R> {
         let next = match catch_unwind(AssertUnwindSafe(|| self.next_checked())) {
             Ok(next) => next,
             Err(payload) => {
-                // Not dropped here: a payload's own drop may panic, inside a C callback.
-                std::mem::forget(payload);
+                drop_payload(payload);
                 Some(Err(arrow_schema::ArrowError::ExternalError(
                     "the record batch reader panicked".into(),
                 )))
@@ -345,9 +344,22 @@ impl<R> Drop for Guarded<R> {
         // Dropped by the stream's `release`, a C callback: the reader's drop must not unwind.
         let reader = self.reader.take();
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(reader))) {
-            std::mem::forget(payload);
+            drop_payload(payload);
         }
     }
+}
+
+/// Drops a panic's payload without letting a panic of its own drop unwind (into a C
+/// callback): a payload that panics while dropped is replaced by that panic's payload, a few
+/// times at most; one still panicking after that is leaked rather than looped on.
+fn drop_payload(mut payload: Box<dyn std::any::Any + Send>) {
+    for _ in 0..8 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
+    }
+    std::mem::forget(payload);
 }
 
 impl<R: arrow_array::RecordBatchReader> arrow_array::RecordBatchReader for Guarded<R> {
