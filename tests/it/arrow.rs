@@ -1160,6 +1160,29 @@ mod round7 {
     }
 
     #[test]
+    fn a_union_whose_child_is_not_of_its_fields_type_is_refused_at_export() {
+        // Helper 27: arrow-rs's safe `UnionArray::try_new` takes an Int8 child for an Int64
+        // field; a consumer sized the child's buffer by the field and read past it.
+        let fields =
+            UnionFields::try_new(vec![0], vec![Field::new("big", DataType::Int64, false)]).unwrap();
+        let union = UnionArray::try_new(
+            fields.clone(),
+            vec![0i8; 1000].into(),
+            None,
+            vec![Arc::new(Int8Array::from(vec![1i8; 1000])) as ArrayRef],
+        )
+        .unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "u",
+            DataType::Union(fields, UnionMode::Sparse),
+            false,
+        )]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(union)]).unwrap();
+        let got = first_through_c(RecordBatchIterator::new(vec![Ok(batch)], schema)).unwrap();
+        assert!(got.contains("Int8"), "{got}");
+    }
+
+    #[test]
     fn a_batch_of_more_rows_than_an_int64_holds_is_refused_at_export() {
         let schema = Arc::new(Schema::empty());
         let batch = RecordBatch::try_new_with_options(

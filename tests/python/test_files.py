@@ -190,3 +190,19 @@ def test_saving_a_dict_that_a_value_changes_is_no_panic(tmp_path):
     d["a"] = Grows()
     ferry.save_safetensors(tmp_path / "x.safetensors", d)
     assert sorted(ferry.load_safetensors(tmp_path / "x.safetensors")[0]) == ["a"]
+
+
+def test_an_npz_whose_members_name_one_array_twice_is_refused_not_merged(tmp_path):
+    # Audit round 7 (helper 27): "a.npy" and "a" are both the array "a", and a dict of the
+    # members would keep only the last.
+    import io
+    import zipfile
+
+    path = tmp_path / "twice.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, value in (("a.npy", np.zeros(2)), ("a", np.ones(3))):
+            buf = io.BytesIO()
+            np.save(buf, value)
+            z.writestr(name, buf.getvalue())
+    with pytest.raises(ValueError, match="two members are named 'a'|two members are named \"a\""):
+        ferry.load_npz(path)

@@ -272,8 +272,9 @@ impl<R: Iterator<Item = BatchResult>> Guarded<R> {
 
     /// Refuses a batch the consumer would misread: one whose schema, or a column's type (a
     /// batch's schema can equal the stream's while a column's type only "equals" its field's:
-    /// a union's children in another order), is not the stream's, or with more rows than the
-    /// C interface's `int64_t` length holds.
+    /// a union's children in another order), is not the stream's, one with a child not of the
+    /// type its parent declares, or with more rows than the C interface's `int64_t` length
+    /// holds.
     fn check(&self, batch: arrow_array::RecordBatch) -> BatchResult {
         use arrow_schema::ArrowError;
         let types_match = batch.schema() == self.schema
@@ -282,6 +283,17 @@ impl<R: Iterator<Item = BatchResult>> Guarded<R> {
                 .iter()
                 .zip(self.schema.fields())
                 .all(|(column, field)| column.data_type() == field.data_type());
+        // Each column's children against its type, level by level (arrow-rs's safe
+        // `UnionArray::try_new` does not check that a child is of its field's type, and a
+        // consumer sizes the child's buffers by the field): `validate`, without the full
+        // per-value pass.
+        if let Some(error) = batch
+            .columns()
+            .iter()
+            .find_map(|column| column.to_data().validate().err())
+        {
+            return Err(error);
+        }
         if !types_match {
             return Err(ArrowError::SchemaError(format!(
                 "the reader gave a batch of schema {:?} with column types {:?}, not the stream's schema {:?}",

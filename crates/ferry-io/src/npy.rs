@@ -508,6 +508,16 @@ pub fn load_npz(path: impl AsRef<Path>) -> Result<Vec<(String, HostArray)>> {
         let array =
             read_bounded(entry, declared, "the member").map_err(|e| in_member(path, &name, e))?;
         let name = name.strip_suffix(".npy").unwrap_or(&name).to_string();
+        if out.iter().any(|(seen, _)| *seen == name) {
+            // A dict of the arrays (NumPy's, ferry's Python one) would keep only the last.
+            return Err(Error::invalid_file(
+                "npz",
+                format!(
+                    "{}: two members are named {name:?}; rewrite the archive with one array per name",
+                    path.display()
+                ),
+            ));
+        }
         out.push((name, array));
     }
     Ok(out)
