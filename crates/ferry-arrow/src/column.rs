@@ -841,21 +841,23 @@ fn fixed_shape_fields(
         static FIELDS: std::cell::RefCell<Vec<Entry>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     // `try_with`: from another thread-local's destructor, after this cache is gone, the fields
-    // are made anew instead (`with` would panic there, and a panic there aborts).
-    let found = FIELDS.try_with(|fields| {
+    // are made anew instead (`with` would panic there, and a panic there aborts). The
+    // permutation is compared as a slice made once: with `as_deref` of the `Option<SmallVec>`
+    // inside the search, the release build branched on the SmallVec's unused inline words
+    // (memcheck reported it in the manylinux wheel; no Rust-level read of them).
+    let permutation: Option<&[usize]> = permutation.as_deref();
+    let mut found = None;
+    let _ = FIELDS.try_with(|fields| {
         let fields = fields.borrow();
-        fields
+        found = fields
             .iter()
             .rev()
             .find(|((n, t, s, p), _)| {
-                n == name
-                    && t == value_type
-                    && s == physical
-                    && p.as_deref() == permutation.as_deref()
+                n == name && t == value_type && s == physical && p.as_deref() == permutation
             })
-            .map(|(_, made)| made.clone())
+            .map(|(_, made)| made.clone());
     });
-    if let Ok(Some(made)) = found {
+    if let Some(made) = found {
         return Ok(made);
     }
     // `fixed_size_list<item: T>`, items nullable (never null here): the storage type Arrow C++
