@@ -383,11 +383,7 @@ fn crate_source(package: &str) -> Result<PathBuf> {
             Some(version.trim_matches('"').to_owned())
         })
         .with_context(|| format!("{package} is not in Cargo.lock"))?;
-    let cargo_home = std::env::var_os("CARGO_HOME").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"),
-        PathBuf::from,
-    );
-    let registry = cargo_home.join("registry/src");
+    let registry = crate::cargo_home().join("registry/src");
     let wanted = format!("{package}-{version}");
     for index in
         std::fs::read_dir(&registry).with_context(|| format!("reading {}", registry.display()))?

@@ -593,6 +593,7 @@ fn package_check(allow_dirty: bool) -> Result<()> {
         ["tests", "benches", "xtask", "examples/pyo3-extension"]
             .map(|d| root.join(d).join("Cargo.toml")),
     );
+    let mut published = Vec::new();
     for manifest in manifests {
         let text = std::fs::read_to_string(&manifest)
             .with_context(|| format!("could not read {}", manifest.display()))?;
@@ -607,7 +608,11 @@ fn package_check(allow_dirty: bool) -> Result<()> {
                 "package {name}: publish = false is {unpublished}; only {UNPUBLISHED:?} stay unpublished"
             );
         }
+        if !unpublished {
+            published.push(name.to_owned());
+        }
     }
+    remove_stale_package_sources(&published)?;
     // The minimum supported Rust (`rust-version`) is checked where it is the toolchain at hand:
     // this machine has one toolchain and fetches no other.
     let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
@@ -637,6 +642,53 @@ fn package_check(allow_dirty: bool) -> Result<()> {
         cmd.arg("--allow-dirty");
     }
     run(&mut cmd)
+}
+
+/// Removes what earlier `cargo package --workspace` runs unpacked of this workspace's own
+/// crates. cargo verifies each crate against a temporary local registry under
+/// `target/package/tmp-registry`, whose unpacked sources go to
+/// `$CARGO_HOME/registry/src/-<hash of that path>/<crate>-<version>`; an existing directory
+/// there is reused, not re-extracted. A checkout at the same path with the same (unbumped)
+/// versions, as CI's is, would otherwise verify each crate against the previous run's
+/// sources of its workspace dependencies (a commit that added `HostArray::concat_rows` failed
+/// to find it in the last run's ferry-tensor-core). Only directories of local registries
+/// (named `-<hash>`; crates.io's is `index.crates.io-<hash>`) and only this workspace's
+/// package names are touched.
+fn remove_stale_package_sources(published: &[String]) -> Result<()> {
+    let registry = cargo_home().join("registry/src");
+    let Ok(indexes) = std::fs::read_dir(&registry) else {
+        return Ok(());
+    };
+    for index in indexes {
+        let index = index?;
+        if !index.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for unpacked in std::fs::read_dir(index.path())? {
+            let unpacked = unpacked?;
+            let dir_name = unpacked.file_name();
+            let dir_name = dir_name.to_string_lossy();
+            let ours = published.iter().any(|name| {
+                dir_name
+                    .strip_prefix(name.as_str())
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
+            });
+            if ours {
+                std::fs::remove_dir_all(unpacked.path())
+                    .with_context(|| format!("removing {}", unpacked.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Cargo's home: `$CARGO_HOME`, else `~/.cargo`.
+pub(crate) fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"),
+        PathBuf::from,
+    )
 }
 
 /// Packages and feature sets whose docs `ci` builds besides the workspace's (every feature
