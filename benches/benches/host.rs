@@ -7,10 +7,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ferry::{CopyPolicy, HostArray};
-
-fn quick() -> bool {
-    std::env::var_os("FERRY_BENCH_QUICK").is_some()
-}
+use ferry_benches::{config, quick};
 
 /// Side of a square f32 matrix of about `mib` MiB.
 fn side(mib: usize) -> usize {
@@ -237,17 +234,6 @@ fn candle_to_tch(c: &mut Criterion) {
 
 #[cfg(not(all(feature = "candle", feature = "tch")))]
 fn candle_to_tch(_: &mut Criterion) {}
-
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if quick() {
-        c.sample_size(10)
-            .warm_up_time(std::time::Duration::from_millis(100))
-            .measurement_time(std::time::Duration::from_millis(300))
-    } else {
-        c.sample_size(20)
-    }
-}
 
 /// Arrow: a batch as an `arrow.fixed_shape_tensor` column (zero-copy: the time does not grow
 /// with the size), and the column written to a Parquet file, beside pyarrow's `pq.write_table`

@@ -7,24 +7,10 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ferry::HostArray;
 use ferry::arrow::{TensorColumn, parquet, record_batch};
+use ferry_benches::{config, quick};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn quick() -> bool {
-    std::env::var_os("FERRY_BENCH_QUICK").is_some()
-}
-
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if quick() {
-        c.sample_size(10)
-            .warm_up_time(std::time::Duration::from_millis(100))
-            .measurement_time(std::time::Duration::from_millis(300))
-    } else {
-        c.sample_size(20)
-    }
-}
 
 /// The 32×32 f32 tensor column of `host.rs`'s `arrow_columns` (i * 1e-3), written to Parquet.
 fn parquet_write(c: &mut Criterion) {

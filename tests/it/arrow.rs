@@ -1182,15 +1182,17 @@ mod round7 {
         assert!(got.contains("Int8"), "{got}");
     }
 
+    /// A batch of no columns and `rows` rows, and its (empty) schema.
+    fn rows_only(rows: usize) -> (RecordBatch, SchemaRef) {
+        let schema = Arc::new(Schema::empty());
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        let batch = RecordBatch::try_new_with_options(schema.clone(), vec![], &options).unwrap();
+        (batch, schema)
+    }
+
     #[test]
     fn a_batch_of_more_rows_than_an_int64_holds_is_refused_at_export() {
-        let schema = Arc::new(Schema::empty());
-        let batch = RecordBatch::try_new_with_options(
-            schema.clone(),
-            vec![],
-            &RecordBatchOptions::new().with_row_count(Some(usize::MAX)),
-        )
-        .unwrap();
+        let (batch, schema) = rows_only(usize::MAX);
         let got = first_through_c(RecordBatchIterator::new(vec![Ok(batch)], schema)).unwrap();
         assert!(got.contains("int64"), "{got}");
     }
@@ -1228,13 +1230,7 @@ mod round7 {
 
     #[test]
     fn a_tensor_writers_row_count_that_would_overflow_is_an_error() {
-        let schema = Arc::new(Schema::empty());
-        let batch = RecordBatch::try_new_with_options(
-            schema.clone(),
-            vec![],
-            &RecordBatchOptions::new().with_row_count(Some(usize::MAX)),
-        )
-        .unwrap();
+        let (batch, schema) = rows_only(usize::MAX);
         let mut writer = TensorWriter::new(Sink, schema);
         writer.write(&batch).unwrap();
         assert!(writer.write(&batch).is_err());
