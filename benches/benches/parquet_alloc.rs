@@ -1,8 +1,9 @@
 //! The Parquet write of `host.rs`'s Arrow group, in a process whose global allocator keeps
-//! freed memory for reuse (mimalloc), as pyarrow's jemalloc pool does: arrow-rs holds a row
-//! group's encoded pages in memory until it is flushed, and glibc's malloc hands a flushed
-//! group's pages back to the OS, so the next group faults them in again. Compared with
-//! pyarrow's `pq.write_table` of the same data (benches/pyarrow_parquet.py, in the same run).
+//! freed memory for reuse (mimalloc), as pyarrow's jemalloc pool does: arrow-rs's column writer
+//! allocates fresh buffers of about a page (1 MiB) for every page it encodes, and glibc's
+//! malloc hands each freed one back to the OS (a large one is unmapped, the heap's top is
+//! trimmed), so the next page faults its memory in again. Compared with pyarrow's
+//! `pq.write_table` of the same data (benches/pyarrow_parquet.py, in the same run).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ferry::HostArray;

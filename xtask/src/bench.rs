@@ -455,7 +455,7 @@ Two {size} f32 arrays, {label}: `numpy.testing.assert_allclose` {}, `torch.testi
         match ours("arrow_mimalloc") {
             Some(ours) => writeln!(
                 out,
-                ", {:.2}× with mimalloc (`benches/parquet_alloc.rs`: an allocator that keeps freed memory, as pyarrow's jemalloc pool does; glibc hands a flushed row group's pages back to the OS and faults them in again for the next).",
+                ", {:.2}× with mimalloc (`benches/parquet_alloc.rs`: an allocator that keeps freed memory, as pyarrow's jemalloc pool does; glibc hands each encoded page's freed buffers back to the OS and the next page faults them in again).",
                 ours.median / theirs
             )?,
             None => writeln!(out, ".")?,
