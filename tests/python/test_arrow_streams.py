@@ -5,6 +5,8 @@ one array per chunk or, with `combine=True`, one array (a copy only for two or m
 array or a stream without copying. Bad producers get typed errors, never a crash or a hang."""
 
 import gc
+import subprocess
+import sys
 
 import duckdb
 import numpy as np
@@ -273,3 +275,39 @@ def test_columns_of_one_name_are_refused_not_merged():
             ferry.from_arrow(obj, combine=True)
     with pytest.raises(ValueError, match="two columns are named"):
         ferry.record_batch(DuplicateItems([("x", np.zeros(2)), ("x", np.ones(2))]))
+
+
+def test_a_record_batch_made_by_a_new_set_on_the_type_is_refused_not_a_crash():
+    """Round 8, F1: pyo3 cannot make `ferry.RecordBatch` immutable under abi3 before 3.14, so a
+    `__new__` set on it makes an instance whose payload ferry never wrote; reading or dropping
+    one crashed. Now every method refuses it and dropping it is a no-op (in a child process:
+    the patched type stays patched)."""
+    script = """
+import sys, ferry, pyarrow as pa
+RB = ferry.RecordBatch
+RB.__new__ = lambda cls, *a: object.__new__(cls)
+r = RB()
+calls = [lambda: r.num_rows, lambda: r.column_names, lambda: r.column("x"), lambda: len(r),
+         lambda: r.__arrow_c_stream__(), lambda: r.__arrow_c_array__(),
+         lambda: r.__arrow_c_schema__()]
+for call in calls:
+    try:
+        call()
+    except TypeError as e:
+        assert "not made by ferry.record_batch" in str(e), e
+    else:
+        sys.exit("no error")
+try:
+    pa.table(r)
+except Exception as e:
+    assert "not made by ferry.record_batch" in str(e), e
+else:
+    sys.exit("pa.table took it")
+assert "empty" in repr(r)
+del r
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+    b = ferry.record_batch({"x": np.arange(3.0)})
+    assert b.num_rows == 3 and b.column_names == ["x"]

@@ -24,11 +24,22 @@ pub(crate) struct PyRecordBatch {
 
 /// The batch, dropped in the main interpreter: its buffers may hold a Python producer's
 /// memory, whose deleter waits forever when run in a subinterpreter (`deferred.rs`).
-struct ReleasedInMain(Option<RecordBatch>);
+///
+/// `None` in an instance ferry did not make. pyo3 cannot make the type immutable under the
+/// abi3 ABI before Python 3.14, so a `__new__` set on it (`RecordBatch.__new__ =
+/// lambda cls: object.__new__(cls)`) makes an instance whose payload ferry never wrote:
+/// CPython's allocator zeroes it, and all-zero bytes are `None` here (the null pointer
+/// niche `Option<Box<_>>` is guaranteed to use), which every method refuses and `drop`
+/// skips. (An `Option<RecordBatch>` read all-zero bytes as `Some` over a null `Arc`.)
+struct ReleasedInMain(Option<Box<RecordBatch>>);
 
 impl ReleasedInMain {
-    fn get(&self) -> &RecordBatch {
-        self.0.as_ref().expect("taken only by drop")
+    fn get(&self) -> PyResult<&RecordBatch> {
+        self.0.as_deref().ok_or_else(|| {
+            pyo3::exceptions::PyTypeError::new_err(
+                "this ferry.RecordBatch was not made by ferry.record_batch (a __new__ set on the type made it empty); make one with ferry.record_batch({name: array})",
+            )
+        })
     }
 }
 
@@ -48,7 +59,7 @@ impl PyRecordBatch {
     /// The Arrow PyCapsule interface: the batch's schema (a struct of its columns).
     fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
         check_main_interpreter(py, false)?;
-        arrow::batch_schema_capsule(py, self.batch.get())
+        arrow::batch_schema_capsule(py, self.batch.get()?)
     }
 
     /// The Arrow PyCapsule interface: the batch as one struct array sharing its buffers.
@@ -61,7 +72,7 @@ impl PyRecordBatch {
     ) -> PyResult<Bound<'py, PyTuple>> {
         let _ = requested_schema;
         check_main_interpreter(py, false)?;
-        arrow::batch_array_capsules(py, self.batch.get())
+        arrow::batch_array_capsules(py, self.batch.get()?)
     }
 
     /// The Arrow PyCapsule interface: a stream of this one batch. `requested_schema` is not
@@ -74,43 +85,46 @@ impl PyRecordBatch {
     ) -> PyResult<Bound<'py, PyCapsule>> {
         let _ = requested_schema;
         check_main_interpreter(py, false)?;
-        arrow::batch_stream_capsule(py, self.batch.get())
+        arrow::batch_stream_capsule(py, self.batch.get()?)
     }
 
     /// Number of rows.
     #[getter]
-    fn num_rows(&self) -> usize {
-        self.batch.get().num_rows()
+    fn num_rows(&self) -> PyResult<usize> {
+        Ok(self.batch.get()?.num_rows())
     }
 
     /// The column names, in order.
     #[getter]
-    fn column_names(&self) -> Vec<String> {
-        self.batch
-            .get()
+    fn column_names(&self) -> PyResult<Vec<String>> {
+        Ok(self
+            .batch
+            .get()?
             .schema()
             .fields()
             .iter()
             .map(|f| f.name().clone())
-            .collect()
+            .collect())
     }
 
     /// Column `name` as a read-only `ferry.HostArray` over the batch's memory (no copy).
     fn column(&self, py: Python<'_>, name: &str) -> PyResult<PyHostArray> {
         check_main_interpreter(py, false)?;
-        let column = ferry_arrow::column(self.batch.get(), name).map_err(arrow::to_py_err)?;
+        let column = ferry_arrow::column(self.batch.get()?, name).map_err(arrow::to_py_err)?;
         column
             .to_host()
             .map(PyHostArray::new)
             .map_err(arrow::to_py_err)
     }
 
-    fn __len__(&self) -> usize {
-        self.batch.get().num_rows()
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.batch.get()?.num_rows())
     }
 
     fn __repr__(&self) -> String {
-        let batch = self.batch.get();
+        let Ok(batch) = self.batch.get() else {
+            return "ferry.RecordBatch(empty: not made by ferry.record_batch)".to_owned();
+        };
         let columns: Vec<String> = batch
             .schema()
             .fields()
@@ -186,6 +200,6 @@ pub(crate) fn py_record_batch(
         .collect();
     let batch = arrow::batch_of(&named)?;
     Ok(PyRecordBatch {
-        batch: ReleasedInMain(Some(batch)),
+        batch: ReleasedInMain(Some(Box::new(batch))),
     })
 }
