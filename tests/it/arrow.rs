@@ -1238,3 +1238,151 @@ mod round7 {
         let _ = TensorReader::new(RecordBatchIterator::new(Vec::new(), one_batch().schema()));
     }
 }
+
+/// Audit round 8 (helpers 28 and 29): what safe code could still reach an abort, a wrong
+/// value or a panic through the stream, column and DLPack paths before the fixes.
+mod round8 {
+    use std::sync::Arc;
+
+    use ferry::arrow::arrow_array::types::Int32Type;
+    use ferry::arrow::arrow_array::{
+        ArrayRef, FixedSizeListArray, Float32Array, ListArray, RecordBatch, RecordBatchIterator,
+        RecordBatchReader,
+    };
+    use ferry::arrow::arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef};
+    use ferry::arrow::{TensorColumn, TensorReader, ffi};
+
+    /// An error source and a buffer owner whose drop panics.
+    #[derive(Debug)]
+    struct PanicsWhenDropped(Vec<u8>);
+    impl std::fmt::Display for PanicsWhenDropped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an error whose drop panics")
+        }
+    }
+    impl std::error::Error for PanicsWhenDropped {}
+    impl AsRef<[u8]> for PanicsWhenDropped {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    impl Drop for PanicsWhenDropped {
+        fn drop(&mut self) {
+            panic!("dropped");
+        }
+    }
+
+    #[test]
+    fn a_reader_error_whose_source_panics_when_dropped_is_an_error_not_an_abort() {
+        // Before: the io::Error source travelled out of the guard and arrow-rs dropped it in
+        // its extern "C" get_next, which aborted.
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float32, false)]));
+        let error = ArrowError::IoError(
+            "disk".into(),
+            std::io::Error::other(PanicsWhenDropped(Vec::new())),
+        );
+        let reader = RecordBatchIterator::new(vec![Err(error)], schema);
+        let stream = ffi::export_stream(reader).unwrap();
+        let mut imported =
+            ferry::arrow::arrow_array::ffi_stream::ArrayStreamReader::try_new(stream).unwrap();
+        let got = imported.next().unwrap().unwrap_err().to_string();
+        assert!(got.contains("disk") || got.contains("panicked"), "{got}");
+        assert!(imported.next().is_none());
+    }
+
+    #[test]
+    fn dropping_a_dlpack_export_over_an_owner_whose_drop_panics_does_not_abort() {
+        // Before: ferry-core's extern "C" deleter dropped the owner unguarded and aborted.
+        let buffer =
+            arrow_buffer::Buffer::from(bytes::Bytes::from_owner(PanicsWhenDropped(vec![0u8; 16])));
+        let array: ArrayRef = Arc::new(Float32Array::new(
+            arrow_buffer::ScalarBuffer::new(buffer, 0, 4),
+            None,
+        ));
+        let field = Arc::new(Field::new("x", DataType::Float32, false));
+        let column = TensorColumn::try_new(field, array).unwrap();
+        let host = column.to_host().unwrap();
+        drop(column);
+        let exported = host.to_dlpack();
+        drop(host);
+        drop(exported);
+    }
+
+    #[test]
+    fn a_fixed_size_list_whose_length_times_size_wraps_is_refused_where_it_enters() {
+        // arrow-rs's safe `try_new_with_length` multiplies unchecked: 2^34 rows of 2^30 values
+        // over no values passed, and `export_array` handed a consumer a 2^64-element array.
+        let item = Arc::new(Field::new_list_field(DataType::Float32, true));
+        let values: ArrayRef = Arc::new(Float32Array::from(Vec::<f32>::new()));
+        let size = 1i32 << 30;
+        // With overflow checks on (the dev profile), arrow-rs's multiplication panics, and
+        // so does any arrow-rs that checks the product: nothing reaches ferry then.
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            FixedSizeListArray::try_new_with_length(item.clone(), size, values, None, 1 << 34)
+        }));
+        let Ok(Ok(list)) = built else {
+            return;
+        };
+        let field = Arc::new(Field::new("t", DataType::FixedSizeList(item, size), false));
+        let err = TensorColumn::try_new(field, Arc::new(list)).unwrap_err();
+        assert!(err.to_string().contains("buffers do not hold"), "{err}");
+    }
+
+    #[test]
+    fn split_struct_refuses_an_array_that_is_not_of_its_fields_type() {
+        // Before: a List<Int32> array under a Struct<x: Int32> field gave its child's values
+        // as column x ([10, 11] from [[10, 11, 12], [20, 21, 22]]).
+        let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+            Some(vec![Some(10), Some(11), Some(12)]),
+            Some(vec![Some(20), Some(21), Some(22)]),
+        ]);
+        let field = Field::new(
+            "batch",
+            DataType::Struct(Fields::from(vec![Field::new("x", DataType::Int32, true)])),
+            false,
+        );
+        let err = ffi::split_struct(&field, &(Arc::new(list) as ArrayRef)).unwrap_err();
+        assert!(err.to_string().contains("the field says"), "{err}");
+    }
+
+    /// A reader whose `schema()` names its column "other" on the first call only.
+    struct SchemaChangesAfterOneCall {
+        calls: std::cell::Cell<u32>,
+        batches: Vec<RecordBatch>,
+    }
+    impl Iterator for SchemaChangesAfterOneCall {
+        type Item = Result<RecordBatch, ArrowError>;
+        fn next(&mut self) -> Option<Self::Item> {
+            self.batches.pop().map(Ok)
+        }
+    }
+    impl RecordBatchReader for SchemaChangesAfterOneCall {
+        fn schema(&self) -> SchemaRef {
+            let n = self.calls.get();
+            self.calls.set(n + 1);
+            let name = if n == 0 { "other" } else { "x" };
+            Arc::new(Schema::new(vec![Field::new(
+                name,
+                DataType::Float32,
+                false,
+            )]))
+        }
+    }
+
+    #[test]
+    fn read_column_combined_over_a_reader_whose_schema_changes_is_an_error_not_a_panic() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float32, false)]));
+        let x: ArrayRef = Arc::new(Float32Array::from(vec![1.0f32, 2.0]));
+        let batch = RecordBatch::try_new(schema, vec![x]).unwrap();
+        let reader = TensorReader::new(SchemaChangesAfterOneCall {
+            calls: std::cell::Cell::new(0),
+            batches: vec![batch],
+        });
+        // The first answer lacks "x": refused by name, whatever later answers say.
+        let err = reader.read_column_combined("x").unwrap_err();
+        assert!(
+            matches!(err, ferry::arrow::Error::NoSuchColumn { .. }),
+            "{err}"
+        );
+    }
+}

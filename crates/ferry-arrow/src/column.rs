@@ -276,6 +276,7 @@ impl TensorColumn {
                 ),
             });
         }
+        check_structure(field.name(), &array)?;
         let kind = match field.extension_type_name() {
             Some(FIXED_SHAPE_TENSOR) => ColumnKind::FixedShapeTensor,
             Some(VARIABLE_SHAPE_TENSOR) => ColumnKind::VariableShapeTensor,
@@ -1021,4 +1022,31 @@ pub fn to_arrow(array: &HostArray) -> Result<ArrayRef> {
 pub fn from_arrow(array: &dyn Array) -> Result<HostArray> {
     let field = Arc::new(Field::new("", array.data_type().clone(), true));
     TensorColumn::try_new(field, make_array(array.to_data()))?.to_host()
+}
+
+/// Refuses an array whose buffers and children do not hold what its type and length say
+/// (`ArrayData::validate`, without the per-value pass): checked once where a column enters,
+/// so every read and export after sees a valid array. arrow-rs's safe constructors do not all
+/// check (`FixedSizeListArray::try_new_with_length` multiplies its length by its size
+/// unchecked, so a wrapped product passes), and `validate` itself can panic on such an array:
+/// a panic is this error too.
+fn check_structure(column: &str, array: &ArrayRef) -> Result<()> {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let invalid = |reason: String| Error::InvalidExtension {
+        column: column.to_owned(),
+        extension: "array",
+        reason: format!(
+            "its buffers do not hold what its type {} and length {} say ({reason}); build it with a checked constructor",
+            array.data_type(),
+            array.len()
+        ),
+    };
+    match catch_unwind(AssertUnwindSafe(|| array.to_data().validate())) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(invalid(error.to_string())),
+        Err(payload) => {
+            ferry_core::drop_without_unwinding(payload);
+            Err(invalid("checking it panicked".to_owned()))
+        }
+    }
 }

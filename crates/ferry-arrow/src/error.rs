@@ -68,10 +68,10 @@ pub enum Error {
     /// A C Data Interface struct that was released already (`release` is NULL): a consumer
     /// moved it out of its capsule before, and its buffers may be gone.
     #[error(
-        "the {what} was released already (a consumer moved it out of its capsule, and its buffers may be freed); ask the producer for a new one (call __arrow_c_array__ again)"
+        "the {what} was released already (a consumer moved it out of its capsule, and its buffers may be freed); ask the producer for a new one (call __arrow_c_array__ or __arrow_c_stream__ again)"
     )]
     Released {
-        /// `ArrowArray` or `ArrowSchema`.
+        /// `ArrowArray`, `ArrowSchema` or `ArrowArrayStream`.
         what: &'static str,
     },
     /// A column name that the batch or file does not have.

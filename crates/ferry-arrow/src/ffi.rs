@@ -87,6 +87,18 @@ pub fn split_struct(field: &Field, array: &ArrayRef) -> Result<Vec<TensorColumn>
     let DataType::Struct(fields) = field.data_type() else {
         return TensorColumn::try_new(Arc::new(field.clone()), array.clone()).map(|c| vec![c]);
     };
+    // arrow-rs's `StructArray::from(ArrayData)` takes any array's children as columns.
+    if array.data_type() != field.data_type() {
+        return Err(crate::Error::InvalidExtension {
+            column: field.name().clone(),
+            extension: "field",
+            reason: format!(
+                "the field says {} but the array is {}",
+                field.data_type(),
+                array.data_type()
+            ),
+        });
+    }
     let data = array.to_data();
     let struct_array = StructArray::from(data);
     if struct_array.null_count() > 0 {
@@ -316,12 +328,17 @@ impl<R: Iterator<Item = BatchResult>> Guarded<R> {
     }
 }
 
-/// `error` with its NULs written as `\0` (its kind kept where arrow-rs maps it to an errno).
+/// `error` with its NULs written as `\0` (its kind kept where arrow-rs maps it to an errno),
+/// holding nothing of the reader's but text: arrow-rs drops the error inside its `extern "C"`
+/// get_next, where a panic of the reader's `io::Error` source or boxed error aborts, so the
+/// original is rendered and dropped here, under the caller's `catch_unwind`.
 fn escaped(error: arrow_schema::ArrowError) -> arrow_schema::ArrowError {
     use arrow_schema::ArrowError;
     let escape = |message: String| message.replace('\0', "\\0");
     match error {
-        ArrowError::IoError(message, source) => ArrowError::IoError(escape(message), source),
+        ArrowError::IoError(message, source) => {
+            ArrowError::IoError(escape(message), std::io::Error::from(source.kind()))
+        }
         ArrowError::MemoryError(message) => ArrowError::MemoryError(escape(message)),
         ArrowError::NotYetImplemented(message) => ArrowError::NotYetImplemented(escape(message)),
         other => ArrowError::InvalidArgumentError(escape(other.to_string())),
@@ -338,7 +355,7 @@ impl<R: Iterator<Item = BatchResult>> Iterator for Guarded<R> {
         let next = match catch_unwind(AssertUnwindSafe(|| self.next_checked())) {
             Ok(next) => next,
             Err(payload) => {
-                drop_payload(payload);
+                ferry_core::drop_without_unwinding(payload);
                 Some(Err(arrow_schema::ArrowError::ExternalError(
                     "the record batch reader panicked".into(),
                 )))
@@ -354,24 +371,8 @@ impl<R: Iterator<Item = BatchResult>> Iterator for Guarded<R> {
 impl<R> Drop for Guarded<R> {
     fn drop(&mut self) {
         // Dropped by the stream's `release`, a C callback: the reader's drop must not unwind.
-        let reader = self.reader.take();
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(reader))) {
-            drop_payload(payload);
-        }
+        ferry_core::drop_without_unwinding(self.reader.take());
     }
-}
-
-/// Drops a panic's payload without letting a panic of its own drop unwind (into a C
-/// callback): a payload that panics while dropped is replaced by that panic's payload, a few
-/// times at most; one still panicking after that is leaked rather than looped on.
-fn drop_payload(mut payload: Box<dyn std::any::Any + Send>) {
-    for _ in 0..8 {
-        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-            Ok(()) => return,
-            Err(next) => payload = next,
-        }
-    }
-    std::mem::forget(payload);
 }
 
 impl<R: arrow_array::RecordBatchReader> arrow_array::RecordBatchReader for Guarded<R> {

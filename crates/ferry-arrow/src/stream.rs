@@ -77,23 +77,29 @@ impl<R: RecordBatchReader> TensorReader<R> {
     /// [`read_column`](Self::read_column) and
     /// [`TensorColumn::to_host_tensors`]).
     pub fn read_column_combined(self, name: &str) -> Result<HostArray> {
+        // The field is looked up in one `schema()` answer, not a second that may differ.
         let schema = self.schema();
+        let Some((_, field)) = schema.column_with_name(name) else {
+            return Err(no_such_column(name, &schema));
+        };
+        let field = field.clone();
         let chunks = self.read_column(name)?;
-        let (_, field) = schema
-            .column_with_name(name)
-            .expect("read_column checked the name");
-        combine_chunks(field, &chunks)
+        combine_chunks(&field, &chunks)
     }
 
     fn check_column(&self, name: &str) -> Result<()> {
         let schema = self.schema();
         match schema.column_with_name(name) {
             Some(_) => Ok(()),
-            None => Err(Error::NoSuchColumn {
-                column: name.to_owned(),
-                available: schema.fields().iter().map(|f| f.name().clone()).collect(),
-            }),
+            None => Err(no_such_column(name, &schema)),
         }
+    }
+}
+
+fn no_such_column(name: &str, schema: &arrow_schema::Schema) -> Error {
+    Error::NoSuchColumn {
+        column: name.to_owned(),
+        available: schema.fields().iter().map(|f| f.name().clone()).collect(),
     }
 }
 

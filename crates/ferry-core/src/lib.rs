@@ -28,6 +28,7 @@ mod dtype;
 mod error;
 pub mod layout;
 mod storage;
+mod unwind;
 
 pub use array::{Access, HostArray, Owner, RawLayout, RawParts};
 pub use backend::Backend;
@@ -39,6 +40,7 @@ pub use dlpack::{DlpackTensor, RawDlpack};
 pub use dtype::{DType, DTypeDesc, Element, RawDType, raw_dtypes};
 pub use error::{Error, Result};
 pub use storage::{Storage, StorageLayout, StorageLayoutRef, StorageMut};
+pub use unwind::drop_without_unwinding;
 
 /// Re-exported for [`DlpackTensor::into_raw`] pointers and adapter exports.
 pub use dlpack_rs;

@@ -494,6 +494,7 @@ pub fn load_npz(path: impl AsRef<Path>) -> Result<Vec<(String, HostArray)>> {
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| zip_error("reading", path, e))?;
     let mut out = Vec::with_capacity(zip.len());
+    let mut names = std::collections::HashSet::with_capacity(zip.len());
     for i in 0..zip.len() {
         let entry = zip.by_index(i).map_err(|e| zip_error("reading", path, e))?;
         let declared = entry.size();
@@ -508,7 +509,7 @@ pub fn load_npz(path: impl AsRef<Path>) -> Result<Vec<(String, HostArray)>> {
         let array =
             read_bounded(entry, declared, "the member").map_err(|e| in_member(path, &name, e))?;
         let name = name.strip_suffix(".npy").unwrap_or(&name).to_string();
-        if out.iter().any(|(seen, _)| *seen == name) {
+        if !names.insert(name.clone()) {
             // A dict of the arrays (NumPy's, ferry's Python one) would keep only the last.
             return Err(Error::invalid_file(
                 "npz",

@@ -513,9 +513,11 @@ unsafe fn free_export<M: ManagedStruct>(managed: *mut M) {
     }
     // SAFETY: ferry's deleter is only installed on structs that `export` allocated as the first
     // field of an `ExportCtx` (repr(C)), so the struct's own address is the context's (never
-    // `manager_ctx`, which its holder can rewrite); DLPack calls it once; freeing the context
-    // drops the kept array.
-    unsafe { drop(Box::from_raw(managed.cast::<ExportCtx<M>>())) };
+    // `manager_ctx`, which its holder can rewrite); DLPack calls it once.
+    let ctx = unsafe { Box::from_raw(managed.cast::<ExportCtx<M>>()) };
+    // Freeing the context drops the kept array, whose owner may be anyone's (an Arrow buffer
+    // over a user's allocation): a panic of its drop must not unwind into the C caller.
+    crate::drop_without_unwinding(ctx);
 }
 
 unsafe extern "C" fn delete_shared_versioned(managed: *mut DLManagedTensorVersioned) {
@@ -538,5 +540,7 @@ unsafe fn free_shared<M>(managed: *mut M) {
     }
     // SAFETY: this deleter is only installed on structs that `export_shared` allocated as the
     // first field of a `SharedCtx<M>` (repr(C)), and DLPack calls it once.
-    unsafe { drop(Box::from_raw(managed.cast::<SharedCtx<M>>())) };
+    let ctx = unsafe { Box::from_raw(managed.cast::<SharedCtx<M>>()) };
+    // The owner's hold may be the last: as in `free_export`, its drop must not unwind.
+    crate::drop_without_unwinding(ctx);
 }
