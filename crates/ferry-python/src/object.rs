@@ -156,7 +156,9 @@ unsafe extern "C" fn dealloc(object: *mut ffi::PyObject) {
     // `raw::new_type::<PyHostArray>`) whose reference count reached zero.
     unsafe {
         raw::dealloc_instance::<PyHostArray>(object, |py, host| {
-            if catch_unwind(AssertUnwindSafe(|| deferred::release(py, host))).is_err() {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| deferred::release(py, host))) {
+                // The payload's own drop may panic too: this is a C callback.
+                ferry_core::drop_without_unwinding(payload);
                 PyRuntimeError::new_err("ferry panicked while releasing a HostArray")
                     .write_unraisable(py, None);
             }
