@@ -336,12 +336,20 @@ fn escaped(error: arrow_schema::ArrowError) -> arrow_schema::ArrowError {
     use arrow_schema::ArrowError;
     let escape = |message: String| message.replace('\0', "\\0");
     match error {
+        // The reader's parts are dropped before the new error is made: a value already made
+        // when a later drop panics is leaked while unwinding (rust-lang/rust#47949).
         ArrowError::IoError(message, source) => {
-            ArrowError::IoError(escape(message), std::io::Error::from(source.kind()))
+            let kind = source.kind();
+            drop(source);
+            ArrowError::IoError(escape(message), std::io::Error::from(kind))
         }
         ArrowError::MemoryError(message) => ArrowError::MemoryError(escape(message)),
         ArrowError::NotYetImplemented(message) => ArrowError::NotYetImplemented(escape(message)),
-        other => ArrowError::InvalidArgumentError(escape(other.to_string())),
+        other => {
+            let message = other.to_string();
+            drop(other);
+            ArrowError::InvalidArgumentError(escape(message))
+        }
     }
 }
 
