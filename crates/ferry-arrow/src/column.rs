@@ -265,17 +265,7 @@ impl TensorColumn {
             }
             _ => field,
         };
-        if field.data_type() != array.data_type() {
-            return Err(Error::InvalidExtension {
-                column: field.name().clone(),
-                extension: "field",
-                reason: format!(
-                    "the field says {} but the array is {}",
-                    field.data_type(),
-                    array.data_type()
-                ),
-            });
-        }
+        check_type(&field, &array)?;
         check_structure(field.name(), &array)?;
         let kind = match field.extension_type_name() {
             Some(FIXED_SHAPE_TENSOR) => ColumnKind::FixedShapeTensor,
@@ -1022,6 +1012,22 @@ pub fn to_arrow(array: &HostArray) -> Result<ArrayRef> {
 pub fn from_arrow(array: &dyn Array) -> Result<HostArray> {
     let field = Arc::new(Field::new("", array.data_type().clone(), true));
     TensorColumn::try_new(field, make_array(array.to_data()))?.to_host()
+}
+
+/// Refuses an array that is not of its field's type.
+pub(crate) fn check_type(field: &Field, array: &ArrayRef) -> Result<()> {
+    if field.data_type() == array.data_type() {
+        return Ok(());
+    }
+    Err(Error::InvalidExtension {
+        column: field.name().clone(),
+        extension: "field",
+        reason: format!(
+            "the field says {} but the array is {}",
+            field.data_type(),
+            array.data_type()
+        ),
+    })
 }
 
 /// Refuses an array whose buffers and children do not hold what its type and length say

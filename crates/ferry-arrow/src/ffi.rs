@@ -88,17 +88,7 @@ pub fn split_struct(field: &Field, array: &ArrayRef) -> Result<Vec<TensorColumn>
         return TensorColumn::try_new(Arc::new(field.clone()), array.clone()).map(|c| vec![c]);
     };
     // arrow-rs's `StructArray::from(ArrayData)` takes any array's children as columns.
-    if array.data_type() != field.data_type() {
-        return Err(crate::Error::InvalidExtension {
-            column: field.name().clone(),
-            extension: "field",
-            reason: format!(
-                "the field says {} but the array is {}",
-                field.data_type(),
-                array.data_type()
-            ),
-        });
-    }
+    crate::column::check_type(field, array)?;
     let data = array.to_data();
     let struct_array = StructArray::from(data);
     if struct_array.null_count() > 0 {
